@@ -1,0 +1,96 @@
+"""The pre-trade limits a risk desk can set, their kinds and how their text is parsed.
+
+One table describes every limit so the config loader, the engine's limit-change command and
+the HTTP API validate the same way and say the same thing when a value is wrong.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import Decimal, InvalidOperation
+
+
+class LimitValueError(ValueError):
+    """A limit value of the wrong kind or out of range."""
+
+
+@dataclass(frozen=True, slots=True)
+class LimitDef:
+    name: str
+    kind: str          # "int" (quantities, ticks, counts) | "decimal" (money, percent) | "bool"
+    description: str
+
+    def parse(self, value: object) -> int | Decimal | bool:
+        """Parse a config/JSON value; raises LimitValueError with a clear message."""
+        if self.kind == "bool":
+            if isinstance(value, bool):
+                return value
+            raise LimitValueError(f"{self.name} must be true or false, got {value!r}")
+        if self.kind == "int":
+            if isinstance(value, bool) or not isinstance(value, int):
+                if isinstance(value, str) and value.strip().isdigit():
+                    value = int(value.strip())
+                else:
+                    raise LimitValueError(f"{self.name} must be a whole number, got {value!r}")
+            if value < 0:
+                raise LimitValueError(f"{self.name} must be >= 0, got {value}")
+            if value > 10**15:
+                raise LimitValueError(f"{self.name} is too large: {value}")
+            return value
+        # decimal: accept text or int, never float (floats are not exact money)
+        if isinstance(value, bool) or isinstance(value, float):
+            raise LimitValueError(f"{self.name} must be decimal text like \"1000000.00\", got {value!r}")
+        try:
+            number = Decimal(str(value).strip())
+        except InvalidOperation:
+            raise LimitValueError(f"{self.name} must be a decimal number, got {value!r}") from None
+        if not number.is_finite() or number < 0:
+            raise LimitValueError(f"{self.name} must be a finite number >= 0, got {value!r}")
+        if number > Decimal(10) ** 15:
+            raise LimitValueError(f"{self.name} is too large: {value}")
+        return number
+
+
+LIMIT_DEFS: dict[str, LimitDef] = {d.name: d for d in (
+    LimitDef("max_order_qty", "int", "largest OrderQty of one order (0: off)"),
+    LimitDef("max_order_notional", "decimal", "largest price*qty of one order (0: off)"),
+    LimitDef("price_collar_pct", "decimal", "max % distance of a limit price from the reference (0: off)"),
+    LimitDef("price_collar_ticks", "int", "max tick distance of a limit price from the reference (0: off)"),
+    LimitDef("credit_limit", "decimal", "gross exposure per account: open orders + fills of the day (0: off)"),
+    LimitDef("max_long_position", "int", "long position per instrument incl. resting buys (0: off)"),
+    LimitDef("max_short_position", "int", "short position per instrument incl. resting sells (0: off)"),
+    LimitDef("max_messages_per_second", "int", "messages per second per FIX session (0: off)"),
+    LimitDef("duplicate_window_ms", "int", "reject an identical order within this window (0: off)"),
+)}
+
+# Limits that make sense per instrument (they override the account/default value for it).
+INSTRUMENT_LIMITS = frozenset({
+    "max_order_qty", "max_order_notional", "price_collar_pct", "price_collar_ticks",
+    "max_long_position", "max_short_position",
+})
+
+BUILTIN_DEFAULTS: dict[str, int | Decimal] = {
+    "max_order_qty": 100_000,
+    "max_order_notional": Decimal("5000000"),
+    "price_collar_pct": Decimal("10"),
+    "price_collar_ticks": 0,
+    "credit_limit": Decimal("50000000"),
+    "max_long_position": 1_000_000,
+    "max_short_position": 1_000_000,
+    "max_messages_per_second": 5_000,
+    "duplicate_window_ms": 0,
+}
+
+
+def parse_limits(values: dict, where: str) -> dict[str, int | Decimal]:
+    """Validate a mapping of limit name -> value; ``where`` names it in error messages."""
+    parsed: dict[str, int | Decimal] = {}
+    for name, value in values.items():
+        definition = LIMIT_DEFS.get(name)
+        if definition is None:
+            known = ", ".join(sorted(LIMIT_DEFS))
+            raise LimitValueError(f"{where}.{name}: unknown limit (known: {known})")
+        try:
+            parsed[name] = definition.parse(value)
+        except LimitValueError as exc:
+            raise LimitValueError(f"{where}.{name}: {exc}") from None
+    return parsed

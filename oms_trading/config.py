@@ -1,0 +1,462 @@
+"""Configuration: TOML (stdlib tomllib) into typed, validated settings.
+
+Every problem is reported as ``ConfigError`` naming the file, the key and what is wrong, so
+`oms serve` can stop with one clear line instead of a traceback.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+import tomllib
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from .compliance.limits import BUILTIN_DEFAULTS, INSTRUMENT_LIMITS, LimitValueError, parse_limits
+from .model import STP_MODES, Account, Instrument
+
+DEMO_CONFIG_NAME = "<built-in demo config>"
+BEGIN_STRINGS = ("FIX.4.2", "FIX.4.4")
+ROLES = ("risk", "compliance", "viewer")
+
+
+class ConfigError(Exception):
+    def __init__(self, source: str, key: str, problem: str) -> None:
+        super().__init__(f"{source}: {key}: {problem}")
+        self.source, self.key, self.problem = source, key, problem
+
+
+@dataclass(frozen=True, slots=True)
+class SessionConfig:
+    sender_comp_id: str
+    target_comp_id: str
+    begin_string: str
+    account: str | None = None
+    password: str | None = None
+    heartbeat: int = 30            # 0: take HeartBtInt from the client's Logon
+    reset_on_logon: bool = False
+    cancel_on_disconnect: bool = False
+    drop_copy: bool = False
+
+    @property
+    def key(self) -> str:
+        """The name used in the audit log and the store: the client's view, "CLIENT->OMS"."""
+        return f"{self.target_comp_id}->{self.sender_comp_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class HttpUser:
+    name: str
+    role: str
+    token_sha256: str
+    demo_token: str | None = None
+
+
+@dataclass(slots=True)
+class Config:
+    source: str
+    host: str = "127.0.0.1"
+    fix_port: int = 9878
+    http_port: int = 8080
+    data_dir: Path = Path("./oms-data")
+    fsync: str = "interval"
+    fsync_interval_ms: int = 5
+    rotate_mb: int = 256
+    end_of_day: str = "21:00"
+    instruments: list[Instrument] = field(default_factory=list)
+    accounts: list[Account] = field(default_factory=list)
+    risk_defaults: dict[str, Any] = field(default_factory=dict)
+    risk_accounts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    risk_instruments: dict[str, dict[str, Any]] = field(default_factory=dict)
+    restricted: list[str] = field(default_factory=list)
+    restricted_by_account: dict[str, list[str]] = field(default_factory=dict)
+    sending_time_precision: str = "ms"
+    sending_time_tolerance_s: int = 120
+    max_outbound_buffer_kb: int = 4096
+    daily_reset: str | None = None
+    tls_cert: Path | None = None
+    tls_key: Path | None = None
+    sessions: list[SessionConfig] = field(default_factory=list)
+    users: list[HttpUser] = field(default_factory=list)
+    four_eyes_factor: Decimal = Decimal("2")
+    max_body_kb: int = 64
+
+    def instrument(self, symbol: str) -> Instrument | None:
+        for inst in self.instruments:
+            if inst.symbol == symbol:
+                return inst
+        return None
+
+
+def demo_config_text() -> str:
+    return resources.files("oms_trading").joinpath("demo_config.toml").read_text(encoding="utf-8")
+
+
+def load_config(path: str | Path | None = None) -> Config:
+    """Load ``path``, or the built-in demo config when None."""
+    if path is None:
+        return parse_config(demo_config_text(), DEMO_CONFIG_NAME, base_dir=Path.cwd())
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(str(path), "(file)", f"cannot read: {exc.strerror or exc}") from None
+    return parse_config(text, str(path), base_dir=path.parent)
+
+
+def parse_config(text: str, source: str, base_dir: Path) -> Config:
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(source, "(syntax)", str(exc)) from None
+    return _Reader(raw, source, base_dir).read()
+
+
+class _Reader:
+    """Walks the raw TOML dict, checking each key's type; one method per section."""
+
+    KNOWN_TOP = {"server", "journal", "trading", "reference_data", "instruments", "accounts",
+                 "risk", "fix", "http"}
+
+    def __init__(self, raw: dict, source: str, base_dir: Path) -> None:
+        self.raw, self.source, self.base_dir = raw, source, base_dir
+
+    def fail(self, key: str, problem: str) -> ConfigError:
+        return ConfigError(self.source, key, problem)
+
+    def table(self, parent: dict, name: str, key: str) -> dict:
+        value = parent.get(name, {})
+        if not isinstance(value, dict):
+            raise self.fail(key, "must be a table")
+        return value
+
+    def get(self, table: dict, name: str, key: str, kind: type | tuple, default: Any) -> Any:
+        if name not in table:
+            return default
+        value = table[name]
+        kinds = kind if isinstance(kind, tuple) else (kind,)
+        if isinstance(value, bool) and bool not in kinds:
+            raise self.fail(f"{key}.{name}", f"must be {_kind_name(kinds)}, got {value!r}")
+        if not isinstance(value, kinds):
+            raise self.fail(f"{key}.{name}", f"must be {_kind_name(kinds)}, got {value!r}")
+        return value
+
+    def check_unknown(self, table: dict, allowed: set[str], key: str) -> None:
+        for name in table:
+            if name not in allowed:
+                where = f"{key}.{name}" if key else name
+                raise self.fail(where, f"unknown key (allowed: {', '.join(sorted(allowed))})")
+
+    def read(self) -> Config:
+        raw = self.raw
+        self.check_unknown(raw, self.KNOWN_TOP, "")
+        cfg = Config(source=self.source)
+        self.read_server(cfg)
+        self.read_journal(cfg)
+        trading = self.table(raw, "trading", "trading")
+        self.check_unknown(trading, {"end_of_day"}, "trading")
+        cfg.end_of_day = self.hhmm(trading, "end_of_day", "trading", "21:00")
+        self.read_instruments(cfg)
+        self.read_accounts(cfg)
+        self.read_risk(cfg)
+        self.read_fix(cfg)
+        self.read_http(cfg)
+        return cfg
+
+    def read_server(self, cfg: Config) -> None:
+        server = self.table(self.raw, "server", "server")
+        self.check_unknown(server, {"host", "fix_port", "http_port", "data_dir"}, "server")
+        cfg.host = self.get(server, "host", "server", str, cfg.host)
+        cfg.fix_port = self.port(server, "fix_port", cfg.fix_port)
+        cfg.http_port = self.port(server, "http_port", cfg.http_port)
+        data_dir = self.get(server, "data_dir", "server", str, None)
+        if data_dir is not None:
+            path = Path(data_dir)
+            cfg.data_dir = path if path.is_absolute() or self.source == DEMO_CONFIG_NAME else self.base_dir / path
+
+    def port(self, table: dict, name: str, default: int) -> int:
+        value = self.get(table, name, "server", int, default)
+        if not 0 <= value <= 65535:
+            raise self.fail(f"server.{name}", f"must be a TCP port 0..65535, got {value}")
+        return value
+
+    def read_journal(self, cfg: Config) -> None:
+        journal = self.table(self.raw, "journal", "journal")
+        self.check_unknown(journal, {"fsync", "fsync_interval_ms", "rotate_mb"}, "journal")
+        cfg.fsync = self.get(journal, "fsync", "journal", str, cfg.fsync)
+        if cfg.fsync not in ("interval", "batch", "os"):
+            raise self.fail("journal.fsync", f"must be \"interval\", \"batch\" or \"os\", got {cfg.fsync!r}")
+        cfg.fsync_interval_ms = self.get(journal, "fsync_interval_ms", "journal", int, cfg.fsync_interval_ms)
+        if not 1 <= cfg.fsync_interval_ms <= 10_000:
+            raise self.fail("journal.fsync_interval_ms", "must be between 1 and 10000")
+        cfg.rotate_mb = self.get(journal, "rotate_mb", "journal", int, cfg.rotate_mb)
+        if cfg.rotate_mb < 1:
+            raise self.fail("journal.rotate_mb", "must be >= 1")
+
+    def hhmm(self, table: dict, name: str, key: str, default: str | None) -> str | None:
+        value = self.get(table, name, key, str, default)
+        if value is None:
+            return None
+        parts = value.split(":")
+        if len(parts) != 2 or not all(p.isdigit() and len(p) == 2 for p in parts) \
+                or int(parts[0]) > 23 or int(parts[1]) > 59:
+            raise self.fail(f"{key}.{name}", f"must be a UTC time \"HH:MM\", got {value!r}")
+        return value
+
+    # -- reference data ---------------------------------------------------------------
+
+    def read_instruments(self, cfg: Config) -> None:
+        rows: list[tuple[str, dict]] = []
+        entries = self.raw.get("instruments", [])
+        if not isinstance(entries, list):
+            raise self.fail("instruments", "must be an array of tables ([[instruments]])")
+        for i, entry in enumerate(entries):
+            rows.append((f"instruments[{i}]", entry))
+        ref = self.table(self.raw, "reference_data", "reference_data")
+        self.check_unknown(ref, {"instruments_csv", "accounts_csv"}, "reference_data")
+        csv_path = self.get(ref, "instruments_csv", "reference_data", str, None)
+        if csv_path:
+            rows.extend(self.csv_rows(csv_path, "reference_data.instruments_csv"))
+        seen: set[str] = set()
+        for key, entry in rows:
+            if not isinstance(entry, dict):
+                raise self.fail(key, "must be a table")
+            self.check_unknown(entry, {"symbol", "tick_size", "lot_size", "reference_price", "currency"}, key)
+            symbol = entry.get("symbol")
+            if not isinstance(symbol, str) or not symbol.strip():
+                raise self.fail(f"{key}.symbol", "required: a non-empty string")
+            symbol = symbol.strip()
+            if symbol in seen:
+                raise self.fail(f"{key}.symbol", f"duplicate instrument {symbol!r}")
+            seen.add(symbol)
+            tick = self.decimal(entry, "tick_size", key, required=True)
+            if tick <= 0:
+                raise self.fail(f"{key}.tick_size", f"must be > 0, got {tick}")
+            lot = entry.get("lot_size", 1)
+            if isinstance(lot, str) and lot.strip().isdigit():
+                lot = int(lot)
+            if isinstance(lot, bool) or not isinstance(lot, int) or lot < 1:
+                raise self.fail(f"{key}.lot_size", f"must be a whole number >= 1, got {lot!r}")
+            ref_price = self.decimal(entry, "reference_price", key, required=False)
+            if ref_price is not None and (ref_price <= 0 or ref_price % tick != 0):
+                raise self.fail(f"{key}.reference_price",
+                                f"must be a positive multiple of the tick size {tick}, got {ref_price}")
+            currency = entry.get("currency") or "USD"
+            if not isinstance(currency, str):
+                raise self.fail(f"{key}.currency", "must be a string")
+            cfg.instruments.append(Instrument(symbol, tick, lot, ref_price, currency, index=len(cfg.instruments)))
+        if not cfg.instruments:
+            raise self.fail("instruments", "at least one instrument is required")
+
+    def read_accounts(self, cfg: Config) -> None:
+        rows: list[tuple[str, dict]] = []
+        entries = self.raw.get("accounts", [])
+        if not isinstance(entries, list):
+            raise self.fail("accounts", "must be an array of tables ([[accounts]])")
+        rows.extend((f"accounts[{i}]", e) for i, e in enumerate(entries))
+        ref = self.table(self.raw, "reference_data", "reference_data")
+        csv_path = self.get(ref, "accounts_csv", "reference_data", str, None)
+        if csv_path:
+            rows.extend(self.csv_rows(csv_path, "reference_data.accounts_csv"))
+        seen: set[str] = set()
+        for key, entry in rows:
+            if not isinstance(entry, dict):
+                raise self.fail(key, "must be a table")
+            self.check_unknown(entry, {"name", "description", "stp_mode"}, key)
+            name = entry.get("name")
+            if not isinstance(name, str) or not name.strip():
+                raise self.fail(f"{key}.name", "required: a non-empty string")
+            name = name.strip()
+            if name in seen:
+                raise self.fail(f"{key}.name", f"duplicate account {name!r}")
+            seen.add(name)
+            stp = entry.get("stp_mode") or "cancel_resting"
+            if stp not in STP_MODES:
+                raise self.fail(f"{key}.stp_mode", f"must be one of {', '.join(STP_MODES)}, got {stp!r}")
+            cfg.accounts.append(Account(name, str(entry.get("description") or ""), stp, index=len(cfg.accounts)))
+        if not cfg.accounts:
+            raise self.fail("accounts", "at least one account is required")
+
+    def csv_rows(self, name: str, key: str) -> list[tuple[str, dict]]:
+        path = Path(name)
+        if not path.is_absolute():
+            path = self.base_dir / path
+        try:
+            with path.open(newline="", encoding="utf-8") as handle:
+                reader = csv.DictReader(handle)
+                rows = []
+                for line_no, row in enumerate(reader, start=2):
+                    clean = {k.strip(): (v.strip() if isinstance(v, str) else v)
+                             for k, v in row.items() if k is not None and v not in (None, "")}
+                    rows.append((f"{path}:{line_no}", clean))
+                return rows
+        except OSError as exc:
+            raise self.fail(key, f"cannot read {path}: {exc.strerror or exc}") from None
+        except csv.Error as exc:
+            raise self.fail(key, f"bad CSV in {path}: {exc}") from None
+
+    def decimal(self, entry: dict, name: str, key: str, required: bool) -> Decimal | None:
+        value = entry.get(name)
+        if value is None:
+            if required:
+                raise self.fail(f"{key}.{name}", "required: decimal text such as \"0.01\"")
+            return None
+        if isinstance(value, float) or isinstance(value, bool):
+            raise self.fail(f"{key}.{name}", f"write it as decimal text (\"{value}\"), floats are not exact")
+        try:
+            number = Decimal(str(value))
+        except InvalidOperation:
+            raise self.fail(f"{key}.{name}", f"not a decimal number: {value!r}") from None
+        if not number.is_finite():
+            raise self.fail(f"{key}.{name}", f"not a finite number: {value!r}")
+        return number
+
+    # -- risk ---------------------------------------------------------------------------
+
+    def read_risk(self, cfg: Config) -> None:
+        risk = self.table(self.raw, "risk", "risk")
+        self.check_unknown(risk, {"defaults", "accounts", "instruments", "restricted",
+                                  "restricted_by_account"}, "risk")
+        symbols = {i.symbol for i in cfg.instruments}
+        accounts = {a.name for a in cfg.accounts}
+        try:
+            cfg.risk_defaults = dict(BUILTIN_DEFAULTS)
+            cfg.risk_defaults.update(parse_limits(self.table(risk, "defaults", "risk.defaults"), "risk.defaults"))
+            for name, values in self.table(risk, "accounts", "risk.accounts").items():
+                if name not in accounts:
+                    raise self.fail(f"risk.accounts.{name}", "no such account")
+                if not isinstance(values, dict):
+                    raise self.fail(f"risk.accounts.{name}", "must be a table")
+                cfg.risk_accounts[name] = parse_limits(values, f"risk.accounts.{name}")
+            for symbol, values in self.table(risk, "instruments", "risk.instruments").items():
+                if symbol not in symbols:
+                    raise self.fail(f"risk.instruments.{symbol}", "no such instrument")
+                if not isinstance(values, dict):
+                    raise self.fail(f"risk.instruments.{symbol}", "must be a table")
+                bad = set(values) - INSTRUMENT_LIMITS
+                if bad:
+                    raise self.fail(f"risk.instruments.{symbol}.{sorted(bad)[0]}",
+                                    f"not a per-instrument limit (allowed: {', '.join(sorted(INSTRUMENT_LIMITS))})")
+                cfg.risk_instruments[symbol] = parse_limits(values, f"risk.instruments.{symbol}")
+        except LimitValueError as exc:
+            text = str(exc)
+            key, _, problem = text.partition(": ")
+            raise ConfigError(self.source, key, problem) from None
+        restricted = self.get(risk, "restricted", "risk", list, [])
+        for symbol in restricted:
+            if symbol not in symbols:
+                raise self.fail("risk.restricted", f"no such instrument {symbol!r}")
+        cfg.restricted = list(restricted)
+        for name, symbols_list in self.table(risk, "restricted_by_account", "risk.restricted_by_account").items():
+            if name not in accounts:
+                raise self.fail(f"risk.restricted_by_account.{name}", "no such account")
+            if not isinstance(symbols_list, list) or any(s not in symbols for s in symbols_list):
+                raise self.fail(f"risk.restricted_by_account.{name}", "must be a list of known symbols")
+            cfg.restricted_by_account[name] = list(symbols_list)
+
+    # -- FIX ----------------------------------------------------------------------------
+
+    def read_fix(self, cfg: Config) -> None:
+        fix = self.table(self.raw, "fix", "fix")
+        self.check_unknown(fix, {"sending_time_precision", "sending_time_tolerance_s", "max_outbound_buffer_kb",
+                                 "daily_reset", "tls_cert", "tls_key", "sessions"}, "fix")
+        cfg.sending_time_precision = self.get(fix, "sending_time_precision", "fix", str, "ms")
+        if cfg.sending_time_precision not in ("ms", "us"):
+            raise self.fail("fix.sending_time_precision", "must be \"ms\" or \"us\"")
+        cfg.sending_time_tolerance_s = self.get(fix, "sending_time_tolerance_s", "fix", int, 120)
+        if cfg.sending_time_tolerance_s < 1:
+            raise self.fail("fix.sending_time_tolerance_s", "must be >= 1")
+        cfg.max_outbound_buffer_kb = self.get(fix, "max_outbound_buffer_kb", "fix", int, 4096)
+        if cfg.max_outbound_buffer_kb < 16:
+            raise self.fail("fix.max_outbound_buffer_kb", "must be >= 16")
+        cfg.daily_reset = self.hhmm(fix, "daily_reset", "fix", None)
+        for name in ("tls_cert", "tls_key"):
+            value = self.get(fix, name, "fix", str, None)
+            if value is not None:
+                path = Path(value)
+                setattr(cfg, name, path if path.is_absolute() else self.base_dir / path)
+        if (cfg.tls_cert is None) != (cfg.tls_key is None):
+            raise self.fail("fix.tls_cert", "tls_cert and tls_key must be set together")
+        entries = fix.get("sessions", [])
+        if not isinstance(entries, list):
+            raise self.fail("fix.sessions", "must be an array of tables ([[fix.sessions]])")
+        accounts = {a.name for a in cfg.accounts}
+        seen: set[tuple[str, str]] = set()
+        allowed = {"sender_comp_id", "target_comp_id", "begin_string", "account", "password", "heartbeat",
+                   "reset_on_logon", "cancel_on_disconnect", "drop_copy"}
+        for i, entry in enumerate(entries):
+            key = f"fix.sessions[{i}]"
+            if not isinstance(entry, dict):
+                raise self.fail(key, "must be a table")
+            self.check_unknown(entry, allowed, key)
+            values = {}
+            for name in ("sender_comp_id", "target_comp_id", "begin_string"):
+                value = entry.get(name)
+                if not isinstance(value, str) or not value.strip():
+                    raise self.fail(f"{key}.{name}", "required: a non-empty string")
+                values[name] = value.strip()
+            if values["begin_string"] not in BEGIN_STRINGS:
+                raise self.fail(f"{key}.begin_string", f"must be FIX.4.2 or FIX.4.4, got {values['begin_string']!r}")
+            pair = (values["sender_comp_id"], values["target_comp_id"])
+            if pair in seen:
+                raise self.fail(f"{key}.target_comp_id", f"duplicate session {pair[1]}->{pair[0]}")
+            seen.add(pair)
+            account = self.get(entry, "account", key, str, None)
+            if account is not None and account not in accounts:
+                raise self.fail(f"{key}.account", f"no such account {account!r}")
+            heartbeat = self.get(entry, "heartbeat", key, int, 30)
+            if not 0 <= heartbeat <= 3600:
+                raise self.fail(f"{key}.heartbeat", "must be 0..3600 seconds")
+            cfg.sessions.append(SessionConfig(
+                account=account,
+                password=self.get(entry, "password", key, str, None),
+                heartbeat=heartbeat,
+                reset_on_logon=self.get(entry, "reset_on_logon", key, bool, False),
+                cancel_on_disconnect=self.get(entry, "cancel_on_disconnect", key, bool, False),
+                drop_copy=self.get(entry, "drop_copy", key, bool, False),
+                **values,
+            ))
+
+    # -- HTTP ---------------------------------------------------------------------------
+
+    def read_http(self, cfg: Config) -> None:
+        http = self.table(self.raw, "http", "http")
+        self.check_unknown(http, {"four_eyes_factor", "max_body_kb", "users"}, "http")
+        factor = self.decimal(http, "four_eyes_factor", "http", required=False)
+        if factor is not None:
+            if factor < 1:
+                raise self.fail("http.four_eyes_factor", "must be >= 1")
+            cfg.four_eyes_factor = factor
+        cfg.max_body_kb = self.get(http, "max_body_kb", "http", int, 64)
+        entries = http.get("users", [])
+        if not isinstance(entries, list):
+            raise self.fail("http.users", "must be an array of tables ([[http.users]])")
+        names: set[str] = set()
+        for i, entry in enumerate(entries):
+            key = f"http.users[{i}]"
+            if not isinstance(entry, dict):
+                raise self.fail(key, "must be a table")
+            self.check_unknown(entry, {"name", "role", "token_sha256", "demo_token"}, key)
+            name = entry.get("name")
+            if not isinstance(name, str) or not name:
+                raise self.fail(f"{key}.name", "required: a non-empty string")
+            if name in names:
+                raise self.fail(f"{key}.name", f"duplicate user {name!r}")
+            names.add(name)
+            role = entry.get("role")
+            if role not in ROLES:
+                raise self.fail(f"{key}.role", f"must be one of {', '.join(ROLES)}, got {role!r}")
+            digest = entry.get("token_sha256")
+            if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+                raise self.fail(f"{key}.token_sha256", "required: 64 lowercase hex digits (sha256 of the token)")
+            demo = self.get(entry, "demo_token", key, str, None)
+            if demo is not None and hashlib.sha256(demo.encode()).hexdigest() != digest:
+                raise self.fail(f"{key}.demo_token", "does not match token_sha256")
+            cfg.users.append(HttpUser(name, role, digest, demo))
+
+
+def _kind_name(kinds: tuple) -> str:
+    names = {str: "a string", int: "a whole number", bool: "true or false", list: "a list", dict: "a table"}
+    return " or ".join(names.get(k, k.__name__) for k in kinds)

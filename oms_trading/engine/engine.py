@@ -1,0 +1,480 @@
+"""The single-writer engine: commands in, events out, in sequence.
+
+Every command arrives as an event dict of a command type (see audit.schema.COMMAND_TYPES),
+carrying its own timestamp: the engine never reads a clock, so replaying the journal's
+commands through a fresh engine rebuilds exactly the same state. ``process`` appends the
+command and every event it causes to the journal and returns the events; the caller flushes
+the journal (``flush``) before any report about them leaves the process.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Callable, Iterable, Protocol
+
+from ..audit import schema as ev
+from ..book import BUY, LIMIT, MARKET, SELL, STP_CANCEL_BOTH, STP_CANCEL_INCOMING, STP_CANCEL_RESTING, STP_NONE
+from ..book import TIF_DAY, TIF_FOK, TIF_GTC, TIF_IOC
+from ..book import OK as BOOK_OK
+from ..config import Config
+from ..model import MAX_QTY, CxlRejReason, Instrument, OrdRejReason, PriceError, format_avg_px
+from .orders import CANCELED, EXPIRED, FILLED, NEW, PARTIALLY_FILLED, REJECTED, Order
+
+log = logging.getLogger(__name__)
+
+STP_CODES = {"none": STP_NONE, "cancel_resting": STP_CANCEL_RESTING,
+             "cancel_incoming": STP_CANCEL_INCOMING, "cancel_both": STP_CANCEL_BOTH}
+TIF_CODES = {"0": TIF_DAY, "1": TIF_GTC, "3": TIF_IOC, "4": TIF_FOK}
+ORD_TYPE_CODES = {"1": MARKET, "2": LIMIT}
+SIDE_CODES = {"1": BUY, "2": SELL, "5": SELL, "6": SELL}
+
+
+class JournalLike(Protocol):
+    def append(self, event: dict) -> dict: ...
+    def flush(self) -> None: ...
+
+
+class Rejection(Exception):
+    """A command refused by validation or a risk check; carries what the audit must record."""
+
+    def __init__(self, reason: int, text: str, rule: str, limit_value: str | None = None,
+                 actual_value: str | None = None) -> None:
+        super().__init__(text)
+        self.reason, self.text, self.rule = int(reason), text, rule
+        self.limit_value, self.actual_value = limit_value, actual_value
+
+
+class Engine:
+    def __init__(self, config: Config, journal: JournalLike | None, book_factory: Callable[[], object],
+                 risk: object | None = None) -> None:
+        self.config = config
+        self.journal = journal
+        self.instruments: dict[str, Instrument] = {i.symbol: i for i in config.instruments}
+        self.account_index: dict[str, int] = {a.name: a.index for a in config.accounts}
+        self.account_stp: list[int] = [STP_CODES[a.stp_mode] for a in config.accounts]
+        self.book_factory = book_factory
+        self.risk = risk
+        self.replaying = False
+        self._init_state()
+
+    def _init_state(self) -> None:
+        """Empty books and orders: the state before the first command of the journal."""
+        self.books = [self.book_factory() for _ in self.config.instruments]
+        self.orders: dict[int, Order] = {}
+        # (session, ClOrdID) -> order id, for every ClOrdID ever used on the session
+        self.by_cl_ord_id: dict[tuple[str, str], int] = {}
+        self.next_order_id = 1
+        self.next_exec_id = 1
+        self.next_trade_id = 1
+        self.last_trade_ticks: list[int | None] = [None] * len(self.config.instruments)
+        if self.risk is not None:
+            self.risk.reset()
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _emit(self, out: list[dict], event: dict) -> None:
+        if self.journal is not None and not self.replaying:
+            event = self.journal.append(event)
+        out.append(event)
+
+    def flush(self) -> None:
+        if self.journal is not None:
+            self.journal.flush()
+
+    def process(self, command: dict) -> list[dict]:
+        """Run one command; returns the command record followed by the events it caused."""
+        out: list[dict] = []
+        kind = command["type"]
+        handler = self._handlers.get(kind)
+        if handler is None:
+            raise ValueError(f"not a command type: {kind!r}")
+        if kind != ev.STATUS_REQUESTED:   # a status query changes nothing: not journaled
+            self._emit(out, command)
+        handler(self, command, out)
+        return out
+
+    def record(self, event: dict) -> dict:
+        """Journal an event that changes no engine state (session logon/logout/rejects)."""
+        if self.journal is not None and not self.replaying:
+            return self.journal.append(event)
+        return event
+
+    def rebuild_from_journal(self) -> int:
+        """Drop all state and fold the journal again (after a failed journal write)."""
+        from ..audit.journal import iter_records
+        self._init_state()
+        return self.replay(iter_records(self.journal.directory))
+
+    def replay(self, records: Iterable[dict]) -> int:
+        """Fold the journal's command records into state without journaling again."""
+        self.replaying = True
+        count = 0
+        try:
+            for record in records:
+                if record["type"] in ev.COMMAND_TYPES:
+                    command = {k: v for k, v in record.items() if k not in ("seq", "prev_hash", "hash")}
+                    self._handlers[record["type"]](self, command, [])
+                    count += 1
+        finally:
+            self.replaying = False
+        return count
+
+    # -- reports ----------------------------------------------------------------------
+
+    def _exec_id(self) -> str:
+        exec_id = self.next_exec_id
+        self.next_exec_id += 1
+        return str(exec_id)
+
+    def _report(self, order: Order, kind: str, exec_type: str, ts: int, **extra: object) -> dict:
+        inst = order.instrument
+        event = {
+            "type": kind, "ts": ts, "order_id": order.order_id, "cl_ord_id": order.cl_ord_id,
+            "orig_cl_ord_id": order.orig_cl_ord_id, "session": order.session, "account": order.account,
+            "symbol": inst.symbol, "side": order.side, "ord_type": order.ord_type, "tif": order.tif,
+            "price": order.price_text, "qty": order.qty, "exec_id": self._exec_id(),
+            "exec_type": exec_type, "ord_status": order.status, "cum_qty": order.cum_qty,
+            "leaves_qty": order.leaves_qty,
+            "avg_px": format_avg_px(order.notional_ticks, order.cum_qty, inst.tick_size) if order.cum_qty else "0",
+        }
+        if extra:
+            event.update(extra)
+        return event
+
+    def _reject_new(self, cmd: dict, rej: Rejection, out: list[dict]) -> None:
+        event = {
+            "type": ev.ORDER_REJECTED, "ts": cmd["ts"], "order_id": None, "cl_ord_id": cmd.get("cl_ord_id"),
+            "session": cmd.get("session"), "account": cmd.get("account"), "symbol": cmd.get("symbol"),
+            "side": cmd.get("side"), "ord_type": cmd.get("ord_type"), "tif": cmd.get("tif"),
+            "price": cmd.get("price"), "qty": cmd.get("qty"), "exec_id": self._exec_id(), "exec_type": "8",
+            "ord_status": REJECTED, "cum_qty": 0, "leaves_qty": 0, "avg_px": "0", "text": rej.text,
+            "rej_reason": rej.reason, "rule": rej.rule, "limit_value": rej.limit_value,
+            "actual_value": rej.actual_value,
+        }
+        self._emit(out, event)
+
+    def _cancel_reject(self, cmd: dict, response_to: str, reason: int, text: str, out: list[dict],
+                       order: Order | None = None) -> None:
+        event = {
+            "type": ev.CANCEL_REJECTED if response_to == "1" else ev.REPLACE_REJECTED, "ts": cmd["ts"],
+            "order_id": order.order_id if order else None, "cl_ord_id": cmd.get("cl_ord_id"),
+            "orig_cl_ord_id": cmd.get("orig_cl_ord_id"), "session": cmd.get("session"),
+            "account": order.account if order else cmd.get("account"),
+            "symbol": order.instrument.symbol if order else cmd.get("symbol"),
+            "ord_status": order.status if order else REJECTED, "rej_reason": int(reason), "text": text,
+            "response_to": response_to,
+        }
+        self._emit(out, event)
+
+    # -- validation -------------------------------------------------------------------
+
+    def _validate_new(self, cmd: dict) -> tuple[Instrument, int, int]:
+        """Reference-data checks shared by new orders and replaces; returns (inst, acct, price)."""
+        symbol = cmd.get("symbol")
+        inst = self.instruments.get(symbol) if symbol else None
+        if inst is None:
+            raise Rejection(OrdRejReason.UNKNOWN_SYMBOL, f"Unknown symbol {symbol!r}", "unknown_symbol")
+        account = cmd.get("account")
+        account_idx = self.account_index.get(account) if account else None
+        if account_idx is None:
+            raise Rejection(OrdRejReason.UNKNOWN_ACCOUNT, f"Unknown account {account!r}", "unknown_account")
+        if cmd.get("side") not in SIDE_CODES:
+            raise Rejection(OrdRejReason.OTHER, f"Unsupported side {cmd.get('side')!r}", "bad_side")
+        ord_type = cmd.get("ord_type")
+        if ord_type not in ORD_TYPE_CODES:
+            raise Rejection(OrdRejReason.OTHER, f"Unsupported order type {ord_type!r}", "bad_ord_type")
+        if cmd.get("tif") not in TIF_CODES:
+            raise Rejection(OrdRejReason.OTHER, f"Unsupported time in force {cmd.get('tif')!r}", "bad_tif")
+        qty = cmd.get("qty")
+        if not isinstance(qty, int) or qty <= 0:
+            raise Rejection(OrdRejReason.OTHER, f"Order quantity must be a positive whole number, got {qty!r}",
+                            "bad_qty")
+        if qty > MAX_QTY:
+            raise Rejection(OrdRejReason.ORDER_EXCEEDS_LIMIT, f"Order quantity {qty} is out of range", "bad_qty")
+        if qty % inst.lot_size:
+            raise Rejection(OrdRejReason.OTHER, f"Order quantity {qty} is not a multiple of the lot size "
+                            f"{inst.lot_size}", "lot_size", str(inst.lot_size), str(qty))
+        price_ticks = 0
+        if ord_type == "2":
+            price = cmd.get("price")
+            if price is None:
+                raise Rejection(OrdRejReason.OTHER, "Limit order without a price", "missing_price")
+            try:
+                price_ticks = inst.to_ticks(price)
+            except PriceError as exc:
+                reason = OrdRejReason.INVALID_PRICE_INCREMENT if "tick" in str(exc) else OrdRejReason.OTHER
+                raise Rejection(reason, f"Invalid price: {exc}", "price_grid", str(inst.tick_size), str(price)) \
+                    from None
+            if price_ticks <= 0:
+                raise Rejection(OrdRejReason.OTHER, f"Price must be positive, got {price}", "bad_price")
+        elif cmd.get("tif") in ("0", "1"):
+            raise Rejection(OrdRejReason.OTHER, "A market order must be IOC or FOK here (it never rests)",
+                            "market_tif")
+        return inst, account_idx, price_ticks
+
+    # -- commands ---------------------------------------------------------------------
+
+    def _on_new_order(self, cmd: dict, out: list[dict]) -> None:
+        session = cmd.get("session")
+        key = (session, cmd.get("cl_ord_id"))
+        if not cmd.get("cl_ord_id"):
+            self._reject_new(cmd, Rejection(OrdRejReason.OTHER, "Missing ClOrdID", "missing_cl_ord_id"), out)
+            return
+        if key in self.by_cl_ord_id:
+            self._reject_new(cmd, Rejection(OrdRejReason.DUPLICATE_ORDER,
+                                            f"Duplicate ClOrdID {cmd['cl_ord_id']!r}", "duplicate_cl_ord_id"), out)
+            return
+        try:
+            inst, account_idx, price_ticks = self._validate_new(cmd)
+            if self.risk is not None:
+                self.risk.check_new(cmd, inst, account_idx, price_ticks)
+        except Rejection as rej:
+            self._reject_new(cmd, rej, out)
+            return
+        order_id = self.next_order_id
+        self.next_order_id += 1
+        order = Order(order_id, cmd["cl_ord_id"], session, cmd["account"], account_idx, inst, cmd["side"],
+                      cmd["ord_type"], cmd["tif"], price_ticks, cmd.get("price") if cmd["ord_type"] == "2" else None,
+                      cmd["qty"], cmd["ts"])
+        self.orders[order_id] = order
+        self.by_cl_ord_id[key] = order_id
+        self._emit(out, self._report(order, ev.ORDER_ACCEPTED, "0", cmd["ts"]))
+        if self.risk is not None:
+            self.risk.on_accept(order)
+        book = self.books[inst.index]
+        status, n_fills, n_stp, rested, killed = book.add(
+            order_id, account_idx, SIDE_CODES[order.side], ORD_TYPE_CODES[order.ord_type], TIF_CODES[order.tif],
+            price_ticks, order.qty, cmd["ts"], self.account_stp[account_idx])
+        if status != BOOK_OK:   # validated above, so this is a bug worth shouting about
+            raise RuntimeError(f"book refused validated order {order_id}: status {status}")
+        self._after_match(order, book, n_fills, n_stp, killed, cmd["ts"], out)
+
+    def _after_match(self, order: Order, book: object, n_fills: int, n_stp: int, killed: int, ts: int,
+                     out: list[dict]) -> None:
+        """Turn the book's fills and cancels into reports for both sides."""
+        inst = order.instrument
+        for resting_id, _acct, price, qty, _leaves in book.fills(n_fills) if n_fills else ():
+            trade_id = self.next_trade_id
+            self.next_trade_id += 1
+            px_text = inst.format_price(price)
+            self.last_trade_ticks[inst.index] = price
+            for party, contra, liquidity in ((self.orders[resting_id], order.order_id, "P"),
+                                             (order, resting_id, "A")):
+                party.cum_qty += qty
+                party.leaves_qty -= qty
+                party.notional_ticks += price * qty
+                party.status = FILLED if party.leaves_qty == 0 else PARTIALLY_FILLED
+                kind = ev.ORDER_FILLED if party.leaves_qty == 0 else ev.ORDER_PARTIALLY_FILLED
+                if self.risk is not None:
+                    self.risk.on_fill(party, qty, price)
+                self._emit(out, self._report(party, kind, "F", ts, last_px=px_text, last_qty=qty,
+                                             trade_id=trade_id, contra_order_id=contra, liquidity=liquidity))
+        for resting_id, qty in book.stp_cancels(n_stp) if n_stp else ():
+            resting = self.orders[resting_id]
+            self._close(resting, CANCELED, ev.ORDER_CANCELED, "4", ts, out,
+                        text="Self-trade prevention: canceled resting order", reason_rule="stp")
+        if killed:
+            # IOC/FOK/market remainder or STP cancel-incoming: the rest of the order expires/cancels
+            text = "Unfilled quantity canceled (IOC/FOK/market)" if order.tif in ("3", "4") or order.ord_type == "1" \
+                else "Self-trade prevention: canceled incoming order"
+            if order.tif in ("3", "4") or order.ord_type == "1":
+                self._close(order, EXPIRED if order.tif in ("3", "4") else CANCELED,
+                            ev.ORDER_EXPIRED if order.tif in ("3", "4") else ev.ORDER_CANCELED,
+                            "C" if order.tif in ("3", "4") else "4", ts, out, text=text)
+            else:
+                self._close(order, CANCELED, ev.ORDER_CANCELED, "4", ts, out, text=text, reason_rule="stp")
+
+    def _close(self, order: Order, status: str, kind: str, exec_type: str, ts: int, out: list[dict],
+               text: str | None = None, reason_rule: str | None = None, **extra: object) -> None:
+        """Order leaves the market with LeavesQty 0 (canceled, expired)."""
+        if self.risk is not None:
+            self.risk.on_close(order)
+        order.leaves_qty = 0
+        order.status = status
+        fields = dict(extra)
+        if text:
+            fields["text"] = text
+        if reason_rule:
+            fields["rule"] = reason_rule
+        self._emit(out, self._report(order, kind, exec_type, ts, **fields))
+
+    def _find(self, cmd: dict) -> Order | None:
+        order_id = cmd.get("order_id")
+        if order_id is not None:
+            order = self.orders.get(order_id)
+            if order is not None and order.session == cmd.get("session"):
+                return order
+            if order is not None and cmd.get("session") is None:   # risk desk / internal
+                return order
+        oid = self.by_cl_ord_id.get((cmd.get("session"), cmd.get("orig_cl_ord_id")))
+        return self.orders.get(oid) if oid is not None else None
+
+    def _on_cancel(self, cmd: dict, out: list[dict]) -> None:
+        order = self._find(cmd)
+        if order is None:
+            self._cancel_reject(cmd, "1", CxlRejReason.UNKNOWN_ORDER, "Unknown order", out)
+            return
+        if (cmd.get("session"), cmd.get("cl_ord_id")) in self.by_cl_ord_id:
+            self._cancel_reject(cmd, "1", CxlRejReason.DUPLICATE_CLORDID,
+                                f"Duplicate ClOrdID {cmd.get('cl_ord_id')!r}", out, order)
+            return
+        if not order.is_open:
+            self._cancel_reject(cmd, "1", CxlRejReason.TOO_LATE_TO_CANCEL,
+                                f"Too late to cancel: order is {_STATUS_NAMES[order.status]}", out, order)
+            return
+        status, _qty = self.books[order.instrument.index].cancel(order.order_id)
+        if status != BOOK_OK:
+            raise RuntimeError(f"book lost open order {order.order_id}")
+        self.by_cl_ord_id[(cmd.get("session"), cmd.get("cl_ord_id"))] = order.order_id
+        order.orig_cl_ord_id = order.cl_ord_id
+        order.cl_ord_id = cmd["cl_ord_id"]
+        self._close(order, CANCELED, ev.ORDER_CANCELED, "4", cmd["ts"], out)
+
+    def _on_replace(self, cmd: dict, out: list[dict]) -> None:
+        order = self._find(cmd)
+        if order is None:
+            self._cancel_reject(cmd, "2", CxlRejReason.UNKNOWN_ORDER, "Unknown order", out)
+            return
+        session = cmd.get("session")
+        if (session, cmd.get("cl_ord_id")) in self.by_cl_ord_id or not cmd.get("cl_ord_id"):
+            self._cancel_reject(cmd, "2", CxlRejReason.DUPLICATE_CLORDID,
+                                f"Duplicate or missing ClOrdID {cmd.get('cl_ord_id')!r}", out, order)
+            return
+        if not order.is_open:
+            self._cancel_reject(cmd, "2", CxlRejReason.TOO_LATE_TO_CANCEL,
+                                f"Too late to replace: order is {_STATUS_NAMES[order.status]}", out, order)
+            return
+        # the replacement keeps what it does not say otherwise; side, symbol and account are fixed
+        merged = {"symbol": order.instrument.symbol, "account": order.account, "side": order.side,
+                  "ord_type": cmd.get("ord_type") or order.ord_type, "tif": cmd.get("tif") or order.tif,
+                  "qty": cmd.get("qty"), "price": cmd.get("price") if cmd.get("price") is not None else order.price_text}
+        if cmd.get("side") not in (None, order.side) or cmd.get("symbol") not in (None, order.instrument.symbol):
+            self._cancel_reject(cmd, "2", CxlRejReason.OTHER, "Replace cannot change side or symbol", out, order)
+            return
+        if merged["ord_type"] != order.ord_type or merged["tif"] != order.tif:
+            self._cancel_reject(cmd, "2", CxlRejReason.OTHER, "Replace cannot change order type or time in force",
+                                out, order)
+            return
+        if merged["ord_type"] != "2":
+            self._cancel_reject(cmd, "2", CxlRejReason.OTHER, "Only resting limit orders can be replaced", out, order)
+            return
+        try:
+            inst, account_idx, price_ticks = self._validate_new(merged)
+            if self.risk is not None:
+                self.risk.check_replace(order, merged, price_ticks)
+        except Rejection as rej:
+            self._cancel_reject(cmd, "2", CxlRejReason.OTHER if rej.reason != OrdRejReason.ORDER_EXCEEDS_LIMIT
+                                else CxlRejReason.BROKER_OPTION, rej.text, out, order)
+            return
+        new_qty = merged["qty"]
+        book = self.books[inst.index]
+        self.by_cl_ord_id[(session, cmd["cl_ord_id"])] = order.order_id
+        order.orig_cl_ord_id = order.cl_ord_id
+        order.cl_ord_id = cmd["cl_ord_id"]
+        ts = cmd["ts"]
+        if new_qty <= order.cum_qty:
+            # FIX: replacing to a quantity at or below CumQty leaves nothing working: the order is Filled
+            book.cancel(order.order_id)
+            if self.risk is not None:
+                self.risk.on_close(order)
+            order.qty = order.cum_qty
+            order.leaves_qty = 0
+            order.status = FILLED
+            self._emit(out, self._report(order, ev.ORDER_REPLACED, "5", ts,
+                                         text=f"OrderQty {new_qty} at or below CumQty: order is complete"))
+            return
+        if self.risk is not None:
+            self.risk.on_close(order)
+        order.qty = new_qty
+        order.leaves_qty = new_qty - order.cum_qty
+        order.price_ticks = price_ticks
+        order.price_text = merged["price"]
+        status, n_fills, n_stp, _rested, killed = book.replace(order.order_id, price_ticks, order.leaves_qty, ts,
+                                                                self.account_stp[account_idx])
+        if status != BOOK_OK:
+            raise RuntimeError(f"book refused replace of open order {order.order_id}: status {status}")
+        if self.risk is not None:
+            self.risk.on_accept(order)
+        self._emit(out, self._report(order, ev.ORDER_REPLACED, "5", ts))
+        self._after_match(order, book, n_fills, n_stp, killed, ts, out)
+
+    def _on_status(self, cmd: dict, out: list[dict]) -> None:
+        order = self._find(cmd)
+        if order is None:
+            oid = self.by_cl_ord_id.get((cmd.get("session"), cmd.get("cl_ord_id")))
+            order = self.orders.get(oid) if oid is not None else None
+        if order is None:
+            out.append({"type": "order_status", "ts": cmd["ts"], "order_id": None, "cl_ord_id": cmd.get("cl_ord_id"),
+                        "session": cmd.get("session"), "symbol": cmd.get("symbol"), "side": cmd.get("side"),
+                        "exec_id": "0", "exec_type": "I", "ord_status": REJECTED, "cum_qty": 0, "leaves_qty": 0,
+                        "avg_px": "0", "qty": 0, "rej_reason": int(OrdRejReason.UNKNOWN_ORDER),
+                        "text": "Unknown order"})
+            return
+        report = self._report(order, "order_status", "I", cmd["ts"])
+        report["exec_id"] = "0"          # status reports are not executions
+        self.next_exec_id -= 1
+        out.append(report)
+
+    def _on_mass_cancel(self, cmd: dict, out: list[dict]) -> None:
+        symbol = cmd.get("symbol")
+        side = cmd.get("side")
+        session = cmd.get("session")
+        account = cmd.get("account")
+        request_type = cmd.get("mass_cancel_type", "7")
+        if request_type == "1" and (symbol is None or symbol not in self.instruments):
+            self._emit(out, {"type": ev.MASS_CANCEL_DONE, "ts": cmd["ts"], "session": session,
+                             "cl_ord_id": cmd.get("cl_ord_id"), "symbol": symbol, "mass_cancel_type": request_type,
+                             "mass_cancel_response": "0", "affected": 0, "rej_reason": 1,
+                             "text": f"Unknown symbol {symbol!r}"})
+            return
+        victims = [o for o in self.orders.values() if o.is_open
+                   and (session is None or o.session == session)
+                   and (account is None or o.account == account)
+                   and (request_type != "1" or o.instrument.symbol == symbol)
+                   and (side is None or o.side == side)]
+        for order in victims:
+            self.books[order.instrument.index].cancel(order.order_id)
+            self._close(order, CANCELED, ev.ORDER_CANCELED, "4", cmd["ts"], out, text="Mass cancel")
+        self._emit(out, {"type": ev.MASS_CANCEL_DONE, "ts": cmd["ts"], "session": session,
+                         "cl_ord_id": cmd.get("cl_ord_id"), "symbol": symbol, "mass_cancel_type": request_type,
+                         "mass_cancel_response": request_type, "affected": len(victims)})
+
+    def _on_clock(self, cmd: dict, out: list[dict]) -> None:
+        if cmd.get("end_of_day"):
+            for order in [o for o in self.orders.values() if o.is_open and o.tif == "0"]:
+                self.books[order.instrument.index].cancel(order.order_id)
+                self._close(order, EXPIRED, ev.ORDER_EXPIRED, "C", cmd["ts"], out, text="Day order expired")
+        if self.risk is not None:
+            self.risk.on_clock(cmd, out, self._emit)
+
+    def _on_control(self, cmd: dict, out: list[dict]) -> None:
+        if self.risk is None:
+            raise ValueError("risk controls are not configured")
+        self.risk.on_control(self, cmd, out)
+
+    _handlers = {
+        ev.ORDER_RECEIVED: _on_new_order,
+        ev.CANCEL_REQUESTED: _on_cancel,
+        ev.REPLACE_REQUESTED: _on_replace,
+        ev.STATUS_REQUESTED: _on_status,
+        ev.MASS_CANCEL_REQUESTED: _on_mass_cancel,
+        ev.CLOCK: _on_clock,
+        ev.LIMIT_CHANGE_REQUESTED: _on_control,
+        ev.KILL_SWITCH_REQUESTED: _on_control,
+    }
+
+    # -- read side (HTTP API, tests) ---------------------------------------------------
+
+    def open_orders(self, account: str | None = None) -> list[Order]:
+        return [o for o in self.orders.values() if o.is_open and (account is None or o.account == account)]
+
+    def book_depth(self, symbol: str, levels: int = 5) -> dict:
+        inst = self.instruments[symbol]
+        bids, asks = self.books[inst.index].depth(levels)
+        fmt = inst.format_price
+        return {"symbol": symbol,
+                "bids": [{"price": fmt(p), "qty": q, "orders": n} for p, q, n in bids],
+                "asks": [{"price": fmt(p), "qty": q, "orders": n} for p, q, n in asks]}
+
+
+_STATUS_NAMES = {NEW: "New", PARTIALLY_FILLED: "PartiallyFilled", FILLED: "Filled", CANCELED: "Canceled",
+                 REJECTED: "Rejected", EXPIRED: "Expired"}

@@ -1,0 +1,171 @@
+"""FIX application messages <-> engine commands and events; batching and routing.
+
+The gateway is the engine's only caller on the FIX side. Commands from a batch of received
+bytes (or an HTTP request) are run through the engine one by one; at the end of the batch the
+journal is flushed once, and only then are the resulting reports encoded and handed to the
+sessions that own the orders (and to drop-copy sessions), each session writing its share with
+one store write and one socket write.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from typing import TYPE_CHECKING, Callable
+
+from ..audit import schema as ev
+from ..audit.journal import JournalError
+from ..engine.engine import Engine
+
+if TYPE_CHECKING:
+    from .session import FixSession
+
+log = logging.getLogger(__name__)
+
+# events that become an ExecutionReport (35=8)
+EXEC_REPORT_TYPES = frozenset({
+    ev.ORDER_ACCEPTED, ev.ORDER_REJECTED, ev.ORDER_PARTIALLY_FILLED, ev.ORDER_FILLED, ev.ORDER_CANCELED,
+    ev.ORDER_REPLACED, ev.ORDER_EXPIRED, "order_status",
+})
+CANCEL_REJECT_TYPES = frozenset({ev.CANCEL_REJECTED, ev.REPLACE_REJECTED})
+
+
+def _text(value: bytes | None) -> str | None:
+    if value is None:
+        return None
+    return value.decode("latin-1")
+
+
+def _int(value: bytes | None) -> int | None:
+    if value is None:
+        return None
+    try:
+        number = float(value) if b"." in value else int(value)
+    except ValueError:
+        return None
+    if isinstance(number, float):
+        if number != int(number):
+            return None
+        number = int(number)
+    return number
+
+
+def _order_id(value: bytes | None) -> int | None:
+    return _int(value) if value is not None and value.isdigit() else None
+
+
+class Gateway:
+    """Turns FIX messages into commands and events into FIX messages, in batches."""
+
+    def __init__(self, engine: Engine, clock_ns: Callable[[], int] = time.time_ns) -> None:
+        self.engine = engine
+        self.clock_ns = clock_ns
+        self.sessions: dict[str, "FixSession"] = {}     # session key -> live session
+        self.drop_copies: set[str] = set()               # keys of drop-copy sessions
+        self._events: list[dict] = []
+        self._dirty: set["FixSession"] = set()
+        self.journal_failed: str | None = None
+        self.on_events: list[Callable[[list[dict]], None]] = []   # metrics, projection wake-up
+
+    # -- inbound --------------------------------------------------------------------------
+
+    def command_from_fix(self, session_key: str, default_account: str | None, msg) -> dict | None:
+        """NewOrderSingle & co. as a command dict; None for a message type we don't route."""
+        get = msg.get
+        mt = msg.msg_type
+        ts = self.clock_ns()
+        if mt == b"D":
+            return {"type": ev.ORDER_RECEIVED, "ts": ts, "session": session_key, "cl_ord_id": _text(get(11)),
+                    "account": _text(get(1)) or default_account, "symbol": _text(get(55)), "side": _text(get(54)),
+                    "ord_type": _text(get(40)), "tif": _text(get(59)) or "0", "price": _text(get(44)),
+                    "qty": _int(get(38))}
+        if mt == b"F":
+            return {"type": ev.CANCEL_REQUESTED, "ts": ts, "session": session_key, "cl_ord_id": _text(get(11)),
+                    "orig_cl_ord_id": _text(get(41)), "order_id": _order_id(get(37)), "symbol": _text(get(55)),
+                    "side": _text(get(54))}
+        if mt == b"G":
+            return {"type": ev.REPLACE_REQUESTED, "ts": ts, "session": session_key, "cl_ord_id": _text(get(11)),
+                    "orig_cl_ord_id": _text(get(41)), "order_id": _order_id(get(37)), "symbol": _text(get(55)),
+                    "side": _text(get(54)), "ord_type": _text(get(40)), "tif": _text(get(59)),
+                    "price": _text(get(44)), "qty": _int(get(38))}
+        if mt == b"H":
+            return {"type": ev.STATUS_REQUESTED, "ts": ts, "session": session_key, "cl_ord_id": _text(get(11)),
+                    "order_id": _order_id(get(37)), "symbol": _text(get(55)), "side": _text(get(54))}
+        if mt == b"q":
+            return {"type": ev.MASS_CANCEL_REQUESTED, "ts": ts, "session": session_key,
+                    "cl_ord_id": _text(get(11)), "mass_cancel_type": _text(get(530)), "symbol": _text(get(55)),
+                    "side": _text(get(54)), "account": _text(get(1))}
+        return None
+
+    def submit(self, command: dict) -> list[dict]:
+        """Run one command now; its reports go out at ``end_batch``."""
+        if self.journal_failed is not None and command["type"] == ev.ORDER_RECEIVED:
+            # the journal cannot be written: acknowledge nothing, reject new orders clearly
+            event = {"type": ev.ORDER_REJECTED, "ts": command["ts"], "order_id": None,
+                     "cl_ord_id": command.get("cl_ord_id"), "session": command.get("session"),
+                     "account": command.get("account"), "symbol": command.get("symbol"),
+                     "side": command.get("side"), "ord_type": command.get("ord_type"), "tif": command.get("tif"),
+                     "price": command.get("price"), "qty": command.get("qty"), "exec_id": "0", "exec_type": "8",
+                     "ord_status": "8", "cum_qty": 0, "leaves_qty": 0, "avg_px": "0", "rej_reason": 0,
+                     "text": f"Order not accepted: audit journal unavailable ({self.journal_failed})"}
+            self._events.append(event)
+            return [event]
+        events = self.engine.process(command)
+        self._events.extend(events)
+        return events
+
+    def end_batch(self) -> None:
+        """Journal first, then reports: nothing leaves before its event reached the journal."""
+        events = self._events
+        if not events and not self._dirty:
+            return
+        self._events = []
+        try:
+            self.engine.flush()
+            self.journal_failed = None
+        except (OSError, JournalError) as exc:
+            self.journal_failed = str(exc)
+            log.error("journal write failed, no reports sent for %d events: %s", len(events), exc)
+            self._recover_after_journal_failure()
+            events = [e for e in events if "seq" not in e]   # only the unjournaled rejections
+        for event in events:
+            self._route(event)
+        for hook in self.on_events:
+            hook(events)
+        dirty, self._dirty = self._dirty, set()
+        for session in dirty:
+            session.flush()
+
+    def _recover_after_journal_failure(self) -> None:
+        """The engine applied changes the journal did not keep: rebuild it from the journal."""
+        rebuild = getattr(self.engine, "rebuild_from_journal", None)
+        if rebuild is not None:
+            rebuild()
+
+    # -- outbound -------------------------------------------------------------------------
+
+    def _route(self, event: dict) -> None:
+        kind = event["type"]
+        if kind in EXEC_REPORT_TYPES:
+            target = self.sessions.get(event.get("session"))
+            if target is not None and target.logged_on:
+                target.queue_execution_report(event)
+                self._dirty.add(target)
+            if kind != "order_status":
+                for key in self.drop_copies:
+                    copy = self.sessions.get(key)
+                    if copy is not None and copy is not target and copy.logged_on:
+                        copy.queue_execution_report(event)
+                        self._dirty.add(copy)
+        elif kind in CANCEL_REJECT_TYPES:
+            target = self.sessions.get(event.get("session"))
+            if target is not None and target.logged_on:
+                target.queue_cancel_reject(event)
+                self._dirty.add(target)
+        elif kind == ev.MASS_CANCEL_DONE:
+            target = self.sessions.get(event.get("session"))
+            if target is not None and target.logged_on:
+                target.queue_mass_cancel_report(event)
+                self._dirty.add(target)
+
+    def mark_dirty(self, session: "FixSession") -> None:
+        self._dirty.add(session)

@@ -1,0 +1,629 @@
+"""FIX 4.2/4.4 acceptor sessions: logon, sequence numbers, heartbeats, resends, logout.
+
+Follows the FIX session rules as QuickFIX/J and Artio implement them: a connection must open
+with a valid Logon; a sequence gap is answered with a ResendRequest and later messages wait
+in order until it is filled; a resend is served from the persisted store with PossDupFlag and
+OrigSendingTime, administrative messages replaced by SequenceReset-GapFill. Everything we send
+reaches the store before the socket.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from ..config import Config, SessionConfig
+from . import dictionary
+from .codec import ExecReportTemplate, FixMessage, FixParser, Garbled, encode, with_poss_dup
+from .store import MessageStore
+from .timefmt import fix_timestamp, parse_fix_timestamp
+
+if TYPE_CHECKING:
+    from .gateway import Gateway
+
+log = logging.getLogger(__name__)
+
+ADMIN_TYPES = frozenset({b"0", b"1", b"2", b"3", b"4", b"5", b"A"})
+APP_TYPES_IN = frozenset({b"D", b"F", b"G", b"H", b"q"})
+MAX_QUEUED = 10_000          # messages held while waiting for a resend to fill a gap
+
+
+@dataclass(slots=True)
+class Timing:
+    """Session timers; tests shrink them."""
+    logon_timeout_s: float = 10.0
+    test_request_factor: float = 1.2      # silence of hb * factor -> TestRequest
+    logout_timeout_s: float = 2.0
+
+
+class FixSession(asyncio.Protocol):
+    """One TCP connection; becomes a logged-on session once its Logon is accepted."""
+
+    def __init__(self, acceptor: "FixAcceptor") -> None:
+        self.acceptor = acceptor
+        self.gateway: "Gateway" = acceptor.gateway
+        self.parser = FixParser(max_message_bytes=65536)
+        self.transport: asyncio.Transport | None = None
+        self.peer = "?"
+        self.cfg: SessionConfig | None = None
+        self.store: MessageStore | None = None
+        self.key: str | None = None
+        self.logged_on = False
+        self.closing = False
+        self.logout_sent = False
+        self.heartbeat_s = 30
+        self.next_out = 1
+        self._pending: list[tuple[int, bytes]] = []
+        self._queued: dict[int, FixMessage] = {}
+        self._resend_until = 0                  # we asked for a resend up to this seq (0: none)
+        self._template: ExecReportTemplate | None = None
+        self._begin = b"FIX.4.4"
+        self._sender = b"OMS"
+        self._target = b""
+        now = time.monotonic()
+        self.last_received = now
+        self.last_sent = now
+        self.connected_at = now
+        self.test_request_id: str | None = None
+        self.test_request_sent_at = 0.0
+        self._test_counter = 0
+
+    # -- asyncio.Protocol ---------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+        peer = transport.get_extra_info("peername")
+        self.peer = f"{peer[0]}:{peer[1]}" if peer else "?"
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            import socket
+            try:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.acceptor.connections.add(self)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.acceptor.connections.discard(self)
+        if self.logged_on:
+            self.logged_on = False
+            self.acceptor.session_ended(self, "connection lost" if exc is None else f"connection lost: {exc}")
+        self.transport = None
+
+    def data_received(self, data: bytes) -> None:
+        self.last_received = time.monotonic()
+        self.parser.feed(data)
+        try:
+            for item in self.parser.messages():
+                if self.closing:
+                    break
+                if isinstance(item, Garbled):
+                    log.warning("%s %s: garbled message ignored (%s)", self.key or "-", self.peer, item.reason)
+                    if not self.logged_on:
+                        self.disconnect(f"first message garbled: {item.reason}")
+                        break
+                    continue
+                if not self.logged_on:
+                    self._on_logon_attempt(item)
+                else:
+                    self._on_message(item)
+        finally:
+            self.gateway.end_batch()
+            self.flush()
+
+    def pause_writing(self) -> None:  # the transport's buffer is over its high-water mark
+        pass
+
+    # -- logon --------------------------------------------------------------------------
+
+    def _refuse(self, why: str) -> None:
+        log.warning("FIX logon refused from %s: %s", self.peer, why)
+        self.acceptor.record_session_event("session_reject", self.key, f"logon refused from {self.peer}: {why}")
+        self.disconnect(why)
+
+    def _on_logon_attempt(self, msg: FixMessage) -> None:
+        if msg.msg_type != b"A":
+            self._refuse(f"first message is MsgType {msg.msg_type!r}, not Logon")
+            return
+        sender, target = msg.get(49), msg.get(56)
+        cfg = self.acceptor.find_config(sender, target)
+        if cfg is None:
+            self._refuse(f"unknown CompID pair SenderCompID={sender!r} TargetCompID={target!r}")
+            return
+        if msg.begin_string != cfg.begin_string.encode():
+            self._refuse(f"BeginString {msg.begin_string!r} does not match session ({cfg.begin_string})")
+            return
+        problem = dictionary.validate(msg, msg.begin_string)
+        if problem is not None:
+            self._refuse(f"invalid Logon: {problem.text}")
+            return
+        sending = parse_fix_timestamp(msg.get(52) or b"")
+        if sending is None or abs(time.time_ns() - sending) > self.acceptor.config.sending_time_tolerance_s * 10**9:
+            self._refuse("SendingTime missing or outside the accepted tolerance")
+            return
+        if cfg.password is not None and (msg.get(554) or b"").decode("latin-1") != cfg.password:
+            self._refuse(f"wrong password for {cfg.target_comp_id}")
+            return
+        if cfg.key in self.gateway.sessions:
+            self._refuse(f"session {cfg.key} is already logged on from another connection")
+            return
+        hb = msg.get(108)
+        if hb is None or not hb.isdigit():
+            self._refuse("HeartBtInt (108) missing or not a number")
+            return
+        self.cfg = cfg
+        self.key = cfg.key
+        self.heartbeat_s = cfg.heartbeat or max(1, int(hb))
+        self._begin = cfg.begin_string.encode()
+        self._sender = cfg.sender_comp_id.encode()
+        self._target = cfg.target_comp_id.encode()
+        self._template = ExecReportTemplate(self._begin, self._sender, self._target)
+        self.store = self.acceptor.store_for(cfg)
+        reset_requested = msg.get(141) == b"Y"
+        if cfg.reset_on_logon or reset_requested or self.acceptor.daily_reset_due(self.store):
+            self.store.reset()
+        self.next_out = self.store.next_sender_seq
+        seq = msg.seq_num
+        expected = self.store.next_target_seq
+        if seq < expected:
+            # cannot be a resend of the logon: the counterparty lost messages we processed
+            self._register()
+            self.send_logout(f"MsgSeqNum too low, expecting {expected} but received {seq}")
+            self.flush()
+            self.disconnect("MsgSeqNum too low on Logon")
+            return
+        self._register()
+        logon_fields = [(98, b"0"), (108, str(self.heartbeat_s).encode())]
+        if reset_requested or cfg.reset_on_logon:
+            logon_fields.append((141, b"Y"))
+        self.send(b"A", logon_fields)
+        if seq > expected:
+            # the logon itself is processed; the counterparty gap-fills its seq in the resend
+            self._request_resend(expected, seq)
+        else:
+            self.store.next_target_seq = seq + 1
+        log.info("FIX session %s logged on from %s (hb %ss, in %d, out %d)", self.key, self.peer,
+                 self.heartbeat_s, self.store.next_target_seq, self.next_out)
+        self.acceptor.record_session_event("session_logon", self.key, f"logon from {self.peer}")
+
+    def _register(self) -> None:
+        self.logged_on = True
+        self.gateway.sessions[self.key] = self
+        if self.cfg.drop_copy:
+            self.gateway.drop_copies.add(self.key)
+
+    # -- messages after logon -----------------------------------------------------------
+
+    def _on_message(self, msg: FixMessage) -> None:
+        if msg.begin_string != self._begin:
+            self.send_logout(f"Incorrect BeginString {msg.begin_string!r}")
+            self.flush()
+            self.disconnect("wrong BeginString")
+            return
+        seq = msg.seq_num
+        if seq <= 0:
+            self.send_logout("MsgSeqNum (34) missing or invalid")
+            self.flush()
+            self.disconnect("MsgSeqNum missing")
+            return
+        if msg.get(49) != self._target or msg.get(56) != self._sender:
+            self.send_reject(msg, 9, None, "CompID problem")
+            self._advance(seq)
+            self.send_logout("CompID problem")
+            self.flush()
+            self.disconnect("CompID problem")
+            return
+        mt = msg.msg_type
+        expected = self.store.next_target_seq
+        if mt == b"4" and msg.get(123) != b"Y":
+            self._sequence_reset(msg)
+            return
+        if seq > expected:
+            if mt == b"2":
+                self._serve_resend(msg)
+            if mt == b"5":
+                self._on_logout(msg)
+                return
+            if len(self._queued) >= MAX_QUEUED:
+                self.send_logout("Too many messages queued behind a sequence gap")
+                self.disconnect("queue overflow")
+                return
+            self._queued[seq] = msg
+            if self._resend_until < seq:
+                self._request_resend(expected, seq)
+            return
+        if seq < expected:
+            if msg.get(43) == b"Y":
+                return  # a duplicate we already processed
+            self.send_logout(f"MsgSeqNum too low, expecting {expected} but received {seq}")
+            self.flush()
+            self.disconnect("MsgSeqNum too low")
+            return
+        self._process_in_order(msg)
+        while self.store.next_target_seq in self._queued and not self.closing:
+            self._process_in_order(self._queued.pop(self.store.next_target_seq))
+        if self._resend_until and self.store.next_target_seq > self._resend_until:
+            self._resend_until = 0
+
+    def _advance(self, seq: int) -> None:
+        self.store.next_target_seq = seq + 1
+
+    def _process_in_order(self, msg: FixMessage) -> None:
+        seq = msg.seq_num
+        mt = msg.msg_type
+        if msg.get(43) == b"Y" and mt not in (b"4",):
+            orig = parse_fix_timestamp(msg.get(122) or b"")
+            sending = parse_fix_timestamp(msg.get(52) or b"")
+            if orig is None:
+                self.send_reject(msg, 1, 122, "Required tag missing: 122 (OrigSendingTime)")
+                self._advance(seq)
+                return
+            if sending is not None and orig > sending:
+                self.send_reject(msg, 10, 122, "OrigSendingTime is after SendingTime")
+                self._advance(seq)
+                return
+        else:
+            sending = parse_fix_timestamp(msg.get(52) or b"")
+            tolerance = self.acceptor.config.sending_time_tolerance_s * 10**9
+            if sending is None or abs(time.time_ns() - sending) > tolerance:
+                self.send_reject(msg, 10, 52, "SendingTime accuracy problem")
+                self._advance(seq)
+                self.send_logout("SendingTime accuracy problem")
+                self.flush()
+                self.disconnect("SendingTime accuracy problem")
+                return
+        problem = dictionary.validate(msg, self._begin)
+        if problem is not None:
+            if getattr(problem, "business", False):
+                self.send_business_reject(msg, 3, problem.tag, problem.text)
+            else:
+                self.send_reject(msg, problem.reason, problem.tag, problem.text)
+            self._advance(seq)
+            return
+        if mt == b"4":              # gap fill
+            new_seq = int(msg.get(36) or b"0")
+            if new_seq <= seq:
+                self.send_reject(msg, 5, 36, f"NewSeqNo {new_seq} must be above MsgSeqNum {seq}")
+                self._advance(seq)
+                return
+            self.store.next_target_seq = new_seq
+            return
+        self._advance(seq)
+        if mt in APP_TYPES_IN:
+            command = self.gateway.command_from_fix(self.key, self.cfg.account, msg)
+            if self.acceptor.rate_limited(self, command):
+                return
+            self.gateway.submit(command)
+        elif mt == b"0":
+            if self.test_request_id is not None and msg.get(112) == self.test_request_id.encode():
+                self.test_request_id = None
+        elif mt == b"1":
+            self.send(b"0", [(112, msg.get(112) or b"")])
+        elif mt == b"2":
+            self._serve_resend(msg)
+        elif mt == b"5":
+            self._on_logout(msg)
+        elif mt == b"3":
+            log.warning("%s: counterparty rejected our message %s: %s", self.key, msg.get(45), msg.get(58))
+        elif mt == b"A":
+            self.send_reject(msg, 5, 35, "Already logged on")
+        else:
+            self.send_business_reject(msg, 3, 35, f"Unsupported message type {mt.decode('latin-1')}")
+
+    def _sequence_reset(self, msg: FixMessage) -> None:
+        """SequenceReset in reset mode: accepted whatever its MsgSeqNum."""
+        raw = msg.get(36) or b""
+        if not raw.isdigit():
+            self.send_reject(msg, 1 if not raw else 6, 36, "NewSeqNo (36) missing or not a number")
+            return
+        new_seq = int(raw)
+        if new_seq < self.store.next_target_seq:
+            self.send_reject(msg, 5, 36, f"NewSeqNo {new_seq} is below the expected {self.store.next_target_seq}")
+            return
+        self.store.next_target_seq = new_seq
+        for seq in [s for s in self._queued if s < new_seq]:
+            del self._queued[seq]
+
+    def _request_resend(self, begin: int, end_seen: int) -> None:
+        self._resend_until = end_seen
+        self.send(b"2", [(7, str(begin).encode()), (16, b"0")])
+
+    def _serve_resend(self, msg: FixMessage) -> None:
+        begin_raw, end_raw = msg.get(7) or b"", msg.get(16) or b""
+        if not begin_raw.isdigit() or not end_raw.isdigit():
+            return
+        begin, end = int(begin_raw), int(end_raw)
+        last = self.next_out - 1
+        if end == 0 or end == 999999 or end > last:
+            end = last
+        if begin < 1 or begin > end:
+            return
+        now = fix_timestamp(time.time_ns(), self.acceptor.config.sending_time_precision)
+        gap_start = None
+        seq = begin
+        stored = dict(self.store.get_sent(begin, end))
+        out: list[bytes] = []
+        while seq <= end:
+            raw = stored.get(seq)
+            mt = _msg_type_of(raw) if raw else None
+            if raw is None or mt in ADMIN_TYPES:
+                if gap_start is None:
+                    gap_start = seq
+            else:
+                if gap_start is not None:
+                    out.append(self._gap_fill(gap_start, seq, now))
+                    gap_start = None
+                out.append(with_poss_dup(raw, now))
+            seq += 1
+        if gap_start is not None:
+            out.append(self._gap_fill(gap_start, end + 1, now))
+        self._write(b"".join(out))
+
+    def _gap_fill(self, seq: int, new_seq: int, now: bytes) -> bytes:
+        return encode(self._begin, b"4", self._sender, self._target, seq, now,
+                      [(123, b"Y"), (36, str(new_seq).encode())], extra_header=[(43, b"Y"), (122, now)])
+
+    def _on_logout(self, msg: FixMessage) -> None:
+        if not self.logout_sent:
+            self.send_logout(None)
+        self.flush()
+        self.disconnect("logout")
+
+    # -- sending ------------------------------------------------------------------------
+
+    def _now(self) -> bytes:
+        return fix_timestamp(time.time_ns(), self.acceptor.config.sending_time_precision)
+
+    def send(self, msg_type: bytes, body: list[tuple[int, object]]) -> None:
+        seq = self.next_out
+        self.next_out += 1
+        raw = encode(self._begin, msg_type, self._sender, self._target, seq, self._now(), body)
+        self._pending.append((seq, raw))
+
+    def send_logout(self, text: str | None) -> None:
+        self.logout_sent = True
+        self.send(b"5", [(58, text.encode("latin-1", "replace"))] if text else [])
+
+    def send_reject(self, msg: FixMessage, reason: int, tag: int | None, text: str) -> None:
+        body: list[tuple[int, object]] = [(45, str(max(msg.seq_num, 0)).encode())]
+        if tag is not None:
+            body.append((371, str(tag).encode()))
+        body.append((372, msg.msg_type or b"?"))
+        if self._begin != b"FIX.4.2" or reason <= 11:
+            body.append((373, str(reason).encode()))
+        body.append((58, text.encode("latin-1", "replace")))
+        self.send(b"3", body)
+        self.acceptor.record_session_event("session_reject", self.key, f"Reject {reason} tag {tag}: {text}",
+                                           ref_seq=msg.seq_num)
+
+    def send_business_reject(self, msg: FixMessage, reason: int, tag: int | None, text: str) -> None:
+        body: list[tuple[int, object]] = [(45, str(max(msg.seq_num, 0)).encode()), (372, msg.msg_type or b"?")]
+        ref_id = msg.get(11)
+        if ref_id:
+            body.append((379, ref_id))
+        body.append((380, str(reason).encode()))
+        body.append((58, text.encode("latin-1", "replace")))
+        self.send(b"j", body)
+
+    def queue_execution_report(self, event: dict) -> None:
+        seq = self.next_out
+        self.next_out += 1
+        now = self._now()
+        exec_type = event["exec_type"]
+        if self._begin == b"FIX.4.2":
+            if exec_type == "F":
+                exec_type = "2" if event["ord_status"] == "2" else "1"
+            elif exec_type == "I":
+                self._pending.append((seq, self._status_42(seq, now, event)))
+                return
+        price = event.get("price")
+        rej = event.get("rej_reason")
+        text = event.get("text")
+        account = event.get("account")
+        orig = event.get("orig_cl_ord_id")
+        raw = self._template.encode(
+            seq, now, str(event["order_id"] or "NONE").encode(), (event.get("cl_ord_id") or "NONE").encode(),
+            event["exec_id"].encode(), exec_type.encode(), event["ord_status"].encode(),
+            (event.get("symbol") or "").encode(), (event.get("side") or "1").encode(), event.get("qty") or 0,
+            (event.get("ord_type") or "2").encode(), event.get("last_qty") or 0,
+            (event.get("last_px") or "0").encode(), event["leaves_qty"], event["cum_qty"],
+            event["avg_px"].encode(), fix_timestamp(event["ts"], self.acceptor.config.sending_time_precision),
+            orig_cl_ord_id=orig.encode() if orig else None,
+            price=price.encode() if price else None,
+            time_in_force=event["tif"].encode() if event.get("tif") else None,
+            account=account.encode() if account else None,
+            ord_rej_reason=str(rej).encode() if rej is not None and event["exec_type"] in ("8", "I") else None,
+            text=text.encode("utf-8") if text else None)
+        self._pending.append((seq, raw))
+
+    def _status_42(self, seq: int, now: bytes, event: dict) -> bytes:
+        body = [(37, str(event["order_id"] or "NONE")), (11, event.get("cl_ord_id") or "NONE"),
+                (17, "0"), (20, "3"), (150, event["ord_status"]), (39, event["ord_status"]),
+                (55, event.get("symbol") or ""), (54, event.get("side") or "1"), (38, event.get("qty") or 0),
+                (32, 0), (31, "0"), (151, event["leaves_qty"]), (14, event["cum_qty"]), (6, event["avg_px"])]
+        if event.get("text"):
+            body.append((58, event["text"]))
+        return encode(self._begin, b"8", self._sender, self._target, seq, now, body)
+
+    def queue_cancel_reject(self, event: dict) -> None:
+        body = [(37, str(event.get("order_id") or "NONE")), (11, event.get("cl_ord_id") or "NONE"),
+                (41, event.get("orig_cl_ord_id") or "NONE"), (39, event.get("ord_status") or "8"),
+                (434, event["response_to"]), (102, str(event["rej_reason"])), (58, event.get("text") or "")]
+        if self._begin == b"FIX.4.4":
+            body.append((60, fix_timestamp(event["ts"], self.acceptor.config.sending_time_precision)))
+        self.send(b"9", body)
+
+    def queue_mass_cancel_report(self, event: dict) -> None:
+        body = [(37, f"MC{event.get('seq', 0)}"), (11, event.get("cl_ord_id") or "NONE"),
+                (530, event.get("mass_cancel_type") or "7"), (531, event.get("mass_cancel_response") or "0"),
+                (533, event.get("affected", 0))]
+        if event.get("rej_reason") is not None:
+            body.append((532, str(event["rej_reason"])))
+        if event.get("symbol"):
+            body.append((55, event["symbol"]))
+        if event.get("text"):
+            body.append((58, event["text"]))
+        self.send(b"r", body)
+
+    def flush(self) -> None:
+        """Store first, then one socket write for everything queued."""
+        pending = self._pending
+        if self.store is not None:
+            if pending:
+                self._pending = []
+                self.store.save_sent(pending)
+            self.store.save_target_seq()
+        if pending:
+            self._write(b"".join(raw for _, raw in pending))
+
+    def _write(self, data: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing() or not data:
+            return
+        transport.write(data)
+        self.last_sent = time.monotonic()
+        limit = self.acceptor.config.max_outbound_buffer_kb * 1024
+        if transport.get_write_buffer_size() > limit:
+            log.warning("%s %s: outbound buffer over %d KiB (client not reading): disconnecting",
+                        self.key, self.peer, limit // 1024)
+            self.closing = True
+            transport.abort()
+
+    def disconnect(self, why: str) -> None:
+        if self.closing and self.transport is None:
+            return
+        self.closing = True
+        if self.transport is not None and not self.transport.is_closing():
+            log.info("%s %s: disconnecting (%s)", self.key or "-", self.peer, why)
+            self.transport.close()
+
+    # -- timers (called by the acceptor's ticker) ----------------------------------------
+
+    def tick(self, now: float) -> None:
+        if self.closing:
+            return
+        if not self.logged_on:
+            if now - self.connected_at > self.acceptor.timing.logon_timeout_s:
+                self._refuse("no Logon received in time")
+            return
+        hb = self.heartbeat_s
+        if self.test_request_id is not None:
+            if now - self.test_request_sent_at > hb:
+                self.send_logout("Test request not answered")
+                self.flush()
+                self.disconnect("TestRequest unanswered")
+            return
+        if now - self.last_received > hb * self.acceptor.timing.test_request_factor:
+            self._test_counter += 1
+            self.test_request_id = f"TEST{self._test_counter}"
+            self.test_request_sent_at = now
+            self.send(b"1", [(112, self.test_request_id.encode())])
+            self.flush()
+        elif now - self.last_sent >= hb:
+            self.send(b"0", [])
+            self.flush()
+
+
+def _msg_type_of(raw: bytes) -> bytes | None:
+    start = raw.find(b"\x0135=")
+    if start < 0:
+        return None
+    end = raw.find(b"\x01", start + 4)
+    return raw[start + 4:end]
+
+
+class FixAcceptor:
+    """Listens for FIX connections, knows the configured sessions and their stores."""
+
+    def __init__(self, config: Config, gateway: "Gateway", data_dir: Path, timing: Timing | None = None) -> None:
+        self.config = config
+        self.gateway = gateway
+        self.data_dir = Path(data_dir)
+        self.timing = timing or Timing()
+        self.connections: set[FixSession] = set()
+        self._configs = {(s.target_comp_id.encode(), s.sender_comp_id.encode()): s for s in config.sessions}
+        self._stores: dict[str, MessageStore] = {}
+        self._server: asyncio.AbstractServer | None = None
+        self._ticker: asyncio.Task | None = None
+        self._rate: dict[str, list[int]] = {}
+        self.risk = None   # set by the server: message-rate limits live in compliance
+
+    def find_config(self, sender: bytes | None, target: bytes | None) -> SessionConfig | None:
+        return self._configs.get((sender or b"", target or b""))
+
+    def store_for(self, cfg: SessionConfig) -> MessageStore:
+        store = self._stores.get(cfg.key)
+        if store is None:
+            store = MessageStore(self.data_dir / "fix" / f"{cfg.target_comp_id}-{cfg.sender_comp_id}")
+            self._stores[cfg.key] = store
+        return store
+
+    def daily_reset_due(self, store: MessageStore) -> bool:
+        return False
+
+    def rate_limited(self, session: FixSession, command: dict | None) -> bool:
+        """Message-rate check (per session) lives in compliance; None means unlimited."""
+        if command is None:
+            return False
+        if self.risk is not None:
+            return self.risk.session_rate_exceeded(session, command)
+        return False
+
+    def record_session_event(self, kind: str, key: str | None, text: str, **extra: object) -> None:
+        record = getattr(self.gateway.engine, "record", None)
+        if record is not None:
+            record({"type": kind, "ts": time.time_ns(), "session": key, "text": text, **extra})
+
+    def session_ended(self, session: FixSession, why: str) -> None:
+        if self.gateway.sessions.get(session.key) is session:
+            del self.gateway.sessions[session.key]
+        self.gateway.drop_copies.discard(session.key)
+        log.info("FIX session %s ended: %s", session.key, why)
+        self.record_session_event("session_logout", session.key, why)
+        if session.cfg is not None and session.cfg.cancel_on_disconnect:
+            from ..audit import schema as ev
+            self.gateway.submit({"type": ev.MASS_CANCEL_REQUESTED, "ts": time.time_ns(), "session": session.key,
+                                 "cl_ord_id": None, "mass_cancel_type": "7", "symbol": None, "side": None,
+                                 "account": None, "reason": "cancel on disconnect"})
+        self.gateway.end_batch()
+
+    async def start(self, host: str, port: int, ssl=None) -> tuple[str, int]:
+        loop = asyncio.get_running_loop()
+        self._server = await loop.create_server(lambda: FixSession(self), host, port, ssl=ssl,
+                                                reuse_address=True)
+        self._ticker = asyncio.create_task(self._tick_loop())
+        sock = self._server.sockets[0]
+        addr = sock.getsockname()
+        return addr[0], addr[1]
+
+    async def _tick_loop(self) -> None:
+        while True:
+            await asyncio.sleep(0.1)
+            now = time.monotonic()
+            for session in list(self.connections):
+                try:
+                    session.tick(now)
+                except Exception:   # one broken session must not stop the others' timers
+                    log.exception("timer of session %s failed", session.key)
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()
+        sessions = [s for s in self.connections if s.logged_on]
+        for session in sessions:
+            session.send_logout("Server shutting down")
+            session.flush()
+        deadline = time.monotonic() + self.timing.logout_timeout_s
+        while any(s.transport is not None for s in sessions) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        for session in list(self.connections):
+            session.disconnect("shutdown")
+        if self._ticker is not None:
+            self._ticker.cancel()
+        if self._server is not None:
+            await self._server.wait_closed()
+        for store in self._stores.values():
+            store.close()

@@ -1,0 +1,119 @@
+"""Persisted FIX message store: sequence numbers both ways and every message we sent.
+
+One folder per session under ``DATA/fix/<TARGET>-<SENDER>/``:
+  ``outbound.log``  every message we sent, framed as <seq u64><len u32><bytes>, written with
+                    one os.write per batch *before* the batch goes to the socket, so after a
+                    kill -9 a resend can serve every message the counterparty may have seen;
+  ``inbound.seq``   the next MsgSeqNum expected from the counterparty (8 bytes, rewritten in
+                    place after each processed batch).
+The next outbound sequence number is derived from the log itself (last seq + 1), so the two can
+never disagree. A torn last frame (crash mid-write) is cut off on open.
+"""
+from __future__ import annotations
+
+import logging
+import os
+import struct
+import time
+from pathlib import Path
+from typing import Iterator
+
+log = logging.getLogger(__name__)
+_FRAME = struct.Struct("<QI")
+
+
+class MessageStore:
+    def __init__(self, directory: Path) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self._out_path = self.directory / "outbound.log"
+        self._in_path = self.directory / "inbound.seq"
+        self._index: dict[int, tuple[int, int]] = {}   # seq -> (offset of payload, length)
+        self.next_sender_seq = 1
+        self.next_target_seq = 1
+        self._load()
+        self._out_fd = os.open(self._out_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        self._in_fd = os.open(self._in_path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._out_size = os.fstat(self._out_fd).st_size
+        self._saved_target_seq = self.next_target_seq
+
+    def _load(self) -> None:
+        if self._out_path.exists():
+            data = self._out_path.read_bytes()
+            offset = 0
+            good = 0
+            while offset + _FRAME.size <= len(data):
+                seq, length = _FRAME.unpack_from(data, offset)
+                start = offset + _FRAME.size
+                if start + length > len(data) or seq == 0:
+                    break
+                self._index[seq] = (start, length)
+                self.next_sender_seq = seq + 1
+                offset = start + length
+                good = offset
+            if good < len(data):
+                log.warning("message store %s: cutting torn tail at byte %d of %d", self._out_path, good, len(data))
+                with open(self._out_path, "r+b") as handle:
+                    handle.truncate(good)
+        if self._in_path.exists():
+            raw = self._in_path.read_bytes()
+            if len(raw) >= 8:
+                self.next_target_seq = max(1, struct.unpack("<Q", raw[:8])[0])
+
+    def save_sent(self, messages: list[tuple[int, bytes]]) -> None:
+        """Persist sent messages (seq, raw) with one write; call before they reach the socket."""
+        if not messages:
+            return
+        buf = bytearray()
+        offset = self._out_size
+        for seq, raw in messages:
+            buf += _FRAME.pack(seq, len(raw))
+            self._index[seq] = (offset + len(buf), len(raw))
+            buf += raw
+        view = memoryview(buf)
+        while view:
+            written = os.write(self._out_fd, view)
+            view = view[written:]
+        self._out_size += len(buf)
+        self.next_sender_seq = messages[-1][0] + 1
+
+    def save_target_seq(self) -> None:
+        """Persist the next expected inbound seq if it moved (one pwrite of 8 bytes)."""
+        if self.next_target_seq != self._saved_target_seq:
+            os.pwrite(self._in_fd, struct.pack("<Q", self.next_target_seq), 0)
+            self._saved_target_seq = self.next_target_seq
+
+    def get_sent(self, begin: int, end: int) -> Iterator[tuple[int, bytes]]:
+        """Stored messages with begin <= seq <= end, in order (missing ones are skipped)."""
+        if not self._index:
+            return
+        with open(self._out_path, "rb") as handle:
+            for seq in range(begin, end + 1):
+                where = self._index.get(seq)
+                if where is None:
+                    continue
+                handle.seek(where[0])
+                yield seq, handle.read(where[1])
+
+    def reset(self) -> None:
+        """Start both sequences again at 1 (ResetSeqNumFlag, reset_on_logon, daily reset).
+
+        The old log is kept beside the new one (renamed with a timestamp) for the record.
+        """
+        os.close(self._out_fd)
+        if self._out_path.exists() and self._out_path.stat().st_size:
+            self._out_path.rename(self.directory / f"outbound-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns()}.log")
+        self._out_fd = os.open(self._out_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._out_size = 0
+        self._index.clear()
+        self.next_sender_seq = 1
+        self.next_target_seq = 1
+        self._saved_target_seq = -1
+        self.save_target_seq()
+
+    def close(self) -> None:
+        for fd in (self._out_fd, self._in_fd):
+            try:
+                os.close(fd)
+            except OSError:
+                pass

@@ -1,0 +1,137 @@
+"""`oms serve`: wires journal, engine, FIX acceptor, HTTP API and the DuckDB projection.
+
+Start-up order matters: the journal is opened and replayed into the engine, numba kernels are
+compiled and warmed, and only then do the FIX and HTTP ports open and the ready lines print.
+Shutdown is the reverse: sessions get a Logout, the journal is flushed and fsynced, the
+projection catches up and the DuckDB file is closed.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import ssl
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+from aiohttp import web
+
+from .audit.journal import Journal, iter_records
+from .audit.paths import duckdb_path, journal_dir
+from .audit.projection import Projection
+from .config import DEMO_CONFIG_NAME, Config
+from .engine.engine import Engine
+from .fix.gateway import Gateway
+from .fix.session import FixAcceptor, Timing
+
+log = logging.getLogger("oms")
+
+
+@dataclass
+class ServeOptions:
+    data_dir: Path
+    host: str
+    fix_port: int
+    http_port: int
+    book: str = "numba"                 # "numba" | "reference"
+    timing: Timing | None = None
+
+
+def make_book_factory(kind: str) -> Callable[[], object]:
+    if kind == "reference":
+        from .book import ReferenceBook
+        return lambda: ReferenceBook(capacity=1024)
+    from .book import NumbaBook, warm_up
+    warm_up()   # compile (or load cached) kernels now, so no order pays for compilation
+    return lambda: NumbaBook(capacity=1024)
+
+
+def make_risk(config: Config) -> object | None:
+    try:
+        from .compliance.risk import RiskEngine
+    except ImportError:
+        return None
+    return RiskEngine(config)
+
+
+class OmsServer:
+    """The running system; `start()` then `wait()`; `stop()` from a signal."""
+
+    def __init__(self, config: Config, options: ServeOptions, out=sys.stdout) -> None:
+        self.config = config
+        self.options = options
+        self.out = out
+        self.stopping = asyncio.Event()
+
+    async def start(self) -> None:
+        opts = self.options
+        opts.data_dir.mkdir(parents=True, exist_ok=True)
+        cfg = self.config
+        self.journal = Journal(journal_dir(opts.data_dir), fsync=cfg.fsync, fsync_interval_ms=cfg.fsync_interval_ms,
+                               rotate_bytes=cfg.rotate_mb * 1024 * 1024)
+        self.risk = make_risk(cfg)
+        self.engine = Engine(cfg, self.journal, make_book_factory(opts.book), risk=self.risk)
+        started = time.perf_counter()
+        replayed = self.engine.replay(iter_records(self.journal.directory))
+        if replayed:
+            log.info("replayed %d commands from the journal in %.2fs (last seq %d)", replayed,
+                     time.perf_counter() - started, self.journal.last_seq)
+        self.projection = Projection(duckdb_path(opts.data_dir), self.journal.directory)
+        self.projection.start()
+        self.gateway = Gateway(self.engine)
+        self.gateway.on_events.append(lambda events: self.projection.notify())
+        self.acceptor = FixAcceptor(cfg, self.gateway, opts.data_dir, opts.timing)
+        if self.risk is not None and hasattr(self.risk, "attach"):
+            self.risk.attach(self.acceptor)
+        tls = None
+        if cfg.tls_cert is not None:
+            tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            tls.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
+        fix_host, fix_port = await self.acceptor.start(opts.host, opts.fix_port, ssl=tls)
+        from .http_app import build_app
+        self.app = build_app(self)
+        self.runner = web.AppRunner(self.app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, opts.host, opts.http_port, reuse_address=True)
+        await site.start()
+        http_port = self.runner.addresses[0][1]
+        self.fix_address = (fix_host, fix_port)
+        self.http_address = (opts.host, http_port)
+        print(f"oms_trading: config {cfg.source}, data dir {opts.data_dir}, journal seq {self.journal.last_seq}",
+              file=self.out)
+        if cfg.source == DEMO_CONFIG_NAME:
+            for user in cfg.users:
+                if user.demo_token:
+                    print(f"demo HTTP token for {user.name} ({user.role}): {user.demo_token}", file=self.out)
+        print(f"FIX listening on {fix_host}:{fix_port}", file=self.out)
+        print(f"HTTP listening on {opts.host}:{http_port}", file=self.out, flush=True)
+
+    async def stop(self) -> None:
+        await self.acceptor.stop()
+        self.gateway.end_batch()
+        await self.runner.cleanup()
+        self.journal.close()
+        await asyncio.get_running_loop().run_in_executor(None, self.projection.stop)
+        print("oms_trading stopped cleanly", file=self.out, flush=True)
+
+    async def run_until_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.stopping.set)
+        await self.start()
+        await self.stopping.wait()
+        await self.stop()
+
+
+def serve(config: Config, options: ServeOptions) -> int:
+    server = OmsServer(config, options)
+    try:
+        import uvloop
+    except ImportError:   # not on Linux: the stdlib loop works, a little slower
+        asyncio.run(server.run_until_stopped())
+    else:
+        uvloop.run(server.run_until_stopped())
+    return 0
