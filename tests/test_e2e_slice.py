@@ -67,7 +67,7 @@ def test_two_crossing_orders_trade_and_land_in_duckdb(server, tmp_path):
     con = duckdb.connect(str(tmp_path / "data" / "audit.duckdb"), read_only=True)
     try:
         rows = con.execute("SELECT type, cl_ord_id, ord_status, cum_qty, leaves_qty, last_px, last_qty "
-                           "FROM audit_events WHERE order_id IS NOT NULL OR type = 'order_rejected' ORDER BY seq").fetchall()
+                           "FROM audit_events WHERE cl_ord_id IS NOT NULL ORDER BY seq").fetchall()
         seqs = [r[0] for r in con.execute("SELECT seq FROM audit_events ORDER BY seq").fetchall()]
     finally:
         con.close()
