@@ -180,7 +180,10 @@ def parse_decimal(text: str | bytes | Decimal) -> Decimal:
 def price_to_ticks(text: str | bytes | Decimal, tick_size: Decimal) -> int:
     """Exact conversion of a decimal price to integer ticks; raises PriceError off the grid."""
     value = parse_decimal(text)
-    ticks, remainder = divmod(value, tick_size)
+    try:
+        ticks, remainder = divmod(value, tick_size)
+    except InvalidOperation:   # quotient beyond the decimal context's precision
+        raise PriceError(f"price {value} is out of range") from None
     if remainder != 0:
         raise PriceError(f"price {value} is not a multiple of the tick size {tick_size}")
     result = int(ticks)

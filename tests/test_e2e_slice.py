@@ -92,3 +92,32 @@ def test_bad_config_stops_serve_with_file_key_and_problem(tmp_path):
     assert result.returncode == 2
     assert str(bad) in result.stderr and "instruments[0].tick_size" in result.stderr
     assert "floats are not exact" in result.stderr
+
+
+def test_sigint_stops_cleanly_and_restart_recovers_state(tmp_path):
+    import signal
+    data = tmp_path / "data"
+    first = ServerProcess(data).start()
+    try:
+        client = FixClient("127.0.0.1", first.fix_port, "CLIENT1")
+        client.logon(password="demo1")
+        client.new_order("R1", "MSFT", "1", 50, "420.00")
+        assert field(client.expect("8"), 39) == "0"
+        client.close()
+        first.proc.send_signal(signal.SIGINT)
+        assert first.proc.wait(60) == 0
+        assert any("stopped cleanly" in line for line in first.lines)
+    finally:
+        first.kill()
+    second = ServerProcess(data).start()
+    try:
+        client = FixClient("127.0.0.1", second.fix_port, "CLIENT1")
+        client.seq = 3   # logon(1) and the order(2) were processed before the restart
+        client.logon(password="demo1")
+        # the resting order survived the restart: a status request finds it, New with 50 leaves
+        client.send("H", [(11, "R1"), (55, "MSFT"), (54, "1")])
+        status = client.expect("8")
+        assert field(status, 150) == "I" and field(status, 39) == "0" and field(status, 151) == "50"
+        client.close()
+    finally:
+        assert second.stop() == 0

@@ -1,0 +1,93 @@
+"""Configuration: the demo config, CSV reference data and clear errors naming file and key."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+from oms_trading.config import ConfigError, demo_config_text, load_config, parse_config
+
+
+def test_demo_config_has_what_the_contract_promises():
+    cfg = load_config()
+    assert cfg.fix_port == 9878 and cfg.http_port == 8080 and cfg.host == "127.0.0.1"
+    assert str(cfg.data_dir) == "oms-data"
+    assert len(cfg.instruments) >= 3 and all(i.reference_price for i in cfg.instruments)
+    assert len(cfg.accounts) >= 3
+    targets = {(s.target_comp_id, s.sender_comp_id, s.begin_string) for s in cfg.sessions}
+    assert ("CLIENT1", "OMS", "FIX.4.4") in targets and ("BENCH", "OMS", "FIX.4.4") in targets
+    assert any(t[0] == "CLIENT2" and t[2] == "FIX.4.2" for t in targets)
+    assert {u.role for u in cfg.users} == {"risk", "compliance", "viewer"}
+    assert cfg.risk_defaults["max_order_qty"] > 0 and cfg.risk_defaults["max_order_notional"] > 0
+    assert cfg.risk_defaults["price_collar_pct"] == Decimal("10")
+
+
+def test_csv_reference_data(tmp_path: Path):
+    (tmp_path / "instruments.csv").write_text(
+        "symbol,tick_size,lot_size,reference_price,currency\nNEW1,0.05,10,12.35,EUR\nNEW2,1,1,,\n")
+    (tmp_path / "accounts.csv").write_text("name,description,stp_mode\nFIRM9,From CSV,cancel_incoming\n")
+    text = demo_config_text().replace('# instruments_csv = "instruments.csv"', 'instruments_csv = "instruments.csv"')
+    text = text.replace('# accounts_csv = "accounts.csv"', 'accounts_csv = "accounts.csv"')
+    path = tmp_path / "oms.toml"
+    path.write_text(text)
+    cfg = load_config(path)
+    new1 = cfg.instrument("NEW1")
+    assert new1.tick_size == Decimal("0.05") and new1.lot_size == 10 and new1.reference_price == Decimal("12.35")
+    assert new1.currency == "EUR" and cfg.instrument("NEW2").reference_price is None
+    assert any(a.name == "FIRM9" and a.stp_mode == "cancel_incoming" for a in cfg.accounts)
+    assert [i.index for i in cfg.instruments] == list(range(len(cfg.instruments)))
+
+
+@pytest.mark.parametrize("edit,key,problem", [
+    (('fix_port = 9878', 'fix_port = "x"'), "server.fix_port", "whole number"),
+    (('fix_port = 9878', 'fix_port = 70000'), "server.fix_port", "TCP port"),
+    (('tick_size = "0.01"\nlot_size = 1\nreference_price = "190.00"',
+      'tick_size = 0.01\nlot_size = 1\nreference_price = "190.00"'), "instruments[0].tick_size", "floats"),
+    (('reference_price = "190.00"', 'reference_price = "190.005"'), "instruments[0].reference_price", "tick"),
+    (('begin_string = "FIX.4.4"          #', 'begin_string = "FIX.5.0"          #'),
+     "fix.sessions[0].begin_string", "FIX.4.2 or FIX.4.4"),
+    (('stp_mode = "cancel_both"', 'stp_mode = "sometimes"'), "accounts[3].stp_mode", "must be one of"),
+    (('max_order_qty = 100000 ', 'max_order_qty = -5 '), "risk.defaults.max_order_qty", ">= 0"),
+    (('max_order_qty = 100000 ', 'max_ordr_qty = 5 '), "risk.defaults.max_ordr_qty", "unknown limit"),
+    (('[risk.accounts.ACC2]', '[risk.accounts.NOBODY]'), "risk.accounts.NOBODY", "no such account"),
+    (('fsync = "interval"', 'fsync = "sometimes"'), "journal.fsync", "interval"),
+    (('end_of_day = "21:00"', 'end_of_day = "25:00"'), "trading.end_of_day", "HH:MM"),
+    (('account = "ACC1"', 'account = "ZZZ"'), "fix.sessions[0].account", "no such account"),
+    (('role = "viewer"', 'role = "admin"'), "http.users[3].role", "must be one of"),
+    (('demo_token = "demo-risk1-token"', 'demo_token = "other"'), "http.users[0].demo_token", "does not match"),
+])
+def test_bad_config_names_file_key_and_problem(edit, key, problem):
+    old, new = edit
+    text = demo_config_text()
+    assert old in text, old
+    with pytest.raises(ConfigError) as info:
+        parse_config(text.replace(old, new, 1), "my.toml", Path("."))
+    message = str(info.value)
+    assert message.startswith("my.toml: ") and key in message and problem in message, message
+
+
+def test_syntax_error_and_unknown_section():
+    with pytest.raises(ConfigError, match="my.toml: \\(syntax\\)"):
+        parse_config("[server\n", "my.toml", Path("."))
+    with pytest.raises(ConfigError, match="my.toml: serverz: unknown key"):
+        parse_config(demo_config_text() + "\n[serverz]\n", "my.toml", Path("."))
+
+
+def test_missing_file_is_a_clear_error(tmp_path):
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_config(tmp_path / "nope.toml")
+
+
+def test_oms_init_writes_the_demo_config(tmp_path):
+    target = tmp_path / "oms.toml"
+    result = subprocess.run([sys.executable, "-m", "oms_trading.cli", "init", str(target)],
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert target.read_text() == demo_config_text()
+    assert load_config(target).sessions
+    again = subprocess.run([sys.executable, "-m", "oms_trading.cli", "init", str(target)],
+                           capture_output=True, text=True, timeout=60)
+    assert again.returncode == 1 and "exists" in again.stderr
