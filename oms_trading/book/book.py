@@ -1,0 +1,249 @@
+"""NumbaBook: one instrument's limit order book on numba kernels (thin Python facade).
+
+Semantics (identical in :class:`oms_trading.book.reference.ReferenceBook`)
+--------------------------------------------------------------------------
+* Price-time priority; prices are any int64 (no window); fills at the resting price.
+* add(): validation order is ERR_BAD_ARGUMENT (side, ord_type, tif, stp), then ERR_QTY
+  (qty <= 0), then ERR_DUPLICATE_ID (id resting). On status != OK nothing changes and the
+  counts are 0. MARKET ignores price, matches at any price and never rests (remainder
+  killed, whatever the tif; MARKET+FOK is all-or-nothing at any price). IOC: remainder
+  killed. DAY/GTC limit: remainder rests.
+* Self-trade prevention applies when the incoming order meets a resting order of the same
+  account and stp != STP_NONE, in the order the match visits resting orders:
+  CANCEL_RESTING removes the resting order (reported as an STP cancel, not a fill) and
+  matching goes on; CANCEL_INCOMING kills the incoming remainder (killed_qty) and matching
+  stops, the resting order stays; CANCEL_BOTH removes the resting order and kills the
+  incoming remainder. Fills made before that point stand.
+* FOK: the book first simulates the match walk (best price first, FIFO, same STP rules):
+  it is fillable iff the quantity of other accounts' orders visited before the walk would
+  stop reaches qty. The walk stops at a price that does not cross or, with
+  CANCEL_INCOMING/CANCEL_BOTH, at the first same-account resting order; with
+  CANCEL_RESTING same-account orders contribute nothing and are skipped. If not fillable
+  the order is killed whole (killed_qty = qty, 0 fills, 0 STP cancels) and NOTHING in the
+  book changes. If fillable it executes exactly that walk: it fills completely, and any
+  same-account orders the walk passed over are STP-canceled (CANCEL_RESTING only; with the
+  other modes a fillable walk never met one). With STP_NONE, self-trades are allowed.
+* replace(order_id, new_price, new_qty, ts, stp): validation ERR_BAD_ARGUMENT (stp), then
+  ERR_QTY (new_qty <= 0), then ERR_UNKNOWN_ORDER. Same price and new_qty <= remaining:
+  reduced in place (priority and ts kept), returns (OK, 0, 0, new_qty, 0). Otherwise the
+  order leaves its level and re-enters as a limit order (same id, side, account, tif) at
+  new_price with qty new_qty and timestamp ts, at the back of its level, matching first
+  with the given stp (it may be filled completely, or killed by STP: it is then gone).
+* cancel(order_id) -> (status, canceled_qty).
+* mass_cancel(account=-1, side=0) -> [(order_id, qty)]: -1 = any account, 0 = any side
+  (ValueError for another side value). Order: bids before asks, each side best price
+  first, FIFO within a level (the same order as orders()).
+* Outputs of the last add/replace: fill_* arrays (order id, account, price, qty, leaves of
+  the resting order) for i < n_fills, stp_order_id/stp_qty for i < n_stp_cancels. They
+  are views into the book's memory, valid until the next call.
+
+Arguments are Python ints within int64 (a larger int raises OverflowError). The facade
+calls the compiled kernels' entry points directly (skipping numba's type dispatch, which
+costs more than the kernel itself); kernels are compiled with explicit int64 signatures
+at the first Book() or by warm_up().
+"""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+from numba import types
+
+from . import kernels as K
+from .constants import BUY, SELL, OK
+
+_MEM = types.Array(types.int64, 1, "C")
+_OPS = types.Array(types.int64, 2, "C")
+_I = types.int64
+
+# name -> (dispatcher, argument types); compiled lazily by compile_kernels()
+_SIGS = {
+    "alloc": (K.alloc, (_I,)),
+    "add": (K.add, (_MEM, _I, _I, _I, _I, _I, _I, _I, _I, _I)),
+    "cancel": (K.cancel, (_MEM, _I)),
+    "replace": (K.replace, (_MEM, _I, _I, _I, _I, _I)),
+    "mass_cancel": (K.mass_cancel, (_MEM, _I, _I)),
+    "best": (K.best, (_MEM, _I)),
+    "depth": (K.depth, (_MEM, _I, _I)),
+    "get": (K.get, (_MEM, _I)),
+    "orders": (K.orders, (_MEM,)),
+    "grow": (K.grow, (_MEM, _I)),
+}
+
+_lock = threading.Lock()
+_compiled = False
+_ALLOC = _ADD = _CANCEL = _REPLACE = _MASS = _BEST = _DEPTH = _GET = _ORDERS = _GROW = None
+_BATCH = None
+
+
+def compile_kernels() -> None:
+    """Compile (or load from numba's cache) every kernel with its int64 signature and bind
+    the entry points the facade calls. Idempotent, thread safe."""
+    global _compiled, _ALLOC, _ADD, _CANCEL, _REPLACE, _MASS, _BEST, _DEPTH, _GET
+    global _ORDERS, _GROW, _BATCH
+    if _compiled:
+        return
+    with _lock:
+        if _compiled:
+            return
+        eps = {}
+        for name, (disp, sig) in _SIGS.items():
+            eps[name] = disp.compile(sig)
+        from .batch import run_batch
+        _BATCH = run_batch.compile((_MEM, _OPS, _OPS))
+        _ALLOC = eps["alloc"]
+        _ADD = eps["add"]
+        _CANCEL = eps["cancel"]
+        _REPLACE = eps["replace"]
+        _MASS = eps["mass_cancel"]
+        _BEST = eps["best"]
+        _DEPTH = eps["depth"]
+        _GET = eps["get"]
+        _ORDERS = eps["orders"]
+        _GROW = eps["grow"]
+        _compiled = True
+
+
+class NumbaBook:
+    """Limit order book of one instrument; state in one int64 array, kernels in numba."""
+
+    def __init__(self, capacity: int = 1024):
+        compile_kernels()
+        self._mem = _ALLOC(max(int(capacity), 1))
+        self._bind()
+
+    # ------------------------------------------------------------------ memory
+    def _bind(self) -> None:
+        mem = self._mem
+        cap = int(mem[K.H_SCAP])
+        of = int(mem[K.H_OFILL])
+        os_ = int(mem[K.H_OSTP])
+        f = mem[of:of + cap * K.FK].reshape(cap, K.FK)
+        s = mem[os_:os_ + cap * 2].reshape(cap, 2)
+        self._f2 = f
+        self._s2 = s
+        self.fill_order_id = f[:, 0]
+        self.fill_account = f[:, 1]
+        self.fill_price = f[:, 2]
+        self.fill_qty = f[:, 3]
+        self.fill_leaves = f[:, 4]
+        self.stp_order_id = s[:, 0]
+        self.stp_qty = s[:, 1]
+
+    @property
+    def capacity(self) -> int:
+        return int(self._mem[K.H_SCAP])
+
+    def reserve(self, capacity: int) -> None:
+        """Grow now (outside the hot path) to hold at least capacity resting orders."""
+        if capacity > self.capacity:
+            self._mem = _GROW(self._mem, int(capacity))
+            self._bind()
+
+    def _grow(self) -> None:
+        self._mem = _GROW(self._mem, 2 * int(self._mem[K.H_SCAP]))
+        self._bind()
+
+    # ------------------------------------------------------------------ operations
+    def add(self, order_id, account, side, ord_type, tif, price, qty, ts, stp):
+        r = _ADD(self._mem, order_id, account, side, ord_type, tif, price, qty, ts, stp)
+        if r[0] < 0:  # NEED_GROW: nothing was changed
+            self._grow()
+            r = _ADD(self._mem, order_id, account, side, ord_type, tif, price, qty, ts, stp)
+        return r
+
+    def cancel(self, order_id):
+        return _CANCEL(self._mem, order_id)
+
+    def replace(self, order_id, new_price, new_qty, ts, stp):
+        return _REPLACE(self._mem, order_id, new_price, new_qty, ts, stp)
+
+    def mass_cancel(self, account: int = -1, side: int = 0):
+        if side not in (0, BUY, SELL):
+            raise ValueError(f"side must be 0, {BUY} or {SELL}, not {side!r}")
+        n = _MASS(self._mem, account, side)
+        return [tuple(r) for r in self._s2[:n].tolist()]
+
+    def run_batch(self, ops: np.ndarray) -> np.ndarray:
+        """Run a whole stream in one kernel call (see oms_trading.book.batch for the
+        layout of ops); returns the (n, 5) int64 results. Grows as needed."""
+        ops = np.ascontiguousarray(ops, dtype=np.int64)
+        res = np.zeros((ops.shape[0], 5), dtype=np.int64)
+        self._mem = _BATCH(self._mem, ops, res)
+        self._bind()
+        return res
+
+    # ------------------------------------------------------------------ queries
+    def best_bid(self):
+        r = _BEST(self._mem, BUY)
+        return (r[1], r[2]) if r[0] else None
+
+    def best_ask(self):
+        r = _BEST(self._mem, SELL)
+        return (r[1], r[2]) if r[0] else None
+
+    def depth(self, n: int):
+        if n <= 0:
+            return [], []
+        k = _DEPTH(self._mem, BUY, n)
+        bids = [tuple(r) for r in self._f2[:k, :3].tolist()]
+        k = _DEPTH(self._mem, SELL, n)
+        asks = [tuple(r) for r in self._f2[:k, :3].tolist()]
+        return bids, asks
+
+    def get(self, order_id):
+        r = _GET(self._mem, order_id)
+        return r[1:] if r[0] else None
+
+    def orders(self):
+        return [tuple(r) for r in _ORDERS(self._mem).tolist()]
+
+    def fills(self, n: int):
+        return [tuple(r) for r in self._f2[:n].tolist()]
+
+    def stp_cancels(self, n: int):
+        return [tuple(r) for r in self._s2[:n].tolist()]
+
+    def __len__(self):
+        return int(self._mem[K.H_NORD])
+
+    # ------------------------------------------------------------------ debugging
+    def check_integrity(self) -> None:
+        """Verify the internal structure (slow; for tests). Raises AssertionError."""
+        m = self._mem.tolist()
+        oslot, olvl, ohash = m[K.H_OSLOT], m[K.H_OLVL], m[K.H_OHASH]
+        seen = 0
+        for side, (ko, lo, hn) in ((BUY, (m[K.H_OBK], m[K.H_OBL], K.H_NB)),
+                                   (SELL, (m[K.H_OAK], m[K.H_OAL], K.H_NA))):
+            n = m[hn]
+            keys = m[ko:ko + n]
+            assert keys == sorted(keys) and len(set(keys)) == n, "ladder not sorted"
+            for pos in range(n):
+                lev = m[lo + pos]
+                b = olvl + lev * K.LK
+                price = m[b + K.L_PRICE]
+                assert m[b + K.L_SIDE] == side
+                assert keys[pos] == (price if side == BUY else ~price)
+                slot = m[b + K.L_HEAD]
+                prev = -1
+                tot = cnt = 0
+                while slot >= 0:
+                    s = oslot + slot * K.SK
+                    assert m[s + K.S_PREV] == prev and m[s + K.S_LVL] == lev
+                    assert m[s + K.S_PRICE] == price and m[s + K.S_SIDE] == side
+                    assert m[s + K.S_QTY] > 0
+                    oid = m[s + K.S_OID]
+                    assert int(_GET(self._mem, oid)[0]) == 1
+                    assert K.h_find(self._mem, oid) == slot
+                    tot += m[s + K.S_QTY]
+                    cnt += 1
+                    prev = slot
+                    slot = m[s + K.S_NEXT]
+                assert m[b + K.L_TAIL] == prev
+                assert cnt > 0 and cnt == m[b + K.L_COUNT], "level count"
+                assert tot == m[b + K.L_TOTAL], "level total"
+                seen += cnt
+        assert seen == m[K.H_NORD], "order count"
+        hv = m[ohash + 1:ohash + 2 * m[K.H_HCAP]:2]
+        assert sum(1 for v in hv if v >= 0) == seen, "hash entries"

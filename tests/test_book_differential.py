@@ -1,0 +1,199 @@
+"""Differential tests: random streams of every book operation give identical outputs and
+identical state in NumbaBook and ReferenceBook; invariants hold after every step."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from oms_trading.book import (
+    NumbaBook, ReferenceBook, BUY, SELL, OK, OP_ADD, OP_CANCEL, OP_REPLACE, OP_MASS_CANCEL,
+)
+
+EXTREME = [2**62, -(2**62), 2**62 - 1, -(2**62) + 1, 2**63 - 1, -(2**63)]
+
+prices = st.one_of(st.integers(95, 105), st.integers(97, 103), st.integers(95, 105),
+                   st.sampled_from(EXTREME))
+qtys = st.one_of(st.integers(1, 12), st.integers(1, 12), st.integers(1, 30), st.integers(1, 5),
+                 st.integers(-2, 0), st.sampled_from([2**40]))
+oids = st.one_of(*[st.integers(1, 30)] * 12, st.sampled_from([0, -1, 2**63 - 1, -(2**63)]))
+accounts = st.integers(1, 3)
+sides = st.sampled_from([BUY] * 12 + [SELL] * 12 + [0, 3])
+ord_types = st.sampled_from([2] * 14 + [1] * 2 + [0])
+tifs = st.sampled_from([0] * 5 + [1] * 6 + [3] * 3 + [4] * 4 + [2])
+stps = st.sampled_from([0] * 10 + [1] * 3 + [2] * 3 + [3] * 3 + [5])
+
+
+
+@st.composite
+def one_op(draw):
+    k = draw(st.integers(0, 99))
+    if k < 62:
+        return ("add", draw(oids), draw(accounts), draw(sides), draw(ord_types), draw(tifs),
+                draw(prices), draw(qtys), draw(stps))
+    if k < 77:
+        return ("cancel", draw(oids))
+    if k < 97:
+        return ("replace", draw(oids), draw(prices), draw(qtys), draw(stps))
+    return ("mass", draw(st.sampled_from([-1, 1, 2, 3])), draw(st.sampled_from([0, BUY, SELL])))
+
+
+ops_strategy = st.lists(one_op(), min_size=10, max_size=150)
+
+
+def random_stream(rnd, n):
+    """A denser, realistic stream (hypothesis' own draws favour simple values)."""
+    ops = []
+    for _ in range(n):
+        k = rnd.random()
+        oid = rnd.randint(1, 60)
+        if k < 0.6:
+            side = rnd.choice((BUY, SELL))
+            price = rnd.randint(96, 104) if rnd.random() > 0.02 else rnd.choice(EXTREME)
+            ordt = 1 if rnd.random() < 0.05 else 2
+            tif = rnd.choice((0, 1, 1, 1, 3, 4, 4))
+            qty = rnd.randint(1, 20) if rnd.random() > 0.03 else rnd.randint(-1, 0)
+            stp = rnd.choice((0, 0, 0, 1, 2, 3))
+            ops.append(("add", oid, rnd.randint(1, 3), side, ordt, tif, price, qty, stp))
+        elif k < 0.75:
+            ops.append(("cancel", oid))
+        elif k < 0.98:
+            price = rnd.randint(96, 104)
+            ops.append(("replace", oid, price, rnd.randint(0, 20), rnd.choice((0, 0, 1, 2, 3))))
+        else:
+            ops.append(("mass", rnd.choice((-1, 1, 2, 3)), rnd.choice((0, BUY, SELL))))
+    return ops
+
+
+def _apply(book, op, ts):
+    kind = op[0]
+    if kind == "add":
+        _, oid, acct, side, ordt, tif, price, qty, stp = op
+        r = book.add(oid, acct, side, ordt, tif, price, qty, ts, stp)
+        return r, book.fills(r[1]), book.stp_cancels(r[2])
+    if kind == "cancel":
+        return book.cancel(op[1]), [], []
+    if kind == "replace":
+        _, oid, price, qty, stp = op
+        r = book.replace(oid, price, qty, ts, stp)
+        return r, book.fills(r[1]), book.stp_cancels(r[2])
+    return book.mass_cancel(op[1], op[2]), [], []
+
+
+def _state(book):
+    return (book.orders(), book.depth(10_000), book.best_bid(), book.best_ask(), len(book))
+
+
+def _check_invariants(orders, depth, best_bid, best_ask):
+    # never crossed at rest
+    if best_bid is not None and best_ask is not None:
+        assert best_bid[0] < best_ask[0]
+    # FIFO within each level (ts increase with arrival in these streams), grouping by level
+    last_ts = {}
+    agg = defaultdict(lambda: [0, 0])
+    for oid, side, price, qty, acct, ts in orders:
+        assert qty > 0
+        key = (side, price)
+        assert last_ts.get(key, -1) <= ts
+        last_ts[key] = ts
+        agg[key][0] += qty
+        agg[key][1] += 1
+    bids, asks = depth
+    assert [p for p, _, _ in bids] == sorted({p for s, p in agg if s == BUY}, reverse=True)
+    assert [p for p, _, _ in asks] == sorted({p for s, p in agg if s == SELL})
+    # level totals equal the sum of their orders
+    for side, levels in ((BUY, bids), (SELL, asks)):
+        for price, total, count in levels:
+            assert agg[(side, price)] == [total, count]
+
+
+def run_stream(ops, capacity=4):
+    nb = NumbaBook(capacity=capacity)
+    rb = ReferenceBook(capacity=capacity)
+    submitted = filled = canceled = killed = 0
+    for ts, op in enumerate(ops, start=1):
+        old = rb.get(op[1]) if op[0] == "replace" else None
+        out_n = _apply(nb, op, ts)
+        out_r = _apply(rb, op, ts)
+        assert out_n == out_r, (ts, op, out_n, out_r)
+        # quantity conservation bookkeeping
+        if op[0] == "add" and out_r[0][0] == OK:
+            r, fills, stpc = out_r
+            assert sum(f[3] for f in fills) + r[3] + r[4] == op[7]
+            submitted += op[7]
+        elif op[0] == "replace" and out_r[0][0] == OK:
+            r, fills, stpc = out_r
+            assert sum(f[3] for f in fills) + r[3] + r[4] == op[3]
+            submitted += op[3] - old[2]
+        if op[0] in ("add", "replace") and out_r[0][0] == OK:
+            r, fills, stpc = out_r
+            filled += sum(f[3] for f in fills)
+            canceled += sum(q for _, q in stpc)
+            killed += r[4]
+            for f in fills:
+                assert 0 <= f[4]
+        elif op[0] == "cancel":
+            canceled += out_r[0][1]
+        elif op[0] == "mass":
+            canceled += sum(q for _, q in out_r[0])
+        sn = _state(nb)
+        sr = _state(rb)
+        assert sn == sr, (ts, op)
+        _check_invariants(*sr[:4])
+        resting = sum(o[3] for o in sr[0])
+        assert submitted == 2 * filled + canceled + killed + resting
+        nb.check_integrity()
+    for oid in range(-1, 41):
+        assert nb.get(oid) == rb.get(oid)
+    return nb, rb
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(ops_strategy)
+def test_differential_random_streams(ops):
+    ops = [op for op in ops if not (op[0] == "mass" and op[2] not in (0, BUY, SELL))]
+    run_stream(ops)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.randoms(use_true_random=False), st.integers(50, 400))
+def test_differential_dense_streams(rnd, n):
+    run_stream(random_stream(rnd, n))
+
+
+def _to_batch(ops):
+    rows = []
+    for ts, op in enumerate(ops, start=1):
+        row = [0] * 10
+        if op[0] == "add":
+            _, oid, acct, side, ordt, tif, price, qty, stp = op
+            row = [OP_ADD, oid, acct, side, ordt, tif, price, qty, ts, stp]
+        elif op[0] == "cancel":
+            row[0], row[1] = OP_CANCEL, op[1]
+        elif op[0] == "replace":
+            _, oid, price, qty, stp = op
+            row = [OP_REPLACE, oid, 0, 0, 0, 0, price, qty, ts, stp]
+        else:
+            row[0], row[2], row[3] = OP_MASS_CANCEL, op[1], op[2]
+        rows.append(row)
+    return np.array(rows, dtype=np.int64).reshape(-1, 10)
+
+
+@settings(max_examples=60, deadline=None)
+@given(ops_strategy)
+def test_batch_kernel_matches_reference(ops):
+    nb = NumbaBook(capacity=4)
+    rb = ReferenceBook()
+    res = nb.run_batch(_to_batch(ops))
+    for ts, (op, row) in enumerate(zip(ops, res.tolist()), start=1):
+        out = _apply(rb, op, ts)[0]
+        if op[0] == "mass":
+            assert row[:3] == [OK, len(out), sum(q for _, q in out)]
+        elif op[0] == "cancel":
+            assert tuple(row[:2]) == out and row[2:] == [0, 0, 0]
+        else:
+            assert tuple(row) == out
+    assert _state(nb) == _state(rb)
+    nb.check_integrity()
