@@ -39,6 +39,8 @@ class SessionConfig:
     reset_on_logon: bool = False
     cancel_on_disconnect: bool = False
     drop_copy: bool = False
+    sending_time_tolerance_s: int | None = None   # None: the [fix] value
+    validate: bool = True          # check messages against the data dictionary of begin_string
 
     @property
     def key(self) -> str:
@@ -385,7 +387,7 @@ class _Reader:
         accounts = {a.name for a in cfg.accounts}
         seen: set[tuple[str, str]] = set()
         allowed = {"sender_comp_id", "target_comp_id", "begin_string", "account", "password", "heartbeat",
-                   "reset_on_logon", "cancel_on_disconnect", "drop_copy"}
+                   "reset_on_logon", "cancel_on_disconnect", "drop_copy", "sending_time_tolerance_s", "validate"}
         for i, entry in enumerate(entries):
             key = f"fix.sessions[{i}]"
             if not isinstance(entry, dict):
@@ -409,6 +411,9 @@ class _Reader:
             heartbeat = self.get(entry, "heartbeat", key, int, 30)
             if not 0 <= heartbeat <= 3600:
                 raise self.fail(f"{key}.heartbeat", "must be 0..3600 seconds")
+            tolerance = self.get(entry, "sending_time_tolerance_s", key, int, None)
+            if tolerance is not None and tolerance < 1:
+                raise self.fail(f"{key}.sending_time_tolerance_s", "must be >= 1")
             cfg.sessions.append(SessionConfig(
                 account=account,
                 password=self.get(entry, "password", key, str, None),
@@ -416,6 +421,8 @@ class _Reader:
                 reset_on_logon=self.get(entry, "reset_on_logon", key, bool, False),
                 cancel_on_disconnect=self.get(entry, "cancel_on_disconnect", key, bool, False),
                 drop_copy=self.get(entry, "drop_copy", key, bool, False),
+                sending_time_tolerance_s=tolerance,
+                validate=self.get(entry, "validate", key, bool, True),
                 **values,
             ))
 

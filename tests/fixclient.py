@@ -26,6 +26,7 @@ class FixClient:
         self.seq = 1
         self.timeout = timeout
         self.received: list[simplefix.FixMessage] = []
+        self.eof = False            # the server closed (or reset) the connection
 
     def message(self, msg_type: str | bytes, fields: list[tuple[int, object]] = (),
                 seq: int | None = None, sending_time: bytes | None = None) -> simplefix.FixMessage:
@@ -65,7 +66,11 @@ class FixClient:
                 data = self.sock.recv(65536)
             except socket.timeout:
                 return None
+            except OSError:
+                self.eof = True
+                return None
             if not data:
+                self.eof = True
                 return None
             self.parser.append_buffer(data)
 
@@ -104,11 +109,67 @@ class FixClient:
         fields.append((59, tif))
         self.send("D", fields)
 
+    def build(self, msg_type: str, fields: list[tuple[object, object]] = (), seq: int | None = None,
+              sending_time: bytes | None = None, sender: str | None = None, target: str | None = None,
+              extra_header: list[tuple[object, object]] = (), begin_string: str | None = None,
+              body_length: int | None = None, checksum: int | None = None) -> bytes:
+        """Raw bytes of a message built by hand (no codec), so tests can send what a codec
+        would refuse to build: bad tag numbers, empty values, repeated tags, wrong lengths."""
+        parts = [(35, msg_type), (49, sender or self.sender), (56, target or self.target),
+                 (34, self.seq if seq is None else seq), *extra_header, (52, sending_time or utc_now()),
+                 *fields]
+        body = b"".join(b"%s=%s\x01" % (_b(t), _b(v)) for t, v in parts)
+        head = b"8=%s\x019=%d\x01" % ((begin_string or self.begin_string).encode(),
+                                      len(body) if body_length is None else body_length)
+        total = sum(head + body) % 256 if checksum is None else checksum
+        return head + body + b"10=%03d\x01" % total
+
+    def send_built(self, msg_type: str, fields: list[tuple[object, object]] = (), seq: int | None = None,
+                   **kwargs) -> bytes:
+        raw = self.build(msg_type, fields, seq=seq, **kwargs)
+        self.sock.sendall(raw)
+        if seq is None:
+            self.seq += 1
+        return raw
+
+    def drain(self, timeout: float = 0.3) -> list[simplefix.FixMessage]:
+        """Everything that arrives until ``timeout`` passes without a message."""
+        out = []
+        while (msg := self.recv(timeout)) is not None:
+            out.append(msg)
+        return out
+
+    def wait_closed(self, timeout: float = 5.0) -> list[simplefix.FixMessage]:
+        """Read until the server closes the connection; returns what arrived before."""
+        deadline = time.monotonic() + timeout
+        out = []
+        while not self.eof and time.monotonic() < deadline:
+            msg = self.recv(max(0.01, deadline - time.monotonic()))
+            if msg is not None:
+                out.append(msg)
+        if not self.eof:
+            raise AssertionError(f"{self.sender}: connection still open after {timeout}s; got {out}")
+        return out
+
+    def test_request(self, test_id: str = "PING", timeout: float | None = None) -> simplefix.FixMessage:
+        """Send a TestRequest and return the Heartbeat that answers it (skipping others)."""
+        self.send("1", [(112, test_id)])
+        while True:
+            msg = self.recv(timeout)
+            if msg is None:
+                raise AssertionError(f"{self.sender}: no Heartbeat for TestRequest {test_id}")
+            if msg.get(35) == b"0" and msg.get(112) == test_id.encode():
+                return msg
+
     def close(self) -> None:
         try:
             self.sock.close()
         except OSError:
             pass
+
+
+def _b(value: object) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def field(msg: simplefix.FixMessage, tag: int) -> str | None:

@@ -59,6 +59,12 @@ class FixSession(asyncio.Protocol):
         self._pending: list[tuple[int, bytes]] = []
         self._queued: dict[int, FixMessage] = {}
         self._resend_until = 0                  # we asked for a resend up to this seq (0: none)
+        self._logon_msg: FixMessage | None = None   # a too-high Logon waiting in the queue
+        self._served_early: set[int] = set()       # queued ResendRequests already answered
+        self._st_prefix = b""                      # SendingTime second cache (_sending_time_ok)
+        self._st_secs = 0
+        self._tolerance_s = 120
+        self._validate = True
         self._template: ExecReportTemplate | None = None
         self._begin = b"FIX.4.4"
         self._sender = b"OMS"
@@ -140,8 +146,9 @@ class FixSession(asyncio.Protocol):
         if problem is not None:
             self._refuse(f"invalid Logon: {problem.text}")
             return
+        tolerance = cfg.sending_time_tolerance_s or self.acceptor.config.sending_time_tolerance_s
         sending = parse_fix_timestamp(msg.get(52) or b"")
-        if sending is None or abs(time.time_ns() - sending) > self.acceptor.config.sending_time_tolerance_s * 10**9:
+        if sending is None or abs(time.time_ns() - sending) > tolerance * 10**9:
             self._refuse("SendingTime missing or outside the accepted tolerance")
             return
         if cfg.password is not None and (msg.get(554) or b"").decode("latin-1") != cfg.password:
@@ -154,34 +161,50 @@ class FixSession(asyncio.Protocol):
         if hb is None or not hb.isdigit():
             self._refuse("HeartBtInt (108) missing or not a number")
             return
+        if msg.get(141) == b"Y" and msg.seq_num != 1:
+            self._refuse(f"ResetSeqNumFlag=Y with MsgSeqNum {msg.seq_num} (must be 1)")
+            return
         self.cfg = cfg
         self.key = cfg.key
-        self.heartbeat_s = cfg.heartbeat or max(1, int(hb))
+        self._tolerance_s = tolerance
+        self._validate = cfg.validate
+        self.heartbeat_s = cfg.heartbeat or int(hb)      # 0 from the client: no heartbeats
         self._begin = cfg.begin_string.encode()
         self._sender = cfg.sender_comp_id.encode()
         self._target = cfg.target_comp_id.encode()
         self._template = ExecReportTemplate(self._begin, self._sender, self._target)
         self.store = self.acceptor.store_for(cfg)
         reset_requested = msg.get(141) == b"Y"
-        if cfg.reset_on_logon or reset_requested or self.acceptor.daily_reset_due(self.store):
+        daily = self.acceptor.daily_reset_due(self.store)
+        if daily:
+            log.info("FIX session %s: daily reset time %s UTC passed since its last activity: sequence reset",
+                     cfg.key, self.acceptor.config.daily_reset)
+        resetting = cfg.reset_on_logon or reset_requested or daily
+        if resetting:
             self.store.reset()
         self.next_out = self.store.next_sender_seq
         seq = msg.seq_num
         expected = self.store.next_target_seq
         if seq < expected:
             # cannot be a resend of the logon: the counterparty lost messages we processed
-            self._register()
+            log.warning("FIX logon of %s from %s: MsgSeqNum too low, expecting %d but received %d",
+                        cfg.key, self.peer, expected, seq)
+            self.acceptor.record_session_event("session_reject", self.key,
+                                               f"logon from {self.peer}: MsgSeqNum {seq} below {expected}")
             self.send_logout(f"MsgSeqNum too low, expecting {expected} but received {seq}")
             self.flush()
             self.disconnect("MsgSeqNum too low on Logon")
             return
         self._register()
         logon_fields = [(98, b"0"), (108, str(self.heartbeat_s).encode())]
-        if reset_requested or cfg.reset_on_logon:
+        if resetting:
             logon_fields.append((141, b"Y"))
         self.send(b"A", logon_fields)
         if seq > expected:
-            # the logon itself is processed; the counterparty gap-fills its seq in the resend
+            # the logon itself is processed; it waits in the queue as a marker so that a
+            # resend which stops short of it still lets the sequence move past it
+            self._logon_msg = msg
+            self._queued[seq] = msg
             self._request_resend(expected, seq)
         else:
             self.store.next_target_seq = seq + 1
@@ -223,7 +246,9 @@ class FixSession(asyncio.Protocol):
             return
         if seq > expected:
             if mt == b"2":
+                # answer at once (the counterparty waits for it to fill our side), not again later
                 self._serve_resend(msg)
+                self._served_early.add(seq)
             if mt == b"5":
                 self._on_logout(msg)
                 return
@@ -232,21 +257,77 @@ class FixSession(asyncio.Protocol):
                 self.disconnect("queue overflow")
                 return
             self._queued[seq] = msg
-            if self._resend_until < seq:
+            if self._resend_until:
+                # our ResendRequest (EndSeqNo 0: everything) is still being answered
+                self._resend_until = max(self._resend_until, seq)
+            else:
                 self._request_resend(expected, seq)
             return
         if seq < expected:
             if msg.get(43) == b"Y":
                 return  # a duplicate we already processed
+            if mt == b"A" and msg.get(141) == b"Y":
+                self._in_session_reset(msg)
+                return
             self.send_logout(f"MsgSeqNum too low, expecting {expected} but received {seq}")
             self.flush()
             self.disconnect("MsgSeqNum too low")
             return
         self._process_in_order(msg)
-        while self.store.next_target_seq in self._queued and not self.closing:
-            self._process_in_order(self._queued.pop(self.store.next_target_seq))
-        if self._resend_until and self.store.next_target_seq > self._resend_until:
+        self._drain_queue()
+
+    def _drain_queue(self) -> None:
+        queued = self._queued
+        if not queued:
+            return
+        while not self.closing:
+            nxt = self.store.next_target_seq
+            msg = queued.pop(nxt, None)
+            if msg is None:
+                break
+            if msg is self._logon_msg:
+                self._logon_msg = None
+                self._advance(nxt)
+            elif nxt in self._served_early:
+                self._served_early.discard(nxt)
+                self._advance(nxt)
+            else:
+                self._process_in_order(msg)
+        nxt = self.store.next_target_seq
+        for seq in [s for s in queued if s < nxt]:     # skipped by a SequenceReset / GapFill
+            del queued[seq]
+            self._served_early.discard(seq)
+        if self._resend_until and nxt > self._resend_until:
             self._resend_until = 0
+
+    def _in_session_reset(self, msg: FixMessage) -> None:
+        """Logon with ResetSeqNumFlag=Y while logged on: both sides start again at 1."""
+        log.info("%s: in-session sequence reset requested by the counterparty", self.key)
+        self.flush()
+        self.store.reset()
+        self.next_out = 1
+        self._queued.clear()
+        self._served_early.clear()
+        self._resend_until = 0
+        self.store.next_target_seq = 2
+        self.send(b"A", [(98, b"0"), (108, str(self.heartbeat_s).encode()), (141, b"Y")])
+        self.acceptor.record_session_event("session_logon", self.key, "in-session sequence reset")
+
+    def _sending_time_ok(self, raw: bytes | None) -> bool:
+        """SendingTime within the tolerance. The whole-second prefix is parsed once per second
+        of SendingTime (a hot-path saving); the fraction's format is the dictionary's check."""
+        if not raw:
+            return False
+        prefix = raw[:17]
+        if prefix == self._st_prefix:
+            secs = self._st_secs
+        else:
+            ns = parse_fix_timestamp(raw)
+            if ns is None:
+                return False
+            secs = ns // 10**9
+            self._st_prefix, self._st_secs = prefix, secs
+        return abs(time.time() - secs) <= self._tolerance_s + 1
 
     def _advance(self, seq: int) -> None:
         self.store.next_target_seq = seq + 1
@@ -265,17 +346,14 @@ class FixSession(asyncio.Protocol):
                 self.send_reject(msg, 10, 122, "OrigSendingTime is after SendingTime")
                 self._advance(seq)
                 return
-        else:
-            sending = parse_fix_timestamp(msg.get(52) or b"")
-            tolerance = self.acceptor.config.sending_time_tolerance_s * 10**9
-            if sending is None or abs(time.time_ns() - sending) > tolerance:
-                self.send_reject(msg, 10, 52, "SendingTime accuracy problem")
-                self._advance(seq)
-                self.send_logout("SendingTime accuracy problem")
-                self.flush()
-                self.disconnect("SendingTime accuracy problem")
-                return
-        problem = dictionary.validate(msg, self._begin)
+        elif not self._sending_time_ok(msg.get(52)):
+            self.send_reject(msg, 10, 52, "SendingTime accuracy problem")
+            self._advance(seq)
+            self.send_logout("SendingTime accuracy problem")
+            self.flush()
+            self.disconnect("SendingTime accuracy problem")
+            return
+        problem = dictionary.validate(msg, self._begin) if self._validate else None
         if problem is not None:
             if getattr(problem, "business", False):
                 self.send_business_reject(msg, 3, problem.tag, problem.text)
@@ -284,7 +362,8 @@ class FixSession(asyncio.Protocol):
             self._advance(seq)
             return
         if mt == b"4":              # gap fill
-            new_seq = int(msg.get(36) or b"0")
+            raw_new = msg.get(36) or b""
+            new_seq = int(raw_new) if raw_new.isdigit() else 0
             if new_seq <= seq:
                 self.send_reject(msg, 5, 36, f"NewSeqNo {new_seq} must be above MsgSeqNum {seq}")
                 self._advance(seq)
@@ -293,10 +372,17 @@ class FixSession(asyncio.Protocol):
             return
         self._advance(seq)
         if mt in APP_TYPES_IN:
-            command = self.gateway.command_from_fix(self.key, self.cfg.account, msg)
-            if self.acceptor.rate_limited(self, command):
-                return
-            self.gateway.submit(command)
+            try:
+                command = self.gateway.command_from_fix(self.key, self.cfg.account, msg)
+                if command is None:
+                    self.send_business_reject(msg, 3, 35, f"Unsupported message type {mt.decode('latin-1')}")
+                    return
+                if self.acceptor.rate_limited(self, command):
+                    return
+                self.gateway.submit(command)
+            except Exception as exc:   # the application could not take it: say so, keep the session
+                log.exception("%s: application failed on %s seq %d", self.key, mt, seq)
+                self.send_business_reject(msg, 4, None, f"Application could not process the message: {exc}")
         elif mt == b"0":
             if self.test_request_id is not None and msg.get(112) == self.test_request_id.encode():
                 self.test_request_id = None
@@ -324,8 +410,7 @@ class FixSession(asyncio.Protocol):
             self.send_reject(msg, 5, 36, f"NewSeqNo {new_seq} is below the expected {self.store.next_target_seq}")
             return
         self.store.next_target_seq = new_seq
-        for seq in [s for s in self._queued if s < new_seq]:
-            del self._queued[seq]
+        self._drain_queue()
 
     def _request_resend(self, begin: int, end_seen: int) -> None:
         self._resend_until = end_seen
@@ -336,11 +421,16 @@ class FixSession(asyncio.Protocol):
         if not begin_raw.isdigit() or not end_raw.isdigit():
             return
         begin, end = int(begin_raw), int(end_raw)
-        last = self.next_out - 1
-        if end == 0 or end == 999999 or end > last:
+        # serve what reached the store; messages still pending in this batch (higher seqs)
+        # go out right after, with the flush that follows
+        last = self.store.next_sender_seq - 1
+        if end == 0 or (end == 999999 and self._begin == b"FIX.4.2") or end > last:
             end = last
         if begin < 1 or begin > end:
+            log.info("%s: ResendRequest %d..%s beyond our last sent %d: nothing to resend",
+                     self.key, begin, end_raw.decode(), last)
             return
+        log.info("%s: serving ResendRequest %d..%d", self.key, begin, end)
         now = fix_timestamp(time.time_ns(), self.acceptor.config.sending_time_precision)
         gap_start = None
         seq = begin
@@ -510,6 +600,10 @@ class FixSession(asyncio.Protocol):
                 self._refuse("no Logon received in time")
             return
         hb = self.heartbeat_s
+        if hb <= 0:
+            return
+        if self.test_request_id is not None and self.last_received > self.test_request_sent_at:
+            self.test_request_id = None           # the counterparty is alive
         if self.test_request_id is not None:
             if now - self.test_request_sent_at > hb:
                 self.send_logout("Test request not answered")
@@ -525,6 +619,16 @@ class FixSession(asyncio.Protocol):
         elif now - self.last_sent >= hb:
             self.send(b"0", [])
             self.flush()
+
+
+def most_recent_reset_ns(hhmm: str, now_ns: int) -> int:
+    """The latest instant at or before ``now_ns`` whose UTC time of day is ``hhmm``."""
+    hours, minutes = hhmm.split(":")
+    offset = (int(hours) * 3600 + int(minutes) * 60) * 10**9
+    day = 86400 * 10**9
+    midnight = now_ns - now_ns % day
+    candidate = midnight + offset
+    return candidate if candidate <= now_ns else candidate - day
 
 
 def _msg_type_of(raw: bytes) -> bytes | None:
@@ -561,8 +665,15 @@ class FixAcceptor:
             self._stores[cfg.key] = store
         return store
 
-    def daily_reset_due(self, store: MessageStore) -> bool:
-        return False
+    def daily_reset_due(self, store: MessageStore, now_ns: int | None = None) -> bool:
+        """True if [fix] daily_reset ("HH:MM" UTC) passed since the store's last activity."""
+        reset_at = self.config.daily_reset
+        if not reset_at:
+            return False
+        last = store.last_activity_ns()
+        if last == 0:
+            return False
+        return last < most_recent_reset_ns(reset_at, time.time_ns() if now_ns is None else now_ns)
 
     def rate_limited(self, session: FixSession, command: dict | None) -> bool:
         """Message-rate check (per session) lives in compliance; None means unlimited."""

@@ -7,7 +7,9 @@ One folder per session under ``DATA/fix/<TARGET>-<SENDER>/``:
   ``inbound.seq``   the next MsgSeqNum expected from the counterparty (8 bytes, rewritten in
                     place after each processed batch).
 The next outbound sequence number is derived from the log itself (last seq + 1), so the two can
-never disagree. A torn last frame (crash mid-write) is cut off on open.
+never disagree. A torn last frame (crash mid-write) is cut off on open. The files'
+modification times are the session's last activity, which decides a daily reset
+(``last_activity_ns``).
 """
 from __future__ import annotations
 
@@ -110,6 +112,19 @@ class MessageStore:
         self.next_target_seq = 1
         self._saved_target_seq = -1
         self.save_target_seq()
+
+    def last_activity_ns(self) -> int:
+        """When the session last wrote to its store (sent a message or moved the inbound seq),
+        from the files' modification times; 0 for a store that never held anything."""
+        if not self._index and self.next_target_seq == 1:
+            return 0
+        latest = 0
+        for path in (self._out_path, self._in_path):
+            try:
+                latest = max(latest, os.stat(path).st_mtime_ns)
+            except OSError:
+                pass
+        return latest
 
     def close(self) -> None:
         for fd in (self._out_fd, self._in_fd):
