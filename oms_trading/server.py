@@ -82,7 +82,9 @@ class OmsServer:
         self.projection = Projection(duckdb_path(opts.data_dir), self.journal.directory)
         self.projection.start()
         self.gateway = Gateway(self.engine)
-        self.gateway.on_events.append(lambda events: self.projection.notify())
+        from .web.metrics import Metrics
+        self.metrics = Metrics()
+        self.gateway.on_events.append(self.metrics.observe_events)
         self.acceptor = FixAcceptor(cfg, self.gateway, opts.data_dir, opts.timing)
         if self.risk is not None and hasattr(self.risk, "attach"):
             self.risk.attach(self.acceptor)
@@ -91,7 +93,7 @@ class OmsServer:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
         fix_host, fix_port = await self.acceptor.start(opts.host, opts.fix_port, ssl=tls)
-        from .http_app import build_app
+        from .web.app import build_app
         self.app = build_app(self)
         self.runner = web.AppRunner(self.app, access_log=None)
         await self.runner.setup()

@@ -1,0 +1,31 @@
+"""Uniform JSON error bodies: {"error": "...", "status": N}."""
+from __future__ import annotations
+
+from aiohttp import web
+
+
+class BadRequest(Exception):
+    """Raised by input validation; becomes a 400 with the message."""
+
+    def __init__(self, message: str, status: int = 400) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+def json_error(status: int, message: str, headers: dict | None = None) -> web.Response:
+    return web.json_response({"error": message, "status": status}, status=status, headers=headers)
+
+
+@web.middleware
+async def error_middleware(request: web.Request, handler):
+    """Every failure becomes JSON: validation 400s, aiohttp's own 4xx, and a logged 500."""
+    try:
+        return await handler(request)
+    except BadRequest as exc:
+        return json_error(exc.status, str(exc))
+    except web.HTTPException as exc:
+        if exc.status >= 400 and exc.content_type != "application/json":
+            reason = exc.reason if exc.status != 413 else "request body too large"
+            return json_error(exc.status, reason, headers={k: v for k, v in exc.headers.items()
+                                                           if k.lower() in ("allow", "www-authenticate")})
+        raise
