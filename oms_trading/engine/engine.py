@@ -18,6 +18,7 @@ from ..book import OK as BOOK_OK
 from ..config import Config
 from ..model import MAX_QTY, CxlRejReason, Instrument, OrdRejReason, PriceError, format_avg_px
 from .orders import CANCELED, EXPIRED, FILLED, NEW, PARTIALLY_FILLED, REJECTED, Order
+from .positions import Positions
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,10 @@ STP_CODES = {"none": STP_NONE, "cancel_resting": STP_CANCEL_RESTING,
 TIF_CODES = {"0": TIF_DAY, "1": TIF_GTC, "3": TIF_IOC, "4": TIF_FOK}
 ORD_TYPE_CODES = {"1": MARKET, "2": LIMIT}
 SIDE_CODES = {"1": BUY, "2": SELL, "5": SELL, "6": SELL}
+
+
+UNKNOWN_ACCOUNT_44 = 15   # FIX 4.4 OrdRejReason "Unknown account(s)" (model.OrdRejReason says 11)
+CXL_BROKER_OPTION = 2     # CxlRejReason for a replace refused by a risk check
 
 
 class JournalLike(Protocol):
@@ -54,6 +59,8 @@ class Engine:
         self.book_factory = book_factory
         self.risk = risk
         self.replaying = False
+        if risk is not None and hasattr(risk, "bind"):
+            risk.bind(self)
         self._init_state()
 
     def _init_state(self) -> None:
@@ -66,6 +73,7 @@ class Engine:
         self.next_exec_id = 1
         self.next_trade_id = 1
         self.last_trade_ticks: list[int | None] = [None] * len(self.config.instruments)
+        self.pos = Positions(self.config)
         if self.risk is not None:
             self.risk.reset()
 
@@ -153,7 +161,7 @@ class Engine:
         self._emit(out, event)
 
     def _cancel_reject(self, cmd: dict, response_to: str, reason: int, text: str, out: list[dict],
-                       order: Order | None = None) -> None:
+                       order: Order | None = None, rej: Rejection | None = None) -> None:
         event = {
             "type": ev.CANCEL_REJECTED if response_to == "1" else ev.REPLACE_REJECTED, "ts": cmd["ts"],
             "order_id": order.order_id if order else None, "cl_ord_id": cmd.get("cl_ord_id"),
@@ -163,6 +171,8 @@ class Engine:
             "ord_status": order.status if order else REJECTED, "rej_reason": int(reason), "text": text,
             "response_to": response_to,
         }
+        if rej is not None:
+            event["rule"], event["limit_value"], event["actual_value"] = rej.rule, rej.limit_value, rej.actual_value
         self._emit(out, event)
 
     # -- validation -------------------------------------------------------------------
@@ -176,7 +186,7 @@ class Engine:
         account = cmd.get("account")
         account_idx = self.account_index.get(account) if account else None
         if account_idx is None:
-            raise Rejection(OrdRejReason.UNKNOWN_ACCOUNT, f"Unknown account {account!r}", "unknown_account")
+            raise Rejection(UNKNOWN_ACCOUNT_44, f"Unknown account {account!r}", "unknown_account")
         if cmd.get("side") not in SIDE_CODES:
             raise Rejection(OrdRejReason.OTHER, f"Unsupported side {cmd.get('side')!r}", "bad_side")
         ord_type = cmd.get("ord_type")
@@ -216,6 +226,11 @@ class Engine:
     def _on_new_order(self, cmd: dict, out: list[dict]) -> None:
         session = cmd.get("session")
         key = (session, cmd.get("cl_ord_id"))
+        if self.risk is not None:
+            rej = self.risk.on_message(cmd)
+            if rej is not None:
+                self._reject_new(cmd, rej, out)
+                return
         if not cmd.get("cl_ord_id"):
             self._reject_new(cmd, Rejection(OrdRejReason.OTHER, "Missing ClOrdID", "missing_cl_ord_id"), out)
             return
@@ -238,8 +253,7 @@ class Engine:
         self.orders[order_id] = order
         self.by_cl_ord_id[key] = order_id
         self._emit(out, self._report(order, ev.ORDER_ACCEPTED, "0", cmd["ts"]))
-        if self.risk is not None:
-            self.risk.on_accept(order)
+        self.pos.open_add(order)
         book = self.books[inst.index]
         status, n_fills, n_stp, rested, killed = book.add(
             order_id, account_idx, SIDE_CODES[order.side], ORD_TYPE_CODES[order.ord_type], TIF_CODES[order.tif],
@@ -257,6 +271,7 @@ class Engine:
             self.next_trade_id += 1
             px_text = inst.format_price(price)
             self.last_trade_ticks[inst.index] = price
+            self.pos.trade_price(inst.index, price)
             for party, contra, liquidity in ((self.orders[resting_id], order.order_id, "P"),
                                              (order, resting_id, "A")):
                 party.cum_qty += qty
@@ -264,8 +279,7 @@ class Engine:
                 party.notional_ticks += price * qty
                 party.status = FILLED if party.leaves_qty == 0 else PARTIALLY_FILLED
                 kind = ev.ORDER_FILLED if party.leaves_qty == 0 else ev.ORDER_PARTIALLY_FILLED
-                if self.risk is not None:
-                    self.risk.on_fill(party, qty, price)
+                self.pos.fill(party, qty, price)
                 self._emit(out, self._report(party, kind, "F", ts, last_px=px_text, last_qty=qty,
                                              trade_id=trade_id, contra_order_id=contra, liquidity=liquidity))
         for resting_id, qty in book.stp_cancels(n_stp) if n_stp else ():
@@ -286,8 +300,7 @@ class Engine:
     def _close(self, order: Order, status: str, kind: str, exec_type: str, ts: int, out: list[dict],
                text: str | None = None, reason_rule: str | None = None, **extra: object) -> None:
         """Order leaves the market with LeavesQty 0 (canceled, expired)."""
-        if self.risk is not None:
-            self.risk.on_close(order)
+        self.pos.open_remove(order)
         order.leaves_qty = 0
         order.status = status
         fields = dict(extra)
@@ -309,9 +322,14 @@ class Engine:
         return self.orders.get(oid) if oid is not None else None
 
     def _on_cancel(self, cmd: dict, out: list[dict]) -> None:
+        if self.risk is not None:
+            self.risk.on_message(cmd)      # counted for the rate window; a cancel always passes
         order = self._find(cmd)
         if order is None:
             self._cancel_reject(cmd, "1", CxlRejReason.UNKNOWN_ORDER, "Unknown order", out)
+            return
+        if not cmd.get("cl_ord_id"):
+            self._cancel_reject(cmd, "1", CxlRejReason.OTHER, "Missing ClOrdID", out, order)
             return
         if (cmd.get("session"), cmd.get("cl_ord_id")) in self.by_cl_ord_id:
             self._cancel_reject(cmd, "1", CxlRejReason.DUPLICATE_CLORDID,
@@ -330,6 +348,7 @@ class Engine:
         self._close(order, CANCELED, ev.ORDER_CANCELED, "4", cmd["ts"], out)
 
     def _on_replace(self, cmd: dict, out: list[dict]) -> None:
+        rate = self.risk.on_message(cmd) if self.risk is not None else None
         order = self._find(cmd)
         if order is None:
             self._cancel_reject(cmd, "2", CxlRejReason.UNKNOWN_ORDER, "Unknown order", out)
@@ -343,10 +362,13 @@ class Engine:
             self._cancel_reject(cmd, "2", CxlRejReason.TOO_LATE_TO_CANCEL,
                                 f"Too late to replace: order is {_STATUS_NAMES[order.status]}", out, order)
             return
+        if rate is not None:
+            self._cancel_reject(cmd, "2", CXL_BROKER_OPTION, rate.text, out, order, rate)
+            return
         # the replacement keeps what it does not say otherwise; side, symbol and account are fixed
         merged = {"symbol": order.instrument.symbol, "account": order.account, "side": order.side,
                   "ord_type": cmd.get("ord_type") or order.ord_type, "tif": cmd.get("tif") or order.tif,
-                  "qty": cmd.get("qty"), "price": cmd.get("price") if cmd.get("price") is not None else order.price_text}
+                  "qty": cmd.get("qty") if cmd.get("qty") is not None else order.qty, "price": cmd.get("price") if cmd.get("price") is not None else order.price_text}
         if cmd.get("side") not in (None, order.side) or cmd.get("symbol") not in (None, order.instrument.symbol):
             self._cancel_reject(cmd, "2", CxlRejReason.OTHER, "Replace cannot change side or symbol", out, order)
             return
@@ -359,12 +381,15 @@ class Engine:
             return
         try:
             inst, account_idx, price_ticks = self._validate_new(merged)
-            if self.risk is not None:
-                self.risk.check_replace(order, merged, price_ticks)
         except Rejection as rej:
-            self._cancel_reject(cmd, "2", CxlRejReason.OTHER if rej.reason != OrdRejReason.ORDER_EXCEEDS_LIMIT
-                                else CxlRejReason.BROKER_OPTION, rej.text, out, order)
+            self._cancel_reject(cmd, "2", CxlRejReason.OTHER, rej.text, out, order, rej)
             return
+        if self.risk is not None:
+            try:
+                self.risk.check_replace(order, price_ticks, merged["qty"], session)
+            except Rejection as rej:
+                self._cancel_reject(cmd, "2", CXL_BROKER_OPTION, rej.text, out, order, rej)
+                return
         new_qty = merged["qty"]
         book = self.books[inst.index]
         self.by_cl_ord_id[(session, cmd["cl_ord_id"])] = order.order_id
@@ -374,16 +399,14 @@ class Engine:
         if new_qty <= order.cum_qty:
             # FIX: replacing to a quantity at or below CumQty leaves nothing working: the order is Filled
             book.cancel(order.order_id)
-            if self.risk is not None:
-                self.risk.on_close(order)
+            self.pos.open_remove(order)
             order.qty = order.cum_qty
             order.leaves_qty = 0
             order.status = FILLED
             self._emit(out, self._report(order, ev.ORDER_REPLACED, "5", ts,
                                          text=f"OrderQty {new_qty} at or below CumQty: order is complete"))
             return
-        if self.risk is not None:
-            self.risk.on_close(order)
+        self.pos.open_remove(order)
         order.qty = new_qty
         order.leaves_qty = new_qty - order.cum_qty
         order.price_ticks = price_ticks
@@ -392,8 +415,7 @@ class Engine:
                                                                 self.account_stp[account_idx])
         if status != BOOK_OK:
             raise RuntimeError(f"book refused replace of open order {order.order_id}: status {status}")
-        if self.risk is not None:
-            self.risk.on_accept(order)
+        self.pos.open_add(order)
         self._emit(out, self._report(order, ev.ORDER_REPLACED, "5", ts))
         self._after_match(order, book, n_fills, n_stp, killed, ts, out)
 
@@ -415,6 +437,8 @@ class Engine:
         out.append(report)
 
     def _on_mass_cancel(self, cmd: dict, out: list[dict]) -> None:
+        if self.risk is not None:
+            self.risk.on_message(cmd)
         symbol = cmd.get("symbol")
         side = cmd.get("side")
         session = cmd.get("session")
@@ -431,9 +455,7 @@ class Engine:
                    and (account is None or o.account == account)
                    and (request_type != "1" or o.instrument.symbol == symbol)
                    and (side is None or o.side == side)]
-        for order in victims:
-            self.books[order.instrument.index].cancel(order.order_id)
-            self._close(order, CANCELED, ev.ORDER_CANCELED, "4", cmd["ts"], out, text="Mass cancel")
+        self.cancel_orders(victims, cmd["ts"], out, "Mass cancel")
         self._emit(out, {"type": ev.MASS_CANCEL_DONE, "ts": cmd["ts"], "session": session,
                          "cl_ord_id": cmd.get("cl_ord_id"), "symbol": symbol, "mass_cancel_type": request_type,
                          "mass_cancel_response": request_type, "affected": len(victims)})
@@ -443,13 +465,31 @@ class Engine:
             for order in [o for o in self.orders.values() if o.is_open and o.tif == "0"]:
                 self.books[order.instrument.index].cancel(order.order_id)
                 self._close(order, EXPIRED, ev.ORDER_EXPIRED, "C", cmd["ts"], out, text="Day order expired")
+            self.pos.end_of_day()     # the credit limit counts fills of the day
         if self.risk is not None:
-            self.risk.on_clock(cmd, out, self._emit)
+            self.risk.on_clock(cmd, out)
 
     def _on_control(self, cmd: dict, out: list[dict]) -> None:
         if self.risk is None:
-            raise ValueError("risk controls are not configured")
-        self.risk.on_control(self, cmd, out)
+            self._emit(out, {"type": ev.LIMIT_CHANGE_REJECTED, "ts": cmd["ts"], "user": cmd.get("user"),
+                             "approver": cmd.get("approver"), "reason": cmd.get("reason"), "scope": cmd.get("scope"),
+                             "request_id": cmd.get("request_id"), "text": "Risk controls are not configured"})
+            return
+        self.risk.on_control(cmd, out)
+
+    def cancel_orders(self, orders: Iterable[Order], ts: int, out: list[dict], text: str,
+                      rule: str | None = None) -> int:
+        """Cancel open orders now (mass cancel, kill switch); each owner gets its Canceled report."""
+        count = 0
+        for order in orders:
+            if not order.is_open:
+                continue
+            status, _qty = self.books[order.instrument.index].cancel(order.order_id)
+            if status != BOOK_OK:
+                raise RuntimeError(f"book lost open order {order.order_id}")
+            self._close(order, CANCELED, ev.ORDER_CANCELED, "4", ts, out, text=text, reason_rule=rule)
+            count += 1
+        return count
 
     _handlers = {
         ev.ORDER_RECEIVED: _on_new_order,
@@ -463,6 +503,19 @@ class Engine:
     }
 
     # -- read side (HTTP API, tests) ---------------------------------------------------
+
+    def positions(self, account: str | None = None) -> list[dict]:
+        """Per account and instrument: filled position, bought/sold qty and notional, resting
+        buy/sell qty and notional, worst-case long/short. Money is decimal text."""
+        return self.pos.rows(account)
+
+    def exposures(self, account: str | None = None) -> list[dict]:
+        """Per account: resting notional, filled notional of the day, gross exposure, credit limit."""
+        return self.pos.exposure_rows(account)
+
+    def next_due_ns(self) -> int | None:
+        """When the next CLOCK command is due (a temporary limit expires), or None."""
+        return self.risk.next_due_ns() if self.risk is not None else None
 
     def open_orders(self, account: str | None = None) -> list[Order]:
         return [o for o in self.orders.values() if o.is_open and (account is None or o.account == account)]

@@ -1,0 +1,534 @@
+"""Pre-trade risk: limits per account with defaults and per-instrument overrides, kill
+switches, halts, restricted lists, reduce-only, message-rate and duplicate-order checks.
+
+All state here changes only through commands sequenced by the engine (so a replay of the
+journal rebuilds it exactly) and all time comes from the commands' ``ts``.
+
+Checks on a new order, in this order (the first failure is reported)
+---------------------------------------------------------------------
+=====================  ===========  ======================================================
+rule                   OrdRejReason what
+=====================  ===========  ======================================================
+message_rate           0 broker     > max_messages_per_second messages of the session in
+                                    the last second (sliding window; cancels always pass)
+kill_switch            0 broker     global / account / session / instrument switch engaged
+trading_halt           2 exch.closed instrument halted
+restricted_instrument  0 broker     global restricted list or the account's own list
+max_order_qty          3 exceeds    OrderQty > limit
+no_reference_price     0 broker     a collar (limit order) or notional/credit check (market
+                                    order) needs a reference price and there is none: fail
+                                    closed
+price_collar_pct       0 broker     |price - ref| > pct% of ref (ref = last trade, else the
+price_collar_ticks     0 broker     configured reference price); FIX 4.4 has no price-band
+                                    value (16 exists only from FIX 5.0)
+max_order_notional     3 exceeds    price * qty (market orders at the reference price)
+reduce_only            0 broker     account is reduce-only and the order could increase its
+                                    position (worst case counting resting orders)
+max_long_position      3 exceeds    position + resting buys + order > limit
+max_short_position     3 exceeds    short side likewise
+credit_limit           3 exceeds    resting notional + filled notional of the day + order
+                                    > limit (gross, per account)
+duplicate_order        6 duplicate  same account, symbol, side, type, qty, price within
+                                    duplicate_window_ms
+=====================  ===========  ======================================================
+
+A replace is checked the same way with the replaced order's own exposure taken out; a
+replace that only lowers the quantity at the same price always passes (it reduces risk).
+Rejected replaces answer OrderCancelReject with CxlRejReason 2 (broker option).
+
+Money amounts are compared in the instrument's currency with no FX conversion: the credit
+limit sums notionals of all instruments of the account as if they shared one currency.
+
+Control commands (built by the HTTP API; sequenced and journaled like orders)
+-----------------------------------------------------------------------------
+Limit change (also halts, restricted lists and reduce-only)::
+
+    {"type": "limit_change_requested", "ts": <int ns>,
+     "user": "risk1", "approver": None | "risk2",      # approver: four-eyes, checked by HTTP
+     "reason": "client request #123",                  # required, non-empty
+     "scope": "default" | "account:ACC1" | "instrument:TSLA" | "account:ACC1/instrument:TSLA",
+     "limit": "max_order_notional",                    # see below
+     "new_value": "2000000" | None,                    # text; None/"" removes an override
+     "expires_ts": None | <int ns>,                    # optional: previous value returns then
+     "request_id": None | "<HTTP id>"}                 # optional, echoed in the events
+
+  limit names: every name of limits.LIMIT_DEFS (scope default/account; the per-instrument
+  ones of limits.INSTRUMENT_LIMITS also at instrument scope), plus flags with value
+  "true"/"false": ``halted`` (instrument), ``restricted`` (instrument: global list;
+  account/instrument: the account's list), ``reduce_only`` (account).
+  -> ``limit_changed`` {user, approver, reason, scope, limit, old_value, new_value,
+     expires_ts, request_id} or ``limit_change_rejected`` {..., text}. ``old_value`` and
+     ``new_value`` are the scope's own value as text, None when it inherits. At
+     ``expires_ts`` a CLOCK command (ts >= expires_ts) puts the value from before the
+     temporary change back: ``limit_expired`` {scope, limit, old_value, new_value, user,
+     reason}. A later change of the same scope and limit replaces a pending expiry (a
+     temporary one keeps the original value to return to; a permanent one cancels it).
+
+Kill switch::
+
+    {"type": "kill_switch_requested", "ts": <int ns>, "user": "risk1", "approver": None,
+     "reason": "runaway algo", "scope": "global" | "account:ACC1" | "session:CLIENT1->OMS"
+     | "instrument:AAPL", "action": "engage" | "release", "request_id": None}
+
+  engage -> ``kill_switch_engaged`` {user, reason, scope, old_value, new_value "engaged",
+  affected} then ``order_canceled`` for every resting order in scope (each to its owner's
+  session, text "Kill switch engaged (scope)", rule "kill_switch"); while engaged new
+  orders and risk-increasing replaces in scope are rejected. release ->
+  ``kill_switch_released``. A malformed request (or releasing a switch that is not
+  engaged) -> ``limit_change_rejected`` with text.
+"""
+from __future__ import annotations
+
+from collections import deque
+from decimal import ROUND_CEILING, Decimal
+from typing import TYPE_CHECKING
+
+from ..audit import schema as ev
+from ..config import Config
+from ..engine.engine import Rejection
+from ..engine.positions import (A_CREDIT, A_KILLED, A_REDUCE_ONLY, I_HALTED, I_KILLED, I_RESTRICTED, L_COLLAR_PCT,
+                                L_COLLAR_TICKS, L_MAX_LONG, L_MAX_NOTIONAL, L_MAX_QTY, L_MAX_SHORT, L_RESTRICTED,
+                                LIMIT_CAP)
+from . import kernels as K
+from .limits import BUILTIN_DEFAULTS, INSTRUMENT_LIMITS, LIMIT_DEFS, LimitValueError
+
+if TYPE_CHECKING:
+    from ..engine.engine import Engine
+
+# FIX 4.4 OrdRejReason (103) values used here (4.4 defines 0-15 and 99)
+BROKER_OPTION, EXCHANGE_CLOSED, ORDER_EXCEEDS_LIMIT, DUPLICATE_ORDER = 0, 2, 3, 6
+CXL_BROKER_OPTION = 2   # CxlRejReason (102) for a replace refused by risk
+
+FLAGS = {"halted": ("instrument",), "restricted": ("instrument", "pair"), "reduce_only": ("account",)}
+ACCOUNT_ONLY = frozenset(LIMIT_DEFS) - INSTRUMENT_LIMITS
+_AI_LIMIT_COLS = (("max_order_qty", L_MAX_QTY), ("max_order_notional", L_MAX_NOTIONAL),
+                  ("price_collar_pct", L_COLLAR_PCT), ("price_collar_ticks", L_COLLAR_TICKS),
+                  ("max_long_position", L_MAX_LONG), ("max_short_position", L_MAX_SHORT))
+NS_PER_S = 1_000_000_000
+
+
+def _text(value) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+class ControlError(ValueError):
+    """A control command that cannot be applied; the text goes into limit_change_rejected."""
+
+
+class RiskEngine:
+    """Pre-trade risk for one engine. Construct with the config; the engine calls ``bind``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.engine: Engine | None = None
+        self.acct_index = {a.name: a.index for a in config.accounts}
+        self.inst_index = {i.symbol: i.index for i in config.instruments}
+        self.session_account = {s.key: self.acct_index.get(s.account) for s in config.sessions if s.account}
+        self._check = K.compiled_check()
+        self.acceptor = None
+
+    # -- engine interface ------------------------------------------------------------------
+
+    def bind(self, engine: "Engine") -> None:
+        self.engine = engine
+
+    def attach(self, acceptor) -> None:
+        """Called by the server with the FIX acceptor (rate limits are enforced in the engine)."""
+        self.acceptor = acceptor
+
+    def session_rate_exceeded(self, session, command) -> bool:
+        """Always False: the engine itself rejects over-rate orders with an ExecutionReport
+        (rule message_rate), deterministically from the commands' ts."""
+        return False
+
+    def reset(self) -> None:
+        """Back to the configured limits (the state before the first journaled command)."""
+        cfg = self.config
+        defaults = dict(BUILTIN_DEFAULTS)
+        defaults.update(cfg.risk_defaults or {})
+        self.layers: dict[str, dict[str, object]] = {"default": defaults}
+        for name, values in (cfg.risk_accounts or {}).items():
+            self.layers[f"account:{name}"] = dict(values)
+        for symbol, values in (cfg.risk_instruments or {}).items():
+            self.layers[f"instrument:{symbol}"] = dict(values)
+        for symbol in cfg.restricted or ():
+            self.layers.setdefault(f"instrument:{symbol}", {})["restricted"] = True
+        for name, symbols in (cfg.restricted_by_account or {}).items():
+            for symbol in symbols:
+                self.layers.setdefault(f"account:{name}/instrument:{symbol}", {})["restricted"] = True
+        self.global_killed = False
+        self.killed: set[str] = set()               # engaged scopes (account:/instrument:/session:)
+        self.killed_sessions: set[str] = set()
+        self.pending: dict[tuple[str, str], tuple[int, object, dict]] = {}   # expiries
+        self.windows: dict[str, deque] = {}
+        self.last_orders: dict[tuple, int] = {}
+        self.pos = self.engine.pos
+        self._mem, self._n_acct, self._n_inst = self.pos.mem, self.pos.n_acct, self.pos.n_inst
+        self._apply()
+
+    # -- effective values ------------------------------------------------------------------
+
+    def value(self, name: str, account: str | None = None, symbol: str | None = None):
+        """Effective limit: instrument override > account > default."""
+        if symbol is not None and name in INSTRUMENT_LIMITS:
+            layer = self.layers.get(f"instrument:{symbol}")
+            if layer and name in layer:
+                return layer[name]
+        if account is not None:
+            layer = self.layers.get(f"account:{account}")
+            if layer and name in layer:
+                return layer[name]
+        return self.layers["default"].get(name, BUILTIN_DEFAULTS.get(name))
+
+    def _apply(self) -> None:
+        """Write every limit and flag into the arrays the kernel reads (cold path)."""
+        pos = self.pos
+        n_inst = pos.n_inst
+        AI, A, I = pos.AI, pos.A, pos.I
+        self.rate_limit = [0] * pos.n_acct
+        self.dup_window_ns = [0] * pos.n_acct
+        for acct in self.config.accounts:
+            a = acct.index
+            A[a, A_CREDIT] = pos.to_units(Decimal(self.value("credit_limit", acct.name)))
+            A[a, A_REDUCE_ONLY] = int(bool(self.layers.get(f"account:{acct.name}", {}).get("reduce_only")))
+            A[a, A_KILLED] = int(f"account:{acct.name}" in self.killed)
+            self.rate_limit[a] = int(self.value("max_messages_per_second", acct.name))
+            self.dup_window_ns[a] = int(self.value("duplicate_window_ms", acct.name)) * 1_000_000
+            for inst in self.config.instruments:
+                row = a * n_inst + inst.index
+                for name, col in _AI_LIMIT_COLS:
+                    v = self.value(name, acct.name, inst.symbol)
+                    if name == "max_order_notional":
+                        v = pos.to_units(Decimal(v))
+                    elif name == "price_collar_pct":
+                        v = int(Decimal(v) * 10_000)
+                    AI[row, col] = min(int(v), LIMIT_CAP)
+                AI[row, L_RESTRICTED] = int(bool(
+                    self.layers.get(f"account:{acct.name}/instrument:{inst.symbol}", {}).get("restricted")))
+        for inst in self.config.instruments:
+            layer = self.layers.get(f"instrument:{inst.symbol}", {})
+            I[inst.index, I_HALTED] = int(bool(layer.get("halted")))
+            I[inst.index, I_RESTRICTED] = int(bool(layer.get("restricted")))
+            I[inst.index, I_KILLED] = int(f"instrument:{inst.symbol}" in self.killed)
+        default_rate = int(self.value("max_messages_per_second"))
+        self.session_rate = {key: (self.rate_limit[a] if a is not None else default_rate)
+                             for key, a in self.session_account.items()}
+        self.default_rate = default_rate
+
+    # -- hot path ----------------------------------------------------------------------------
+
+    def on_message(self, cmd: dict) -> Rejection | None:
+        """Count one application message of a session; a Rejection when a new order or a
+        replace is over the session's rate (cancels are counted but always pass)."""
+        session = cmd.get("session")
+        if session is None:
+            return None
+        limit = self.session_rate.get(session)
+        if limit is None:
+            a = self.engine.account_index.get(cmd.get("account")) if cmd.get("account") else None
+            limit = self.rate_limit[a] if a is not None else self.default_rate
+        if not limit:
+            return None
+        window = self.windows.get(session)
+        if window is None:
+            window = self.windows[session] = deque()
+        ts = cmd["ts"]
+        horizon = ts - NS_PER_S
+        while window and window[0] <= horizon:
+            window.popleft()
+        if len(window) >= limit and cmd["type"] in (ev.ORDER_RECEIVED, ev.REPLACE_REQUESTED):
+            return Rejection(BROKER_OPTION, f"Message rate limit: more than {limit} messages per second on "
+                             f"session {session}", "message_rate", str(limit), str(len(window) + 1))
+        window.append(ts)
+        return None
+
+    def check_new(self, cmd: dict, inst, account_idx: int, price_ticks: int) -> None:
+        """Raise Rejection if the validated order fails a check (price_ticks 0: market order)."""
+        if self.killed_sessions and cmd.get("session") in self.killed_sessions:
+            scope = f"session:{cmd.get('session')}"
+            raise Rejection(BROKER_OPTION, f"Kill switch engaged ({scope})", "kill_switch", scope)
+        qty = cmd["qty"]
+        rule = self._check(self._mem, self._n_acct, self._n_inst, account_idx, inst.index, cmd["side"] == "1",
+                           price_ticks == 0, price_ticks, qty, 0, 0, self.global_killed)
+        if rule:
+            raise self._rejection(rule, inst, cmd["account"], price_ticks, price_ticks == 0)
+        window = self.dup_window_ns[account_idx]
+        if window:
+            key = (account_idx, inst.index, cmd["side"], cmd["ord_type"], qty, price_ticks)
+            last = self.last_orders.get(key)
+            if last is not None and cmd["ts"] - last < window:
+                raise Rejection(DUPLICATE_ORDER, f"Duplicate order: same {inst.symbol} {cmd['side']} {qty} @ "
+                                f"{cmd.get('price')} within {window // 1_000_000} ms", "duplicate_order",
+                                str(window // 1_000_000), str((cmd["ts"] - last) // 1_000_000))
+            if len(self.last_orders) > 100_000:
+                self.last_orders = {k: v for k, v in self.last_orders.items() if cmd["ts"] - v < window}
+            self.last_orders[key] = cmd["ts"]
+
+    def check_replace(self, order, price_ticks: int, new_qty: int, session: str | None) -> None:
+        if price_ticks == order.price_ticks and new_qty <= order.qty:
+            return   # a pure reduction never adds risk
+        if self.killed_sessions and order.session in self.killed_sessions:
+            scope = f"session:{order.session}"
+            raise Rejection(BROKER_OPTION, f"Kill switch engaged ({scope})", "kill_switch", scope)
+        inst = order.instrument
+        old_money = order.open_money + order.cum_qty * price_ticks * self.pos.mult[inst.index]
+        pos = self.pos
+        rule = self._check(pos.mem, pos.n_acct, pos.n_inst, order.account_idx, inst.index, order.is_buy, False,
+                           price_ticks, new_qty, order.leaves_qty + order.cum_qty, old_money, self.global_killed)
+        if rule:
+            raise self._rejection(rule, inst, order.account, price_ticks, False)
+
+    def _rejection(self, rule: int, inst, account: str, price_ticks: int, is_market: bool) -> Rejection:
+        """Text, OrdRejReason and audit values of a failed kernel check (cold path)."""
+        limit, actual, ref = (int(x) for x in self.pos.OUT[:3])
+        sym = inst.symbol
+        money = self.pos.money_text
+        if rule == K.R_KILL_GLOBAL:
+            return Rejection(BROKER_OPTION, "Kill switch engaged (global)", "kill_switch", "global")
+        if rule == K.R_KILL_ACCOUNT:
+            scope = f"account:{account}"
+            return Rejection(BROKER_OPTION, f"Kill switch engaged ({scope})", "kill_switch", scope)
+        if rule == K.R_KILL_INSTRUMENT:
+            scope = f"instrument:{sym}"
+            return Rejection(BROKER_OPTION, f"Kill switch engaged ({scope})", "kill_switch", scope)
+        if rule == K.R_HALTED:
+            return Rejection(EXCHANGE_CLOSED, f"Trading halted in {sym}", "trading_halt", f"instrument:{sym}")
+        if rule == K.R_RESTRICTED:
+            return Rejection(BROKER_OPTION, f"Restricted instrument {sym}", "restricted_instrument", "global")
+        if rule == K.R_RESTRICTED_ACCOUNT:
+            return Rejection(BROKER_OPTION, f"Restricted instrument {sym} for account {account}",
+                             "restricted_instrument", f"account:{account}")
+        if rule == K.R_MAX_QTY:
+            return Rejection(ORDER_EXCEEDS_LIMIT, f"Order quantity {actual} exceeds max_order_qty {limit}",
+                             "max_order_qty", str(limit), str(actual))
+        if rule == K.R_NO_REFERENCE:
+            return Rejection(BROKER_OPTION, f"No reference price for {sym}: cannot apply the price checks "
+                             "(fail closed)", "no_reference_price")
+        if rule == K.R_COLLAR_PCT:
+            pct = Decimal(limit) / 10_000
+            dev_pct = (Decimal(actual) * 100 / Decimal(ref)).quantize(Decimal("0.0001"), rounding=ROUND_CEILING)
+            return Rejection(BROKER_OPTION, f"Price collar: {inst.format_price(price_ticks)} is {dev_pct.normalize():f}% from "
+                             f"reference {inst.format_price(ref)}, limit {pct.normalize():f}%", "price_collar_pct",
+                             f"{pct.normalize():f}", f"{dev_pct.normalize():f}")
+        if rule == K.R_COLLAR_TICKS:
+            return Rejection(BROKER_OPTION, f"Price collar: {inst.format_price(price_ticks)} is {actual} ticks from "
+                             f"reference {inst.format_price(ref)}, limit {limit} ticks", "price_collar_ticks",
+                             str(limit), str(actual))
+        if rule == K.R_MAX_NOTIONAL:
+            return Rejection(ORDER_EXCEEDS_LIMIT, f"Order notional {money(actual)} exceeds max_order_notional "
+                             f"{money(limit)}" + (" (market order at the reference price)" if is_market else ""),
+                             "max_order_notional", money(limit), money(actual))
+        if rule == K.R_REDUCE_ONLY:
+            return Rejection(BROKER_OPTION, f"Account {account} is reduce-only: the order could take the {sym} "
+                             f"position to {actual}", "reduce_only", "0", str(actual))
+        if rule == K.R_MAX_LONG:
+            return Rejection(ORDER_EXCEEDS_LIMIT, f"Long position in {sym} could reach {actual} (incl. resting "
+                             f"buys), max_long_position {limit}", "max_long_position", str(limit), str(actual))
+        if rule == K.R_MAX_SHORT:
+            return Rejection(ORDER_EXCEEDS_LIMIT, f"Short position in {sym} could reach {actual} (incl. resting "
+                             f"sells), max_short_position {limit}", "max_short_position", str(limit), str(actual))
+        if rule == K.R_CREDIT:
+            return Rejection(ORDER_EXCEEDS_LIMIT, f"Gross exposure of {account} would be {money(actual)}, "
+                             f"credit_limit {money(limit)}", "credit_limit", money(limit), money(actual))
+        raise AssertionError(f"unknown risk rule {rule}")
+
+    # -- time ------------------------------------------------------------------------------
+
+    def next_due_ns(self) -> int | None:
+        return min((due for due, _v, _c in self.pending.values()), default=None)
+
+    def on_clock(self, cmd: dict, out: list[dict]) -> None:
+        ts = cmd["ts"]
+        due = sorted((exp, key) for key, (exp, _v, _c) in self.pending.items() if exp <= ts)
+        if not due:
+            return
+        for _exp, key in due:
+            _, restore, change = self.pending.pop(key)
+            scope, name = key
+            layer = self.layers.setdefault(scope, {})
+            old = layer.get(name)
+            if restore is None:
+                layer.pop(name, None)
+            else:
+                layer[name] = restore
+            self.engine._emit(out, {
+                "type": ev.LIMIT_EXPIRED, "ts": ts, "scope": scope, "limit": name, "old_value": _text(old),
+                "new_value": _text(restore), "user": change.get("user"), "approver": change.get("approver"),
+                "reason": f"temporary change expired (was: {change.get('reason')})",
+                "expires_ts": change.get("expires_ts"), "request_id": change.get("request_id")})
+        self._apply()
+
+    # -- controls --------------------------------------------------------------------------
+
+    def on_control(self, cmd: dict, out: list[dict]) -> None:
+        try:
+            if cmd["type"] == ev.KILL_SWITCH_REQUESTED:
+                self._kill_switch(cmd, out)
+            else:
+                self._limit_change(cmd, out)
+        except ControlError as exc:
+            self.engine._emit(out, self._control_event(ev.LIMIT_CHANGE_REJECTED, cmd, text=str(exc),
+                                                       limit=cmd.get("limit"), new_value=_text(cmd.get("new_value")),
+                                                       action=cmd.get("action")))
+
+    @staticmethod
+    def _control_event(kind: str, cmd: dict, **fields) -> dict:
+        event = {"type": kind, "ts": cmd["ts"], "user": cmd.get("user"), "approver": cmd.get("approver"),
+                 "reason": cmd.get("reason"), "scope": cmd.get("scope"), "request_id": cmd.get("request_id")}
+        event.update(fields)
+        return event
+
+    def _common(self, cmd: dict) -> None:
+        if not isinstance(cmd.get("user"), str) or not cmd["user"].strip():
+            raise ControlError("A control action must name its user")
+        reason = cmd.get("reason")
+        if not isinstance(reason, str) or not reason.strip():
+            raise ControlError("A control action must carry a reason")
+
+    def _parse_scope(self, scope) -> tuple[str, str | None, str | None]:
+        """-> (kind, account, symbol); kind in default/account/instrument/pair."""
+        if scope == "default":
+            return "default", None, None
+        if not isinstance(scope, str):
+            raise ControlError(f"Unknown scope {scope!r}")
+        if "/" in scope:
+            left, _, right = scope.partition("/")
+            kind_a, acct, _ = self._parse_scope(left)
+            kind_i, _, sym = self._parse_scope(right)
+            if kind_a != "account" or kind_i != "instrument":
+                raise ControlError(f"Unknown scope {scope!r} (use account:NAME/instrument:SYMBOL)")
+            return "pair", acct, sym
+        kind, _, name = scope.partition(":")
+        if kind == "account":
+            if name not in self.acct_index:
+                raise ControlError(f"Unknown account {name!r} in scope {scope!r}")
+            return "account", name, None
+        if kind == "instrument":
+            if name not in self.inst_index:
+                raise ControlError(f"Unknown instrument {name!r} in scope {scope!r}")
+            return "instrument", None, name
+        raise ControlError(f"Unknown scope {scope!r} (default, account:NAME, instrument:SYMBOL, "
+                           "account:NAME/instrument:SYMBOL)")
+
+    def _limit_change(self, cmd: dict, out: list[dict]) -> None:
+        self._common(cmd)
+        scope = cmd.get("scope")
+        kind, _acct, _sym = self._parse_scope(scope)
+        name = cmd.get("limit")
+        raw = cmd.get("new_value")
+        if name in FLAGS:
+            if kind not in FLAGS[name]:
+                raise ControlError(f"{name} cannot be set at scope {scope!r}")
+            if raw not in ("true", "false", True, False):
+                raise ControlError(f"{name} must be \"true\" or \"false\", got {raw!r}")
+            value = raw in ("true", True)
+            value = value if value else None   # false: the flag is simply absent
+        elif name in LIMIT_DEFS:
+            if kind == "pair" or (kind == "instrument" and name not in INSTRUMENT_LIMITS):
+                raise ControlError(f"{name} cannot be set at scope {scope!r}")
+            if raw is None or raw == "":
+                if kind == "default":
+                    raise ControlError(f"The default {name} cannot be removed, only changed")
+                value = None
+            else:
+                if isinstance(raw, float):
+                    raise ControlError(f"{name}: give the value as text, not a float")
+                try:
+                    value = LIMIT_DEFS[name].parse(raw)
+                except LimitValueError as exc:
+                    raise ControlError(str(exc)) from None
+        else:
+            known = ", ".join(sorted([*LIMIT_DEFS, *FLAGS]))
+            raise ControlError(f"Unknown limit {name!r} (known: {known})")
+        expires = cmd.get("expires_ts")
+        if expires is not None and (not isinstance(expires, int) or isinstance(expires, bool) or expires <= cmd["ts"]):
+            raise ControlError(f"expires_ts must be a time (int ns) after the request, got {expires!r}")
+        layer = self.layers.setdefault(scope, {})
+        old = layer.get(name)
+        old_effective = self._effective_text(kind, _acct, _sym, name)
+        key = (scope, name)
+        if expires is not None:
+            restore = self.pending[key][1] if key in self.pending else old
+            self.pending[key] = (expires, restore, {k: cmd.get(k) for k in ("user", "approver", "reason",
+                                                                            "expires_ts", "request_id")})
+        else:
+            self.pending.pop(key, None)
+        if value is None:
+            layer.pop(name, None)
+        else:
+            layer[name] = value
+        self._apply()
+        self.engine._emit(out, self._control_event(ev.LIMIT_CHANGED, cmd, limit=name, old_value=_text(old),
+                                                   new_value=_text(value), expires_ts=expires,
+                                                   old_effective=old_effective,
+                                                   new_effective=self._effective_text(kind, _acct, _sym, name)))
+
+    def _effective_text(self, kind: str, account: str | None, symbol: str | None, name: str) -> str:
+        """The value in force at a scope, inherited or not (for the audit of a change)."""
+        if name in FLAGS:
+            scope = {"account": f"account:{account}", "instrument": f"instrument:{symbol}",
+                     "pair": f"account:{account}/instrument:{symbol}"}.get(kind, "default")
+            return _text(bool(self.layers.get(scope, {}).get(name)))
+        return _text(self.value(name, account, symbol))
+
+    def _kill_switch(self, cmd: dict, out: list[dict]) -> None:
+        self._common(cmd)
+        scope = cmd.get("scope")
+        action = cmd.get("action")
+        if action not in ("engage", "release"):
+            raise ControlError(f"action must be \"engage\" or \"release\", got {action!r}")
+        if scope == "global":
+            engaged = self.global_killed
+            match = lambda o: True   # noqa: E731
+        elif isinstance(scope, str) and scope.startswith("session:") and len(scope) > 8:
+            session = scope[8:]
+            engaged = session in self.killed_sessions
+            match = lambda o: o.session == session   # noqa: E731
+        else:
+            kind, acct, sym = self._parse_scope(scope)
+            if kind == "account":
+                match = lambda o: o.account == acct   # noqa: E731
+            elif kind == "instrument":
+                match = lambda o: o.instrument.symbol == sym   # noqa: E731
+            else:
+                raise ControlError(f"Kill switch scope must be global, account:NAME, session:KEY or "
+                                   f"instrument:SYMBOL, got {scope!r}")
+            engaged = scope in self.killed
+        old = "engaged" if engaged else "released"
+        if action == "release":
+            if not engaged:
+                raise ControlError(f"Kill switch {scope} is not engaged")
+            self._set_kill(scope, False)
+            self.engine._emit(out, self._control_event(ev.KILL_SWITCH_RELEASED, cmd, old_value=old,
+                                                       new_value="released", action=action))
+            return
+        self._set_kill(scope, True)
+        victims = [o for o in self.engine.open_orders() if match(o)]
+        self.engine._emit(out, self._control_event(ev.KILL_SWITCH_ENGAGED, cmd, old_value=old, new_value="engaged",
+                                                   action=action, affected=len(victims)))
+        self.engine.cancel_orders(victims, cmd["ts"], out, f"Kill switch engaged ({scope})", "kill_switch")
+
+    def _set_kill(self, scope: str, on: bool) -> None:
+        if scope == "global":
+            self.global_killed = on
+        elif scope.startswith("session:"):
+            (self.killed_sessions.add if on else self.killed_sessions.discard)(scope[8:])
+        else:
+            (self.killed.add if on else self.killed.discard)(scope)
+        self._apply()
+
+    # -- read side ---------------------------------------------------------------------------
+
+    def snapshot(self) -> dict:
+        """Limits, flags, kill switches and pending expiries as JSON-ready text (HTTP API)."""
+        return {
+            "layers": {scope: {k: _text(v) for k, v in layer.items()} for scope, layer in self.layers.items() if layer},
+            "kill_switches": sorted(["global"] * self.global_killed + list(self.killed)
+                                    + [f"session:{s}" for s in self.killed_sessions]),
+            "pending_expiries": [{"scope": s, "limit": n, "expires_ts": exp, "restore_value": _text(v)}
+                                 for (s, n), (exp, v, _c) in sorted(self.pending.items())],
+        }
