@@ -1,0 +1,12 @@
+"""Immutable audit trail.
+
+- ``schema``: the event contract (columns of the DuckDB table, event types).
+- ``chain``: canonical encoding and SHA-256 hash chain (``canonical_bytes``, ``record_hash``).
+- ``journal``: the append-only journal, the source of truth (``Journal``, ``iter_records``).
+- ``projection``: DuckDB query projection of the journal (``Projection``, ``connect_readonly``).
+- ``verify``: recomputes the chain over the journal and the table (``verify``).
+- ``paths``: ``journal_dir(data_dir)``, ``duckdb_path(data_dir)``.
+
+Submodules are imported explicitly (``from oms_trading.audit.journal import Journal``) so that the
+engine does not pay for importing DuckDB.
+"""

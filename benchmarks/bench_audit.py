@@ -1,0 +1,232 @@
+"""Audit trail benchmark: journal append+flush, DuckDB projection ingest, lifecycle query.
+
+    python -m benchmarks.bench_audit --events 1000000 --lifecycle-events 10000000 --json bench-audit.json
+
+1. Journal: ``events`` order-lifecycle events appended in batches of ``--batch`` then one
+   ``flush()`` (group commit, fsync policy "interval" 5 ms), as the engine does. Beside it, in the
+   same run, the floor: the bare ``orjson.dumps(sort_keys) + sha256`` of the same events.
+2. Projection: ``Projection.catch_up()`` of that journal into a fresh DuckDB file (rows/s).
+3. Lifecycle: a table of ``lifecycle_events`` rows laid out as the projection writes it (seq
+   order, order ids increasing with seq, 4 events per order), built directly in DuckDB; time of
+   ``order_lifecycle`` by order_id and by cl_ord_id, without and with ART indexes.
+"""
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import duckdb
+import orjson
+
+from oms_trading.audit.journal import Journal
+from oms_trading.audit.projection import TABLE, Projection, create_table_sql, order_lifecycle
+
+T0 = 1_700_000_000_000_000_000
+TYPES = ("order_received", "order_accepted", "order_partially_filled", "order_filled")
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    t = time.perf_counter()
+    x = 0
+    for i in range(2_000_000):
+        x += i
+    loop = time.perf_counter() - t
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
+            "duckdb": duckdb.__version__, "orjson": orjson.__version__,
+            "loadavg": os.getloadavg(), "py_loop_2M_s": round(loop, 4)}
+
+
+def make_event(i: int) -> dict:
+    oid = i // 4 + 1
+    k = i % 4
+    e = {"type": TYPES[k], "ts": T0 + i * 1000, "order_id": oid, "cl_ord_id": f"C{oid:010d}",
+         "session": "CLIENT1->OMS", "account": "ACC1", "symbol": "AAPL", "side": "1", "ord_type": "2",
+         "tif": "0", "price": "187.25", "qty": 100, "ord_status": "0", "cum_qty": 25 * k,
+         "leaves_qty": 100 - 25 * k, "text": None}
+    if k >= 2:
+        e.update(exec_id=f"E{i}", exec_type="F", last_px="187.25", last_qty=25, trade_id=i,
+                 contra_order_id=oid + 7, liquidity="A", avg_px="187.25")
+    return e
+
+
+def bench_journal(jdir: Path, events: int, batch: int, policy: str) -> dict:
+    pool = [make_event(i) for i in range(4096)]
+    j = Journal(jdir, fsync=policy, fsync_interval_ms=5)
+    flush_ns = []
+    t0 = time.perf_counter()
+    n = 0
+    append = j.append
+    pc = time.perf_counter_ns
+    c0 = time.process_time()
+    while n < events:
+        m = min(batch, events - n)
+        s = pc()
+        for k in range(n, n + m):
+            e = pool[k & 4095]
+            append(e)
+        j.flush()
+        flush_ns.append(pc() - s)
+        n += m
+    dt = time.perf_counter() - t0
+    cpu = time.process_time() - c0
+    j.close()
+    flush_ns.sort()
+    # the floor, same events, same run: canonical JSON + SHA-256 only
+    opt = orjson.OPT_SORT_KEYS
+    sha = hashlib.sha256
+    t1 = time.perf_counter()
+    c1 = time.process_time()
+    for k in range(events):
+        e = pool[k & 4095]
+        r = {kk: v for kk, v in e.items() if v is not None}
+        r["seq"] = k + 1
+        r["prev_hash"] = "0" * 64
+        sha(orjson.dumps(r, option=opt)).hexdigest()
+    floor = time.perf_counter() - t1
+    floor_cpu = time.process_time() - c1
+    size = sum(p.stat().st_size for p in jdir.glob("journal-*.log"))
+    return {
+        "events": events, "batch": batch, "fsync": policy,
+        "events_per_s": round(events / dt), "us_per_event": round(dt / events * 1e6, 3),
+        "cpu_us_per_event": round(cpu / events * 1e6, 3),  # process CPU incl. the fsync thread
+        "batch_us_p50": round(flush_ns[len(flush_ns) // 2] / 1e3, 1),
+        "batch_us_p99": round(flush_ns[int(len(flush_ns) * 0.99)] / 1e3, 1),
+        "batch_us_max": round(flush_ns[-1] / 1e3, 1),
+        "floor_dumps_sha256_us_per_event": round(floor / events * 1e6, 3),
+        "floor_cpu_us_per_event": round(floor_cpu / events * 1e6, 3),
+        "bytes_per_event": round(size / events, 1),
+    }
+
+
+def bench_projection(jdir: Path, db: Path, events: int, indexes: bool) -> dict:
+    if db.exists():
+        db.unlink()
+    p = Projection(db, jdir, indexes=indexes)
+    t = time.perf_counter()
+    n = p.catch_up()
+    dt = time.perf_counter() - t
+    p.close()
+    return {"rows": n, "indexes": indexes, "seconds": round(dt, 3), "events_per_s": round(n / dt)}
+
+
+def build_lifecycle_table(db: Path, n: int, chunk: int = 1_000_000) -> float:
+    """A table of n rows in the projection's physical layout, generated in DuckDB."""
+    if db.exists():
+        db.unlink()
+    con = duckdb.connect(str(db))
+    con.execute(create_table_sql())
+    t = time.perf_counter()
+    for lo in range(0, n, chunk):
+        hi = min(n, lo + chunk)
+        con.execute(f"""
+            INSERT INTO {TABLE} (seq, ts, type, order_id, cl_ord_id, session, account, symbol, side,
+                ord_type, tif, price, qty, exec_id, exec_type, ord_status, cum_qty, leaves_qty,
+                avg_px, last_px, last_qty, prev_hash, hash)
+            SELECT i + 1, {T0} + i * 1000,
+                ['order_received','order_accepted','order_partially_filled','order_filled'][i % 4 + 1],
+                i // 4 + 1, 'C' || lpad(CAST(i // 4 + 1 AS VARCHAR), 10, '0'), 'CLIENT1->OMS',
+                'ACC' || CAST((i // 4) % 50 AS VARCHAR), 'SYM' || CAST((i // 4) % 500 AS VARCHAR),
+                '1', '2', '0', '187.25', 100,
+                CASE WHEN i % 4 >= 2 THEN 'E' || CAST(i AS VARCHAR) END, 'F', '1',
+                25 * (i % 4), 100 - 25 * (i % 4), '187.25', '187.25', 25,
+                sha256(CAST(i AS VARCHAR)), sha256(CAST(i + 1 AS VARCHAR))
+            FROM range({lo}, {hi}) t(i)""")
+    dt = time.perf_counter() - t
+    con.execute("CHECKPOINT")
+    con.close()
+    return dt
+
+
+def time_queries(con, n_orders: int, by: str, reps: int = 60) -> dict:
+    rng = random.Random(42)
+    ids = [rng.randrange(1, n_orders + 1) for _ in range(reps)]
+    out = []
+    for k, oid in enumerate(ids):
+        t = time.perf_counter()
+        if by == "order_id":
+            r = order_lifecycle(con, order_id=oid)
+        else:
+            r = order_lifecycle(con, cl_ord_id=f"C{oid:010d}")
+        dt = time.perf_counter() - t
+        assert len(r) >= 1, (by, oid)
+        if k >= 3:  # first queries warm the buffer pool
+            out.append(dt * 1e3)
+    out.sort()
+    return {"p50_ms": round(statistics.median(out), 2), "p90_ms": round(out[int(len(out) * 0.9)], 2),
+            "max_ms": round(out[-1], 2)}
+
+
+def bench_lifecycle(db: Path, n: int) -> dict:
+    res = {"rows": n, "query": "order_lifecycle(): all 39 columns, ORDER BY seq, rows as dicts"}
+    res["build_s"] = round(build_lifecycle_table(db, n), 2)
+    n_orders = (n + 3) // 4
+    con = duckdb.connect(str(db))
+    res["no_index"] = {"order_id": time_queries(con, n_orders, "order_id"),
+                       "cl_ord_id": time_queries(con, n_orders, "cl_ord_id")}
+    t = time.perf_counter()
+    con.execute(f"CREATE INDEX {TABLE}_order_id ON {TABLE}(order_id)")
+    con.execute(f"CREATE INDEX {TABLE}_cl_ord_id ON {TABLE}(cl_ord_id)")
+    res["index_build_s"] = round(time.perf_counter() - t, 2)
+    res["art_index"] = {"order_id": time_queries(con, n_orders, "order_id"),
+                        "cl_ord_id": time_queries(con, n_orders, "cl_ord_id")}
+    plan = con.execute(f"EXPLAIN ANALYZE SELECT * FROM {TABLE} WHERE order_id = 12345").fetchall()
+    res["art_index"]["plan_uses_index"] = "Index Scan" in str(plan)
+    con.close()
+    return res
+
+
+def run(events: int = 1_000_000, lifecycle_events: int = 10_000_000, batch: int = 10,
+        workdir: str | None = None, keep: bool = False) -> dict:
+    base = Path(tempfile.mkdtemp(prefix="bench-audit-", dir=workdir))
+    try:
+        out = {"machine": machine()}
+        jdir = base / "journal"
+        out["journal"] = bench_journal(jdir, events, batch, "interval")
+        out["journal_fsync_os"] = bench_journal(base / "journal-os", events, batch, "os")
+        out["projection"] = bench_projection(jdir, base / "audit.duckdb", events, indexes=False)
+        out["projection_with_indexes"] = bench_projection(jdir, base / "audit.duckdb", events, indexes=True)
+        if lifecycle_events:
+            out["lifecycle"] = bench_lifecycle(base / "lifecycle.duckdb", lifecycle_events)
+        out["machine"]["loadavg_end"] = os.getloadavg()
+        return out
+    finally:
+        if not keep:
+            shutil.rmtree(base, ignore_errors=True)
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--lifecycle-events", type=int, default=10_000_000)
+    ap.add_argument("--batch", type=int, default=10, help="events per flush (group commit)")
+    ap.add_argument("--workdir", default=None, help="where to put the temporary files")
+    ap.add_argument("--json", default=None, help="write the results to this file")
+    a = ap.parse_args(argv)
+    res = run(a.events, a.lifecycle_events, a.batch, a.workdir)
+    text = json.dumps(res, indent=2)
+    print(text)
+    if a.json:
+        Path(a.json).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

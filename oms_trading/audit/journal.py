@@ -1,0 +1,768 @@
+"""The audit journal: an append-only, hash-chained, CRC-framed log. The source of truth.
+
+File layout: ``DIR/journal-{first_seq:012d}.log`` segments, each a sequence of frames::
+
+    header  struct '<4sIIq': magic b'OMSJ', payload length, zlib.crc32(payload), seq
+    payload the record as compact UTF-8 JSON
+
+The payload is the canonical encoding of the record without ``hash`` (see ``chain``) with
+``,"hash":"<hex>"`` spliced in before the closing brace, so ``payload[:-HASH_SUFFIX_LEN] + b"}"``
+is exactly the byte string that was hashed. ``seq`` is repeated in the header so that a scan
+can check continuity and skip records without decoding JSON; it must equal the payload's seq.
+
+One writer per directory (an flock on ``DIR/LOCK``). The engine thread calls ``append`` for each
+event of a batch, then ``flush`` once (one ``os.write``), then acknowledges. With
+``fsync="interval"`` a background thread fsyncs the current file descriptor at most every
+``fsync_interval_ms`` while there are unsynced writes; it touches nothing but the descriptor.
+"""
+from __future__ import annotations
+
+import errno
+import fcntl
+import hashlib
+import logging
+import mmap
+import os
+import re
+import struct
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+import orjson
+
+from .chain import GENESIS_HASH, canonical_bytes
+
+log = logging.getLogger(__name__)
+
+MAGIC = b"OMSJ"
+HEADER = struct.Struct("<4sIIq")
+HLEN = HEADER.size  # 20
+HASH_KEY_PREFIX = b',"hash":"'
+HASH_SUFFIX_LEN = len(HASH_KEY_PREFIX) + 64 + 2  # ',"hash":"' + 64 hex + '"}'
+NS_PER_DAY = 86_400 * 1_000_000_000
+SEGMENT_RE = re.compile(r"^journal-(\d{12})\.log$")
+FSYNC_POLICIES = ("batch", "interval", "os")
+MAX_PAYLOAD = 64 * 1024 * 1024
+
+_OPT = orjson.OPT_SORT_KEYS
+_dumps = orjson.dumps
+_loads = orjson.loads
+_sha256 = hashlib.sha256
+_crc32 = zlib.crc32
+_pack = HEADER.pack
+_unpack_from = HEADER.unpack_from
+_PLAIN_TYPES = frozenset((int, str))
+_ALLOWED_TYPES = frozenset((int, str, type(None)))
+
+
+class JournalError(Exception):
+    """Base class of journal errors."""
+
+
+class JournalCorrupt(JournalError):
+    """A record that is not at the torn tail of the last segment fails validation."""
+
+    def __init__(self, message: str, *, file: Path | str | None = None, offset: int | None = None,
+                 seq: int | None = None):
+        self.file = str(file) if file is not None else None
+        self.offset = offset
+        self.seq = seq
+        where = []
+        if file is not None:
+            where.append(f"file {self.file}")
+        if offset is not None:
+            where.append(f"offset {offset}")
+        if seq is not None:
+            where.append(f"seq {seq}")
+        super().__init__(f"journal corrupt: {message}" + (f" ({', '.join(where)})" if where else ""))
+
+
+class JournalWriteError(JournalError):
+    """Writing to the journal failed. Unwritten records were discarded; the journal stays usable."""
+
+    def __init__(self, message: str, *, errno_: int | None = None, last_seq: int = 0):
+        self.errno = errno_
+        self.last_seq = last_seq
+        super().__init__(message)
+
+
+def segment_name(first_seq: int) -> str:
+    return f"journal-{first_seq:012d}.log"
+
+
+def list_segments(directory: Path | str) -> list[tuple[int, Path]]:
+    """``(first_seq, path)`` of every segment in ``directory``, in order."""
+    d = Path(directory)
+    try:
+        names = os.listdir(d)
+    except FileNotFoundError:
+        return []
+    out = []
+    for name in names:
+        m = SEGMENT_RE.match(name)
+        if m:
+            out.append((int(m.group(1)), d / name))
+    out.sort()
+    return out
+
+
+def split_payload(payload: bytes) -> tuple[bytes, str]:
+    """``(hashed canonical bytes, stored hex hash)`` of a payload written by this journal."""
+    if len(payload) < HASH_SUFFIX_LEN + 2 or payload[-HASH_SUFFIX_LEN:-HASH_SUFFIX_LEN + len(HASH_KEY_PREFIX)] != HASH_KEY_PREFIX:
+        raise ValueError("payload does not end with the hash field")
+    return payload[:-HASH_SUFFIX_LEN] + b"}", payload[-66:-2].decode("ascii")
+
+
+# ---------------------------------------------------------------------------------------------
+# Scanning
+
+
+class _Scan:
+    """Result of walking the frames of one buffer."""
+
+    __slots__ = ("count", "end", "next_seq", "first", "last", "stop", "stop_off", "stop_msg", "frames")
+
+    def __init__(self):
+        self.count = 0
+        self.end = 0           # offset just after the last good frame
+        self.next_seq = 0
+        self.first = None      # (start, end) of the first good payload
+        self.last = None       # (start, end) of the last good payload
+        self.stop = "end"      # end | short | crc | magic | seq | length
+        self.stop_off = 0
+        self.stop_msg = ""
+        self.frames = None
+
+
+def _scan(buf, size: int, expected_seq: int, *, collect: bool = False, skip_below: int = 0,
+          start: int = 0, limit: int = -1) -> _Scan:
+    """Walk the frames of ``buf[start:size]`` expecting seqs from ``expected_seq`` on.
+
+    Stops at the first frame that is incomplete or invalid and says why in ``stop``. With
+    ``collect`` the payload (start, end) of every frame whose seq >= ``skip_below`` is kept.
+    """
+    r = _Scan()
+    frames = [] if collect else None
+    off = start
+    seq_expect = expected_seq
+    count = 0
+    first = last = None
+    crc32 = _crc32
+    unpack_from = _unpack_from
+    mv = memoryview(buf) if not isinstance(buf, memoryview) else buf
+    while True:
+        if off == size:
+            break
+        if limit == 0:
+            r.stop = "limit"
+            break
+        if size - off < HLEN:
+            r.stop, r.stop_msg = "short", f"{size - off} bytes where a {HLEN}-byte header was expected"
+            break
+        magic, n, crc, seq = unpack_from(buf, off)
+        if magic != MAGIC:
+            r.stop, r.stop_msg = "magic", f"bad frame magic {bytes(magic)!r}"
+            break
+        ps = off + HLEN
+        pe = ps + n
+        if pe > size:
+            r.stop, r.stop_msg = "short", f"frame of {n} bytes but only {size - ps} remain"
+            break
+        if crc32(mv[ps:pe]) != crc:
+            r.stop, r.stop_msg = "crc", "payload CRC mismatch"
+            break
+        if seq != seq_expect:
+            r.stop, r.stop_msg = "seq", f"frame seq {seq} where {seq_expect} was expected"
+            break
+        if first is None:
+            first = (ps, pe)
+        last = (ps, pe)
+        if collect and seq >= skip_below:
+            frames.append((ps, pe))
+            limit -= 1
+        count += 1
+        seq_expect += 1
+        off = pe
+    r.count = count
+    r.end = off
+    r.stop_off = off
+    r.next_seq = seq_expect
+    r.first = first
+    r.last = last
+    r.frames = frames
+    return r
+
+
+def _all_zero(buf, start: int, end: int) -> bool:
+    chunk = 1 << 20
+    zero = bytes(chunk)
+    i = start
+    while i < end:
+        j = min(end, i + chunk)
+        if buf[i:j] != zero[: j - i]:
+            return False
+        i = j
+    return True
+
+
+def _is_torn_tail(buf, size: int, r: _Scan) -> bool:
+    """Whether the stop of scan ``r`` looks like a write cut short by a crash (tail of the file)."""
+    off = r.stop_off
+    if r.stop == "short":
+        # a prefix of a frame: the bytes that are there must not contradict a header
+        head = bytes(buf[off:min(size, off + 4)])
+        return MAGIC.startswith(head) or _all_zero(buf, off, size)
+    if r.stop == "crc":
+        _, n, _, _ = _unpack_from(buf, off)
+        return off + HLEN + n == size
+    if r.stop == "magic":
+        return _all_zero(buf, off, size)  # file extended with zeros, data never written
+    return False
+
+
+def _read_payload(path: Path, start: int, end: int) -> bytes:
+    with open(path, "rb") as f:
+        f.seek(start)
+        return f.read(end - start)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading
+
+
+class JournalReader:
+    """Incremental reader of a (possibly live) journal directory, from ``from_seq`` on.
+
+    ``read_payloads(max_records)`` returns the raw payloads of the next complete records; it
+    returns an empty list when it has caught up. An incomplete frame at the end of the last
+    segment (a write in progress, or a torn tail not yet cut off by ``Journal.open``) is not
+    returned; ``tail_bytes`` says how many bytes it has. Anything else that is invalid raises
+    ``JournalCorrupt``.
+    """
+
+    def __init__(self, directory: Path | str, from_seq: int = 1, chunk_bytes: int = 32 << 20):
+        self.directory = Path(directory)
+        self.next_seq = max(1, int(from_seq))
+        self.chunk_bytes = chunk_bytes
+        self.tail_bytes = 0
+        self.tail_reason = ""
+        self._seg: tuple[int, Path] | None = None
+        self._off = 0
+        self._seg_seq = 0   # seq expected at self._off
+
+    def _locate(self) -> bool:
+        segs = list_segments(self.directory)
+        if not segs:
+            return False
+        if segs[0][0] != 1:
+            raise JournalCorrupt(f"first segment starts at seq {segs[0][0]}, not 1", file=segs[0][1])
+        cand = None
+        for first, path in segs:
+            if first <= self.next_seq:
+                cand = (first, path)
+            else:
+                break
+        self._seg = cand
+        self._off = 0
+        self._seg_seq = cand[0]
+        return True
+
+    def read_payloads(self, max_records: int = 50_000) -> list[memoryview]:
+        out: list[bytes] = []
+        if self._seg is None and not self._locate():
+            return out
+        while len(out) < max_records:
+            first, path = self._seg
+            try:
+                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+            except FileNotFoundError:
+                raise JournalCorrupt("segment disappeared while reading", file=path) from None
+            try:
+                size = os.fstat(fd).st_size
+                avail = size - self._off
+                want = min(avail, self.chunk_bytes)
+                buf = os.pread(fd, want, self._off) if want > 0 else b""
+            finally:
+                os.close(fd)
+            n = len(buf)
+            r = _scan(buf, n, self._seg_seq, collect=True, skip_below=self.next_seq,
+                      limit=max_records - len(out))
+            mv = memoryview(buf)
+            out.extend([mv[ps:pe] for ps, pe in r.frames])
+            self._off += r.end
+            self._seg_seq = r.next_seq
+            self.next_seq = max(self.next_seq, r.next_seq)
+            if r.stop == "limit":
+                return out
+            if r.stop != "end":
+                if r.stop == "short" and want < avail:
+                    continue  # the chunk boundary cut a frame: read on
+                segs = list_segments(self.directory)
+                is_last = bool(segs) and segs[-1][0] == first
+                if is_last and r.stop == "short" and _is_torn_tail(buf, n, r):
+                    self.tail_bytes = n - r.end
+                    self.tail_reason = r.stop_msg
+                    return out
+                raise JournalCorrupt(r.stop_msg, file=path, offset=self._off, seq=self._seg_seq)
+            if want < avail:
+                continue
+            self.tail_bytes = 0
+            self.tail_reason = ""
+            # clean end of the file: is there a next segment?
+            nxt = [s for s in list_segments(self.directory) if s[0] > first]
+            if not nxt:
+                return out
+            if os.stat(path).st_size != self._off:
+                continue  # it grew before the next segment appeared
+            if nxt[0][0] != self._seg_seq:
+                raise JournalCorrupt(f"segment ends at seq {self._seg_seq - 1} but the next segment "
+                                     f"{nxt[0][1].name} starts at seq {nxt[0][0]}", file=path,
+                                     offset=self._off, seq=self._seg_seq)
+            self._seg = nxt[0]
+            self._off = 0
+        return out
+
+
+def iter_payloads(directory: Path | str, from_seq: int = 1, batch: int = 50_000) -> Iterator[memoryview]:
+    """Raw payloads (memoryviews; ``bytes(p)`` to keep one) of the journal's complete records
+    with seq >= ``from_seq``, in order."""
+    reader = JournalReader(directory, from_seq)
+    while True:
+        chunk = reader.read_payloads(batch)
+        if not chunk:
+            return
+        yield from chunk
+
+
+def iter_records(directory: Path | str, from_seq: int = 1) -> Iterator[dict]:
+    """Records (dicts with seq, prev_hash and hash; no None values) from ``from_seq`` on."""
+    loads = _loads
+    for p in iter_payloads(directory, from_seq):
+        yield loads(p)
+
+
+# ---------------------------------------------------------------------------------------------
+# Writing
+
+
+class Journal:
+    """Append-only writer of one journal directory. Not thread-safe: one engine thread calls it."""
+
+    def __init__(self, directory: Path | str, fsync: str = "interval", fsync_interval_ms: int = 5,
+                 rotate_bytes: int = 256 * 1024 * 1024, rotate_daily: bool = True):
+        if fsync not in FSYNC_POLICIES:
+            raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, not {fsync!r}")
+        if rotate_bytes < HLEN + 2:
+            raise ValueError("rotate_bytes too small")
+        self._dir = Path(directory)
+        self._policy = fsync
+        self._interval = max(0, fsync_interval_ms) / 1000.0
+        self._rotate_bytes = int(rotate_bytes)
+        self._rotate_daily = bool(rotate_daily)
+        self._lock_fd: int | None = None
+        self._fd: int | None = None
+        self._fd_lock = threading.Lock()
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        self._sync_error: OSError | None = None
+        self._closed = True
+        self.open()
+
+    # -- properties
+    @property
+    def last_seq(self) -> int:
+        """Seq of the last appended record (including records not flushed yet)."""
+        return self._last_seq
+
+    @property
+    def last_hash(self) -> str:
+        return self._last_hash
+
+    @property
+    def written_seq(self) -> int:
+        """Seq of the last record that reached the OS."""
+        return self._os_seq
+
+    @property
+    def directory(self) -> Path:
+        return self._dir
+
+    @property
+    def sync_error(self) -> OSError | None:
+        """The last error of the background fsync, if any (also raised by ``sync``/``close``)."""
+        return self._sync_error
+
+    # -- open / recovery
+    def open(self) -> None:
+        if not self._closed:
+            return
+        self._dir.mkdir(parents=True, exist_ok=True)
+        lock_fd = os.open(self._dir / "LOCK", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(lock_fd)
+            raise JournalError(f"journal {self._dir} is open by another writer") from None
+        self._lock_fd = lock_fd
+        try:
+            self._recover()
+        except BaseException:
+            os.close(lock_fd)
+            self._lock_fd = None
+            raise
+        self._chunks: list[tuple[int, Any, bytearray]] = []
+        self._pending = bytearray()
+        self._tail_first = self._seg_first if self._seg_first is not None else self._last_seq + 1
+        self._tail_bytes = self._seg_size
+        self._tail_day = self._seg_day
+        self._needs_truncate: tuple[int, int] | None = None
+        self._closed = False
+        self._stopping = False
+        if self._policy == "interval":
+            self._thread = threading.Thread(target=self._sync_loop, name="journal-fsync", daemon=True)
+            self._thread.start()
+
+    def _recover(self) -> None:
+        segs = list_segments(self._dir)
+        last_seq, last_hash = 0, GENESIS_HASH
+        self._fd = None
+        self._seg_first = None
+        self._seg_size = 0
+        self._seg_day = None
+        if segs and segs[0][0] != 1:
+            raise JournalCorrupt(f"first segment starts at seq {segs[0][0]}, not 1", file=segs[0][1])
+        expected = 1
+        for i, (first, path) in enumerate(segs):
+            is_last = i == len(segs) - 1
+            if first != expected:
+                raise JournalCorrupt(f"segment starts at seq {first} but the previous one ends at seq "
+                                     f"{expected - 1}", file=path, seq=expected)
+            with open(path, "r+b") as f:
+                size = os.fstat(f.fileno()).st_size
+                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) if size else b""
+                try:
+                    r = _scan(mm, size, first)
+                    if r.stop != "end":
+                        if is_last and _is_torn_tail(mm, size, r):
+                            torn = bytes(mm[r.stop_off:size])
+                        else:
+                            raise JournalCorrupt(r.stop_msg, file=path, offset=r.stop_off, seq=r.next_seq)
+                    else:
+                        torn = None
+                    if r.last is not None:
+                        payload = bytes(mm[r.last[0]:r.last[1]])
+                        rec = _loads(payload)
+                        if rec.get("seq") != r.next_seq - 1:
+                            raise JournalCorrupt(f"payload seq {rec.get('seq')!r} differs from its frame seq",
+                                                 file=path, offset=r.last[0] - HLEN, seq=r.next_seq - 1)
+                        hashed, stored = split_payload(payload)
+                        if stored != rec.get("hash") or _sha256(hashed).hexdigest() != stored \
+                                or hashed != canonical_bytes(rec):
+                            raise JournalCorrupt("last record's hash does not match its content",
+                                                 file=path, offset=r.last[0] - HLEN, seq=r.next_seq - 1)
+                        last_hash = stored
+                    if is_last and r.first is not None:
+                        ts = _loads(bytes(mm[r.first[0]:r.first[1]])).get("ts")
+                        self._seg_day = ts // NS_PER_DAY if type(ts) is int else None
+                finally:
+                    if size:
+                        mm.close()
+                if torn is not None:
+                    side = path.with_name(f"{path.name}.torn-{r.stop_off}")
+                    side.write_bytes(torn)
+                    f.truncate(r.stop_off)
+                    f.flush()
+                    os.fsync(f.fileno())
+                    log.warning("journal %s: torn tail of %d bytes at offset %d cut off (%s); "
+                                "bytes kept in %s", path, len(torn), r.stop_off, r.stop_msg, side.name)
+                    size = r.stop_off
+            last_seq = r.next_seq - 1
+            expected = r.next_seq
+            if is_last:
+                self._seg_first = first
+                self._seg_size = size
+                self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        self._last_seq = self._os_seq = last_seq
+        self._last_hash = self._os_hash = last_hash
+
+    # -- hot path
+    def append(self, event: Mapping[str, Any]) -> dict:
+        """Chain ``event`` (seq, prev_hash, hash), buffer it, and return the full record.
+
+        Nothing reaches the OS until ``flush``. Raises ``TypeError`` (journal unchanged) if a
+        value is not int, str or None, a key is not a str, or an int does not fit 64 bits.
+        """
+        rec = dict(event)
+        if "hash" in rec:
+            del rec["hash"]
+        seq = self._last_seq + 1
+        rec["seq"] = seq
+        rec["prev_hash"] = self._last_hash
+        types = set(map(type, rec.values()))
+        if types <= _PLAIN_TYPES:
+            body = _dumps(rec, option=_OPT)
+        elif types <= _ALLOWED_TYPES:
+            body = _dumps({k: v for k, v in rec.items() if v is not None}, option=_OPT)
+        else:
+            bad = {k: type(v).__name__ for k, v in rec.items() if type(v) not in _ALLOWED_TYPES}
+            raise TypeError(f"audit event values must be int, str or None; got {bad}")
+        h = _sha256(body).hexdigest()
+        payload = b"%s,\"hash\":\"%s\"}" % (body[:-1], h.encode())
+        n = len(payload)
+        frame_len = HLEN + n
+        if self._tail_bytes:
+            if self._tail_bytes + frame_len > self._rotate_bytes:
+                self._seal(seq)
+            elif self._rotate_daily:
+                ts = rec.get("ts")
+                if type(ts) is int and ts // NS_PER_DAY != self._tail_day:
+                    self._seal(seq)
+        if not self._tail_bytes and self._tail_day is None:
+            ts = rec.get("ts")
+            if type(ts) is int:
+                self._tail_day = ts // NS_PER_DAY
+        pending = self._pending
+        pending += _pack(MAGIC, n, _crc32(payload), seq)
+        pending += payload
+        self._tail_bytes += frame_len
+        self._last_seq = seq
+        self._last_hash = h
+        rec["hash"] = h
+        return rec
+
+    def _seal(self, seq: int) -> None:
+        """Start a new segment at ``seq``: what is pending goes to the current one."""
+        self._chunks.append((self._tail_first, self._tail_day, self._pending))
+        self._pending = bytearray()
+        self._tail_first = seq
+        self._tail_bytes = 0
+        self._tail_day = None
+
+    def flush(self) -> None:
+        """Write every pending record to the OS (one os.write per segment), then apply the
+        fsync policy. On failure raises ``JournalWriteError`` after rolling back to the last
+        record that reached the OS; the journal stays usable."""
+        if self._closed:
+            raise JournalError("journal is closed")
+        if self._needs_truncate is not None:
+            self._retry_truncate()
+        if not self._pending and not self._chunks:
+            return
+        chunks = self._chunks
+        chunks.append((self._tail_first, self._tail_day, self._pending))
+        self._chunks = []
+        self._pending = bytearray()
+        i = 0
+        done = 0
+        seg_start = self._seg_size
+        try:
+            for i, (first, day, buf) in enumerate(chunks):
+                done = 0
+                if first != self._seg_first:
+                    self._switch_segment(first, day)
+                seg_start = self._seg_size
+                if seg_start == 0:
+                    self._seg_day = day
+                fd = self._fd
+                total = len(buf)
+                done = os.write(fd, buf)
+                if done != total:
+                    mv = memoryview(buf)
+                    while done < total:
+                        w = os.write(fd, mv[done:])
+                        if w <= 0:
+                            raise OSError(errno.EIO, "write returned 0")
+                        done += w
+                self._seg_size = seg_start + total
+            if self._policy == "batch":
+                try:
+                    os.fsync(self._fd)
+                except OSError:
+                    done = 0  # nothing of the last chunk is known durable: cut it off
+                    raise
+        except OSError as e:
+            self._rollback(chunks, i, done, seg_start, e)
+        self._os_seq = self._last_seq
+        self._os_hash = self._last_hash
+        if self._policy == "interval" and not self._wake.is_set():
+            self._wake.set()
+
+    def _switch_segment(self, first: int, day) -> None:
+        path = self._dir / segment_name(first)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND | os.O_CLOEXEC, 0o644)
+        try:
+            if os.fstat(fd).st_size:
+                raise JournalError(f"new segment {path} already has data")
+            dfd = os.open(self._dir, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            old = self._fd
+            if old is not None and self._policy != "os":
+                os.fsync(old)
+        except BaseException:
+            os.close(fd)
+            try:
+                if not os.path.getsize(path):
+                    os.unlink(path)
+            except OSError:
+                pass
+            raise
+        with self._fd_lock:
+            self._fd = fd
+            if old is not None:
+                os.close(old)
+        self._seg_first = first
+        self._seg_size = 0
+        self._seg_day = day
+
+    def _rollback(self, chunks, i: int, done: int, seg_start: int, err: OSError) -> None:
+        """Undo what did not reach the OS after a failed write of chunk ``i``: ``done`` bytes of
+        it were written at offset ``seg_start`` of the current segment. Raises JournalWriteError."""
+        new_seq, new_hash = self._os_seq, self._os_hash
+        if i > 0:  # whole chunks before i reached the OS (and were fsynced at the switch)
+            last = _last_frame(chunks[i - 1][2], len(chunks[i - 1][2]))
+            if last is not None:
+                new_seq, new_hash = last
+        buf = chunks[i][2]
+        complete = 0
+        if done > 0:
+            last = _last_frame(buf, done)
+            if last is not None:
+                new_seq, new_hash = last
+                complete = _complete_len(buf, done)
+        if self._fd is not None and chunks[i][0] == self._seg_first:
+            keep = seg_start + complete
+            self._seg_size = keep
+            try:
+                os.ftruncate(self._fd, keep)
+            except OSError as e2:
+                self._needs_truncate = (self._fd, keep)
+                log.error("journal: could not truncate a partial write: %s", e2)
+        self._last_seq = self._os_seq = new_seq
+        self._last_hash = self._os_hash = new_hash
+        self._chunks = []
+        self._pending = bytearray()
+        self._tail_first = self._seg_first if self._seg_first is not None else new_seq + 1
+        self._tail_bytes = self._seg_size
+        self._tail_day = self._seg_day if self._seg_size else None
+        name = errno.errorcode.get(err.errno, str(err.errno)) if err.errno else "?"
+        msg = (f"journal write to {self._dir} failed ({name}: {err.strerror or err}); records after "
+               f"seq {new_seq} were discarded, the journal continues from seq {new_seq + 1}")
+        log.error(msg)
+        raise JournalWriteError(msg, errno_=err.errno, last_seq=new_seq) from err
+
+    def _retry_truncate(self) -> None:
+        fd, size = self._needs_truncate
+        try:
+            os.ftruncate(fd, size)
+        except OSError as e:
+            raise JournalWriteError(f"journal {self._dir}: cannot truncate a partial write: {e}",
+                                    errno_=e.errno, last_seq=self._os_seq) from e
+        self._needs_truncate = None
+
+    # -- durability
+    def _sync_loop(self) -> None:
+        wake = self._wake
+        interval = self._interval
+        lock = self._fd_lock
+        while True:
+            wake.wait()
+            if self._stopping:
+                return
+            wake.clear()
+            t0 = time.monotonic()
+            with lock:
+                fd = self._fd
+                if fd is not None:
+                    try:
+                        os.fsync(fd)
+                    except OSError as e:  # reported by sync()/close()
+                        self._sync_error = e
+                        log.error("journal fsync failed: %s", e)
+            rest = interval - (time.monotonic() - t0)
+            if rest > 0:
+                time.sleep(rest)
+
+    def sync(self) -> None:
+        """fsync the current segment now."""
+        with self._fd_lock:
+            if self._fd is not None:
+                try:
+                    os.fsync(self._fd)
+                except OSError as e:
+                    raise JournalWriteError(f"journal fsync failed: {e}", errno_=e.errno,
+                                            last_seq=self._os_seq) from e
+        err, self._sync_error = self._sync_error, None
+        if err is not None:
+            raise JournalWriteError(f"an earlier background fsync failed: {err}", errno_=err.errno,
+                                    last_seq=self._os_seq)
+
+    def close(self) -> None:
+        """Flush, fsync, stop the fsync thread and release the directory."""
+        if self._closed:
+            return
+        try:
+            self.flush()
+            self.sync()
+        finally:
+            self._stopping = True
+            self._wake.set()
+            if self._thread is not None:
+                self._thread.join()
+                self._thread = None
+            with self._fd_lock:
+                if self._fd is not None:
+                    os.close(self._fd)
+                    self._fd = None
+            if self._lock_fd is not None:
+                os.close(self._lock_fd)
+                self._lock_fd = None
+            self._closed = True
+
+    def __enter__(self) -> "Journal":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def __del__(self):  # pragma: no cover - best effort
+        try:
+            if not self._closed:
+                self._stopping = True
+                self._wake.set()
+        except Exception:
+            pass
+
+
+def _frames_in(buf, limit: int):
+    off = 0
+    while off + HLEN <= limit:
+        _, n, _, seq = _unpack_from(buf, off)
+        end = off + HLEN + n
+        if end > limit:
+            return
+        yield seq, off + HLEN, end
+        off = end
+
+
+def _last_frame(buf, limit: int) -> tuple[int, str] | None:
+    last = None
+    for last in _frames_in(buf, limit):
+        pass
+    if last is None:
+        return None
+    seq, ps, pe = last
+    return seq, bytes(buf[pe - 66:pe - 2]).decode("ascii")
+
+
+def _complete_len(buf, limit: int) -> int:
+    end = 0
+    for _, _, end in _frames_in(buf, limit):
+        pass
+    return end

@@ -1,0 +1,414 @@
+"""DuckDB query projection of the journal.
+
+Table ``audit_events`` has the columns of ``schema.EVENT_COLUMNS``. A record key that is not a
+typed column, or whose value does not have the column's type (say a str ``order_id``), is kept
+in the ``details`` JSON object instead, so ``row_to_record`` gives back exactly the journal
+record and its hash can be recomputed from the row. The projection only ever INSERTs rows with
+``seq > max(seq)``; ``rebuild`` (drop + recreate from the journal) is the only DDL that removes
+rows. Nothing here runs UPDATE or DELETE on audit rows.
+
+The journal is the truth: if DuckDB is locked or missing, the projection logs it and retries.
+"""
+from __future__ import annotations
+
+import io
+import logging
+import threading
+from pathlib import Path
+from typing import Any, Iterable
+
+import duckdb
+import orjson
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.json as pa_json
+
+from .journal import JournalReader
+from .schema import COLUMN_NAMES, EVENT_COLUMNS
+
+log = logging.getLogger(__name__)
+
+TABLE = "audit_events"
+_ARROW_TYPES = {"BIGINT": pa.int64(), "INTEGER": pa.int32(), "VARCHAR": pa.string(), "JSON": pa.string()}
+ARROW_SCHEMA = pa.schema([pa.field(n, _ARROW_TYPES[t]) for n, t in EVENT_COLUMNS])
+_STRUCT = pa.struct(list(ARROW_SCHEMA))
+# typed columns a record key can map to (``details`` itself is not: a key "details" goes into it)
+_TYPED = {n: t for n, t in EVENT_COLUMNS if n != "details"}
+_TYPED_KEYS = frozenset(_TYPED)
+_INT_RANGE = {"BIGINT": (-(1 << 63), (1 << 63) - 1), "INTEGER": (-(1 << 31), (1 << 31) - 1)}
+_OPT = orjson.OPT_SORT_KEYS
+_loads = orjson.loads
+_dumps = orjson.dumps
+
+DECIMAL_VIEW = "audit_events_v"
+
+# in-process registry: DuckDB refuses a read-only connection to a file this process has open
+# read-write, so readers get a cursor on the projection's database instead
+_OPEN: dict[str, "Projection"] = {}
+_OPEN_LOCK = threading.Lock()
+
+
+def create_table_sql(table: str = TABLE) -> str:
+    cols = ",\n  ".join(f'"{n}" {t}{" NOT NULL" if n in ("seq", "prev_hash", "hash") else ""}'
+                        for n, t in EVENT_COLUMNS)
+    return f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n)"
+
+
+def _view_sql() -> str:
+    cols = []
+    for n, _ in EVENT_COLUMNS:
+        if n in ("price", "avg_px", "last_px"):
+            cols.append(f'TRY_CAST("{n}" AS DECIMAL(38, 10)) AS "{n}"')
+        else:
+            cols.append(f'"{n}"')
+    return (f"CREATE OR REPLACE VIEW {DECIMAL_VIEW} AS SELECT {', '.join(cols)}, "
+            f"make_timestamp_ns(ts) AS ts_utc FROM {TABLE}")
+
+
+def _fits(col_type: str, v: Any) -> bool:
+    t = type(v)
+    if col_type == "VARCHAR":
+        return t is str
+    if t is not int:
+        return False
+    lo, hi = _INT_RANGE[col_type]
+    return lo <= v <= hi
+
+
+def record_to_row(rec: dict) -> dict:
+    """Split a journal record into typed column values and the ``details`` JSON text."""
+    row: dict[str, Any] = {}
+    extra: dict[str, Any] = {}
+    for k, v in rec.items():
+        if v is None:
+            continue
+        ct = _TYPED.get(k)
+        if ct is not None and _fits(ct, v):
+            row[k] = v
+        else:
+            extra[k] = v
+    row["details"] = _dumps(extra, option=_OPT).decode() if extra else None
+    return row
+
+
+def row_to_record(row: dict) -> dict:
+    """The journal record a row stands for: non-NULL columns plus the keys of ``details``."""
+    rec = {k: v for k, v in row.items() if v is not None and k != "details"}
+    d = row.get("details")
+    if d is not None:
+        extra = _loads(d)
+        if not isinstance(extra, dict):
+            raise ValueError("details is not a JSON object")
+        rec.update(extra)
+    return rec
+
+
+def _payloads_to_arrow_py(payloads) -> pa.Table:
+    """Reference conversion: orjson per record, dicts to an Arrow struct array."""
+    loads = _loads
+    recs = [loads(p) for p in payloads]
+    issuperset = _TYPED_KEYS.issuperset
+    rows = recs
+    for i, r in enumerate(recs):
+        if not issuperset(r):  # keys that are not columns: split off into details
+            if rows is recs:
+                rows = list(recs)
+            rows[i] = record_to_row(r)
+    try:
+        arr = pa.array(rows, type=_STRUCT)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+        # some value does not fit its column's type: route it to details, row by row
+        arr = pa.array([record_to_row(r) for r in recs], type=_STRUCT)
+    return pa.Table.from_struct_array(arr)
+
+
+_JSON_SCHEMA = pa.schema([f for f in ARROW_SCHEMA if f.name != "details"])
+_JSON_PARSE = pa_json.ParseOptions(explicit_schema=_JSON_SCHEMA, unexpected_field_behavior="infer")
+
+
+def payloads_to_arrow(payloads) -> pa.Table:
+    """Arrow table (``ARROW_SCHEMA``) of journal payloads.
+
+    Fast path: Arrow's C++ JSON reader on the newline-joined payloads (no GIL, no Python object
+    per value) with the typed columns as explicit schema. It is strict (a str where a BIGINT is
+    expected, an int beyond the type's range... fail the batch), so whenever it fails the batch
+    goes through the reference path. Rows with keys that are not columns are rebuilt in Python
+    to fill ``details``.
+    """
+    n = len(payloads)
+    if n == 0:
+        return ARROW_SCHEMA.empty_table()
+    blob = b"\n".join(payloads)
+    try:
+        t = pa_json.read_json(io.BytesIO(blob), read_options=pa_json.ReadOptions(
+            use_threads=False, block_size=max(1 << 20, len(blob) + 1)), parse_options=_JSON_PARSE)
+    except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
+        return _payloads_to_arrow_py(payloads)
+    if t.num_rows != n:  # pragma: no cover - defensive
+        return _payloads_to_arrow_py(payloads)
+    extra = [c for c in t.column_names if c not in _TYPED_KEYS]
+    if len(set(t.column_names)) != t.num_columns:  # pragma: no cover - duplicate keys
+        return _payloads_to_arrow_py(payloads)
+    slow: list[int] = []
+    if extra:
+        mask = None
+        for c in extra:
+            v = pc.is_valid(t.column(c))
+            mask = v if mask is None else pc.or_(mask, v)
+        slow = pc.indices_nonzero(mask).to_pylist() if pc.any(mask).as_py() else []
+    cols = [t.column(name) if name != "details" else pa.nulls(t.num_rows, pa.string())
+            for name in ARROW_SCHEMA.names]
+    out = pa.Table.from_arrays(cols, schema=ARROW_SCHEMA)
+    if slow:
+        keep = pc.invert(mask)
+        fixed = _payloads_to_arrow_py([payloads[i] for i in slow])
+        out = pa.concat_tables([out.filter(keep), fixed]).sort_by("seq")
+    return out
+
+
+class ProjectionDiverged(Exception):
+    """The table is not a prefix of the journal: it needs ``rebuild`` (after ``verify``)."""
+
+
+class Projection:
+    """Ingests the journal into DuckDB, in bulk, idempotently (only seq > max(seq))."""
+
+    def __init__(self, db_path: Path | str, journal_dir: Path | str, batch_rows: int = 50_000,
+                 interval_ms: int = 200, indexes: bool = True, threads: int | None = None):
+        self.db_path = Path(db_path)
+        self.journal_dir = Path(journal_dir)
+        self.batch_rows = int(batch_rows)
+        self.interval = interval_ms / 1000.0
+        self.indexes = indexes
+        self.threads = threads
+        self._con: duckdb.DuckDBPyConnection | None = None
+        self._lock = threading.RLock()
+        self._reader: JournalReader | None = None
+        self._db_max = 0
+        self._journal_known = 0
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.last_error: str | None = None
+        self.rows_ingested = 0
+
+    # -- connection
+    def _connect(self) -> duckdb.DuckDBPyConnection:
+        if self._con is not None:
+            return self._con
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        config = {}
+        if self.threads:
+            config["threads"] = int(self.threads)
+        con = duckdb.connect(str(self.db_path), config=config)
+        try:
+            self._ensure_schema(con)
+            self._db_max = con.execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}").fetchall()[0][0]
+        except BaseException:
+            con.close()
+            raise
+        self._con = con
+        self._reader = None
+        self._indexed = False
+        with _OPEN_LOCK:
+            _OPEN[str(self.db_path.resolve())] = self
+        return con
+
+    def _ensure_schema(self, con) -> None:
+        con.execute(create_table_sql())
+        con.execute(_view_sql())
+
+    def _ensure_indexes(self, con) -> None:
+        if self.indexes:
+            con.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_order_id ON {TABLE}(order_id)")
+            con.execute(f"CREATE INDEX IF NOT EXISTS {TABLE}_cl_ord_id ON {TABLE}(cl_ord_id)")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._con is not None:
+                with _OPEN_LOCK:
+                    if _OPEN.get(str(self.db_path.resolve())) is self:
+                        del _OPEN[str(self.db_path.resolve())]
+                try:
+                    self._con.close()
+                finally:
+                    self._con = None
+                    self._reader = None
+
+    def cursor(self) -> duckdb.DuckDBPyConnection:
+        """A new connection to the projection's database (for read-side queries)."""
+        with self._lock:
+            return self._connect().cursor()
+
+    # -- ingestion
+    def catch_up(self) -> int:
+        """Insert every journal record with seq > max(seq) in the table. Returns rows added."""
+        with self._lock:
+            con = self._connect()
+            if self._reader is None or self._reader.next_seq != self._db_max + 1:
+                self._reader = self._open_reader(con)
+            reader = self._reader
+            added = 0
+            try:
+                while True:
+                    payloads = reader.read_payloads(self.batch_rows)
+                    if not payloads:
+                        break
+                    tbl = payloads_to_arrow(payloads)
+                    first = tbl.column(0)[0].as_py()
+                    if first != self._db_max + 1:  # pragma: no cover - reader guarantees it
+                        raise RuntimeError(f"projection expected seq {self._db_max + 1}, got {first}")
+                    con.register("_audit_ingest", tbl)
+                    try:
+                        con.execute(f"INSERT INTO {TABLE} SELECT * FROM _audit_ingest")
+                    finally:
+                        con.unregister("_audit_ingest")
+                    self._db_max += tbl.num_rows
+                    added += tbl.num_rows
+            except BaseException:
+                self._reader = None  # re-read max(seq) next time
+                try:
+                    self._db_max = con.execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}").fetchall()[0][0]
+                except Exception:  # pragma: no cover
+                    self.close()
+                raise
+            if not self._indexed:
+                self._ensure_indexes(con)
+                self._indexed = True
+            self._journal_known = max(self._journal_known, reader.next_seq - 1)
+            self.rows_ingested += added
+            return added
+
+    def _open_reader(self, con) -> JournalReader:
+        """A reader positioned after the table's last row, once that row is known to be the
+        journal's record of the same seq (a table ahead of or forked from the journal, say after
+        a power cut lost the journal's unsynced tail, is an error until ``rebuild``)."""
+        if self._db_max == 0:
+            return JournalReader(self.journal_dir, 1)
+        reader = JournalReader(self.journal_dir, self._db_max)
+        got = reader.read_payloads(1)
+        db_hash = con.execute(f"SELECT hash FROM {TABLE} WHERE seq = ?", [self._db_max]).fetchall()
+        if not got:
+            raise ProjectionDiverged(f"{self.db_path} has rows up to seq {self._db_max} but the journal "
+                                     f"ends before it; run rebuild")
+        j_hash = _loads(got[0]).get("hash")
+        if not db_hash or db_hash[0][0] != j_hash:
+            raise ProjectionDiverged(f"{self.db_path} row seq {self._db_max} differs from the journal "
+                                     f"record; run verify, then rebuild")
+        return reader
+
+    def rebuild(self) -> int:
+        """Drop the table and recreate it from the journal. Returns the rows inserted."""
+        with self._lock:
+            con = self._connect()
+            con.execute(f"DROP VIEW IF EXISTS {DECIMAL_VIEW}")
+            con.execute(f"DROP TABLE IF EXISTS {TABLE}")
+            self._ensure_schema(con)
+            self._db_max = 0
+            self._reader = None
+            self._indexed = False
+            return self.catch_up()
+
+    def max_seq(self) -> int:
+        with self._lock:
+            self._connect()
+            return self._db_max
+
+    def lag(self) -> int:
+        """Journal seq known to the projection minus the max seq in DuckDB (for /health)."""
+        return max(0, self._journal_known - self._db_max)
+
+    # -- background mode
+    def notify(self, last_seq: int | None = None) -> None:
+        """Poke the background thread (optionally telling it the journal's last seq)."""
+        if last_seq is not None and last_seq > self._journal_known:
+            self._journal_known = last_seq
+        self._wake.set()
+
+    def start(self) -> None:
+        if self._thread is not None:
+            return
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._run, name="audit-projection", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        backoff = self.interval
+        while not self._stop.is_set():
+            self._wake.wait(backoff)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                self.catch_up()
+                self.last_error = None
+                backoff = self.interval
+            except Exception as e:  # locked/missing DB, journal being cut...: retry later
+                msg = f"{type(e).__name__}: {e}"
+                if msg != self.last_error:
+                    log.warning("audit projection catch-up failed, will retry: %s", msg)
+                self.last_error = msg
+                self.close()
+                backoff = min(5.0, max(self.interval, backoff * 2))
+
+    def stop(self) -> None:
+        """Stop the thread, do a final catch-up and close the connection."""
+        if self._thread is not None:
+            self._stop.set()
+            self._wake.set()
+            self._thread.join()
+            self._thread = None
+        try:
+            self.catch_up()
+        except Exception as e:
+            log.warning("audit projection final catch-up failed: %s", e)
+        finally:
+            self.close()
+
+    def __enter__(self) -> "Projection":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def connect_readonly(db_path: Path | str) -> duckdb.DuckDBPyConnection:
+    """A connection for queries. If this process runs the projection on ``db_path`` it is a
+    cursor on that database (DuckDB allows one configuration per file per process); otherwise
+    a read-only connection (which fails while another process holds the file read-write)."""
+    key = str(Path(db_path).resolve())
+    with _OPEN_LOCK:
+        proj = _OPEN.get(key)
+    if proj is not None:
+        try:
+            return proj.cursor()
+        except Exception:  # pragma: no cover - projection closing
+            pass
+    return duckdb.connect(str(db_path), read_only=True)
+
+
+def order_lifecycle(con, *, order_id: int | None = None, cl_ord_id: str | None = None,
+                    columns: Iterable[str] = COLUMN_NAMES) -> list[dict]:
+    """All events of one order, in seq order: by ``order_id``, or by a ``cl_ord_id`` the order had
+    (the order ids carrying it are looked up first, so both steps are index point lookups;
+    events with that cl_ord_id and no order_id, such as early rejects, are included)."""
+    cols = ", ".join(f'"{c}"' for c in columns)
+    if order_id is not None:
+        cur = con.execute(f"SELECT {cols} FROM {TABLE} WHERE order_id = ? ORDER BY seq", [order_id])
+    elif cl_ord_id is not None:
+        ids = [r[0] for r in con.execute(f"SELECT DISTINCT order_id FROM {TABLE} WHERE cl_ord_id = ?",
+                                         [cl_ord_id]).fetchall()]
+        parts, params = [], []
+        for oid in ids:
+            if oid is None:
+                parts.append(f"SELECT {cols} FROM {TABLE} WHERE cl_ord_id = ? AND order_id IS NULL")
+            else:
+                parts.append(f"SELECT {cols} FROM {TABLE} WHERE order_id = ?")
+            params.append(cl_ord_id if oid is None else oid)
+        if not parts:
+            return []
+        cur = con.execute(" UNION ALL ".join(parts) + " ORDER BY seq", params)
+    else:
+        raise ValueError("order_id or cl_ord_id is required")
+    names = [d[0] for d in cur.description]
+    return [dict(zip(names, r)) for r in cur.fetchall()]

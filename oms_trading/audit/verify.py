@@ -1,0 +1,164 @@
+"""Verification of the audit trail: the journal's hash chain, then the DuckDB table against it.
+
+Journal: every frame's CRC, seq gap-free from 1, ``prev_hash`` links, ``hash`` recomputed from the
+canonical encoding. Table (ordered by seq): each row rebuilt into a record (columns + details),
+its hash recomputed, its links checked, and the record compared with the journal record of the
+same seq; a missing, extra, duplicated or edited row is reported with the first bad seq.
+
+What this cannot see: records cut from the *end* of both the journal and the table (a chain
+has no memory of its own length); anchor ``last_seq``/``last_hash`` elsewhere for that.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+import duckdb
+import orjson
+
+from .chain import GENESIS_HASH, canonical_bytes
+from .journal import JournalCorrupt, JournalReader, _sha256
+from .paths import duckdb_path, journal_dir
+from .projection import TABLE, connect_readonly, row_to_record
+from .schema import COLUMN_NAMES
+
+_loads = orjson.loads
+
+
+@dataclass
+class VerifyResult:
+    ok: bool
+    checked_journal: int = 0
+    checked_table: int = 0
+    first_bad_seq: int | None = None
+    where: str = ""          # "journal" | "duckdb" when not ok
+    reason: str = ""
+
+    def __str__(self) -> str:
+        if self.ok:
+            return (f"OK: {self.checked_journal} journal records and {self.checked_table} DuckDB rows "
+                    f"verified{'; ' + self.reason if self.reason else ''}")
+        at = f" at seq {self.first_bad_seq}" if self.first_bad_seq is not None else ""
+        return (f"FAILED in {self.where}{at}: {self.reason} (checked {self.checked_journal} journal "
+                f"records, {self.checked_table} rows)")
+
+
+def _journal_records(jdir: Path, reader: JournalReader, batch: int = 50_000) -> Iterator[dict]:
+    while True:
+        chunk = reader.read_payloads(batch)
+        if not chunk:
+            return
+        for p in chunk:
+            yield _loads(p)
+
+
+def verify_journal(jdir: Path) -> VerifyResult:
+    res = VerifyResult(ok=True)
+    reader = JournalReader(jdir)
+    prev = GENESIS_HASH
+    expected = 1
+    sha = _sha256
+    try:
+        for rec in _journal_records(jdir, reader):
+            seq = rec.get("seq")
+            if seq != expected:
+                return _bad(res, "journal", expected, f"record seq {seq!r} where {expected} was expected")
+            if rec.get("prev_hash") != prev:
+                return _bad(res, "journal", seq, "prev_hash does not link to the previous record's hash")
+            h = sha(canonical_bytes(rec)).hexdigest()
+            if rec.get("hash") != h:
+                return _bad(res, "journal", seq, f"hash mismatch (stored {rec.get('hash')}, recomputed {h})")
+            prev = h
+            expected += 1
+            res.checked_journal += 1
+    except JournalCorrupt as e:
+        return _bad(res, "journal", e.seq if e.seq is not None else expected, str(e))
+    except (ValueError, orjson.JSONDecodeError) as e:
+        return _bad(res, "journal", expected, f"undecodable record: {e}")
+    if reader.tail_bytes:
+        res.reason = (f"an incomplete record of {reader.tail_bytes} bytes at the end of the journal was "
+                      f"ignored (a write in progress, or a torn tail the next open cuts off)")
+    res.last_hash = prev  # type: ignore[attr-defined]
+    return res
+
+
+def _bad(res: VerifyResult, where: str, seq: int | None, reason: str) -> VerifyResult:
+    res.ok = False
+    res.where = where
+    res.first_bad_seq = seq
+    res.reason = reason
+    return res
+
+
+def _rows(con, batch: int = 20_000) -> Iterator[dict]:
+    cols = ", ".join(f'"{c}"' for c in COLUMN_NAMES)
+    cur = con.execute(f"SELECT {cols} FROM {TABLE} ORDER BY seq")
+    while True:
+        b = cur.fetchmany(batch)
+        if not b:
+            return
+        for r in b:
+            yield dict(zip(COLUMN_NAMES, r))
+
+
+def verify_table(con: duckdb.DuckDBPyConnection, jdir: Path, res: VerifyResult) -> VerifyResult:
+    journal = _journal_records(jdir, JournalReader(jdir))
+    prev = GENESIS_HASH
+    expected = 1
+    sha = _sha256
+    for row in _rows(con):
+        seq = row["seq"]
+        if seq != expected:
+            if seq is not None and seq < expected:
+                return _bad(res, "duckdb", seq, f"duplicate or out-of-order row with seq {seq}")
+            return _bad(res, "duckdb", expected, f"row with seq {expected} is missing (next row has seq {seq})")
+        try:
+            rec = row_to_record(row)
+        except (ValueError, orjson.JSONDecodeError) as e:
+            return _bad(res, "duckdb", seq, f"row cannot be decoded: {e}")
+        h = sha(canonical_bytes(rec)).hexdigest()
+        if row["hash"] != h:
+            return _bad(res, "duckdb", seq, f"row hash mismatch (stored {row['hash']}, recomputed {h}): "
+                                            f"the row was edited")
+        if row["prev_hash"] != prev:
+            return _bad(res, "duckdb", seq, "prev_hash does not link to the previous row's hash")
+        jrec = next(journal, None)
+        if jrec is None:
+            return _bad(res, "duckdb", seq, f"row with seq {seq} is not in the journal")
+        if jrec != rec:
+            diff = sorted(k for k in set(jrec) | set(rec) if jrec.get(k) != rec.get(k))
+            return _bad(res, "duckdb", seq, f"row differs from the journal record in {diff}")
+        prev = h
+        expected += 1
+        res.checked_table += 1
+    return res
+
+
+def verify(data_dir: Path | str) -> VerifyResult:
+    """Verify the journal in ``DATA/journal`` and the table in ``DATA/audit.duckdb``."""
+    jdir = journal_dir(data_dir)
+    res = verify_journal(jdir)
+    if not res.ok:
+        return res
+    db = duckdb_path(data_dir)
+    if not db.exists():
+        res.reason = "; ".join(filter(None, [res.reason, "no DuckDB projection to check"]))
+        return res
+    try:
+        con = connect_readonly(db)
+    except duckdb.Error as e:
+        return _bad(res, "duckdb", None, f"cannot open {db}: {e}")
+    try:
+        exists = con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?",
+                             [TABLE]).fetchall()[0][0]
+        if not exists:
+            res.reason = "; ".join(filter(None, [res.reason, f"no {TABLE} table to check"]))
+            return res
+        verify_table(con, jdir, res)
+    finally:
+        con.close()
+    if res.ok and res.checked_table < res.checked_journal:
+        note = f"DuckDB lags the journal by {res.checked_journal - res.checked_table} records"
+        res.reason = "; ".join(filter(None, [res.reason, note]))
+    return res

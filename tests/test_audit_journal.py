@@ -1,0 +1,387 @@
+"""Journal: framing, hash chain, recovery of a torn tail, corruption, rotation, write failures."""
+from __future__ import annotations
+
+import errno
+import logging
+import os
+
+import orjson
+import pytest
+
+from oms_trading.audit import journal as jmod
+from oms_trading.audit.chain import GENESIS_HASH, canonical_bytes, record_hash
+from oms_trading.audit.journal import (
+    HLEN, NS_PER_DAY, Journal, JournalCorrupt, JournalError, JournalReader, JournalWriteError,
+    iter_records, list_segments, split_payload,
+)
+
+T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
+
+
+def ev(i: int, **kw) -> dict:
+    e = {"type": "order_accepted", "ts": T0 + i * 1000, "order_id": i, "cl_ord_id": f"C{i:08d}",
+         "symbol": "AAPL", "side": "1", "price": "187.25", "qty": 100, "text": None}
+    e.update(kw)
+    return e
+
+
+def check_chain(records: list[dict]) -> None:
+    prev = GENESIS_HASH
+    for n, r in enumerate(records, 1):
+        assert r["seq"] == n
+        assert r["prev_hash"] == prev
+        assert r["hash"] == record_hash(r)
+        prev = r["hash"]
+
+
+def test_canonical_bytes_and_hash():
+    r = {"seq": 1, "type": "x", "b": None, "a": 2, "prev_hash": GENESIS_HASH, "hash": "zz"}
+    assert canonical_bytes(r) == b'{"a":2,"prev_hash":"' + GENESIS_HASH.encode() + b'","seq":1,"type":"x"}'
+    h = record_hash(r)
+    assert len(h) == 64 and h == record_hash({k: v for k, v in r.items() if v is not None})
+    assert record_hash(r, "1" * 64) != h
+
+
+def test_round_trip(tmp_path):
+    with Journal(tmp_path, fsync="batch") as j:
+        out = [j.append(ev(i)) for i in range(1, 101)]
+        j.flush()
+        assert j.last_seq == 100 and j.last_hash == out[-1]["hash"]
+    assert out[0]["prev_hash"] == GENESIS_HASH and out[0]["seq"] == 1
+    assert out[0]["text"] is None  # the returned record keeps the event's keys
+    recs = list(iter_records(tmp_path))
+    assert len(recs) == 100
+    check_chain(recs)
+    assert recs[0] == {k: v for k, v in out[0].items() if v is not None}
+    assert [r["seq"] for r in iter_records(tmp_path, from_seq=97)] == [97, 98, 99, 100]
+    # reopen restores the chain head; appends continue
+    with Journal(tmp_path) as j:
+        assert (j.last_seq, j.last_hash) == (100, recs[-1]["hash"])
+        r = j.append(ev(101))
+        assert r["seq"] == 101 and r["prev_hash"] == recs[-1]["hash"]
+    check_chain(list(iter_records(tmp_path)))
+
+
+def test_payload_layout(tmp_path):
+    with Journal(tmp_path, fsync="os") as j:
+        r = j.append(ev(1, hash="ignored", seq=99))
+    assert r["seq"] == 1 and r["hash"] != "ignored"
+    (_, path), = list_segments(tmp_path)
+    data = path.read_bytes()
+    payload = data[HLEN:]
+    hashed, h = split_payload(payload)
+    assert hashed == canonical_bytes(r) and h == r["hash"]
+    assert orjson.loads(payload) == {k: v for k, v in r.items() if v is not None}
+
+
+@pytest.mark.parametrize("bad", [1.5, True, [1], {"a": 1}, b"x"])
+def test_rejects_values_outside_contract(tmp_path, bad):
+    with Journal(tmp_path, fsync="os") as j:
+        j.append(ev(1))
+        with pytest.raises(TypeError):
+            j.append(ev(2, qty=bad))
+        assert j.last_seq == 1
+        assert j.append(ev(2))["seq"] == 2
+    with Journal(tmp_path, fsync="os") as j:
+        with pytest.raises(TypeError):
+            j.append(ev(3, qty=2**64))  # does not fit 64 bits
+        with pytest.raises(TypeError):
+            j.append({1: "x", "type": "x"})  # non-str key
+        assert j.last_seq == 2
+    check_chain(list(iter_records(tmp_path)))
+
+
+def test_unflushed_records_are_not_written(tmp_path):
+    j = Journal(tmp_path, fsync="os")
+    j.append(ev(1))
+    j.flush()
+    j.append(ev(2))
+    assert [r["seq"] for r in iter_records(tmp_path)] == [1]
+    j.close()  # close flushes
+    assert [r["seq"] for r in iter_records(tmp_path)] == [1, 2]
+
+
+def test_single_writer(tmp_path):
+    with Journal(tmp_path):
+        with pytest.raises(JournalError):
+            Journal(tmp_path)
+
+
+def _write(tmp_path, n, **kw):
+    with Journal(tmp_path, fsync="os", **kw) as j:
+        recs = [j.append(ev(i)) for i in range(1, n + 1)]
+    return recs
+
+
+def test_torn_tail_every_offset(tmp_path, caplog):
+    recs = _write(tmp_path, 4)
+    (_, path), = list_segments(tmp_path)
+    data = path.read_bytes()
+    last_len = len(orjson.dumps({k: v for k, v in recs[-1].items() if v is not None})) + HLEN
+    start = len(data) - last_len
+    for cut in range(start, len(data)):
+        path.write_bytes(data[:cut])
+        for p in tmp_path.glob("*.torn-*"):
+            p.unlink()
+        with caplog.at_level(logging.WARNING):
+            with Journal(tmp_path, fsync="os") as j:
+                assert j.last_seq == 3, cut
+                assert j.last_hash == recs[2]["hash"]
+                j.append(ev(99))
+        got = list(iter_records(tmp_path))
+        assert [r["seq"] for r in got] == [1, 2, 3, 4]
+        check_chain(got)
+        assert got[3]["order_id"] == 99
+        if cut > start:
+            assert "torn tail" in caplog.text
+            assert len(list(tmp_path.glob("*.torn-*"))) == 1
+        caplog.clear()
+
+
+def test_torn_tail_bad_crc_and_zeros(tmp_path):
+    recs = _write(tmp_path, 3)
+    (_, path), = list_segments(tmp_path)
+    data = bytearray(path.read_bytes())
+    good = bytes(data)
+    data[-5] ^= 0xFF  # last record complete but corrupt: a torn write, cut off
+    path.write_bytes(bytes(data))
+    with Journal(tmp_path, fsync="os") as j:
+        assert j.last_seq == 2 and j.last_hash == recs[1]["hash"]
+    # the file was extended with zeros but the data never made it
+    path.write_bytes(good + bytes(300))
+    with Journal(tmp_path, fsync="os") as j:
+        assert j.last_seq == 3
+    assert path.read_bytes() == good
+
+
+def test_reader_ignores_incomplete_tail(tmp_path):
+    _write(tmp_path, 3)
+    (_, path), = list_segments(tmp_path)
+    data = path.read_bytes()
+    path.write_bytes(data[:-7])
+    r = JournalReader(tmp_path)
+    assert len(r.read_payloads()) == 2 and r.tail_bytes > 0
+    path.write_bytes(data)  # the writer finished
+    assert len(r.read_payloads()) == 1 and r.next_seq == 4
+
+
+@pytest.mark.parametrize("where", ["crc", "magic", "seq"])
+def test_mid_file_corruption_raises(tmp_path, where):
+    recs = _write(tmp_path, 5)
+    (_, path), = list_segments(tmp_path)
+    data = bytearray(path.read_bytes())
+    # offset of record 3
+    off = 0
+    for _ in range(2):
+        n = int.from_bytes(data[off + 4:off + 8], "little")
+        off += HLEN + n
+    if where == "crc":
+        data[off + HLEN + 10] ^= 0x01
+    elif where == "magic":
+        data[off] = ord("X")
+    else:
+        data[off + 12:off + 20] = (7).to_bytes(8, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt) as ei:
+        Journal(tmp_path)
+    assert ei.value.file == str(path) and ei.value.offset == off and ei.value.seq == 3
+    assert str(path) in str(ei.value) and f"offset {off}" in str(ei.value)
+    with pytest.raises(JournalCorrupt):
+        list(iter_records(tmp_path))
+    assert path.read_bytes() == bytes(data)  # nothing was cut
+
+
+def test_corrupt_tail_of_non_last_segment_raises(tmp_path):
+    _write(tmp_path, 30, rotate_bytes=2000)
+    segs = list_segments(tmp_path)
+    assert len(segs) >= 3
+    p = segs[0][1]
+    p.write_bytes(p.read_bytes()[:-3])
+    with pytest.raises(JournalCorrupt):
+        Journal(tmp_path)
+
+
+def test_rotation_by_size_keeps_chain(tmp_path):
+    recs = _write(tmp_path, 50, rotate_bytes=1500)
+    segs = list_segments(tmp_path)
+    assert len(segs) > 5
+    for _, p in segs:
+        assert p.stat().st_size <= 1500
+    got = list(iter_records(tmp_path))
+    check_chain(got)
+    assert [r["hash"] for r in got] == [r["hash"] for r in recs]
+    assert [s for s, _ in segs] == sorted(s for s, _ in segs)
+    # reopen and continue across segments
+    with Journal(tmp_path, fsync="os", rotate_bytes=1500) as j:
+        assert j.last_seq == 50
+        for i in range(51, 61):
+            j.append(ev(i))
+    check_chain(list(iter_records(tmp_path)))
+    assert [r["seq"] for r in iter_records(tmp_path, from_seq=45)] == list(range(45, 61))
+
+
+def test_rotation_by_utc_day_uses_record_ts(tmp_path):
+    day0 = (T0 // NS_PER_DAY + 1) * NS_PER_DAY  # a UTC midnight
+    with Journal(tmp_path, fsync="os") as j:
+        for k, ts in enumerate([day0 - 2, day0 - 1, day0, day0 + 5, day0 + NS_PER_DAY, day0 + NS_PER_DAY]):
+            j.append({"type": "clock", "ts": ts, "k": k})
+            j.flush()
+    assert [s for s, _ in list_segments(tmp_path)] == [1, 3, 5]
+    check_chain(list(iter_records(tmp_path)))
+    # a restart on the same day continues the last segment; a later day opens a new one
+    with Journal(tmp_path, fsync="os") as j:
+        j.append({"type": "clock", "ts": day0 + NS_PER_DAY + 7})
+        j.flush()
+        assert [s for s, _ in list_segments(tmp_path)] == [1, 3, 5]
+        j.append({"type": "clock", "ts": day0 + 2 * NS_PER_DAY})
+    assert [s for s, _ in list_segments(tmp_path)] == [1, 3, 5, 8]
+    check_chain(list(iter_records(tmp_path)))
+
+
+def test_rotation_inside_one_flush(tmp_path):
+    with Journal(tmp_path, fsync="batch", rotate_bytes=1200) as j:
+        for i in range(1, 21):
+            j.append(ev(i))
+        j.flush()  # one flush spanning several segments
+    assert len(list_segments(tmp_path)) > 3
+    check_chain(list(iter_records(tmp_path)))
+
+
+class _FailingWrite:
+    """os.write that fails (or writes ``partial`` bytes and then fails) ``times`` times."""
+
+    def __init__(self, monkeypatch, err=errno.ENOSPC, times=1, partial=0):
+        self.real = os.write
+        self.err, self.times, self.partial = err, times, partial
+        monkeypatch.setattr(jmod.os, "write", self)
+
+    def __call__(self, fd, data):
+        if self.times > 0:
+            if self.partial:
+                n = self.real(fd, bytes(data[:self.partial]))
+                self.partial = 0
+                return n
+            self.times -= 1
+            raise OSError(self.err, os.strerror(self.err))
+        return self.real(fd, data)
+
+
+@pytest.mark.parametrize("policy", ["batch", "interval", "os"])
+def test_write_failure_rolls_back_and_recovers(tmp_path, monkeypatch, policy):
+    j = Journal(tmp_path, fsync=policy)
+    for i in range(1, 4):
+        j.append(ev(i))
+    j.flush()
+    head = j.last_hash
+    _FailingWrite(monkeypatch, errno.ENOSPC)
+    for i in range(4, 7):
+        j.append(ev(i))
+    with pytest.raises(JournalWriteError) as ei:
+        j.flush()
+    assert "ENOSPC" in str(ei.value) and ei.value.last_seq == 3 and ei.value.errno == errno.ENOSPC
+    assert (j.last_seq, j.last_hash) == (3, head)
+    # space is back: trading resumes with no gap
+    r = j.append(ev(7))
+    assert r["seq"] == 4 and r["prev_hash"] == head
+    j.flush()
+    j.close()
+    got = list(iter_records(tmp_path))
+    assert [g["order_id"] for g in got] == [1, 2, 3, 7]
+    check_chain(got)
+
+
+def test_partial_write_then_failure_keeps_whole_records(tmp_path, monkeypatch):
+    j = Journal(tmp_path, fsync="os")
+    j.append(ev(1))
+    j.flush()
+    recs = [j.append(ev(i)) for i in range(2, 6)]
+    frame2 = HLEN + len(orjson.dumps({k: v for k, v in recs[0].items() if v is not None}))
+    _FailingWrite(monkeypatch, errno.EIO, partial=frame2 + 11)  # record 2 and 11 bytes of 3
+    with pytest.raises(JournalWriteError):
+        j.flush()
+    assert j.last_seq == 2 and j.last_hash == recs[0]["hash"]
+    assert j.append(ev(9))["seq"] == 3
+    j.close()
+    got = list(iter_records(tmp_path))
+    assert [g["order_id"] for g in got] == [1, 2, 9]
+    check_chain(got)
+    with Journal(tmp_path) as j2:
+        assert j2.last_seq == 3
+
+
+def test_failure_at_segment_switch(tmp_path, monkeypatch):
+    j = Journal(tmp_path, fsync="os", rotate_bytes=1200)
+    n = 0
+    while len(list_segments(tmp_path)) < 2:
+        n += 1
+        j.append(ev(n))
+        j.flush()
+    real_open = os.open
+    calls = {"n": 0}
+
+    def failing_open(path, flags, *a):
+        if str(path).endswith(".log") and flags & os.O_CREAT and calls["n"] == 0:
+            calls["n"] += 1
+            raise OSError(errno.EACCES, "Permission denied")
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(jmod.os, "open", failing_open)
+    before = j.last_seq
+    with pytest.raises(JournalWriteError):
+        for i in range(40):
+            n += 1
+            j.append(ev(n))
+            j.flush()
+    assert j.last_seq < before + 40
+    for i in range(10):
+        n += 1
+        j.append(ev(n))
+        j.flush()
+    j.close()
+    check_chain(list(iter_records(tmp_path)))
+    with Journal(tmp_path) as j2:
+        assert j2.last_seq == j.last_seq
+
+
+def test_interval_fsync_thread(tmp_path, monkeypatch):
+    synced = []
+    real = os.fsync
+    monkeypatch.setattr(jmod.os, "fsync", lambda fd: (synced.append(fd), real(fd)))
+    j = Journal(tmp_path, fsync="interval", fsync_interval_ms=1)
+    j.append(ev(1))
+    j.flush()
+    import time
+    deadline = time.time() + 5
+    while not synced and time.time() < deadline:
+        time.sleep(0.005)
+    assert synced
+    j.close()
+    assert j._thread is None
+
+
+def test_empty_directory_and_reopen_empty(tmp_path):
+    d = tmp_path / "j"
+    with Journal(d) as j:
+        assert (j.last_seq, j.last_hash) == (0, GENESIS_HASH)
+        assert j.directory == d
+    assert list(iter_records(d)) == []
+    with Journal(d) as j:
+        assert j.append(ev(1))["seq"] == 1
+
+
+def test_tampered_last_record_refuses_to_open(tmp_path):
+    import zlib
+    _write(tmp_path, 3)
+    (_, path), = list_segments(tmp_path)
+    data = bytearray(path.read_bytes())
+    off = 0
+    for _ in range(2):
+        off += HLEN + int.from_bytes(data[off + 4:off + 8], "little")
+    n = int.from_bytes(data[off + 4:off + 8], "little")
+    payload = bytes(data[off + HLEN:off + HLEN + n]).replace(b'"qty":100', b'"qty":900')
+    data[off + HLEN:] = payload
+    data[off + 8:off + 12] = zlib.crc32(payload).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt) as ei:
+        Journal(tmp_path)
+    assert ei.value.seq == 3

@@ -1,0 +1,174 @@
+"""verify(): the journal chain and the DuckDB table against it; tampering is found and located."""
+from __future__ import annotations
+
+import duckdb
+import pytest
+
+from oms_trading.audit.chain import GENESIS_HASH, record_hash
+from oms_trading.audit.journal import HLEN, Journal, list_segments
+from oms_trading.audit.paths import duckdb_path, journal_dir
+from oms_trading.audit.projection import TABLE, Projection
+from oms_trading.audit.verify import VerifyResult, verify
+
+T0 = 1_700_000_000_000_000_000
+N = 60
+
+
+def ev(i: int, **kw) -> dict:
+    e = {"type": "order_accepted", "ts": T0 + i, "order_id": i // 3 + 1, "cl_ord_id": f"C{i // 3 + 1:08d}",
+         "symbol": "AAPL", "side": "1", "price": "187.25", "qty": 100 + i}
+    if i % 7 == 0:
+        e["venue"] = "XNAS"  # goes to details
+    e.update(kw)
+    return e
+
+
+@pytest.fixture
+def data(tmp_path):
+    with Journal(journal_dir(tmp_path), fsync="os", rotate_bytes=4000) as j:
+        for i in range(N):
+            j.append(ev(i))
+            if i % 10 == 9:
+                j.flush()
+    with Projection(duckdb_path(tmp_path), journal_dir(tmp_path)) as p:
+        p.catch_up()
+    return tmp_path
+
+
+def raw(data):
+    return duckdb.connect(str(duckdb_path(data)))
+
+
+def test_clean_trail_verifies(data):
+    r = verify(data)
+    assert r == VerifyResult(ok=True, checked_journal=N, checked_table=N, first_bad_seq=None, where="", reason="")
+    assert "OK" in str(r)
+    assert len(list_segments(journal_dir(data))) > 1
+
+
+def test_projection_lag_is_not_a_failure(tmp_path):
+    with Journal(journal_dir(tmp_path), fsync="os") as j:
+        for i in range(10):
+            j.append(ev(i))
+    r = verify(tmp_path)
+    assert r.ok and r.checked_journal == 10 and r.checked_table == 0
+    with Projection(duckdb_path(tmp_path), journal_dir(tmp_path)) as p:
+        p.catch_up()
+    with Journal(journal_dir(tmp_path), fsync="os") as j:
+        j.append(ev(11))
+    r = verify(tmp_path)
+    assert r.ok and (r.checked_journal, r.checked_table) == (11, 10) and "lags" in r.reason
+
+
+@pytest.mark.parametrize("sql,seq", [
+    (f"UPDATE {TABLE} SET qty = 1 WHERE seq = 17", 17),
+    (f"UPDATE {TABLE} SET price = '1.00' WHERE seq = 30", 30),
+    (f"UPDATE {TABLE} SET details = NULL WHERE seq = 8", 8),          # seq 8 is event 7: has venue
+    (f"UPDATE {TABLE} SET text = 'x' WHERE seq = 44", 44),            # NULL -> value
+    (f"DELETE FROM {TABLE} WHERE seq = 23", 23),
+    (f"DELETE FROM {TABLE} WHERE seq >= 50", None),                   # cut from the end: only a lag
+])
+def test_tampered_rows_are_found(data, sql, seq):
+    with raw(data) as con:
+        con.execute(sql)
+    r = verify(data)
+    if seq is None:
+        assert r.ok and r.checked_table == 49
+        return
+    assert not r.ok and r.where == "duckdb" and r.first_bad_seq == seq, r
+    assert r.checked_journal == N and r.checked_table == seq - 1
+
+
+def test_inserted_rows_are_found(data):
+    with raw(data) as con:
+        # a duplicate of seq 12 with different content
+        con.execute(f"INSERT INTO {TABLE} SELECT * REPLACE (qty + 1 AS qty) FROM {TABLE} WHERE seq = 12")
+    r = verify(data)
+    assert not r.ok and r.where == "duckdb" and r.first_bad_seq == 12
+
+
+def test_forged_row_with_valid_hash_is_found(data):
+    # a forger who recomputes the hash chain of the table cannot match the journal
+    with raw(data) as con:
+        last = con.execute(f"SELECT hash FROM {TABLE} WHERE seq = {N}").fetchall()[0][0]
+        rec = {"seq": N + 1, "prev_hash": last, "type": "order_filled", "ts": T0, "order_id": 1}
+        h = record_hash(rec)
+        con.execute(f"INSERT INTO {TABLE} (seq, prev_hash, hash, type, ts, order_id) VALUES (?, ?, ?, ?, ?, ?)",
+                    [N + 1, last, h, "order_filled", T0, 1])
+    r = verify(data)
+    assert not r.ok and r.where == "duckdb" and r.first_bad_seq == N + 1 and "not in the journal" in r.reason
+
+
+def test_rewritten_chain_in_table_is_found(data):
+    # edit row 5 and recompute every hash after it: the table chain is valid but differs from the journal
+    with raw(data) as con:
+        cur = con.execute(f"SELECT * FROM {TABLE} ORDER BY seq")
+        names = [d[0] for d in cur.description]
+        rows = [dict(zip(names, r)) for r in cur.fetchall()]
+        from oms_trading.audit.projection import row_to_record
+        prev = GENESIS_HASH
+        for row in rows:
+            rec = row_to_record(row)
+            if rec["seq"] == 5:
+                rec["qty"] = 999
+            rec["prev_hash"] = prev
+            rec["hash"] = record_hash(rec)
+            prev = rec["hash"]
+            con.execute(f"UPDATE {TABLE} SET qty = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                        [rec["qty"], rec["prev_hash"], rec["hash"], rec["seq"]])
+    r = verify(data)
+    assert not r.ok and r.where == "duckdb" and r.first_bad_seq == 5 and "journal" in r.reason
+
+
+def _frame_offsets(path):
+    data = path.read_bytes()
+    offs, off = [], 0
+    while off < len(data):
+        offs.append(off)
+        off += HLEN + int.from_bytes(data[off + 4:off + 8], "little")
+    return offs
+
+
+def test_edited_journal_byte_is_found(data):
+    (first, path), *_ = list_segments(journal_dir(data))
+    offs = _frame_offsets(path)
+    b = bytearray(path.read_bytes())
+    b[offs[3] + HLEN + 15] ^= 0x01  # inside record seq first+3
+    path.write_bytes(bytes(b))
+    r = verify(data)
+    assert not r.ok and r.where == "journal" and r.first_bad_seq == first + 3
+    assert "CRC" in r.reason and path.name in r.reason
+
+
+def test_edited_journal_with_fixed_crc_is_found(data):
+    import zlib
+    import orjson
+    segs = list_segments(journal_dir(data))
+    first, path = segs[1]
+    offs = _frame_offsets(path)
+    b = bytearray(path.read_bytes())
+    off = offs[1]
+    n = int.from_bytes(b[off + 4:off + 8], "little")
+    rec = orjson.loads(bytes(b[off + HLEN:off + HLEN + n]))
+    rec["qty"] += 1  # same length, valid CRC, wrong hash
+    payload = orjson.dumps(rec)
+    assert len(payload) == n
+    b[off + HLEN:off + HLEN + n] = payload
+    b[off + 8:off + 12] = zlib.crc32(payload).to_bytes(4, "little")
+    path.write_bytes(bytes(b))
+    r = verify(data)
+    assert not r.ok and r.where == "journal" and r.first_bad_seq == first + 1 and "hash" in r.reason
+
+
+def test_deleted_journal_segment_is_found(data):
+    segs = list_segments(journal_dir(data))
+    segs[1][1].unlink()
+    r = verify(data)
+    assert not r.ok and r.where == "journal" and r.first_bad_seq == segs[1][0]
+
+
+def test_missing_duckdb_is_reported_not_failed(tmp_path):
+    with Journal(journal_dir(tmp_path), fsync="os") as j:
+        j.append(ev(1))
+    r = verify(tmp_path)
+    assert r.ok and r.checked_journal == 1 and "no DuckDB" in r.reason
