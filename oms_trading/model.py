@@ -90,9 +90,11 @@ class OrdRejReason(enum.IntEnum):
     UNKNOWN_ORDER = 5
     DUPLICATE_ORDER = 6
     STALE_ORDER = 8
-    UNKNOWN_ACCOUNT = 11
-    PRICE_EXCEEDS_CURRENT_PRICE_BAND = 13   # FIX 4.4 value for a price collar
-    INVALID_PRICE_INCREMENT = 18            # FIX 4.4 "Invalid price increment"
+    UNSUPPORTED_ORDER_CHARACTERISTIC = 11
+    INCORRECT_QUANTITY = 13
+    UNKNOWN_ACCOUNT = 15
+    # FIX 4.4 stops at 15 (+99). Off-tick prices ("invalid price increment", 18) and price
+    # bands (16) only exist from FIX 5.0, so a 4.4 acceptor answers those with 99 and a Text.
     OTHER = 99
 
 

@@ -102,6 +102,7 @@ class OmsServer:
         http_port = self.runner.addresses[0][1]
         self.fix_address = (fix_host, fix_port)
         self.http_address = (opts.host, http_port)
+        self._clock_task = asyncio.create_task(self._clock_loop())
         print(f"oms_trading: config {cfg.source}, data dir {opts.data_dir}, journal seq {self.journal.last_seq}",
               file=self.out)
         if cfg.source == DEMO_CONFIG_NAME:
@@ -111,7 +112,34 @@ class OmsServer:
         print(f"FIX listening on {fix_host}:{fix_port}", file=self.out)
         print(f"HTTP listening on {opts.host}:{http_port}", file=self.out, flush=True)
 
+    def _submit_clock(self, end_of_day: bool) -> None:
+        self.gateway.submit({"type": "clock", "ts": time.time_ns(), "end_of_day": int(end_of_day)})
+        self.gateway.end_batch()
+
+    async def _clock_loop(self) -> None:
+        """Time passing is a command too: limit expiries and the end of the trading day."""
+        eod_hh, eod_mm = (int(x) for x in self.config.end_of_day.split(":"))
+        now = time.time_ns()
+        last_eod = _previous_utc_time(now, eod_hh, eod_mm)
+        # down across an end of day? expire the DAY orders left from before it, now
+        if any(o.tif == "0" and o.ts < last_eod for o in self.engine.open_orders()):
+            self._submit_clock(end_of_day=True)
+        next_eod = last_eod + 86_400 * 10**9
+        while True:
+            due = self.engine.next_due_ns()
+            now = time.time_ns()
+            wake = min(next_eod, due) if due is not None else next_eod
+            # re-check at least every second: a limit change may bring an expiry forward
+            await asyncio.sleep(min(max(wake - now, 0) / 1e9, 1.0))
+            now = time.time_ns()
+            if now >= next_eod:
+                next_eod += 86_400 * 10**9
+                self._submit_clock(end_of_day=True)
+            elif due is not None and now >= due:
+                self._submit_clock(end_of_day=False)
+
     async def stop(self) -> None:
+        self._clock_task.cancel()
         await self.acceptor.stop()
         self.gateway.end_batch()
         await self.runner.cleanup()
@@ -126,6 +154,14 @@ class OmsServer:
         await self.start()
         await self.stopping.wait()
         await self.stop()
+
+
+def _previous_utc_time(now_ns: int, hour: int, minute: int) -> int:
+    """The latest instant <= now at HH:MM UTC, in ns."""
+    day_ns = 86_400 * 10**9
+    midnight = now_ns - now_ns % day_ns
+    candidate = midnight + (hour * 3600 + minute * 60) * 10**9
+    return candidate if candidate <= now_ns else candidate - day_ns
 
 
 def serve(config: Config, options: ServeOptions) -> int:

@@ -57,7 +57,7 @@ def test_two_crossing_orders_trade_and_land_in_duckdb(server, tmp_path):
         assert "Unknown symbol" in field(rej, 58)
         buyer.new_order("B3", "AAPL", "1", 10, "190.005")
         rej = buyer.expect("8")
-        assert field(rej, 39) == "8" and field(rej, 103) == "18"
+        assert field(rej, 39) == "8" and field(rej, 103) == "99"
         assert "tick" in field(rej, 58)
     finally:
         buyer.close()

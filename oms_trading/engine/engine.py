@@ -29,7 +29,6 @@ ORD_TYPE_CODES = {"1": MARKET, "2": LIMIT}
 SIDE_CODES = {"1": BUY, "2": SELL, "5": SELL, "6": SELL}
 
 
-UNKNOWN_ACCOUNT_44 = 15   # FIX 4.4 OrdRejReason "Unknown account(s)" (model.OrdRejReason says 11)
 CXL_BROKER_OPTION = 2     # CxlRejReason for a replace refused by a risk check
 
 
@@ -186,22 +185,22 @@ class Engine:
         account = cmd.get("account")
         account_idx = self.account_index.get(account) if account else None
         if account_idx is None:
-            raise Rejection(UNKNOWN_ACCOUNT_44, f"Unknown account {account!r}", "unknown_account")
+            raise Rejection(OrdRejReason.UNKNOWN_ACCOUNT, f"Unknown account {account!r}", "unknown_account")
         if cmd.get("side") not in SIDE_CODES:
-            raise Rejection(OrdRejReason.OTHER, f"Unsupported side {cmd.get('side')!r}", "bad_side")
+            raise Rejection(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC, f"Unsupported side {cmd.get('side')!r}", "bad_side")
         ord_type = cmd.get("ord_type")
         if ord_type not in ORD_TYPE_CODES:
-            raise Rejection(OrdRejReason.OTHER, f"Unsupported order type {ord_type!r}", "bad_ord_type")
+            raise Rejection(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC, f"Unsupported order type {ord_type!r}", "bad_ord_type")
         if cmd.get("tif") not in TIF_CODES:
-            raise Rejection(OrdRejReason.OTHER, f"Unsupported time in force {cmd.get('tif')!r}", "bad_tif")
+            raise Rejection(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC, f"Unsupported time in force {cmd.get('tif')!r}", "bad_tif")
         qty = cmd.get("qty")
         if not isinstance(qty, int) or qty <= 0:
-            raise Rejection(OrdRejReason.OTHER, f"Order quantity must be a positive whole number, got {qty!r}",
+            raise Rejection(OrdRejReason.INCORRECT_QUANTITY, f"Order quantity must be a positive whole number, got {qty!r}",
                             "bad_qty")
         if qty > MAX_QTY:
-            raise Rejection(OrdRejReason.ORDER_EXCEEDS_LIMIT, f"Order quantity {qty} is out of range", "bad_qty")
+            raise Rejection(OrdRejReason.INCORRECT_QUANTITY, f"Order quantity {qty} is out of range", "bad_qty")
         if qty % inst.lot_size:
-            raise Rejection(OrdRejReason.OTHER, f"Order quantity {qty} is not a multiple of the lot size "
+            raise Rejection(OrdRejReason.INCORRECT_QUANTITY, f"Order quantity {qty} is not a multiple of the lot size "
                             f"{inst.lot_size}", "lot_size", str(inst.lot_size), str(qty))
         price_ticks = 0
         if ord_type == "2":
@@ -211,13 +210,13 @@ class Engine:
             try:
                 price_ticks = inst.to_ticks(price)
             except PriceError as exc:
-                reason = OrdRejReason.INVALID_PRICE_INCREMENT if "tick" in str(exc) else OrdRejReason.OTHER
+                reason = OrdRejReason.OTHER   # FIX 4.4 has no "invalid price increment" value
                 raise Rejection(reason, f"Invalid price: {exc}", "price_grid", str(inst.tick_size), str(price)) \
                     from None
             if price_ticks <= 0:
                 raise Rejection(OrdRejReason.OTHER, f"Price must be positive, got {price}", "bad_price")
         elif cmd.get("tif") in ("0", "1"):
-            raise Rejection(OrdRejReason.OTHER, "A market order must be IOC or FOK here (it never rests)",
+            raise Rejection(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC, "A market order must be IOC or FOK here (it never rests)",
                             "market_tif")
         return inst, account_idx, price_ticks
 
