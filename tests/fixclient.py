@@ -174,4 +174,4 @@ def _b(value: object) -> bytes:
 
 def field(msg: simplefix.FixMessage, tag: int) -> str | None:
     value = msg.get(tag)
-    return value.decode() if value is not None else None
+    return value.decode("utf-8", "replace") if value is not None else None

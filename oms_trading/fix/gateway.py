@@ -167,5 +167,9 @@ class Gateway:
                 target.queue_mass_cancel_report(event)
                 self._dirty.add(target)
 
+    def has_pending(self) -> bool:
+        """Events of this batch not yet journaled and routed."""
+        return bool(self._events)
+
     def mark_dirty(self, session: "FixSession") -> None:
         self._dirty.add(session)

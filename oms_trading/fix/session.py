@@ -468,6 +468,10 @@ class FixSession(asyncio.Protocol):
         return fix_timestamp(time.time_ns(), self.acceptor.config.sending_time_precision)
 
     def send(self, msg_type: bytes, body: list[tuple[int, object]]) -> None:
+        if self.gateway.has_pending():
+            # reports caused by earlier messages of this batch go first, so an answer
+            # (Heartbeat to a TestRequest, a Reject) never overtakes them
+            self.gateway.end_batch()
         seq = self.next_out
         self.next_out += 1
         raw = encode(self._begin, msg_type, self._sender, self._target, seq, self._now(), body)
@@ -475,7 +479,7 @@ class FixSession(asyncio.Protocol):
 
     def send_logout(self, text: str | None) -> None:
         self.logout_sent = True
-        self.send(b"5", [(58, text.encode("latin-1", "replace"))] if text else [])
+        self.send(b"5", [(58, _safe_text(text))] if text else [])
 
     def send_reject(self, msg: FixMessage, reason: int, tag: int | None, text: str) -> None:
         body: list[tuple[int, object]] = [(45, str(max(msg.seq_num, 0)).encode())]
@@ -484,7 +488,7 @@ class FixSession(asyncio.Protocol):
         body.append((372, msg.msg_type or b"?"))
         if self._begin != b"FIX.4.2" or reason <= 11:
             body.append((373, str(reason).encode()))
-        body.append((58, text.encode("latin-1", "replace")))
+        body.append((58, _safe_text(text)))
         self.send(b"3", body)
         self.acceptor.record_session_event("session_reject", self.key, f"Reject {reason} tag {tag}: {text}",
                                            ref_seq=msg.seq_num)
@@ -495,7 +499,7 @@ class FixSession(asyncio.Protocol):
         if ref_id:
             body.append((379, ref_id))
         body.append((380, str(reason).encode()))
-        body.append((58, text.encode("latin-1", "replace")))
+        body.append((58, _safe_text(text)))
         self.send(b"j", body)
 
     def queue_execution_report(self, event: dict) -> None:
@@ -526,7 +530,7 @@ class FixSession(asyncio.Protocol):
             time_in_force=event["tif"].encode() if event.get("tif") else None,
             account=account.encode() if account else None,
             ord_rej_reason=str(rej).encode() if rej is not None and event["exec_type"] in ("8", "I") else None,
-            text=text.encode("utf-8") if text else None)
+            text=_safe_text(text) if text else None)
         self._pending.append((seq, raw))
 
     def _status_42(self, seq: int, now: bytes, event: dict) -> bytes:
@@ -629,6 +633,17 @@ def most_recent_reset_ns(hhmm: str, now_ns: int) -> int:
     midnight = now_ns - now_ns % day
     candidate = midnight + offset
     return candidate if candidate <= now_ns else candidate - day
+
+
+_UNPRINTABLE = {i: f"\\x{i:02x}" for i in (*range(0x20), *range(0x7f, 0x100))}
+
+
+def _safe_text(text: str) -> bytes:
+    """Text (58) as printable ASCII: client bytes echoed in a reason are escaped (\\xNN), so
+    no control character (SOH least of all) or stray encoding ever reaches the wire."""
+    if text.isascii() and text.isprintable():
+        return text.encode("ascii")
+    return text.translate(_UNPRINTABLE).encode("ascii", "backslashreplace")
 
 
 def _msg_type_of(raw: bytes) -> bytes | None:
