@@ -2,7 +2,7 @@
 # Fresh machine -> the whole test suite: set up .venv, then pytest. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/setup.sh
+bash scripts/setup.sh --browser
 set +e
 .venv/bin/python -m pytest -q -p no:cacheprovider "$@"
 status=$?

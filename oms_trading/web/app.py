@@ -7,12 +7,13 @@ writes go through the same sequencer as FIX commands (gateway.submit + end_batch
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from .auth import AUTH_KEY, TokenAuth
+from .auth import AUTH_KEY, USER_KEY, TokenAuth
 from .errors import error_middleware, json_error
 from .routes import Route, register_routes
 
@@ -47,8 +48,37 @@ async def metrics(request: web.Request) -> web.Response:
                         headers={"Content-Type": "text/plain; version=0.0.4; charset=utf-8"})
 
 
+async def me(request: web.Request) -> web.Response:
+    """Who the token belongs to (the console's login check), with the reference data names."""
+    principal = request[USER_KEY]
+    server: "OmsServer" = request.app[SERVER_KEY]
+    return web.json_response({"user": principal.name, "role": principal.role,
+                              "accounts": [a.name for a in server.config.accounts],
+                              "instruments": [i.symbol for i in server.config.instruments]})
+
+
 async def index(request: web.Request) -> web.StreamResponse:
-    return web.FileResponse(STATIC_DIR / "index.html")
+    return web.FileResponse(STATIC_DIR / "index.html", headers={"Cache-Control": "no-cache"})
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler):
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    finally:
+        server = request.app[SERVER_KEY]
+        if hasattr(server, "metrics"):
+            route = request.match_info.route.resource
+            server.metrics.http_latency.labels(route.canonical if route is not None else "unmatched").observe(
+                time.perf_counter() - started)
+    response.headers.setdefault("X-Content-Type-Options", "nosniff")
+    response.headers.setdefault("Referrer-Policy", "no-referrer")
+    if not request.path.startswith("/api/") and request.path not in ("/health", "/metrics"):
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("Content-Security-Policy",
+                                    "default-src 'self'; style-src 'self'; script-src 'self'; img-src 'self' data:")
+    return response
 
 
 async def not_found(request: web.Request) -> web.Response:
@@ -56,15 +86,22 @@ async def not_found(request: web.Request) -> web.Response:
 
 
 def build_app(server: "OmsServer") -> web.Application:
-    app = web.Application(client_max_size=server.config.max_body_kb * 1024, middlewares=[error_middleware])
+    from . import audit_api, risk_api
+    app = web.Application(client_max_size=server.config.max_body_kb * 1024,
+                          middlewares=[security_headers, error_middleware])
     app[SERVER_KEY] = server
     app[AUTH_KEY] = TokenAuth(server.config.users)
+    app[risk_api.APPROVALS_KEY] = {}
     register_routes(app, [
         Route("GET", "/health", health, "Liveness and readiness, with the audit projection's lag"),
         Route("GET", "/metrics", metrics, "Prometheus metrics", produces="text/plain"),
+        Route("GET", "/api/me", me, "The user and role of the bearer token", ("risk", "compliance", "viewer")),
     ])
+    register_routes(app, risk_api.ROUTES)
+    register_routes(app, audit_api.ROUTES)
     from . import openapi
     openapi.register(app)
-    app.router.add_get("/", index)
+    register_routes(app, [Route("GET", "/", index, "The web console (risk desk, compliance)", produces="text/html",
+                                tags=("console",))])
     app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
     return app

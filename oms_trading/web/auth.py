@@ -17,7 +17,6 @@ from ..config import HttpUser
 from .errors import json_error
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-USER_KEY = "oms_user"
 
 
 @dataclass(frozen=True, slots=True)
@@ -45,6 +44,8 @@ class TokenAuth:
 
 
 AUTH_KEY = web.AppKey("oms_auth", TokenAuth)
+# the authenticated Principal of a request (RequestKey from aiohttp 3.12; a str key before)
+USER_KEY = web.RequestKey("oms_user", Principal) if hasattr(web, "RequestKey") else "oms_user"
 
 
 def requires(*roles: str) -> Callable[[Handler], Handler]:

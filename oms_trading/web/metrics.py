@@ -1,6 +1,7 @@
 """Prometheus metrics of one running server (its own registry, so tests can run several)."""
 from __future__ import annotations
 
+import time
 from typing import TYPE_CHECKING
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -9,6 +10,9 @@ from ..audit import schema as ev
 
 if TYPE_CHECKING:
     from ..server import OmsServer
+
+_CONTROL_TYPES = frozenset({ev.LIMIT_CHANGED, ev.LIMIT_CHANGE_REJECTED, ev.LIMIT_EXPIRED, ev.KILL_SWITCH_ENGAGED,
+                            ev.KILL_SWITCH_RELEASED})
 
 # round trip inside the process: bytes received -> reports written (seconds)
 LATENCY_BUCKETS = (5e-6, 1e-5, 2e-5, 5e-5, 1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 5e-2, 0.1, 0.5, 1.0)
@@ -29,10 +33,23 @@ class Metrics:
         self.latency = Histogram("oms_batch_latency_seconds",
                                  "Time from FIX bytes received to reports written, per batch",
                                  buckets=LATENCY_BUCKETS, registry=r)
+        self.order_latency = Histogram("oms_order_round_trip_seconds",
+                                       "From a new order's command timestamp (FIX message parsed) to its reports "
+                                       "journaled and routed", buckets=LATENCY_BUCKETS, registry=r)
+        self.controls = Counter("oms_control_actions", "Risk-desk control events", ["type"], registry=r)
+        self.http_latency = Histogram("oms_http_request_seconds", "HTTP request handling time by route",
+                                      ["route"], buckets=LATENCY_BUCKETS, registry=r)
 
     def observe_events(self, events: list[dict]) -> None:
+        now = time.time_ns()
+        oldest = None
         for event in events:
             kind = event["type"]
+            if kind == ev.ORDER_RECEIVED:
+                self.order_latency.observe(max(0, now - event["ts"]) / 1e9)
+                oldest = event["ts"] if oldest is None else min(oldest, event["ts"])
+            elif kind in _CONTROL_TYPES:
+                self.controls.labels(kind).inc()
             if "seq" in event:
                 self.events.inc()
             if kind == ev.ORDER_ACCEPTED:
@@ -44,6 +61,8 @@ class Metrics:
                 self.fills.inc()
             elif kind == ev.ORDER_CANCELED:
                 self.cancels.inc()
+        if oldest is not None:
+            self.latency.observe(max(0, now - oldest) / 1e9)
 
     def render(self, server: "OmsServer") -> bytes:
         self.sessions.set(len(server.gateway.sessions))
