@@ -210,17 +210,9 @@ class _Reader:
     # -- reference data ---------------------------------------------------------------
 
     def read_instruments(self, cfg: Config) -> None:
-        rows: list[tuple[str, dict]] = []
-        entries = self.raw.get("instruments", [])
-        if not isinstance(entries, list):
-            raise self.fail("instruments", "must be an array of tables ([[instruments]])")
-        for i, entry in enumerate(entries):
-            rows.append((f"instruments[{i}]", entry))
         ref = self.table(self.raw, "reference_data", "reference_data")
         self.check_unknown(ref, {"instruments_csv", "accounts_csv"}, "reference_data")
-        csv_path = self.get(ref, "instruments_csv", "reference_data", str, None)
-        if csv_path:
-            rows.extend(self.csv_rows(csv_path, "reference_data.instruments_csv"))
+        rows = self.reference_rows("instruments")
         seen: set[str] = set()
         for key, entry in rows:
             if not isinstance(entry, dict):
@@ -253,15 +245,7 @@ class _Reader:
             raise self.fail("instruments", "at least one instrument is required")
 
     def read_accounts(self, cfg: Config) -> None:
-        rows: list[tuple[str, dict]] = []
-        entries = self.raw.get("accounts", [])
-        if not isinstance(entries, list):
-            raise self.fail("accounts", "must be an array of tables ([[accounts]])")
-        rows.extend((f"accounts[{i}]", e) for i, e in enumerate(entries))
-        ref = self.table(self.raw, "reference_data", "reference_data")
-        csv_path = self.get(ref, "accounts_csv", "reference_data", str, None)
-        if csv_path:
-            rows.extend(self.csv_rows(csv_path, "reference_data.accounts_csv"))
+        rows = self.reference_rows("accounts")
         seen: set[str] = set()
         for key, entry in rows:
             if not isinstance(entry, dict):
@@ -280,6 +264,18 @@ class _Reader:
             cfg.accounts.append(Account(name, str(entry.get("description") or ""), stp, index=len(cfg.accounts)))
         if not cfg.accounts:
             raise self.fail("accounts", "at least one account is required")
+
+    def reference_rows(self, section: str) -> list[tuple[str, dict]]:
+        """(where, entry) of ``[[section]]`` tables, then of the rows of ``section_csv``."""
+        entries = self.raw.get(section, [])
+        if not isinstance(entries, list):
+            raise self.fail(section, f"must be an array of tables ([[{section}]])")
+        rows = [(f"{section}[{i}]", entry) for i, entry in enumerate(entries)]
+        ref = self.table(self.raw, "reference_data", "reference_data")
+        csv_path = self.get(ref, f"{section}_csv", "reference_data", str, None)
+        if csv_path:
+            rows.extend(self.csv_rows(csv_path, f"reference_data.{section}_csv"))
+        return rows
 
     def csv_rows(self, name: str, key: str) -> list[tuple[str, dict]]:
         path = Path(name)

@@ -320,23 +320,32 @@ class Engine:
         oid = self.by_cl_ord_id.get((cmd.get("session"), cmd.get("orig_cl_ord_id")))
         return self.orders.get(oid) if oid is not None else None
 
+    def _target_of(self, cmd: dict, response_to: str, out: list[dict]) -> Order | None:
+        """The open order a cancel ("1") or replace ("2") acts on; None once rejected."""
+        order = self._find(cmd)
+        if order is None:
+            self._cancel_reject(cmd, response_to, CxlRejReason.UNKNOWN_ORDER, "Unknown order", out)
+            return None
+        cl_ord_id = cmd.get("cl_ord_id")
+        if not cl_ord_id:
+            self._cancel_reject(cmd, response_to, CxlRejReason.OTHER, "Missing ClOrdID", out, order)
+            return None
+        if (cmd.get("session"), cl_ord_id) in self.by_cl_ord_id:
+            self._cancel_reject(cmd, response_to, CxlRejReason.DUPLICATE_CLORDID,
+                                f"Duplicate ClOrdID {cl_ord_id!r}", out, order)
+            return None
+        if not order.is_open:
+            verb = "cancel" if response_to == "1" else "replace"
+            self._cancel_reject(cmd, response_to, CxlRejReason.TOO_LATE_TO_CANCEL,
+                                f"Too late to {verb}: order is {_STATUS_NAMES[order.status]}", out, order)
+            return None
+        return order
+
     def _on_cancel(self, cmd: dict, out: list[dict]) -> None:
         if self.risk is not None:
             self.risk.on_message(cmd)      # counted for the rate window; a cancel always passes
-        order = self._find(cmd)
+        order = self._target_of(cmd, "1", out)
         if order is None:
-            self._cancel_reject(cmd, "1", CxlRejReason.UNKNOWN_ORDER, "Unknown order", out)
-            return
-        if not cmd.get("cl_ord_id"):
-            self._cancel_reject(cmd, "1", CxlRejReason.OTHER, "Missing ClOrdID", out, order)
-            return
-        if (cmd.get("session"), cmd.get("cl_ord_id")) in self.by_cl_ord_id:
-            self._cancel_reject(cmd, "1", CxlRejReason.DUPLICATE_CLORDID,
-                                f"Duplicate ClOrdID {cmd.get('cl_ord_id')!r}", out, order)
-            return
-        if not order.is_open:
-            self._cancel_reject(cmd, "1", CxlRejReason.TOO_LATE_TO_CANCEL,
-                                f"Too late to cancel: order is {_STATUS_NAMES[order.status]}", out, order)
             return
         status, _qty = self.books[order.instrument.index].cancel(order.order_id)
         if status != BOOK_OK:
@@ -348,19 +357,10 @@ class Engine:
 
     def _on_replace(self, cmd: dict, out: list[dict]) -> None:
         rate = self.risk.on_message(cmd) if self.risk is not None else None
-        order = self._find(cmd)
+        order = self._target_of(cmd, "2", out)
         if order is None:
-            self._cancel_reject(cmd, "2", CxlRejReason.UNKNOWN_ORDER, "Unknown order", out)
             return
         session = cmd.get("session")
-        if (session, cmd.get("cl_ord_id")) in self.by_cl_ord_id or not cmd.get("cl_ord_id"):
-            self._cancel_reject(cmd, "2", CxlRejReason.DUPLICATE_CLORDID,
-                                f"Duplicate or missing ClOrdID {cmd.get('cl_ord_id')!r}", out, order)
-            return
-        if not order.is_open:
-            self._cancel_reject(cmd, "2", CxlRejReason.TOO_LATE_TO_CANCEL,
-                                f"Too late to replace: order is {_STATUS_NAMES[order.status]}", out, order)
-            return
         if rate is not None:
             self._cancel_reject(cmd, "2", CXL_BROKER_OPTION, rate.text, out, order, rate)
             return
