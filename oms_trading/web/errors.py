@@ -1,7 +1,11 @@
 """Uniform JSON error bodies: {"error": "...", "status": N}."""
 from __future__ import annotations
 
+import logging
+
 from aiohttp import web
+
+log = logging.getLogger(__name__)
 
 
 class BadRequest(Exception):
@@ -29,3 +33,7 @@ async def error_middleware(request: web.Request, handler):
             return json_error(exc.status, reason, headers={k: v for k, v in exc.headers.items()
                                                            if k.lower() in ("allow", "www-authenticate")})
         raise
+    except Exception:
+        # a bug, not bad input: log it with the request, answer JSON, leak no traceback
+        log.exception("unhandled error in %s %s", request.method, request.path)
+        return json_error(500, "internal error (logged on the server)")
