@@ -27,6 +27,10 @@ EXEC_REPORT_TYPES = frozenset({
     ev.ORDER_REPLACED, ev.ORDER_EXPIRED, "order_status",
 })
 CANCEL_REJECT_TYPES = frozenset({ev.CANCEL_REJECTED, ev.REPLACE_REJECTED})
+# After a failed journal write, commands are refused outright for this long, then one is let
+# through to try the journal again: trading resumes by itself when space returns, without a
+# rebuild of the engine from the journal on every message while the disk stays full.
+JOURNAL_RETRY_S = 0.5
 
 
 def _text(value: bytes | None) -> str | None:
@@ -64,6 +68,7 @@ class Gateway:
         self._events: list[dict] = []
         self._dirty: set["FixSession"] = set()
         self.journal_failed: str | None = None
+        self._journal_failed_at = 0.0
         self.on_events: list[Callable[[list[dict]], None]] = []   # metrics, projection wake-up
 
     # -- inbound --------------------------------------------------------------------------
@@ -98,20 +103,34 @@ class Gateway:
 
     def submit(self, command: dict) -> list[dict]:
         """Run one command now; its reports go out at ``end_batch``."""
-        if self.journal_failed is not None and command["type"] == ev.ORDER_RECEIVED:
-            # the journal cannot be written: acknowledge nothing, reject new orders clearly
-            event = {"type": ev.ORDER_REJECTED, "ts": command["ts"], "order_id": None,
-                     "cl_ord_id": command.get("cl_ord_id"), "session": command.get("session"),
-                     "account": command.get("account"), "symbol": command.get("symbol"),
-                     "side": command.get("side"), "ord_type": command.get("ord_type"), "tif": command.get("tif"),
-                     "price": command.get("price"), "qty": command.get("qty"), "exec_id": "0", "exec_type": "8",
-                     "ord_status": "8", "cum_qty": 0, "leaves_qty": 0, "avg_px": "0", "rej_reason": 0,
-                     "text": f"Order not accepted: audit journal unavailable ({self.journal_failed})"}
+        if self.journal_failed is not None and command["type"] in (ev.ORDER_RECEIVED, ev.CANCEL_REQUESTED,
+                                                                    ev.REPLACE_REQUESTED) \
+                and time.monotonic() - self._journal_failed_at < JOURNAL_RETRY_S:
+            # the journal cannot be written: acknowledge nothing, refuse clearly
+            event = self._refusal(command, self.journal_failed)
             self._events.append(event)
             return [event]
         events = self.engine.process(command)
         self._events.extend(events)
         return events
+
+    @staticmethod
+    def _refusal(command: dict, why: str) -> dict:
+        """An unjournaled reject for a command the journal could not take."""
+        text = f"Not accepted: audit journal unavailable ({why})"
+        if command["type"] == ev.ORDER_RECEIVED:
+            return {"type": ev.ORDER_REJECTED, "ts": command["ts"], "order_id": None,
+                    "cl_ord_id": command.get("cl_ord_id"), "session": command.get("session"),
+                    "account": command.get("account"), "symbol": command.get("symbol"),
+                    "side": command.get("side"), "ord_type": command.get("ord_type"), "tif": command.get("tif"),
+                    "price": command.get("price"), "qty": command.get("qty"), "exec_id": "0", "exec_type": "8",
+                    "ord_status": "8", "cum_qty": 0, "leaves_qty": 0, "avg_px": "0", "rej_reason": 0,
+                    "text": text}
+        replace = command["type"] == ev.REPLACE_REQUESTED
+        return {"type": ev.REPLACE_REJECTED if replace else ev.CANCEL_REJECTED, "ts": command["ts"],
+                "order_id": command.get("order_id"), "cl_ord_id": command.get("cl_ord_id"),
+                "orig_cl_ord_id": command.get("orig_cl_ord_id"), "session": command.get("session"),
+                "ord_status": "8", "rej_reason": 2, "text": text, "response_to": "2" if replace else "1"}
 
     def end_batch(self) -> None:
         """Journal first, then reports: nothing leaves before its event reached the journal."""
@@ -124,9 +143,14 @@ class Gateway:
             self.journal_failed = None
         except (OSError, JournalError) as exc:
             self.journal_failed = str(exc)
-            log.error("journal write failed, no reports sent for %d events: %s", len(events), exc)
+            self._journal_failed_at = time.monotonic()
+            log.error("journal write failed: %d events not acknowledged, their commands refused: %s",
+                      len(events), exc)
             self._recover_after_journal_failure()
-            events = [e for e in events if "seq" not in e]   # only the unjournaled rejections
+            # nothing journaled leaves; each refused command gets a clear reject instead
+            events = [e if "seq" not in e else self._refusal(e, self.journal_failed) for e in events
+                      if "seq" not in e or e["type"] in (ev.ORDER_RECEIVED, ev.CANCEL_REQUESTED,
+                                                         ev.REPLACE_REQUESTED)]
         for event in events:
             self._route(event)
         for hook in self.on_events:
