@@ -5,7 +5,12 @@
 1. Journal: ``events`` order-lifecycle events appended in batches of ``--batch`` then one
    ``flush()`` (group commit, fsync policy "interval" 5 ms), as the engine does. Beside it, in the
    same run, the floor: the bare ``orjson.dumps(sort_keys) + sha256`` of the same events.
-2. Projection: ``Projection.catch_up()`` of that journal into a fresh DuckDB file (rows/s).
+2. Projection, two paths into a fresh DuckDB file, same events, same run:
+   - ``catch_up()``: the journal files read back and parsed (startup and after a gap);
+   - ``ingest_records()``: the records ``Journal.append`` returned, still in memory (what
+     ``oms serve`` feeds through the gateway's ``on_events`` hook), Arrow built from the dicts;
+   plus the floor beside them: DuckDB's own INSERT of the ready Arrow table, and the same
+   insert into an in-memory database (no compression/storage).
 3. Lifecycle: a table of ``lifecycle_events`` rows laid out as the projection writes it (seq
    order, order ids increasing with seq, 4 events per order), built directly in DuckDB; time of
    ``order_lifecycle`` by order_id and by cl_ord_id, without and with ART indexes.
@@ -29,7 +34,8 @@ import duckdb
 import orjson
 
 from oms_trading.audit.journal import Journal
-from oms_trading.audit.projection import TABLE, Projection, create_table_sql, order_lifecycle
+from oms_trading.audit.projection import TABLE, Projection, create_table_sql, order_lifecycle, records_to_arrow
+from oms_trading.audit.queries import lifecycle
 
 T0 = 1_700_000_000_000_000_000
 TYPES = ("order_received", "order_accepted", "order_partially_filled", "order_filled")
@@ -67,7 +73,7 @@ def make_event(i: int) -> dict:
     return e
 
 
-def bench_journal(jdir: Path, events: int, batch: int, policy: str) -> dict:
+def bench_journal(jdir: Path, events: int, batch: int, policy: str, keep: list | None = None) -> dict:
     pool = [make_event(i) for i in range(4096)]
     j = Journal(jdir, fsync=policy, fsync_interval_ms=5)
     flush_ns = []
@@ -79,9 +85,12 @@ def bench_journal(jdir: Path, events: int, batch: int, policy: str) -> dict:
     while n < events:
         m = min(batch, events - n)
         s = pc()
-        for k in range(n, n + m):
-            e = pool[k & 4095]
-            append(e)
+        if keep is None:
+            for k in range(n, n + m):
+                append(pool[k & 4095])
+        else:
+            for k in range(n, n + m):
+                keep.append(append(pool[k & 4095]))
         j.flush()
         flush_ns.append(pc() - s)
         n += m
@@ -120,11 +129,53 @@ def bench_projection(jdir: Path, db: Path, events: int, indexes: bool) -> dict:
     if db.exists():
         db.unlink()
     p = Projection(db, jdir, indexes=indexes)
+    if indexes:  # steady state: the ART indexes exist and are maintained by every insert
+        p._ensure_indexes(p._connect())
     t = time.perf_counter()
+    c = time.process_time()
     n = p.catch_up()
     dt = time.perf_counter() - t
+    cpu = time.process_time() - c
     p.close()
-    return {"rows": n, "indexes": indexes, "seconds": round(dt, 3), "events_per_s": round(n / dt)}
+    return {"rows": n, "indexes": indexes, "seconds": round(dt, 3), "events_per_s": round(n / dt),
+            "cpu_s": round(cpu, 3), "events_per_cpu_s": round(n / cpu)}
+
+
+def bench_feed(jdir: Path, db: Path, records: list, batch_rows: int = 50_000) -> dict:
+    """Projection fed from memory (the server's path), beside the DuckDB insert floor."""
+    for f in (db, Path(str(db) + ".wal")):
+        if f.exists():
+            f.unlink()
+    p = Projection(db, jdir, batch_rows=batch_rows)
+    p._connect()
+    p._feed_ok = True                 # empty table, records from seq 1: nothing to read back
+    t = time.perf_counter()
+    c = time.process_time()
+    n = 0
+    for i in range(0, len(records), batch_rows):
+        n += p.ingest_records(records[i:i + batch_rows])
+    dt = time.perf_counter() - t
+    cpu = time.process_time() - c
+    assert p.rows_from_journal == 0 and n == len(records)
+    p.close()
+    # the parts: dicts -> Arrow (holds the GIL, in 256-record chunks), then DuckDB INSERT
+    t = time.perf_counter()
+    tbls = [records_to_arrow(records[i:i + batch_rows]) for i in range(0, len(records), batch_rows)]
+    conv = time.perf_counter() - t
+    out = {"rows": n, "indexes": True, "seconds": round(dt, 3), "events_per_s": round(n / dt),
+           "cpu_s": round(cpu, 3), "events_per_cpu_s": round(n / cpu), "to_arrow_events_per_s": round(n / conv)}
+    for name, target in (("insert_only_file", str(db) + ".floor"), ("insert_only_memory", ":memory:")):
+        for f in (Path(target), Path(target + ".wal")):
+            if target != ":memory:" and f.exists():
+                f.unlink()
+        con = duckdb.connect(target)
+        con.execute(create_table_sql())
+        t = time.perf_counter()
+        for tb in tbls:
+            con.execute(f"INSERT INTO {TABLE} SELECT * FROM tb")
+        out[name + "_events_per_s"] = round(n / (time.perf_counter() - t))
+        con.close()
+    return out
 
 
 def build_lifecycle_table(db: Path, n: int, chunk: int = 1_000_000) -> float:
@@ -163,8 +214,12 @@ def time_queries(con, n_orders: int, by: str, reps: int = 60) -> dict:
         t = time.perf_counter()
         if by == "order_id":
             r = order_lifecycle(con, order_id=oid)
-        else:
+        elif by == "cl_ord_id":
             r = order_lifecycle(con, cl_ord_id=f"C{oid:010d}")
+        elif by == "queries.lifecycle(order_id)":
+            r = lifecycle(con, order_id=oid)
+        else:
+            r = lifecycle(con, cl_ord_id=f"C{oid:010d}")
         dt = time.perf_counter() - t
         assert len(r) >= 1, (by, oid)
         if k >= 3:  # first queries warm the buffer pool
@@ -186,7 +241,9 @@ def bench_lifecycle(db: Path, n: int) -> dict:
     con.execute(f"CREATE INDEX {TABLE}_cl_ord_id ON {TABLE}(cl_ord_id)")
     res["index_build_s"] = round(time.perf_counter() - t, 2)
     res["art_index"] = {"order_id": time_queries(con, n_orders, "order_id"),
-                        "cl_ord_id": time_queries(con, n_orders, "cl_ord_id")}
+                        "cl_ord_id": time_queries(con, n_orders, "cl_ord_id"),
+                        "queries.lifecycle(order_id)": time_queries(con, n_orders, "queries.lifecycle(order_id)"),
+                        "queries.lifecycle(cl_ord_id)": time_queries(con, n_orders, "queries.lifecycle(cl_ord_id)")}
     plan = con.execute(f"EXPLAIN ANALYZE SELECT * FROM {TABLE} WHERE order_id = 12345").fetchall()
     res["art_index"]["plan_uses_index"] = "Index Scan" in str(plan)
     con.close()
@@ -199,10 +256,13 @@ def run(events: int = 1_000_000, lifecycle_events: int = 10_000_000, batch: int 
     try:
         out = {"machine": machine()}
         jdir = base / "journal"
-        out["journal"] = bench_journal(jdir, events, batch, "interval")
+        records: list = []
+        out["journal"] = bench_journal(jdir, events, batch, "interval", keep=records)
         out["journal_fsync_os"] = bench_journal(base / "journal-os", events, batch, "os")
         out["projection"] = bench_projection(jdir, base / "audit.duckdb", events, indexes=False)
         out["projection_with_indexes"] = bench_projection(jdir, base / "audit.duckdb", events, indexes=True)
+        out["projection_feed"] = bench_feed(jdir, base / "feed.duckdb", records)
+        del records
         if lifecycle_events:
             out["lifecycle"] = bench_lifecycle(base / "lifecycle.duckdb", lifecycle_events)
         out["machine"]["loadavg_end"] = os.getloadavg()

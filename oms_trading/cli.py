@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     from .audit import cli as audit_cli
     audit_cli.add_commands(sub)
+    audit_cli.add_report_command(sub)
     return parser
 
 

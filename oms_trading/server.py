@@ -82,6 +82,7 @@ class OmsServer:
         self.projection = Projection(duckdb_path(opts.data_dir), self.journal.directory)
         self.projection.start()
         self.gateway = Gateway(self.engine)
+        self.gateway.on_events.append(self.projection.feed)   # records in memory, no journal re-read
         from .web.metrics import Metrics
         self.metrics = Metrics()
         self.gateway.on_events.append(self.metrics.observe_events)

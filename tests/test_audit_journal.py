@@ -385,3 +385,32 @@ def test_tampered_last_record_refuses_to_open(tmp_path):
     with pytest.raises(JournalCorrupt) as ei:
         Journal(tmp_path)
     assert ei.value.seq == 3
+
+
+def test_corrupt_length_mid_file_is_not_mistaken_for_a_torn_tail(tmp_path):
+    _write(tmp_path, 6)
+    (_, path), = list_segments(tmp_path)
+    data = bytearray(path.read_bytes())
+    off = 0
+    for _ in range(2):
+        off += HLEN + int.from_bytes(data[off + 4:off + 8], "little")
+    data[off + 4:off + 8] = (10**6).to_bytes(4, "little")  # record 3 claims to run past EOF
+    path.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt) as ei:
+        Journal(tmp_path)
+    assert ei.value.seq == 3
+    assert path.read_bytes() == bytes(data)  # nothing cut
+    with pytest.raises(JournalCorrupt):
+        list(iter_records(tmp_path))  # a reader does not wait forever for "the rest" either
+
+
+def test_reader_frame_larger_than_chunk(tmp_path):
+    with Journal(tmp_path, fsync="os") as j:
+        j.append(ev(1))
+        j.append(ev(2, text="x" * 300_000))
+        j.append(ev(3))
+    r = JournalReader(tmp_path, chunk_bytes=4096)
+    got = []
+    while (c := r.read_payloads(10)):
+        got.extend(orjson.loads(p)["seq"] for p in c)
+    assert got == [1, 2, 3]

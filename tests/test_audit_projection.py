@@ -139,8 +139,10 @@ def test_locked_database_is_retried(tmp_path):
         with pytest.raises(duckdb.Error):
             p.catch_up()
         p.start()
-        time.sleep(0.2)
-        assert p.last_error is not None and p.max_seq  # still alive, retrying
+        deadline = time.time() + 20
+        while p.last_error is None and time.time() < deadline:
+            time.sleep(0.02)
+        assert p.last_error is not None and p._thread.is_alive()  # logged, still retrying
     finally:
         holder.stdin.write("\n")
         holder.stdin.flush()
@@ -247,3 +249,20 @@ def test_fast_and_reference_conversion_agree(events):
     ref = _payloads_to_arrow_py(payloads)
     assert fast.schema == ref.schema
     assert fast.to_pylist() == ref.to_pylist()
+
+
+def test_lag_sees_the_open_journal(tmp_path):
+    jdir, db = tmp_path / "journal", tmp_path / "audit.duckdb"
+    j = Journal(jdir, fsync="os")
+    p = Projection(db, jdir)
+    try:
+        for i in range(10):
+            j.append(ev(i))
+        assert p.lag() == 0  # nothing written yet
+        j.flush()
+        assert p.lag() == 10  # no notify needed
+        p.catch_up()
+        assert p.lag() == 0
+    finally:
+        j.close()
+        p.stop()

@@ -172,3 +172,27 @@ def test_missing_duckdb_is_reported_not_failed(tmp_path):
         j.append(ev(1))
     r = verify(tmp_path)
     assert r.ok and r.checked_journal == 1 and "no DuckDB" in r.reason
+
+
+def test_live_writer_projection_and_verify(tmp_path):
+    """Engine thread appending with rotation while the projection ingests in the background."""
+    import time
+    j = Journal(journal_dir(tmp_path), fsync="interval", fsync_interval_ms=1, rotate_bytes=20_000)
+    p = Projection(duckdb_path(tmp_path), journal_dir(tmp_path), interval_ms=5, batch_rows=37)
+    p.start()
+    try:
+        for i in range(1500):
+            j.append(ev(i))
+            if i % 7 == 0:
+                j.flush()
+                p.notify(j.last_seq)
+        j.flush()
+        deadline = time.time() + 30
+        while p.max_seq() < 1500 and time.time() < deadline:
+            time.sleep(0.01)
+    finally:
+        j.close()
+        p.stop()
+    assert len(list_segments(journal_dir(tmp_path))) > 10
+    r = verify(tmp_path)
+    assert r.ok and r.checked_journal == r.checked_table == 1500, r

@@ -27,6 +27,7 @@ import re
 import struct
 import threading
 import time
+import weakref
 import zlib
 from pathlib import Path
 from typing import Any, Iterator, Mapping
@@ -87,6 +88,15 @@ class JournalWriteError(JournalError):
         self.errno = errno_
         self.last_seq = last_seq
         super().__init__(message)
+
+
+# the Journal open on each directory in this process (for Projection.lag())
+_OPEN_JOURNALS: "weakref.WeakValueDictionary[str, Journal]" = weakref.WeakValueDictionary()
+
+
+def open_journal(directory: Path | str) -> "Journal | None":
+    """The ``Journal`` this process has open on ``directory``, if any."""
+    return _OPEN_JOURNALS.get(str(Path(directory).resolve()))
 
 
 def segment_name(first_seq: int) -> str:
@@ -208,9 +218,28 @@ def _all_zero(buf, start: int, end: int) -> bool:
     return True
 
 
+def _valid_frame_after(buf, start: int, size: int) -> bool:
+    """Whether a complete frame with a good CRC starts somewhere in ``buf[start:size]``."""
+    find = buf.find
+    i = find(MAGIC, start, size)
+    while i != -1:
+        if i + HLEN <= size:
+            _, n, crc, _ = _unpack_from(buf, i)
+            pe = i + HLEN + n
+            if pe <= size and _crc32(buf[i + HLEN:pe]) == crc:
+                return True
+        i = find(MAGIC, i + 1, size)
+    return False
+
+
 def _is_torn_tail(buf, size: int, r: _Scan) -> bool:
-    """Whether the stop of scan ``r`` looks like a write cut short by a crash (tail of the file)."""
+    """Whether the stop of scan ``r`` looks like a write cut short by a crash (tail of the file).
+
+    A crash leaves a prefix of the last write, so no complete, valid frame can follow the stop
+    point; if one does (say a bit flip in a length field), it is corruption, not a torn tail."""
     off = r.stop_off
+    if r.stop in ("short", "crc") and _valid_frame_after(buf, off + 1, size):
+        return False
     if r.stop == "short":
         # a prefix of a frame: the bytes that are there must not contradict a header
         head = bytes(buf[off:min(size, off + 4)])
@@ -299,6 +328,8 @@ class JournalReader:
                 return out
             if r.stop != "end":
                 if r.stop == "short" and want < avail:
+                    if r.count == 0:  # one frame larger than the chunk: read more at once
+                        self.chunk_bytes = max(self.chunk_bytes * 2, 1 << 20)
                     continue  # the chunk boundary cut a frame: read on
                 segs = list_segments(self.directory)
                 is_last = bool(segs) and segs[-1][0] == first
@@ -422,6 +453,7 @@ class Journal:
         self._needs_truncate: tuple[int, int] | None = None
         self._closed = False
         self._stopping = False
+        _OPEN_JOURNALS[str(self._dir.resolve())] = self
         if self._policy == "interval":
             self._thread = threading.Thread(target=self._sync_loop, name="journal-fsync", daemon=True)
             self._thread.start()
@@ -502,14 +534,13 @@ class Journal:
         seq = self._last_seq + 1
         rec["seq"] = seq
         rec["prev_hash"] = self._last_hash
-        types = set(map(type, rec.values()))
-        if types <= _PLAIN_TYPES:
-            body = _dumps(rec, option=_OPT)
-        elif types <= _ALLOWED_TYPES:
-            body = _dumps({k: v for k, v in rec.items() if v is not None}, option=_OPT)
-        else:
+        # one pass over the values when there is no None (the C-level ``in`` stops at the first
+        # None); otherwise filter once and check the types of what is left
+        body_rec = rec if None not in rec.values() else {k: v for k, v in rec.items() if v is not None}
+        if not _PLAIN_TYPES.issuperset(map(type, body_rec.values())):
             bad = {k: type(v).__name__ for k, v in rec.items() if type(v) not in _ALLOWED_TYPES}
             raise TypeError(f"audit event values must be int, str or None; got {bad}")
+        body = _dumps(body_rec, option=_OPT)
         h = _sha256(body).hexdigest()
         payload = b"%s,\"hash\":\"%s\"}" % (body[:-1], h.encode())
         n = len(payload)
@@ -724,6 +755,9 @@ class Journal:
                 os.close(self._lock_fd)
                 self._lock_fd = None
             self._closed = True
+            key = str(self._dir.resolve())
+            if _OPEN_JOURNALS.get(key) is self:
+                del _OPEN_JOURNALS[key]
 
     def __enter__(self) -> "Journal":
         return self

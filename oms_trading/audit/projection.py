@@ -8,11 +8,21 @@ record and its hash can be recomputed from the row. The projection only ever INS
 rows. Nothing here runs UPDATE or DELETE on audit rows.
 
 The journal is the truth: if DuckDB is locked or missing, the projection logs it and retries.
+
+Two ways in, same rows: ``catch_up`` reads the journal files back (start-up, ``oms audit``
+commands, after any gap or error); at run time ``oms serve`` hands ``feed`` the records the
+engine already has in memory (the gateway's ``on_events`` hook, after the journal flush), and
+the background thread builds Arrow from those dicts (``records_to_arrow``) and inserts them in
+row-group-sized batches, without reading or parsing the journal again. Records the feed does
+not carry (session events journaled outside a batch) show up as a gap and are read from the
+journal. DuckDB runs with one thread so that it does not compete with the engine for the CPU.
 """
 from __future__ import annotations
 
+import collections
 import io
 import logging
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Iterable
@@ -23,7 +33,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
-from .journal import JournalReader
+from .journal import JournalReader, open_journal
 from .schema import COLUMN_NAMES, EVENT_COLUMNS
 
 log = logging.getLogger(__name__)
@@ -166,6 +176,42 @@ def payloads_to_arrow(payloads) -> pa.Table:
     return out
 
 
+FEED_CHUNK = 512   # records converted per call into Arrow (one GIL hold of ~1-2 ms)
+
+
+def records_to_arrow(recs: list[dict], chunk: int = FEED_CHUNK) -> pa.Table:
+    """Arrow table (``ARROW_SCHEMA``) of journal records already in memory (the dicts
+    ``Journal.append`` returned: ``None`` values allowed, they become NULL as in the journal,
+    which omits them).
+
+    Arrow builds the struct array from the dicts in C, looking up each column's key; records
+    with keys that are not columns (or whose value does not fit its column's type) go through
+    ``record_to_row`` to fill ``details``, exactly as when the journal is read back. Done in
+    chunks of ``chunk`` records: between chunks the interpreter can hand the GIL to the engine
+    thread (``Projection.start`` lowers the switch interval so it does so within ~1 ms), so a
+    big batch never holds the engine up for long. (No ``sleep(0)`` here: on a busy machine it
+    gives the core away to other processes and halves the throughput.)"""
+    issuperset = _TYPED_KEYS.issuperset
+    arrays = []
+    for i in range(0, len(recs), chunk):
+        part = recs[i:i + chunk]
+        rows = part
+        for k, r in enumerate(part):
+            if not issuperset(r):
+                if rows is part:
+                    rows = list(part)
+                rows[k] = record_to_row(r)
+        try:
+            arrays.append(pa.array(rows, type=_STRUCT))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, OverflowError, TypeError, ValueError):
+            arrays.append(pa.array([record_to_row(r) for r in part], type=_STRUCT))
+    if not arrays:
+        return ARROW_SCHEMA.empty_table()
+    # one contiguous array: DuckDB scans a few big Arrow chunks far faster than many small ones
+    arr = arrays[0] if len(arrays) == 1 else pa.concat_arrays(arrays)
+    return pa.Table.from_struct_array(arr)
+
+
 class ProjectionDiverged(Exception):
     """The table is not a prefix of the journal: it needs ``rebuild`` (after ``verify``)."""
 
@@ -173,8 +219,8 @@ class ProjectionDiverged(Exception):
 class Projection:
     """Ingests the journal into DuckDB, in bulk, idempotently (only seq > max(seq))."""
 
-    def __init__(self, db_path: Path | str, journal_dir: Path | str, batch_rows: int = 50_000,
-                 interval_ms: int = 200, indexes: bool = True, threads: int | None = None):
+    def __init__(self, db_path: Path | str, journal_dir: Path | str, batch_rows: int = 122_880,
+                 interval_ms: int = 200, indexes: bool = True, threads: int | None = 1):
         self.db_path = Path(db_path)
         self.journal_dir = Path(journal_dir)
         self.batch_rows = int(batch_rows)
@@ -191,6 +237,15 @@ class Projection:
         self._thread: threading.Thread | None = None
         self.last_error: str | None = None
         self.rows_ingested = 0
+        self._indexed = False
+        # in-memory feed: lists of records from the engine thread (``feed``), ingested by the
+        # background thread without reading the journal back
+        self._feed: collections.deque = collections.deque()
+        self._feed_rows = 0
+        self._feed_ok = False          # True once the table caught up with the journal
+        self.max_feed_rows = 2_000_000  # beyond this the feed is dropped: the journal has it
+        self.rows_from_feed = 0
+        self.rows_from_journal = 0
 
     # -- connection
     def _connect(self) -> duckdb.DuckDBPyConnection:
@@ -234,9 +289,14 @@ class Projection:
                 finally:
                     self._con = None
                     self._reader = None
+                    self._feed_ok = False
 
     def cursor(self) -> duckdb.DuckDBPyConnection:
-        """A new connection to the projection's database (for read-side queries)."""
+        """A new connection to the projection's database (for read-side queries; it does not
+        wait for a catch-up in progress)."""
+        con = self._con
+        if con is not None:
+            return con.cursor()
         with self._lock:
             return self._connect().cursor()
 
@@ -277,7 +337,102 @@ class Projection:
                 self._indexed = True
             self._journal_known = max(self._journal_known, reader.next_seq - 1)
             self.rows_ingested += added
+            self.rows_from_journal += added
             return added
+
+    def _insert(self, con, tbl: pa.Table) -> None:
+        con.register("_audit_ingest", tbl)
+        try:
+            con.execute(f"INSERT INTO {TABLE} SELECT * FROM _audit_ingest")
+        finally:
+            con.unregister("_audit_ingest")
+
+    def ingest_records(self, recs: list[dict]) -> int:
+        """Insert journal records held in memory (seq-ordered dicts as ``Journal.append``
+        returned them, already flushed to the journal). Records at or below the table's max seq
+        are skipped; a gap before a record (say a session event journaled outside a batch) is
+        filled from the journal files first. Returns rows added."""
+        if not recs:
+            return 0
+        with self._lock:
+            con = self._connect()
+            if not self._feed_ok:
+                self.catch_up()
+                self._feed_ok = True
+            added = 0
+            start = 0
+            n = len(recs)
+            while start < n:
+                # skip what the table has
+                while start < n and recs[start]["seq"] <= self._db_max:
+                    start += 1
+                if start == n:
+                    break
+                if recs[start]["seq"] != self._db_max + 1:
+                    got = self.catch_up()        # the journal has the missing records
+                    if not got and recs[start]["seq"] != self._db_max + 1:
+                        raise RuntimeError(f"projection: records {self._db_max + 1}..{recs[start]['seq'] - 1} "
+                                           f"are neither fed nor in the journal")
+                    added += got
+                    continue
+                end = start + 1
+                seq = recs[start]["seq"]
+                while end < n and recs[end]["seq"] == seq + 1:
+                    seq += 1
+                    end += 1
+                tbl = records_to_arrow(recs[start:end])
+                try:
+                    self._insert(con, tbl)
+                except BaseException:
+                    self._feed_ok = False
+                    self._reader = None
+                    self._db_max = con.execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}").fetchall()[0][0]
+                    raise
+                self._db_max = seq
+                added += end - start
+                self.rows_from_feed += end - start
+                start = end
+            if not self._indexed:
+                self._ensure_indexes(con)
+                self._indexed = True
+            self._journal_known = max(self._journal_known, self._db_max)
+            self.rows_ingested += added
+            return added
+
+    def feed(self, events: list[dict]) -> None:
+        """Hand the projection the events of a batch the journal has flushed (a
+        ``Gateway.on_events`` hook: runs on the engine thread, so it only queues the list).
+        Events without ``seq`` (not journaled: status answers) are ignored later."""
+        if not events:
+            return
+        self._feed.append(events)
+        self._feed_rows += len(events)
+        last = events[-1].get("seq")
+        if last is not None and last > self._journal_known:
+            self._journal_known = last
+        if self._feed_rows >= self.batch_rows and not self._wake.is_set():
+            self._wake.set()
+
+    def _drain_feed(self) -> int:
+        """Ingest everything queued by ``feed`` (background thread)."""
+        feed = self._feed
+        if self._feed_rows > self.max_feed_rows:   # far behind (DB unavailable?): use the journal
+            feed.clear()
+            self._feed_rows = 0
+            self._feed_ok = False
+            return self.catch_up()
+        added = 0
+        while feed:
+            recs: list[dict] = []
+            while feed and len(recs) < self.batch_rows:
+                batch = feed.popleft()
+                self._feed_rows -= len(batch)
+                recs.extend(e for e in batch if "seq" in e)
+            if recs:
+                if any(recs[i]["seq"] > recs[i + 1]["seq"] for i in range(len(recs) - 1)):
+                    recs.sort(key=_seq_key)  # pragma: no cover - batches arrive in seq order
+                added += self.ingest_records(recs)
+        return added
 
     def _open_reader(self, con) -> JournalReader:
         """A reader positioned after the table's last row, once that row is known to be the
@@ -315,8 +470,15 @@ class Projection:
             return self._db_max
 
     def lag(self) -> int:
-        """Journal seq known to the projection minus the max seq in DuckDB (for /health)."""
-        return max(0, self._journal_known - self._db_max)
+        """Journal seq known to the projection minus the max seq in DuckDB (for /health).
+
+        The journal's seq is the larger of what the projection has read, what ``notify`` told
+        it, and the written seq of a ``Journal`` this process has open on the directory."""
+        known = self._journal_known
+        j = open_journal(self.journal_dir)
+        if j is not None:
+            known = max(known, j.written_seq)
+        return max(0, known - self._db_max)
 
     # -- background mode
     def notify(self, last_seq: int | None = None) -> None:
@@ -325,9 +487,18 @@ class Projection:
             self._journal_known = last_seq
         self._wake.set()
 
+    # the engine thread waits at most about this long for the GIL while the projection thread
+    # runs Python code (CPython's default is 5 ms)
+    SWITCH_INTERVAL_S = 0.001
+
     def start(self) -> None:
+        """Ingest in a background thread (catch-up from the journal, then the ``feed``). Also
+        lowers the interpreter's switch interval to ``SWITCH_INTERVAL_S`` if it is longer, so
+        the engine thread is not kept waiting for the GIL."""
         if self._thread is not None:
             return
+        if sys.getswitchinterval() > self.SWITCH_INTERVAL_S:
+            sys.setswitchinterval(self.SWITCH_INTERVAL_S)
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="audit-projection", daemon=True)
         self._thread.start()
@@ -340,7 +511,10 @@ class Projection:
             if self._stop.is_set():
                 break
             try:
-                self.catch_up()
+                if not self._feed_ok:
+                    self.catch_up()
+                    self._feed_ok = True
+                self._drain_feed()
                 self.last_error = None
                 backoff = self.interval
             except Exception as e:  # locked/missing DB, journal being cut...: retry later
@@ -348,6 +522,9 @@ class Projection:
                 if msg != self.last_error:
                     log.warning("audit projection catch-up failed, will retry: %s", msg)
                 self.last_error = msg
+                self._feed_ok = False     # what the feed held is in the journal: read it back
+                self._feed.clear()
+                self._feed_rows = 0
                 self.close()
                 backoff = min(5.0, max(self.interval, backoff * 2))
 
@@ -359,6 +536,8 @@ class Projection:
             self._thread.join()
             self._thread = None
         try:
+            if self._feed_ok:
+                self._drain_feed()
             self.catch_up()
         except Exception as e:
             log.warning("audit projection final catch-up failed: %s", e)
@@ -370,6 +549,10 @@ class Projection:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _seq_key(r: dict) -> int:
+    return r["seq"]
 
 
 def connect_readonly(db_path: Path | str) -> duckdb.DuckDBPyConnection:
