@@ -9,11 +9,14 @@ One seeded stream, three phases:
   C. the same mix on the deep book: adds at any depth, cancels of random deep orders,
      replaces, aggressive orders.
 After the comparison, one mass cancel of one account on the deep book is timed apart
-(it walks the whole book: a kill-switch operation, kept out of the per-op mix).
+(a kill-switch operation, kept out of the per-op mix; it visits only that account's
+orders through its per-account list).
 Run through (a) NumbaBook, one Python call per op, (b) the batch kernel (whole stream in
 one call), (c) ReferenceBook. (a) and (c) run twice on fresh books: once untimed for
 throughput, once with time.perf_counter_ns() around each call for p50/p99/p99.9/max
-(the timer overhead is inside those figures). All three must give the same per-op results
+(the timer overhead, ~100-150 ns, is inside those figures; the ops/s figure comes from the
+untimed pass). (b) also runs once more on a fresh book with one batch call per phase for
+per-phase throughput. All three must give the same per-op results
 and end in the same state; otherwise run() raises and main() returns 1.
 
     python -m benchmarks.bench_book --ops 1000000 --seed 1 --json bench-book.json
@@ -122,6 +125,26 @@ def make_stream(ops: int, seed: int) -> np.ndarray:
     return np.ascontiguousarray(out)
 
 
+def phases(ops: int) -> list[tuple[str, int, int]]:
+    """(name, start, end) of the three phases of make_stream(ops, ...)."""
+    n_deep = min(100_000, ops // 5)
+    rest = ops - n_deep
+    n_a = rest * 2 // 3
+    return [("A_near_touch_mixed", 0, n_a), ("B_deep_build", n_a, n_a + n_deep),
+            ("C_deep_mixed", n_a + n_deep, ops)]
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
 def _calls(ops: np.ndarray):
     """Per-op (code, args) for the one-call-per-op runs."""
     calls = []
@@ -189,7 +212,8 @@ def run(ops: int = 1_000_000, seed: int = 1) -> dict:
     calls = _calls(stream)
     out: dict = {
         "benchmark": "book", "ops": ops, "seed": seed,
-        "machine": {"platform": platform.platform(), "cpus": os.cpu_count(),
+        "machine": {"cpu": _cpu_model(), "platform": platform.platform(),
+                    "cpus": os.cpu_count(),
                     "python": platform.python_version(),
                     "numba": __import__("numba").__version__,
                     "numpy": np.__version__},
@@ -204,6 +228,17 @@ def run(ops: int = 1_000_000, seed: int = 1) -> dict:
     bres = nbb.run_batch(stream)
     tb = time.perf_counter() - t0
     out["batch"] = {"ops_per_s": ops / tb, "seconds": tb}
+    # (b') the same stream, one batch call per phase on a fresh book: per-phase throughput
+    nbp = NumbaBook()
+    per_phase = {}
+    for name, lo, hi in phases(ops):
+        if hi <= lo:
+            continue
+        t0 = time.perf_counter()
+        nbp.run_batch(stream[lo:hi])
+        t = time.perf_counter() - t0
+        per_phase[name] = {"ops": hi - lo, "ops_per_s": (hi - lo) / t}
+    out["batch"]["per_phase"] = per_phase
 
     # (a) numba, one call per op
     nb = NumbaBook()
@@ -212,6 +247,21 @@ def run(ops: int = 1_000_000, seed: int = 1) -> dict:
     ares, alat, wa_in = _run_calls(nb, calls, timed=True)
     out["numba_call"] = {"ops_per_s": ops / wa, "seconds": wa,
                          "ops_per_s_in_call": ops / wa_in, **_pcts(alat)}
+    lat_a = np.asarray(alat, dtype=np.int64)
+    codes = np.fromiter((c for c, _ in calls), dtype=np.int64, count=len(calls))
+    worst = int(np.argmax(lat_a))
+    out["numba_call"]["worst_call"] = {
+        "ns": int(lat_a[worst]), "op_index": worst,
+        "op": ("add", "cancel", "replace", "mass_cancel")[calls[worst][0]],
+        "phase": next(n for n, lo, hi in phases(ops) if lo <= worst < hi)}
+    out["numba_call"]["per_phase_op"] = {}
+    for name, lo, hi in phases(ops):
+        for code, opn in enumerate(("add", "cancel", "replace")):
+            sel = lat_a[lo:hi][codes[lo:hi] == code]
+            if sel.size:
+                out["numba_call"]["per_phase_op"][f"{name}/{opn}"] = {"n": int(sel.size),
+                                                                     **_pcts(sel)}
+    del lat_a
 
     # (c) reference
     rb = ReferenceBook()
@@ -268,7 +318,7 @@ def _print(r: dict) -> None:
     print(f"book benchmark: {r['ops']:,} ops, seed {r['seed']}, mix {r['mix']}, "
           f"{r['fills']:,} fills")
     m = r["machine"]
-    print(f"machine: {m['platform']}, {m['cpus']} cpus, python {m['python']}, "
+    print(f"machine: {m['cpu']}, {m['platform']}, {m['cpus']} cpus, python {m['python']}, "
           f"numba {m['numba']}, numpy {m['numpy']}")
     print(f"{'':<22}{'ops/s':>13}{'p50':>9}{'p99':>9}{'p99.9':>9}{'max':>11}")
     for key, name in (("batch", "(b) numba batch"), ("numba_call", "(a) numba per call"),
@@ -279,6 +329,16 @@ def _print(r: dict) -> None:
                   f"{x['p999_ns']:>7}ns{x['max_ns'] / 1e3:>9.0f}us")
         else:
             print(f"{name:<22}{x['ops_per_s']:>13,.0f}   (throughput of one call)")
+    print("(a) ops/s: untimed pass (plain loop of calls); p50..max: separate pass with "
+          "perf_counter_ns around each call (timer cost included)")
+    w = r["numba_call"]["worst_call"]
+    print(f"(a) worst single call: {w['ns'] / 1e3:,.0f} us ({w['op']} #{w['op_index']}, "
+          f"phase {w['phase']})")
+    for k, x in r["numba_call"]["per_phase_op"].items():
+        print(f"    (a) {k:<32} n={x['n']:>8,} p50 {x['p50_ns']:>6}ns p99 {x['p99_ns']:>6}ns "
+              f"p99.9 {x['p999_ns']:>7}ns")
+    for k, x in r["batch"]["per_phase"].items():
+        print(f"    (b) {k:<32} {x['ops']:>9,} ops {x['ops_per_s']:>13,.0f} ops/s")
     print("ratios: " + ", ".join(f"{k} {v:.1f}x" for k, v in r["ratios"].items()))
     print(f"final state identical: {r['final_state']}")
     x = r["mass_cancel_one_account"]

@@ -40,13 +40,18 @@ class ServeOptions:
     timing: Timing | None = None
 
 
+# Orders per instrument book before its first growth step. Growth copies the whole book (tens
+# of ms at this size), so start big enough that a normal day never pays for it.
+BOOK_CAPACITY = 1 << 16
+
+
 def make_book_factory(kind: str) -> Callable[[], object]:
     if kind == "reference":
         from .book import ReferenceBook
-        return lambda: ReferenceBook(capacity=1024)
+        return lambda: ReferenceBook(capacity=BOOK_CAPACITY)
     from .book import NumbaBook, warm_up
     warm_up()   # compile (or load cached) kernels now, so no order pays for compilation
-    return lambda: NumbaBook(capacity=1024)
+    return lambda: NumbaBook(capacity=BOOK_CAPACITY)
 
 
 def make_risk(config: Config) -> object | None:

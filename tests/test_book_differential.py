@@ -3,7 +3,10 @@ identical state in NumbaBook and ReferenceBook; invariants hold after every step
 
 from __future__ import annotations
 
+import random
 from collections import defaultdict
+
+import pytest
 
 import numpy as np
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -197,3 +200,51 @@ def test_batch_kernel_matches_reference(ops):
             assert tuple(row) == out
     assert _state(nb) == _state(rb)
     nb.check_integrity()
+
+
+def _wide_stream(rnd, n, nprices):
+    """Many price levels (hundreds per side) so ladder blocks split and merge."""
+    ops = []
+    next_id = 1
+    live = []
+    for _ in range(n):
+        k = rnd.random()
+        if k < 0.62 or not live:
+            side = rnd.choice((BUY, SELL))
+            off = rnd.randint(1, nprices)
+            price = 10_000 - off if side == BUY else 10_000 + off
+            if rnd.random() < 0.04:
+                price = 10_000 + (rnd.randint(-5, 5))  # occasionally crossing
+            ops.append(("add", next_id, rnd.randint(1, 4), side, 2, 1, price,
+                        rnd.randint(1, 20), rnd.choice((0, 0, 1))))
+            live.append(next_id)
+            next_id += 1
+        elif k < 0.85:
+            ops.append(("cancel", live.pop(rnd.randrange(len(live)))))
+        elif k < 0.995:
+            oid = live[rnd.randrange(len(live))]
+            ops.append(("replace", oid, 10_000 + rnd.randint(-nprices, nprices),
+                        rnd.randint(1, 20), 0))
+        else:
+            ops.append(("mass", rnd.choice((-1, 1, 2, 3, 4)), rnd.choice((0, BUY, SELL))))
+    return ops
+
+
+@pytest.mark.parametrize("seed,nprices", [(1, 300), (2, 800), (3, 1500), (4, 3000)])
+def test_differential_wide_book_blocks_split_and_merge(seed, nprices):
+    ops = _wide_stream(random.Random(seed), 4000, nprices)
+    nb = NumbaBook(capacity=8)
+    rb = ReferenceBook(capacity=8)
+    for ts, op in enumerate(ops, start=1):
+        assert _apply(nb, op, ts) == _apply(rb, op, ts), (ts, op)
+        if ts % 250 == 0:
+            assert _state(nb) == _state(rb)
+            nb.check_integrity()
+    assert _state(nb) == _state(rb)
+    nb.check_integrity()
+    res = NumbaBook(capacity=8).run_batch(_to_batch(ops))
+    rb2 = ReferenceBook()
+    for ts, (op, row) in enumerate(zip(ops, res.tolist()), start=1):
+        out = _apply(rb2, op, ts)[0]
+        if op[0] == "add" or op[0] == "replace":
+            assert tuple(row) == out

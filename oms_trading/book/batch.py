@@ -10,6 +10,10 @@ cancel (status, canceled_qty, 0, 0, 0); mass cancel (OK, count, total canceled q
 or (ERR_BAD_ARGUMENT, ...) for a bad side; an unknown op code gives ERR_BAD_ARGUMENT.
 The kernel grows the book when it is full and returns the (possibly new) memory array.
 Fills of individual operations are not kept (each overwrites the previous).
+
+Caution: numba's on-disk cache (cache=True) of run_batch is keyed on THIS file only; after
+changing kernels.py, touch this file (or delete oms_trading/book/__pycache__/*.nb*), or a
+stale run_batch compiled against the old memory layout is loaded (it hangs or corrupts).
 """
 
 from __future__ import annotations
@@ -31,7 +35,7 @@ def run_batch(mem, ops, res):
         if op == OP_ADD:
             r = add(mem, ops[i, 1], ops[i, 2], ops[i, 3], ops[i, 4], ops[i, 5], ops[i, 6],
                     ops[i, 7], ops[i, 8], ops[i, 9])
-            if r[0] == NEED_GROW:
+            while r[0] == NEED_GROW:
                 mem = grow(mem, 2 * mem[H_SCAP])
                 r = add(mem, ops[i, 1], ops[i, 2], ops[i, 3], ops[i, 4], ops[i, 5],
                         ops[i, 6], ops[i, 7], ops[i, 8], ops[i, 9])
@@ -43,6 +47,9 @@ def run_batch(mem, ops, res):
             res[i, 1] = c[1]
         elif op == OP_REPLACE:
             r = replace(mem, ops[i, 1], ops[i, 6], ops[i, 7], ops[i, 8], ops[i, 9])
+            while r[0] == NEED_GROW:
+                mem = grow(mem, 2 * mem[H_SCAP])
+                r = replace(mem, ops[i, 1], ops[i, 6], ops[i, 7], ops[i, 8], ops[i, 9])
             for j in range(5):
                 res[i, j] = r[j]
         elif op == OP_MASS_CANCEL:

@@ -148,7 +148,7 @@ class NumbaBook:
     # ------------------------------------------------------------------ operations
     def add(self, order_id, account, side, ord_type, tif, price, qty, ts, stp):
         r = _ADD(self._mem, order_id, account, side, ord_type, tif, price, qty, ts, stp)
-        if r[0] < 0:  # NEED_GROW: nothing was changed
+        while r[0] < 0:  # NEED_GROW: nothing was changed
             self._grow()
             r = _ADD(self._mem, order_id, account, side, ord_type, tif, price, qty, ts, stp)
         return r
@@ -157,7 +157,11 @@ class NumbaBook:
         return _CANCEL(self._mem, order_id)
 
     def replace(self, order_id, new_price, new_qty, ts, stp):
-        return _REPLACE(self._mem, order_id, new_price, new_qty, ts, stp)
+        r = _REPLACE(self._mem, order_id, new_price, new_qty, ts, stp)
+        while r[0] < 0:  # NEED_GROW (the price tables are full): nothing was changed
+            self._grow()
+            r = _REPLACE(self._mem, order_id, new_price, new_qty, ts, stp)
+        return r
 
     def mass_cancel(self, account: int = -1, side: int = 0):
         if side not in (0, BUY, SELL):
@@ -212,30 +216,61 @@ class NumbaBook:
     def check_integrity(self) -> None:
         """Verify the internal structure (slow; for tests). Raises AssertionError."""
         m = self._mem.tolist()
-        oslot, olvl, ohash = m[K.H_OSLOT], m[K.H_OLVL], m[K.H_OHASH]
+        oslot, olvl, oblk = m[K.H_OSLOT], m[K.H_OLVL], m[K.H_OBLK]
+        BS, BW = K.BS, K.BW
+
+        def table(off):
+            hc = m[off - 2]
+            return {m[off + 2 * i]: m[off + 2 * i + 1] for i in range(hc)
+                    if m[off + 2 * i + 1] >= 0}
+
+        oid_tab = table(m[K.H_OHASH])
+        acc_tab = table(m[K.H_OACC])
+        assert len(oid_tab) == sum(1 for i in range(m[K.H_HCAP])
+                                   if m[m[K.H_OHASH] + 2 * i + 1] >= 0), "hash duplicates"
         seen = 0
-        for side, (ko, lo, hn) in ((BUY, (m[K.H_OBK], m[K.H_OBL], K.H_NB)),
-                                   (SELL, (m[K.H_OAK], m[K.H_OAL], K.H_NA))):
-            n = m[hn]
-            keys = m[ko:ko + n]
-            assert keys == sorted(keys) and len(set(keys)) == n, "ladder not sorted"
-            for pos in range(n):
-                lev = m[lo + pos]
+        nlev = 0
+        by_acct = {}
+        for side, doff, hn, poff in ((BUY, m[K.H_ODB], K.H_NDB, m[K.H_OPB]),
+                                     (SELL, m[K.H_ODA], K.H_NDA, m[K.H_OPA])):
+            price_tab = table(poff)
+            nd = m[hn]
+            keys, levs, counts = [], [], []
+            for j in range(nd):
+                bb = oblk + m[doff + j] * BW
+                n = m[bb]
+                assert 1 <= n <= BS, "block count"
+                counts.append(n)
+                for i in range(n):
+                    keys.append(m[bb + 1 + i])
+                    lev = m[bb + 1 + BS + i]
+                    levs.append(lev)
+                    assert m[olvl + lev * K.LK + K.L_BLK] == m[doff + j], "level block"
+            for a, b in zip(counts, counts[1:]):
+                assert a + b >= K.HALF, "adjacent blocks under half full"
+            assert keys == sorted(keys) and len(set(keys)) == len(keys), "ladder not sorted"
+            nlev += len(levs)
+            assert len(price_tab) == (len(levs) if K.PRICE_HASH else 0), "price hash size"
+            for key, lev in zip(keys, levs):
                 b = olvl + lev * K.LK
                 price = m[b + K.L_PRICE]
+                assert not K.PRICE_HASH or price_tab.get(price) == lev, "price hash"
                 assert m[b + K.L_SIDE] == side
-                assert keys[pos] == (price if side == BUY else ~price)
+                assert key == (price if side == BUY else ~price)
                 slot = m[b + K.L_HEAD]
                 prev = -1
                 tot = cnt = 0
+                lastseq = -1
                 while slot >= 0:
                     s = oslot + slot * K.SK
                     assert m[s + K.S_PREV] == prev and m[s + K.S_LVL] == lev
                     assert m[s + K.S_PRICE] == price and m[s + K.S_SIDE] == side
                     assert m[s + K.S_QTY] > 0
+                    assert m[s + K.S_SEQ] > lastseq, "fifo sequence"
+                    lastseq = m[s + K.S_SEQ]
                     oid = m[s + K.S_OID]
-                    assert int(_GET(self._mem, oid)[0]) == 1
-                    assert K.h_find(self._mem, oid) == slot
+                    assert oid_tab.get(oid) == slot, "order hash"
+                    by_acct.setdefault(m[s + K.S_ACCT], set()).add(slot)
                     tot += m[s + K.S_QTY]
                     cnt += 1
                     prev = slot
@@ -245,5 +280,19 @@ class NumbaBook:
                 assert tot == m[b + K.L_TOTAL], "level total"
                 seen += cnt
         assert seen == m[K.H_NORD], "order count"
-        hv = m[ohash + 1:ohash + 2 * m[K.H_HCAP]:2]
-        assert sum(1 for v in hv if v >= 0) == seen, "hash entries"
+        assert len(oid_tab) == seen, "hash entries"
+        assert set(acc_tab) == set(by_acct), "account table"
+        assert m[K.H_NACC] == len(acc_tab), "account count"
+        assert m[K.H_NLEV] == nlev, "level count"
+        assert 2 * nlev <= m[K.H_PCAP] and 2 * len(acc_tab) <= m[K.H_PCAP], "table load"
+        for acct, head in acc_tab.items():
+            got = set()
+            prev = -1
+            slot = head
+            while slot >= 0:
+                s = oslot + slot * K.SK
+                assert m[s + K.S_APREV] == prev and m[s + K.S_ACCT] == acct
+                got.add(slot)
+                prev = slot
+                slot = m[s + K.S_ANEXT]
+            assert got == by_acct[acct], "account list"

@@ -1,35 +1,49 @@
 """numba kernels of the order book.
 
 The whole state of one book lives in ONE flat C-contiguous int64 array ``mem`` (numba's
-dispatch cost grows with every array argument, ~130 ns each here, so the book is packed
-into a single one). Regions, their offsets kept in the header:
+dispatch cost grows with every array argument, so the book is packed into a single one).
+Regions, their offsets kept in the header:
 
 header   HDR words: counters and region offsets (H_* below)
 slots    scap x SK: one resting order each (order id, price, remaining qty, side, account,
-         ts, tif, prev/next slot in its level's FIFO, level index). Free slots form a list
-         through S_NEXT; never-used slots are handed out by a bump counter.
+         ts, tif, prev/next slot in its level's FIFO, level index, prev/next slot in its
+         account's list, arrival sequence number). Free slots form a list through S_NEXT;
+         never-used slots are handed out by a bump counter.
 levels   scap x LK: one price level each (price, total qty, order count, head/tail slot,
-         side). Free levels form a list through L_HEAD.
-ladders  four regions of scap words: for bids and asks, the sorted keys of the live levels
-         and their level indices. Keys ascend with priority so the best level is LAST:
-         key = price for bids, key = ~price (= -price-1, order reversing on all int64) for
-         asks. A level is found by galloping from the best end then bisecting, so prices
-         near the touch cost O(1) and any int64 price works (no fixed window).
-hash     hcap x 2 (key, value): open addressing, linear probing, backward-shift deletion,
-         order id -> slot; value -1 = empty. hcap is a power of two >= 2 * scap.
+         side, ladder block). Free levels form a list through L_HEAD.
+blocks   nblk x BW: the ladder of each side is a sorted sequence of blocks of at most BS
+         (key, level) pairs; word 0 of a block is its entry count (the free-list link when
+         the block is free). Keys ascend with priority so the best level is the LAST entry
+         of the LAST block: key = price for bids, key = ~price (= -price-1, reversing the
+         order on all int64) for asks.
+dirs     2 x nblk: per side, the block ids in key order (best block last).
+hashes   four open-addressing tables (key, value; value -1 = empty; linear probing,
+         backward-shift deletion, no tombstones), each preceded by 2 words (capacity,
+         hash shift): order id -> slot (hcap, a power of two >= 2 * scap), bid price ->
+         level, ask price -> level, account -> newest slot of its list (pcap = hcap / 8
+         each; add/replace return NEED_GROW before a change that could fill one of them
+         past one half, so the book grows also when levels or accounts are many).
 fills    scap x FK: fills of the last call (order id, account, price, qty, leaves).
 stp      scap x 2: STP cancels of the last call (order id, qty); also mass-cancel output.
 
-A call can fill or cancel at most every resting order once, so scap rows of output always
-suffice. Capacity: levels and ladders never hold more entries than there are resting
-orders, so everything is sized by the slot capacity ``scap``; an add that finds the book
-full returns NEED_GROW before changing anything, and the caller grows (``grow``: a new
-array of twice the capacity, used regions copied, hash table rebuilt; one O(n) step,
-amortised O(1)) and retries.
+Costs (d = levels of a side, n = resting orders; none of them scans a level or the book):
+  * an order id or a price is found by one hash probe (expected O(1));
+  * a new level: the price hash misses, the block is found by galloping over the block
+    directory from the best end (O(1) near the touch, O(log(d/BS)) deep), the entry is
+    inserted by shifting at most BS words; a full block splits in two (adds one directory
+    entry: a shift of at most d/(BS/4) words, once per >= BS/2 new levels);
+  * a level that empties leaves its block by a shift of at most BS words; a block whose
+    count plus a neighbour's drops below BS/2 is merged into it, so every adjacent pair of
+    blocks holds >= BS/2 entries and there are at most 4*d/BS + 1 blocks per side;
+  * the best level is the last entry of the last block: O(1), also after it empties;
+  * cancel O(1) + the level removal above; matching O(fills + levels crossed);
+  * mass cancel of one account: O(k log k) for its k orders (per-account linked lists,
+    sorted into the output order), never the rest of the book.
 
-Costs: add to an existing level O(log d) (d = levels between the price and the touch),
-creating/removing a level adds a shift of d ladder words (a memmove, no order is visited);
-cancel O(1) plus that level removal; matching O(fills + levels crossed).
+A call can fill or cancel at most every resting order once, so scap rows of output always
+suffice; levels never outnumber resting orders. An add that finds the book full returns
+NEED_GROW before changing anything and the caller grows (``grow``: a new array of twice
+the capacity, used regions copied with slice copies, the hash tables rebuilt) and retries.
 """
 
 from __future__ import annotations
@@ -47,29 +61,38 @@ NEED_GROW = -1  # internal status: the book is full, grow and retry
 
 # ---------------------------------------------------------------- header layout
 H_NORD = 0      # resting orders
-H_SCAP = 1      # slot capacity (= level capacity = ladder capacity = output rows)
+H_SCAP = 1      # slot capacity (= level capacity = output rows)
 H_SFREE = 2     # head of the free-slot list (-1 none)
 H_SUSED = 3     # slots ever handed out (bump allocator)
 H_LFREE = 4     # head of the free-level list
 H_LUSED = 5     # levels ever handed out
-H_HCAP = 6      # hash capacity (power of two)
+H_HCAP = 6      # order-id table capacity (power of two >= 2 * scap)
 H_HSHIFT = 7    # 64 - log2(hcap)
-H_NB = 8        # live bid levels
-H_NA = 9        # live ask levels
+H_NDB = 8       # bid blocks in the bid directory
+H_NDA = 9       # ask blocks
 H_OSLOT = 10
 H_OLVL = 11
-H_OBK = 12      # bid keys
-H_OBL = 13      # bid level indices
-H_OAK = 14      # ask keys
-H_OAL = 15      # ask level indices
-H_OHASH = 16
-H_OFILL = 17
-H_OSTP = 18
-H_TOTAL = 19
+H_OBLK = 12     # block pool
+H_ODB = 13      # bid block directory
+H_ODA = 14      # ask block directory
+H_OHASH = 15    # order id -> slot
+H_OFILL = 16
+H_OSTP = 17
+H_TOTAL = 18
+H_OPB = 19      # bid price -> level
+H_OPA = 20      # ask price -> level
+H_OACC = 21     # account -> newest slot
+H_NBLK = 22     # block capacity
+H_BFREE = 23    # free-block list head
+H_BUSED = 24    # blocks ever handed out
+H_SEQ = 25      # arrival sequence counter (FIFO order across levels, for mass cancel)
+H_PCAP = 26     # capacity of each price table and of the account table (hcap / 8)
+H_NLEV = 27     # live levels (both sides)
+H_NACC = 28     # accounts with resting orders
 HDR = 32
 
 # slot fields
-SK = 10
+SK = 13
 S_OID = 0
 S_PRICE = 1
 S_QTY = 2
@@ -80,15 +103,28 @@ S_TIF = 6
 S_PREV = 7
 S_NEXT = 8
 S_LVL = 9
+S_APREV = 10
+S_ANEXT = 11
+S_SEQ = 12
 
 # level fields
-LK = 6
+LK = 7
 L_PRICE = 0
 L_TOTAL = 1
 L_COUNT = 2
 L_HEAD = 3
 L_TAIL = 4
 L_SIDE = 5
+L_BLK = 6
+
+# ladder blocks
+BS = 64             # entries per block
+BW = 1 + 2 * BS     # words per block: count, keys[BS], levels[BS]
+HALF = BS // 2
+
+# price -> level: one hash probe (True) or the block directory + a binary search in
+# one block (False; no table to keep, smaller memory footprint)
+PRICE_HASH = True
 
 FK = 5  # fill row: order id, account, price, qty, leaves
 
@@ -104,14 +140,22 @@ def alloc(scap):
     lg = 0
     while (1 << lg) < hcap:
         lg += 1
+    pcap = hcap if hcap <= 64 else max(64, hcap // 8)  # never shrinks as hcap grows
+    plg = 0
+    while (1 << plg) < pcap:
+        plg += 1
+    nblk = 4 * scap // BS + 8
     oslot = HDR
     olvl = oslot + scap * SK
-    obk = olvl + scap * LK
-    obl = obk + scap
-    oak = obl + scap
-    oal = oak + scap
-    ohash = oal + scap
-    ofill = ohash + 2 * hcap
+    oblk = olvl + scap * LK
+    odb = oblk + nblk * BW
+    oda = odb + nblk
+    # each table: 2 words (capacity, hash shift) then capacity x (key, value)
+    ohash = oda + nblk + 2
+    opb = ohash + 2 * hcap + 2
+    opa = opb + 2 * pcap + 2
+    oacc = opa + 2 * pcap + 2
+    ofill = oacc + 2 * pcap
     ostp = ofill + scap * FK
     total = ostp + 2 * scap
     mem = np.empty(total, dtype=np.int64)
@@ -119,70 +163,91 @@ def alloc(scap):
     mem[H_SCAP] = scap
     mem[H_SFREE] = -1
     mem[H_LFREE] = -1
+    mem[H_BFREE] = -1
     mem[H_HCAP] = hcap
     mem[H_HSHIFT] = 64 - lg
+    mem[H_NBLK] = nblk
     mem[H_OSLOT] = oslot
     mem[H_OLVL] = olvl
-    mem[H_OBK] = obk
-    mem[H_OBL] = obl
-    mem[H_OAK] = oak
-    mem[H_OAL] = oal
+    mem[H_OBLK] = oblk
+    mem[H_ODB] = odb
+    mem[H_ODA] = oda
     mem[H_OHASH] = ohash
+    mem[H_OPB] = opb
+    mem[H_OPA] = opa
+    mem[H_OACC] = oacc
     mem[H_OFILL] = ofill
     mem[H_OSTP] = ostp
     mem[H_TOTAL] = total
+    mem[H_PCAP] = pcap
+    mem[ohash - 2] = hcap
+    mem[ohash - 1] = 64 - lg
     for i in range(hcap):
         mem[ohash + 2 * i + 1] = -1
+    for off in (opb, opa, oacc):
+        mem[off - 2] = pcap
+        mem[off - 1] = 64 - plg
+        for i in range(pcap):
+            mem[off + 2 * i + 1] = -1
     return mem
 
 
-# ---------------------------------------------------------------- hash table
+# ---------------------------------------------------------------- hash tables
 @njit(cache=True, inline="always")
-def _home(mem, oid):
-    h = (np.uint64(oid) * _GOLDEN) >> np.uint64(mem[H_HSHIFT])
+def _home(mem, off, key):
+    h = (np.uint64(key) * _GOLDEN) >> np.uint64(mem[off - 1])
     return np.int64(h)
 
 
 @njit(cache=True)
-def h_find(mem, oid):
-    off = mem[H_OHASH]
-    mask = mem[H_HCAP] - 1
-    i = _home(mem, oid)
+def hx_pos(mem, off, key):
+    """Entry index of key in the table at off, or -1."""
+    mask = mem[off - 2] - 1
+    i = _home(mem, off, key)
     while True:
-        v = mem[off + 2 * i + 1]
+        e = off + 2 * i
+        if mem[e + 1] < 0:
+            return -1
+        if mem[e] == key:
+            return i
+        i = (i + 1) & mask
+
+
+@njit(cache=True)
+def hx_find(mem, off, key):
+    mask = mem[off - 2] - 1
+    i = _home(mem, off, key)
+    while True:
+        e = off + 2 * i
+        v = mem[e + 1]
         if v < 0:
             return -1
-        if mem[off + 2 * i] == oid:
+        if mem[e] == key:
             return v
         i = (i + 1) & mask
 
 
 @njit(cache=True)
-def h_insert(mem, oid, slot):
+def hx_insert(mem, off, key, val):
     """Insert a key known to be absent."""
-    off = mem[H_OHASH]
-    mask = mem[H_HCAP] - 1
-    i = _home(mem, oid)
+    mask = mem[off - 2] - 1
+    i = _home(mem, off, key)
     while mem[off + 2 * i + 1] >= 0:
         i = (i + 1) & mask
-    mem[off + 2 * i] = oid
-    mem[off + 2 * i + 1] = slot
+    mem[off + 2 * i] = key
+    mem[off + 2 * i + 1] = val
 
 
 @njit(cache=True)
-def h_delete(mem, oid):
-    """Delete a key known to be present (backward-shift deletion, no tombstones)."""
-    off = mem[H_OHASH]
-    mask = mem[H_HCAP] - 1
-    i = _home(mem, oid)
-    while mem[off + 2 * i] != oid or mem[off + 2 * i + 1] < 0:
-        i = (i + 1) & mask
+def hx_delete_at(mem, off, i):
+    """Delete entry i (backward-shift deletion, no tombstones)."""
+    mask = mem[off - 2] - 1
     j = i
     while True:
         j = (j + 1) & mask
         if mem[off + 2 * j + 1] < 0:
             break
-        k = _home(mem, mem[off + 2 * j])
+        k = _home(mem, off, mem[off + 2 * j])
         # entry j may move to the hole i unless its home k lies cyclically in (i, j]
         if i <= j:
             stays = i < k and k <= j
@@ -196,15 +261,32 @@ def h_delete(mem, oid):
     mem[off + 2 * i + 1] = -1
 
 
+@njit(cache=True)
+def hx_delete(mem, off, key):
+    """Delete a key known to be present."""
+    mask = mem[off - 2] - 1
+    i = _home(mem, off, key)
+    while mem[off + 2 * i] != key or mem[off + 2 * i + 1] < 0:
+        i = (i + 1) & mask
+    hx_delete_at(mem, off, i)
+
+
+@njit(cache=True)
+def h_find(mem, oid):
+    return hx_find(mem, mem[H_OHASH], oid)
+
+
+@njit(cache=True)
+def h_insert(mem, oid, slot):
+    hx_insert(mem, mem[H_OHASH], oid, slot)
+
+
+@njit(cache=True)
+def h_delete(mem, oid):
+    hx_delete(mem, mem[H_OHASH], oid)
+
+
 # ---------------------------------------------------------------- ladders
-@njit(cache=True, inline="always")
-def _lad(mem, side):
-    """(key offset, level-index offset, header index of the count) of a side."""
-    if side == BUY:
-        return mem[H_OBK], mem[H_OBL], H_NB
-    return mem[H_OAK], mem[H_OAL], H_NA
-
-
 @njit(cache=True, inline="always")
 def _key(side, price):
     if side == BUY:
@@ -212,27 +294,72 @@ def _key(side, price):
     return ~price
 
 
+@njit(cache=True, inline="always")
+def _dir(mem, side):
+    """(directory offset, header index of the block count, price-hash offset)."""
+    if side == BUY:
+        return mem[H_ODB], H_NDB, mem[H_OPB]
+    return mem[H_ODA], H_NDA, mem[H_OPA]
+
+
+@njit(cache=True, inline="always")
+def _bb(mem, blk):
+    return mem[H_OBLK] + blk * BW
+
+
 @njit(cache=True)
-def lower_bound(mem, koff, n, key):
-    """Smallest i in [0, n] with keys[i] >= key; gallops from the best (last) end."""
-    if n == 0 or mem[koff + n - 1] < key:
-        return n
-    hi = n - 1
+def best_level(mem, side):
+    """Level index of the best level of side, -1 if the side is empty."""
+    if side == BUY:
+        doff = mem[H_ODB]
+        nd = mem[H_NDB]
+    else:
+        doff = mem[H_ODA]
+        nd = mem[H_NDA]
+    if nd == 0:
+        return -1
+    bb = mem[H_OBLK] + mem[doff + nd - 1] * BW
+    return mem[bb + BS + mem[bb]]  # levels start at bb + 1 + BS; last is n - 1
+
+
+@njit(cache=True)
+def dir_find(mem, doff, nd, key):
+    """Index j of the block that covers key: the largest j whose first key <= key (0 if
+    key precedes every block). Gallops from the best end. nd >= 1."""
+    obl = mem[H_OBLK]
+    hi = nd - 1
+    if mem[obl + mem[doff + hi] * BW + 1] <= key:
+        return hi
     step = 1
     lo = -1
     while True:
         c = hi - step
         if c < 0:
-            lo = -1
             break
-        if mem[koff + c] < key:
+        if mem[obl + mem[doff + c] * BW + 1] <= key:
             lo = c
             break
         hi = c
         step <<= 1
     while hi - lo > 1:
         mid = (lo + hi) >> 1
-        if mem[koff + mid] >= key:
+        if mem[obl + mem[doff + mid] * BW + 1] <= key:
+            lo = mid
+        else:
+            hi = mid
+    return lo if lo >= 0 else 0
+
+
+@njit(cache=True, inline="always")
+def _blk_pos(mem, bb, n, key):
+    """Smallest i in [0, n] with keys[i] >= key in block bb; checks the end first."""
+    if n == 0 or mem[bb + n] < key:
+        return n
+    lo = -1
+    hi = n - 1
+    while hi - lo > 1:
+        mid = (lo + hi) >> 1
+        if mem[bb + 1 + mid] >= key:
             hi = mid
         else:
             lo = mid
@@ -240,15 +367,44 @@ def lower_bound(mem, koff, n, key):
 
 
 @njit(cache=True)
-def level_for_append(mem, side, price):
-    """Level of (side, price), created (and put in the ladder) if absent."""
-    koff, loff, hn = _lad(mem, side)
-    n = mem[hn]
+def blk_alloc(mem):
+    b = mem[H_BFREE]
+    if b >= 0:
+        mem[H_BFREE] = mem[_bb(mem, b)]
+    else:
+        b = mem[H_BUSED]
+        mem[H_BUSED] = b + 1
+    return b
+
+
+@njit(cache=True)
+def blk_free(mem, b):
+    mem[_bb(mem, b)] = mem[H_BFREE]
+    mem[H_BFREE] = b
+
+
+@njit(cache=True)
+def level_find(mem, side, price):
+    """Level of (side, price) or -1."""
+    doff, hn, poff = _dir(mem, side)
+    if PRICE_HASH:
+        return hx_find(mem, poff, price)
+    nd = mem[hn]
+    if nd == 0:
+        return -1
     key = _key(side, price)
-    pos = lower_bound(mem, koff, n, key)
-    if pos < n and mem[koff + pos] == key:
-        return mem[loff + pos]
-    # new level
+    bb = _bb(mem, mem[doff + dir_find(mem, doff, nd, key)])
+    n = mem[bb]
+    pos = _blk_pos(mem, bb, n, key)
+    if pos < n and mem[bb + 1 + pos] == key:
+        return mem[bb + 1 + BS + pos]
+    return -1
+
+
+@njit(cache=True)
+def level_new(mem, side, price):
+    """Create the (absent) level (side, price) and put it in the ladder."""
+    doff, hn, poff = _dir(mem, side)
     lev = mem[H_LFREE]
     olvl = mem[H_OLVL]
     if lev >= 0:
@@ -256,48 +412,192 @@ def level_for_append(mem, side, price):
     else:
         lev = mem[H_LUSED]
         mem[H_LUSED] = lev + 1
-    b = olvl + lev * LK
-    mem[b + L_PRICE] = price
-    mem[b + L_TOTAL] = 0
-    mem[b + L_COUNT] = 0
-    mem[b + L_HEAD] = -1
-    mem[b + L_TAIL] = -1
-    mem[b + L_SIDE] = side
-    j = n
-    while j > pos:
-        mem[koff + j] = mem[koff + j - 1]
-        mem[loff + j] = mem[loff + j - 1]
-        j -= 1
-    mem[koff + pos] = key
-    mem[loff + pos] = lev
-    mem[hn] = n + 1
+    lb = olvl + lev * LK
+    mem[lb + L_PRICE] = price
+    mem[lb + L_TOTAL] = 0
+    mem[lb + L_COUNT] = 0
+    mem[lb + L_HEAD] = -1
+    mem[lb + L_TAIL] = -1
+    mem[lb + L_SIDE] = side
+    mem[H_NLEV] += 1
+    if PRICE_HASH:
+        hx_insert(mem, poff, price, lev)
+    key = _key(side, price)
+    nd = mem[hn]
+    if nd == 0:
+        b = blk_alloc(mem)
+        bb = _bb(mem, b)
+        mem[bb] = 1
+        mem[bb + 1] = key
+        mem[bb + 1 + BS] = lev
+        mem[doff] = b
+        mem[hn] = 1
+        mem[lb + L_BLK] = b
+        return lev
+    j = dir_find(mem, doff, nd, key)
+    b = mem[doff + j]
+    bb = _bb(mem, b)
+    n = mem[bb]
+    if n == BS:
+        # split: the upper half moves to a new block placed after b
+        c = blk_alloc(mem)
+        cb = _bb(mem, c)
+        for i in range(BS - HALF):
+            mem[cb + 1 + i] = mem[bb + 1 + HALF + i]
+            lv = mem[bb + 1 + BS + HALF + i]
+            mem[cb + 1 + BS + i] = lv
+            mem[olvl + lv * LK + L_BLK] = c
+        mem[bb] = HALF
+        mem[cb] = BS - HALF
+        k = nd
+        while k > j + 1:
+            mem[doff + k] = mem[doff + k - 1]
+            k -= 1
+        mem[doff + j + 1] = c
+        mem[hn] = nd + 1
+        if key >= mem[cb + 1]:
+            b = c
+            bb = cb
+            n = BS - HALF
+        else:
+            n = HALF
+    pos = _blk_pos(mem, bb, n, key)
+    i = n
+    while i > pos:
+        mem[bb + 1 + i] = mem[bb + i]
+        mem[bb + 1 + BS + i] = mem[bb + BS + i]
+        i -= 1
+    mem[bb + 1 + pos] = key
+    mem[bb + 1 + BS + pos] = lev
+    mem[bb] = n + 1
+    mem[lb + L_BLK] = b
     return lev
 
 
 @njit(cache=True)
+def _merge_into(mem, dst, src):
+    """Append block src's entries to block dst (src follows dst in key order)."""
+    olvl = mem[H_OLVL]
+    db = _bb(mem, dst)
+    sb = _bb(mem, src)
+    nd_ = mem[db]
+    ns = mem[sb]
+    for i in range(ns):
+        mem[db + 1 + nd_ + i] = mem[sb + 1 + i]
+        lv = mem[sb + 1 + BS + i]
+        mem[db + 1 + BS + nd_ + i] = lv
+        mem[olvl + lv * LK + L_BLK] = dst
+    mem[db] = nd_ + ns
+
+
+@njit(cache=True)
+def _dir_remove(mem, doff, hn, j):
+    nd = mem[hn]
+    for k in range(j, nd - 1):
+        mem[doff + k] = mem[doff + k + 1]
+    mem[hn] = nd - 1
+
+
+@njit(cache=True)
 def level_remove(mem, lev):
-    """Remove an (empty) level from its ladder and free it."""
-    b = mem[H_OLVL] + lev * LK
-    side = mem[b + L_SIDE]
-    koff, loff, hn = _lad(mem, side)
-    n = mem[hn]
-    if n > 0 and mem[loff + n - 1] == lev:
-        pos = n - 1  # the best level: the common case when matching
+    """Remove an (empty) level from its ladder and its price hash, and free it."""
+    olvl = mem[H_OLVL]
+    lb = olvl + lev * LK
+    side = mem[lb + L_SIDE]
+    price = mem[lb + L_PRICE]
+    doff, hn, poff = _dir(mem, side)
+    mem[H_NLEV] -= 1
+    if PRICE_HASH:
+        hx_delete(mem, poff, price)
+    key = _key(side, price)
+    b = mem[lb + L_BLK]
+    bb = _bb(mem, b)
+    n = mem[bb]
+    nd = mem[hn]
+    # directory index of b (found before b changes: its first key still covers key)
+    if mem[doff + nd - 1] == b:
+        j = nd - 1
     else:
-        pos = lower_bound(mem, koff, n, _key(side, mem[b + L_PRICE]))
-    for j in range(pos, n - 1):
-        mem[koff + j] = mem[koff + j + 1]
-        mem[loff + j] = mem[loff + j + 1]
-    mem[hn] = n - 1
-    mem[b + L_HEAD] = mem[H_LFREE]
+        j = dir_find(mem, doff, nd, key)
+    if n == 1:
+        _dir_remove(mem, doff, hn, j)
+        blk_free(mem, b)
+    else:
+        if mem[bb + n] == key:
+            pos = n - 1
+        else:
+            pos = _blk_pos(mem, bb, n, key)
+        for i in range(pos, n - 1):
+            mem[bb + 1 + i] = mem[bb + 2 + i]
+            mem[bb + 1 + BS + i] = mem[bb + 2 + BS + i]
+        n -= 1
+        mem[bb] = n
+        # keep every adjacent pair of blocks >= HALF entries
+        if j > 0:
+            p = mem[doff + j - 1]
+            if mem[_bb(mem, p)] + n < HALF:
+                _merge_into(mem, p, b)
+                _dir_remove(mem, doff, hn, j)
+                blk_free(mem, b)
+                n = -1
+        if n >= 0 and j < nd - 1:
+            q = mem[doff + j + 1]
+            if mem[_bb(mem, q)] + n < HALF:
+                _merge_into(mem, b, q)
+                _dir_remove(mem, doff, hn, j + 1)
+                blk_free(mem, q)
+    mem[lb + L_HEAD] = mem[H_LFREE]
     mem[H_LFREE] = lev
+
+
+# ---------------------------------------------------------------- accounts
+@njit(cache=True)
+def acct_link(mem, slot, acct):
+    """Put a (new) slot at the head of its account's list."""
+    off = mem[H_OACC]
+    oslot = mem[H_OSLOT]
+    s = oslot + slot * SK
+    mem[s + S_APREV] = -1
+    i = hx_pos(mem, off, acct)
+    if i < 0:
+        mem[s + S_ANEXT] = -1
+        hx_insert(mem, off, acct, slot)
+        mem[H_NACC] += 1
+    else:
+        head = mem[off + 2 * i + 1]
+        mem[s + S_ANEXT] = head
+        mem[oslot + head * SK + S_APREV] = slot
+        mem[off + 2 * i + 1] = slot
+
+
+@njit(cache=True)
+def acct_unlink(mem, slot):
+    oslot = mem[H_OSLOT]
+    s = oslot + slot * SK
+    p = mem[s + S_APREV]
+    nx = mem[s + S_ANEXT]
+    if nx >= 0:
+        mem[oslot + nx * SK + S_APREV] = p
+    if p >= 0:
+        mem[oslot + p * SK + S_ANEXT] = nx
+    else:
+        off = mem[H_OACC]
+        i = hx_pos(mem, off, mem[s + S_ACCT])
+        if nx >= 0:
+            mem[off + 2 * i + 1] = nx
+        else:
+            hx_delete_at(mem, off, i)
+            mem[H_NACC] -= 1
 
 
 # ---------------------------------------------------------------- slots
 @njit(cache=True)
 def slot_rest(mem, slot, oid, side, price, qty, acct, ts, tif):
-    """Fill slot fields and append it at the tail of its level (slot already allocated)."""
-    lev = level_for_append(mem, side, price)
+    """Fill slot fields and append it at the tail of its level (slot already allocated;
+    the account list is not touched)."""
+    lev = level_find(mem, side, price)
+    if lev < 0:
+        lev = level_new(mem, side, price)
     s = mem[H_OSLOT] + slot * SK
     b = mem[H_OLVL] + lev * LK
     mem[s + S_OID] = oid
@@ -308,6 +608,9 @@ def slot_rest(mem, slot, oid, side, price, qty, acct, ts, tif):
     mem[s + S_TS] = ts
     mem[s + S_TIF] = tif
     mem[s + S_LVL] = lev
+    sq = mem[H_SEQ]
+    mem[s + S_SEQ] = sq
+    mem[H_SEQ] = sq + 1
     tail = mem[b + L_TAIL]
     mem[s + S_PREV] = tail
     mem[s + S_NEXT] = -1
@@ -334,6 +637,8 @@ def slot_alloc(mem):
 
 @njit(cache=True)
 def slot_free(mem, slot):
+    """Free a slot: leaves its account list and goes to the free list."""
+    acct_unlink(mem, slot)
     mem[mem[H_OSLOT] + slot * SK + S_NEXT] = mem[H_SFREE]
     mem[H_SFREE] = slot
     mem[H_NORD] -= 1
@@ -342,7 +647,7 @@ def slot_free(mem, slot):
 @njit(cache=True)
 def slot_unlink(mem, slot):
     """Take a slot out of its level FIFO; subtract its qty; remove the level if empty.
-    The slot stays allocated and in the hash table."""
+    The slot stays allocated, in the hash table and in its account list."""
     oslot = mem[H_OSLOT]
     s = oslot + slot * SK
     lev = mem[s + S_LVL]
@@ -376,41 +681,42 @@ def slot_delete(mem, slot):
 @njit(cache=True)
 def fok_ok(mem, side, acct, market, price, qty, stp):
     """Would an incoming order of qty fill completely? Walks exactly like match()."""
-    if side == BUY:
-        koff, loff, hn = _lad(mem, SELL)
-    else:
-        koff, loff, hn = _lad(mem, BUY)
-    n = mem[hn]
+    opp = SELL if side == BUY else BUY
+    doff, hn, _ = _dir(mem, opp)
     olvl = mem[H_OLVL]
     oslot = mem[H_OSLOT]
     avail = 0
-    pos = n - 1
-    while pos >= 0:
-        b = olvl + mem[loff + pos] * LK
-        lp = mem[b + L_PRICE]
-        if not market:
-            if side == BUY:
-                if lp > price:
-                    return False
-            elif lp < price:
-                return False
-        if stp == STP_NONE:
-            avail += mem[b + L_TOTAL]
-            if avail >= qty:
-                return True
-        else:
-            slot = mem[b + L_HEAD]
-            while slot >= 0:
-                s = oslot + slot * SK
-                if mem[s + S_ACCT] == acct:
-                    if stp != STP_CANCEL_RESTING:
+    j = mem[hn] - 1
+    while j >= 0:
+        bb = _bb(mem, mem[doff + j])
+        i = mem[bb] - 1
+        while i >= 0:
+            b = olvl + mem[bb + 1 + BS + i] * LK
+            lp = mem[b + L_PRICE]
+            if not market:
+                if side == BUY:
+                    if lp > price:
                         return False
-                else:
-                    avail += mem[s + S_QTY]
-                    if avail >= qty:
-                        return True
-                slot = mem[s + S_NEXT]
-        pos -= 1
+                elif lp < price:
+                    return False
+            if stp == STP_NONE:
+                avail += mem[b + L_TOTAL]
+                if avail >= qty:
+                    return True
+            else:
+                slot = mem[b + L_HEAD]
+                while slot >= 0:
+                    s = oslot + slot * SK
+                    if mem[s + S_ACCT] == acct:
+                        if stp != STP_CANCEL_RESTING:
+                            return False
+                    else:
+                        avail += mem[s + S_QTY]
+                        if avail >= qty:
+                            return True
+                    slot = mem[s + S_NEXT]
+            i -= 1
+        j -= 1
     return False
 
 
@@ -418,10 +724,7 @@ def fok_ok(mem, side, acct, market, price, qty, stp):
 def match(mem, side, acct, market, price, qty, stp):
     """Match an incoming order against the opposite side.
     Returns (remaining, n_fills, n_stp, stopped) -- stopped: STP killed the incoming."""
-    if side == BUY:
-        koff, loff, hn = _lad(mem, SELL)
-    else:
-        koff, loff, hn = _lad(mem, BUY)
+    opp = SELL if side == BUY else BUY
     olvl = mem[H_OLVL]
     oslot = mem[H_OSLOT]
     ofill = mem[H_OFILL]
@@ -431,10 +734,9 @@ def match(mem, side, acct, market, price, qty, stp):
     ns = 0
     stopped = False
     while rem > 0:
-        n = mem[hn]
-        if n == 0:
+        lev = best_level(mem, opp)
+        if lev < 0:
             break
-        lev = mem[loff + n - 1]
         b = olvl + lev * LK
         lp = mem[b + L_PRICE]
         if not market:
@@ -492,10 +794,7 @@ def match(mem, side, acct, market, price, qty, stp):
                 slot_free(mem, slot)
             slot = nxt
         if mem[b + L_COUNT] == 0:
-            # the best level is the last ladder entry
-            mem[hn] = n - 1
-            mem[b + L_HEAD] = mem[H_LFREE]
-            mem[H_LFREE] = lev
+            level_remove(mem, lev)
         if stopped:
             break
     return rem, nf, ns, stopped
@@ -512,7 +811,8 @@ def add(mem, oid, acct, side, ord_type, tif, price, qty, ts, stp):
         return (ERR_QTY, 0, 0, 0, 0)
     if h_find(mem, oid) >= 0:
         return (ERR_DUPLICATE_ID, 0, 0, 0, 0)
-    if mem[H_NORD] >= mem[H_SCAP]:
+    if mem[H_NORD] >= mem[H_SCAP] or 2 * (mem[H_NLEV] + 1) > mem[H_PCAP] \
+            or 2 * (mem[H_NACC] + 1) > mem[H_PCAP]:
         return (NEED_GROW, 0, 0, 0, 0)
     market = ord_type == MARKET
     if tif == TIF_FOK:
@@ -527,6 +827,7 @@ def add(mem, oid, acct, side, ord_type, tif, price, qty, ts, stp):
         slot = slot_alloc(mem)
         h_insert(mem, oid, slot)
         slot_rest(mem, slot, oid, side, price, rem, acct, ts, tif)
+        acct_link(mem, slot, acct)
         return (OK, nf, ns, rem, 0)
     return (OK, nf, ns, 0, 0)
 
@@ -557,11 +858,13 @@ def replace(mem, oid, new_price, new_qty, ts, stp):
         mem[b + L_TOTAL] -= rq - new_qty
         mem[s + S_QTY] = new_qty
         return (OK, 0, 0, new_qty, 0)
+    if 2 * (mem[H_NLEV] + 1) > mem[H_PCAP]:
+        return (NEED_GROW, 0, 0, 0, 0)  # it may need a new level: nothing changed
     side = mem[s + S_SIDE]
     acct = mem[s + S_ACCT]
     tif = mem[s + S_TIF]
-    # leave the level but keep the slot and the id while matching (the order cannot
-    # meet itself: it is on the other side)
+    # leave the level but keep the slot, the id and the account link while matching
+    # (the order cannot meet itself: it is on the other side)
     slot_unlink(mem, slot)
     rem, nf, ns, stopped = match(mem, side, acct, False, new_price, new_qty, stp)
     if stopped or rem == 0:
@@ -578,66 +881,76 @@ def replace(mem, oid, new_price, new_qty, ts, stp):
 def mass_cancel(mem, account, side):
     """Cancel every resting order of account (-1 any) on side (0 any). Writes
     (order id, qty) rows into the stp region, bids before asks, each side best price
-    first, FIFO within a level. Returns the count."""
+    first, FIFO within a level. Returns the count. One account: only its own orders are
+    visited (its list), then sorted into that order."""
     ostp = mem[H_OSTP]
     oslot = mem[H_OSLOT]
     olvl = mem[H_OLVL]
     cnt = 0
-    for sd in (BUY, SELL):
-        if side != 0 and side != sd:
-            continue
-        koff, loff, hn = _lad(mem, sd)
-        n = mem[hn]
-        pos = n - 1
-        while pos >= 0:
-            lev = mem[loff + pos]
-            b = olvl + lev * LK
-            slot = mem[b + L_HEAD]
-            while slot >= 0:
+    if account == -1:
+        for sd in (BUY, SELL):
+            if side != 0 and side != sd:
+                continue
+            while True:
+                lev = best_level(mem, sd)
+                if lev < 0:
+                    break
+                slot = mem[olvl + lev * LK + L_HEAD]
                 s = oslot + slot * SK
-                nxt = mem[s + S_NEXT]
-                if account == -1 or mem[s + S_ACCT] == account:
-                    mem[ostp + 2 * cnt] = mem[s + S_OID]
-                    mem[ostp + 2 * cnt + 1] = mem[s + S_QTY]
-                    cnt += 1
-                    p = mem[s + S_PREV]
-                    if p >= 0:
-                        mem[oslot + p * SK + S_NEXT] = nxt
-                    else:
-                        mem[b + L_HEAD] = nxt
-                    if nxt >= 0:
-                        mem[oslot + nxt * SK + S_PREV] = p
-                    else:
-                        mem[b + L_TAIL] = p
-                    mem[b + L_TOTAL] -= mem[s + S_QTY]
-                    mem[b + L_COUNT] -= 1
-                    h_delete(mem, mem[s + S_OID])
-                    slot_free(mem, slot)
-                slot = nxt
-            pos -= 1
-        # compact the ladder: drop emptied levels, keep the order
-        w = 0
-        for r in range(n):
-            lev = mem[loff + r]
-            if mem[olvl + lev * LK + L_COUNT] == 0:
-                mem[olvl + lev * LK + L_HEAD] = mem[H_LFREE]
-                mem[H_LFREE] = lev
-            else:
-                mem[koff + w] = mem[koff + r]
-                mem[loff + w] = lev
-                w += 1
-        mem[hn] = w
+                mem[ostp + 2 * cnt] = mem[s + S_OID]
+                mem[ostp + 2 * cnt + 1] = mem[s + S_QTY]
+                cnt += 1
+                slot_delete(mem, slot)
+        return cnt
+    head = hx_find(mem, mem[H_OACC], account)
+    k = 0
+    slot = head
+    while slot >= 0:
+        s = oslot + slot * SK
+        if side == 0 or mem[s + S_SIDE] == side:
+            k += 1
+        slot = mem[s + S_ANEXT]
+    if k == 0:
+        return 0
+    slots = np.empty(k, dtype=np.int64)
+    sides = np.empty(k, dtype=np.int64)
+    keys = np.empty(k, dtype=np.int64)
+    seqs = np.empty(k, dtype=np.int64)
+    k = 0
+    slot = head
+    while slot >= 0:
+        s = oslot + slot * SK
+        sd = mem[s + S_SIDE]
+        if side == 0 or sd == side:
+            slots[k] = slot
+            sides[k] = sd
+            keys[k] = ~_key(sd, mem[s + S_PRICE])  # ascending = best price first
+            seqs[k] = mem[s + S_SEQ]
+            k += 1
+        slot = mem[s + S_ANEXT]
+    # sort by (side, best price first, arrival): stable sorts, least significant first
+    order = np.argsort(seqs, kind="mergesort")
+    o2 = np.argsort(keys[order], kind="mergesort")
+    order = order[o2]
+    o3 = np.argsort(sides[order], kind="mergesort")
+    order = order[o3]
+    for r in range(k):
+        slot = slots[order[r]]
+        s = oslot + slot * SK
+        mem[ostp + 2 * cnt] = mem[s + S_OID]
+        mem[ostp + 2 * cnt + 1] = mem[s + S_QTY]
+        cnt += 1
+        slot_delete(mem, slot)
     return cnt
 
 
 @njit(cache=True)
 def best(mem, side):
     """(found, price, total qty) of the best level of side."""
-    koff, loff, hn = _lad(mem, side)
-    n = mem[hn]
-    if n == 0:
+    lev = best_level(mem, side)
+    if lev < 0:
         return (0, 0, 0)
-    b = mem[H_OLVL] + mem[loff + n - 1] * LK
+    b = mem[H_OLVL] + lev * LK
     return (1, mem[b + L_PRICE], mem[b + L_TOTAL])
 
 
@@ -645,17 +958,22 @@ def best(mem, side):
 def depth(mem, side, n):
     """Writes the top n levels of side as (price, total, count) into the fill region
     (row stride FK); returns how many."""
-    koff, loff, hn = _lad(mem, side)
-    nl = mem[hn]
+    doff, hn, _ = _dir(mem, side)
     ofill = mem[H_OFILL]
     olvl = mem[H_OLVL]
     k = 0
-    while k < n and k < nl:
-        b = olvl + mem[loff + nl - 1 - k] * LK
-        mem[ofill + FK * k] = mem[b + L_PRICE]
-        mem[ofill + FK * k + 1] = mem[b + L_TOTAL]
-        mem[ofill + FK * k + 2] = mem[b + L_COUNT]
-        k += 1
+    j = mem[hn] - 1
+    while j >= 0 and k < n:
+        bb = _bb(mem, mem[doff + j])
+        i = mem[bb] - 1
+        while i >= 0 and k < n:
+            b = olvl + mem[bb + 1 + BS + i] * LK
+            mem[ofill + FK * k] = mem[b + L_PRICE]
+            mem[ofill + FK * k + 1] = mem[b + L_TOTAL]
+            mem[ofill + FK * k + 2] = mem[b + L_COUNT]
+            k += 1
+            i -= 1
+        j -= 1
     return k
 
 
@@ -679,42 +997,47 @@ def orders(mem):
     olvl = mem[H_OLVL]
     k = 0
     for sd in (BUY, SELL):
-        koff, loff, hn = _lad(mem, sd)
-        n = mem[hn]
-        for r in range(n - 1, -1, -1):
-            slot = mem[olvl + mem[loff + r] * LK + L_HEAD]
-            while slot >= 0:
-                s = oslot + slot * SK
-                out[k, 0] = mem[s + S_OID]
-                out[k, 1] = sd
-                out[k, 2] = mem[s + S_PRICE]
-                out[k, 3] = mem[s + S_QTY]
-                out[k, 4] = mem[s + S_ACCT]
-                out[k, 5] = mem[s + S_TS]
-                k += 1
-                slot = mem[s + S_NEXT]
+        doff, hn, _ = _dir(mem, sd)
+        for j in range(mem[hn] - 1, -1, -1):
+            bb = _bb(mem, mem[doff + j])
+            for i in range(mem[bb] - 1, -1, -1):
+                slot = mem[olvl + mem[bb + 1 + BS + i] * LK + L_HEAD]
+                while slot >= 0:
+                    s = oslot + slot * SK
+                    out[k, 0] = mem[s + S_OID]
+                    out[k, 1] = sd
+                    out[k, 2] = mem[s + S_PRICE]
+                    out[k, 3] = mem[s + S_QTY]
+                    out[k, 4] = mem[s + S_ACCT]
+                    out[k, 5] = mem[s + S_TS]
+                    k += 1
+                    slot = mem[s + S_NEXT]
     return out
 
 
 @njit(cache=True)
 def grow(mem, new_scap):
-    """A copy of the book with slot capacity new_scap (>= the used counts)."""
+    """A copy of the book with slot capacity new_scap (>= the used counts): used regions
+    copied as slices (ids of slots, levels and blocks are kept), hash tables rebuilt."""
     new = alloc(new_scap)
-    for h in (H_NORD, H_SFREE, H_SUSED, H_LFREE, H_LUSED, H_NB, H_NA):
+    for h in (H_NORD, H_SFREE, H_SUSED, H_LFREE, H_LUSED, H_NDB, H_NDA, H_BFREE, H_BUSED,
+              H_SEQ, H_NLEV, H_NACC):
         new[h] = mem[h]
     used = mem[H_SUSED] * SK
     new[new[H_OSLOT]:new[H_OSLOT] + used] = mem[mem[H_OSLOT]:mem[H_OSLOT] + used]
     used = mem[H_LUSED] * LK
     new[new[H_OLVL]:new[H_OLVL] + used] = mem[mem[H_OLVL]:mem[H_OLVL] + used]
-    nb = mem[H_NB]
-    na = mem[H_NA]
-    new[new[H_OBK]:new[H_OBK] + nb] = mem[mem[H_OBK]:mem[H_OBK] + nb]
-    new[new[H_OBL]:new[H_OBL] + nb] = mem[mem[H_OBL]:mem[H_OBL] + nb]
-    new[new[H_OAK]:new[H_OAK] + na] = mem[mem[H_OAK]:mem[H_OAK] + na]
-    new[new[H_OAL]:new[H_OAL] + na] = mem[mem[H_OAL]:mem[H_OAL] + na]
-    off = mem[H_OHASH]
-    for i in range(mem[H_HCAP]):
-        v = mem[off + 2 * i + 1]
-        if v >= 0:
-            h_insert(new, mem[off + 2 * i], v)
+    used = mem[H_BUSED] * BW
+    new[new[H_OBLK]:new[H_OBLK] + used] = mem[mem[H_OBLK]:mem[H_OBLK] + used]
+    nb = mem[H_NDB]
+    na = mem[H_NDA]
+    new[new[H_ODB]:new[H_ODB] + nb] = mem[mem[H_ODB]:mem[H_ODB] + nb]
+    new[new[H_ODA]:new[H_ODA] + na] = mem[mem[H_ODA]:mem[H_ODA] + na]
+    for t in (H_OHASH, H_OPB, H_OPA, H_OACC):
+        off = mem[t]
+        noff = new[t]
+        for i in range(mem[off - 2]):
+            v = mem[off + 2 * i + 1]
+            if v >= 0:
+                hx_insert(new, noff, mem[off + 2 * i], v)
     return new
