@@ -92,6 +92,7 @@ class OmsServer:
         self.metrics = Metrics()
         self.gateway.on_events.append(self.metrics.observe_events)
         self.acceptor = FixAcceptor(cfg, self.gateway, opts.data_dir, opts.timing)
+        self.acceptor.recover_reports()
         if self.risk is not None and hasattr(self.risk, "attach"):
             self.risk.attach(self.acceptor)
         tls = None

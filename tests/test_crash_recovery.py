@@ -325,8 +325,10 @@ def test_kill_9_at_random_moments_then_recover(tmp_path):
             later = [e for e in events if e[1] == int(oid) and e[0] > o["jseq"]]
             assert later and all(e[0] in missing for e in later), (t.name, oid, o, last.get(oid))
         assert t.rejected <= rejected
-    print(f"crash test: {total} orders, {checked} status checks, {unreported} reports journaled but lost "
-          f"with the process (unsent when killed)")
+    print(f"crash test: {total} orders, {checked} status checks, {unreported} reports never received")
+    # reports journaled but lost with the process before reaching the FIX store are rebuilt at
+    # restart and recovered by the client's resend: none may be missing
+    assert unreported == 0, f"{unreported} journaled reports never reached their session"
     verify = subprocess.run([sys.executable, "-m", "oms_trading.cli", "audit", "verify", "--data-dir", str(data)],
                             capture_output=True, text=True, timeout=60)
     assert verify.returncode == 0, verify.stdout + verify.stderr

@@ -561,7 +561,7 @@ def test_daily_reset_resets_an_old_store_on_logon(server):
     import os
     folder = server.base / "data" / "fix" / "DAILY-OMS"
     store = MessageStore(folder)
-    store.save_sent([(i, b"8=FIX.4.4\x019=5\x0135=0\x0110=000\x01") for i in range(1, 41)])
+    store.save_sent([(i, b"8=FIX.4.4\x019=5\x0135=0\x0110=000\x01", 0) for i in range(1, 41)])
     store.next_target_seq = 50
     store.save_target_seq()
     store.close()

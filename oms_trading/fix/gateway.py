@@ -21,12 +21,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# events that become an ExecutionReport (35=8)
-EXEC_REPORT_TYPES = frozenset({
-    ev.ORDER_ACCEPTED, ev.ORDER_REJECTED, ev.ORDER_PARTIALLY_FILLED, ev.ORDER_FILLED, ev.ORDER_CANCELED,
-    ev.ORDER_REPLACED, ev.ORDER_EXPIRED, "order_status",
-})
-CANCEL_REJECT_TYPES = frozenset({ev.CANCEL_REJECTED, ev.REPLACE_REJECTED})
+from .reports import CANCEL_REJECT_TYPES, EXEC_REPORT_TYPES
+
 # After a failed journal write, commands are refused outright for this long, then one is let
 # through to try the journal again: trading resumes by itself when space returns, without a
 # rebuild of the engine from the journal on every message while the disk stays full.
@@ -70,6 +66,9 @@ class Gateway:
         self.journal_failed: str | None = None
         self._journal_failed_at = 0.0
         self.on_events: list[Callable[[list[dict]], None]] = []   # metrics, projection wake-up
+        # reports for sessions that are not logged on, stored for their next logon's resend
+        self.offline_sink: Callable[[dict[str, list[dict]]], None] | None = None
+        self._offline: dict[str, list[dict]] = {}
 
     # -- inbound --------------------------------------------------------------------------
 
@@ -153,6 +152,10 @@ class Gateway:
                                                          ev.REPLACE_REQUESTED)]
         for event in events:
             self._route(event)
+        if self._offline:
+            offline, self._offline = self._offline, {}
+            if self.offline_sink is not None:
+                self.offline_sink(offline)
         for hook in self.on_events:
             hook(events)
         dirty, self._dirty = self._dirty, set()
@@ -170,26 +173,21 @@ class Gateway:
     def _route(self, event: dict) -> None:
         kind = event["type"]
         if kind in EXEC_REPORT_TYPES:
-            target = self.sessions.get(event.get("session"))
-            if target is not None and target.logged_on:
-                target.queue_execution_report(event)
-                self._dirty.add(target)
+            self._deliver(event.get("session"), event)
             if kind != "order_status":
                 for key in self.drop_copies:
-                    copy = self.sessions.get(key)
-                    if copy is not None and copy is not target and copy.logged_on:
-                        copy.queue_execution_report(event)
-                        self._dirty.add(copy)
-        elif kind in CANCEL_REJECT_TYPES:
-            target = self.sessions.get(event.get("session"))
-            if target is not None and target.logged_on:
-                target.queue_cancel_reject(event)
-                self._dirty.add(target)
-        elif kind == ev.MASS_CANCEL_DONE:
-            target = self.sessions.get(event.get("session"))
-            if target is not None and target.logged_on:
-                target.queue_mass_cancel_report(event)
-                self._dirty.add(target)
+                    if key != event.get("session"):
+                        self._deliver(key, event)
+        elif kind in CANCEL_REJECT_TYPES or kind == ev.MASS_CANCEL_DONE:
+            self._deliver(event.get("session"), event)
+
+    def _deliver(self, key: str | None, event: dict) -> None:
+        target = self.sessions.get(key)
+        if target is not None and target.logged_on:
+            target.queue_report(event)
+            self._dirty.add(target)
+        elif key is not None and "seq" in event:
+            self._offline.setdefault(key, []).append(event)
 
     def has_pending(self) -> bool:
         """Events of this batch not yet journaled and routed."""

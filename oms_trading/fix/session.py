@@ -17,7 +17,9 @@ from typing import TYPE_CHECKING
 
 from ..config import Config, SessionConfig
 from . import dictionary
-from .codec import ExecReportTemplate, FixMessage, FixParser, Garbled, encode, with_poss_dup
+from .codec import FixMessage, FixParser, Garbled, encode, with_poss_dup
+from ..audit.journal import iter_records
+from .reports import EXEC_REPORT_TYPES, JOURNALED_REPORT_TYPES, ReportWriter, safe_text
 from .store import MessageStore
 from .timefmt import fix_timestamp, parse_fix_timestamp
 
@@ -56,7 +58,7 @@ class FixSession(asyncio.Protocol):
         self.logout_sent = False
         self.heartbeat_s = 30
         self.next_out = 1
-        self._pending: list[tuple[int, bytes]] = []
+        self._pending: list[tuple[int, bytes, int]] = []   # (seq, raw, journal seq reported)
         self._queued: dict[int, FixMessage] = {}
         self._resend_until = 0                  # we asked for a resend up to this seq (0: none)
         self._logon_msg: FixMessage | None = None   # a too-high Logon waiting in the queue
@@ -65,7 +67,7 @@ class FixSession(asyncio.Protocol):
         self._st_secs = 0
         self._tolerance_s = 120
         self._validate = True
-        self._template: ExecReportTemplate | None = None
+        self.writer: ReportWriter | None = None
         self._begin = b"FIX.4.4"
         self._sender = b"OMS"
         self._target = b""
@@ -172,7 +174,7 @@ class FixSession(asyncio.Protocol):
         self._begin = cfg.begin_string.encode()
         self._sender = cfg.sender_comp_id.encode()
         self._target = cfg.target_comp_id.encode()
-        self._template = ExecReportTemplate(self._begin, self._sender, self._target)
+        self.writer = self.acceptor.writer_for(cfg)
         self.store = self.acceptor.store_for(cfg)
         reset_requested = msg.get(141) == b"Y"
         daily = self.acceptor.daily_reset_due(self.store)
@@ -215,8 +217,6 @@ class FixSession(asyncio.Protocol):
     def _register(self) -> None:
         self.logged_on = True
         self.gateway.sessions[self.key] = self
-        if self.cfg.drop_copy:
-            self.gateway.drop_copies.add(self.key)
 
     # -- messages after logon -----------------------------------------------------------
 
@@ -475,11 +475,11 @@ class FixSession(asyncio.Protocol):
         seq = self.next_out
         self.next_out += 1
         raw = encode(self._begin, msg_type, self._sender, self._target, seq, self._now(), body)
-        self._pending.append((seq, raw))
+        self._pending.append((seq, raw, 0))
 
     def send_logout(self, text: str | None) -> None:
         self.logout_sent = True
-        self.send(b"5", [(58, _safe_text(text))] if text else [])
+        self.send(b"5", [(58, safe_text(text))] if text else [])
 
     def send_reject(self, msg: FixMessage, reason: int, tag: int | None, text: str) -> None:
         body: list[tuple[int, object]] = [(45, str(max(msg.seq_num, 0)).encode())]
@@ -488,7 +488,7 @@ class FixSession(asyncio.Protocol):
         body.append((372, msg.msg_type or b"?"))
         if self._begin != b"FIX.4.2" or reason <= 11:
             body.append((373, str(reason).encode()))
-        body.append((58, _safe_text(text)))
+        body.append((58, safe_text(text)))
         self.send(b"3", body)
         self.acceptor.record_session_event("session_reject", self.key, f"Reject {reason} tag {tag}: {text}",
                                            ref_seq=msg.seq_num)
@@ -499,68 +499,15 @@ class FixSession(asyncio.Protocol):
         if ref_id:
             body.append((379, ref_id))
         body.append((380, str(reason).encode()))
-        body.append((58, _safe_text(text)))
+        body.append((58, safe_text(text)))
         self.send(b"j", body)
 
-    def queue_execution_report(self, event: dict) -> None:
+    def queue_report(self, event: dict) -> None:
+        """An engine event as its FIX message (ExecutionReport, OrderCancelReject or
+        OrderMassCancelReport), remembering which journal seq it reports."""
         seq = self.next_out
         self.next_out += 1
-        now = self._now()
-        exec_type = event["exec_type"]
-        if self._begin == b"FIX.4.2":
-            if exec_type == "F":
-                exec_type = "2" if event["ord_status"] == "2" else "1"
-            elif exec_type == "I":
-                self._pending.append((seq, self._status_42(seq, now, event)))
-                return
-        price = event.get("price")
-        rej = event.get("rej_reason")
-        text = event.get("text")
-        account = event.get("account")
-        orig = event.get("orig_cl_ord_id")
-        raw = self._template.encode(
-            seq, now, str(event["order_id"] or "NONE").encode(), (event.get("cl_ord_id") or "NONE").encode(),
-            event["exec_id"].encode(), exec_type.encode(), event["ord_status"].encode(),
-            (event.get("symbol") or "").encode(), (event.get("side") or "1").encode(), event.get("qty") or 0,
-            (event.get("ord_type") or "2").encode(), event.get("last_qty") or 0,
-            (event.get("last_px") or "0").encode(), event["leaves_qty"], event["cum_qty"],
-            event["avg_px"].encode(), fix_timestamp(event["ts"], self.acceptor.config.sending_time_precision),
-            orig_cl_ord_id=orig.encode() if orig else None,
-            price=price.encode() if price else None,
-            time_in_force=event["tif"].encode() if event.get("tif") else None,
-            account=account.encode() if account else None,
-            ord_rej_reason=str(rej).encode() if rej is not None and event["exec_type"] in ("8", "I") else None,
-            text=_safe_text(text) if text else None)
-        self._pending.append((seq, raw))
-
-    def _status_42(self, seq: int, now: bytes, event: dict) -> bytes:
-        body = [(37, str(event["order_id"] or "NONE")), (11, event.get("cl_ord_id") or "NONE"),
-                (17, "0"), (20, "3"), (150, event["ord_status"]), (39, event["ord_status"]),
-                (55, event.get("symbol") or ""), (54, event.get("side") or "1"), (38, event.get("qty") or 0),
-                (32, 0), (31, "0"), (151, event["leaves_qty"]), (14, event["cum_qty"]), (6, event["avg_px"])]
-        if event.get("text"):
-            body.append((58, event["text"]))
-        return encode(self._begin, b"8", self._sender, self._target, seq, now, body)
-
-    def queue_cancel_reject(self, event: dict) -> None:
-        body = [(37, str(event.get("order_id") or "NONE")), (11, event.get("cl_ord_id") or "NONE"),
-                (41, event.get("orig_cl_ord_id") or "NONE"), (39, event.get("ord_status") or "8"),
-                (434, event["response_to"]), (102, str(event["rej_reason"])), (58, event.get("text") or "")]
-        if self._begin == b"FIX.4.4":
-            body.append((60, fix_timestamp(event["ts"], self.acceptor.config.sending_time_precision)))
-        self.send(b"9", body)
-
-    def queue_mass_cancel_report(self, event: dict) -> None:
-        body = [(37, f"MC{event.get('seq', 0)}"), (11, event.get("cl_ord_id") or "NONE"),
-                (530, event.get("mass_cancel_type") or "7"), (531, event.get("mass_cancel_response") or "0"),
-                (533, event.get("affected", 0))]
-        if event.get("rej_reason") is not None:
-            body.append((532, str(event["rej_reason"])))
-        if event.get("symbol"):
-            body.append((55, event["symbol"]))
-        if event.get("text"):
-            body.append((58, event["text"]))
-        self.send(b"r", body)
+        self._pending.append((seq, self.writer.render(seq, self._now(), event), event.get("seq", 0)))
 
     def flush(self) -> None:
         """Store first, then one socket write for everything queued."""
@@ -571,7 +518,7 @@ class FixSession(asyncio.Protocol):
                 self.store.save_sent(pending)
             self.store.save_target_seq()
         if pending:
-            self._write(b"".join(raw for _, raw in pending))
+            self._write(b"".join(item[1] for item in pending))
 
     def _write(self, data: bytes) -> None:
         transport = self.transport
@@ -635,17 +582,6 @@ def most_recent_reset_ns(hhmm: str, now_ns: int) -> int:
     return candidate if candidate <= now_ns else candidate - day
 
 
-_UNPRINTABLE = {i: f"\\x{i:02x}" for i in (*range(0x20), *range(0x7f, 0x100))}
-
-
-def _safe_text(text: str) -> bytes:
-    """Text (58) as printable ASCII: client bytes echoed in a reason are escaped (\\xNN), so
-    no control character (SOH least of all) or stray encoding ever reaches the wire."""
-    if text.isascii() and text.isprintable():
-        return text.encode("ascii")
-    return text.translate(_UNPRINTABLE).encode("ascii", "backslashreplace")
-
-
 def _msg_type_of(raw: bytes) -> bytes | None:
     start = raw.find(b"\x0135=")
     if start < 0:
@@ -664,7 +600,11 @@ class FixAcceptor:
         self.timing = timing or Timing()
         self.connections: set[FixSession] = set()
         self._configs = {(s.target_comp_id.encode(), s.sender_comp_id.encode()): s for s in config.sessions}
+        self._by_key = {s.key: s for s in config.sessions}
         self._stores: dict[str, MessageStore] = {}
+        self._writers: dict[str, ReportWriter] = {}
+        gateway.drop_copies = {s.key for s in config.sessions if s.drop_copy}
+        gateway.offline_sink = self.store_offline
         self._server: asyncio.AbstractServer | None = None
         self._ticker: asyncio.Task | None = None
         self._rate: dict[str, list[int]] = {}
@@ -673,12 +613,94 @@ class FixAcceptor:
     def find_config(self, sender: bytes | None, target: bytes | None) -> SessionConfig | None:
         return self._configs.get((sender or b"", target or b""))
 
+    def _store_path(self, cfg: SessionConfig) -> Path:
+        return self.data_dir / "fix" / f"{cfg.target_comp_id}-{cfg.sender_comp_id}"
+
+    def _journal_seq(self) -> int:
+        journal = getattr(self.gateway.engine, "journal", None)
+        return journal.last_seq if journal is not None else 0
+
     def store_for(self, cfg: SessionConfig) -> MessageStore:
         store = self._stores.get(cfg.key)
         if store is None:
-            store = MessageStore(self.data_dir / "fix" / f"{cfg.target_comp_id}-{cfg.sender_comp_id}")
+            path = self._store_path(cfg)
+            new = not path.exists()
+            store = MessageStore(path)
+            if new:   # nothing journaled before a session's first logon is its to receive
+                store.mark_events(self._journal_seq())
             self._stores[cfg.key] = store
         return store
+
+    def existing_store(self, cfg: SessionConfig) -> MessageStore | None:
+        """The store of a session that has used it before; None for one never logged on."""
+        store = self._stores.get(cfg.key)
+        if store is None:
+            if not self._store_path(cfg).exists():
+                return None
+            store = self.store_for(cfg)
+        return store if store.has_history else None
+
+    def writer_for(self, cfg: SessionConfig) -> ReportWriter:
+        writer = self._writers.get(cfg.key)
+        if writer is None:
+            writer = self._writers[cfg.key] = ReportWriter(cfg, self.config.sending_time_precision)
+        return writer
+
+    def store_offline(self, batches: dict[str, list[dict]]) -> None:
+        """Reports for sessions that are not logged on go to their store, as QuickFIX does:
+        the counterparty gets them by the resend it asks for at its next logon. Sessions
+        that reset on logon would throw them away, and those never logged on expect nothing."""
+        now_ns = time.time_ns()
+        for key, events in batches.items():
+            cfg = self._by_key.get(key)
+            if cfg is None or cfg.reset_on_logon:
+                continue
+            store = self.existing_store(cfg)
+            if store is None:
+                continue
+            writer = self.writer_for(cfg)
+            now = writer.now(now_ns)
+            seq = store.next_sender_seq
+            messages = []
+            for event in events:
+                if event["seq"] > store.event_seq:
+                    messages.append((seq, writer.render(seq, now, event), event["seq"]))
+                    seq += 1
+            store.save_sent(messages)
+
+    def recover_reports(self) -> int:
+        """Rebuild reports whose events reached the journal but not the session's store (a
+        crash between the two), so the counterparty recovers them by a normal resend."""
+        journal = getattr(self.gateway.engine, "journal", None)
+        if journal is None:
+            return 0
+        stores = {cfg.key: store for cfg in self.config.sessions
+                  if not cfg.reset_on_logon and (store := self.existing_store(cfg)) is not None}
+        last = journal.last_seq
+        batches: dict[str, list[dict]] = {}
+        if stores:
+            start = min(store.event_seq for store in stores.values()) + 1
+            if start <= last:
+                for record in iter_records(journal.directory, from_seq=start):
+                    kind = record["type"]
+                    if kind not in JOURNALED_REPORT_TYPES:
+                        continue
+                    owner = record.get("session")
+                    targets = [owner]
+                    if kind in EXEC_REPORT_TYPES:
+                        targets += [k for k in self.gateway.drop_copies if k != owner]
+                    for key in targets:
+                        store = stores.get(key)
+                        if store is not None and record["seq"] > store.event_seq:
+                            batches.setdefault(key, []).append(record)
+        self.store_offline(batches)
+        for store in stores.values():
+            store.mark_events(last)
+        rebuilt = sum(len(events) for events in batches.values())
+        if rebuilt:
+            log.warning("rebuilt %d FIX reports journaled before a crash but never stored; "
+                        "counterparties get them by resend", rebuilt)
+        return rebuilt
 
     def daily_reset_due(self, store: MessageStore, now_ns: int | None = None) -> bool:
         """True if [fix] daily_reset ("HH:MM" UTC) passed since the store's last activity."""
@@ -706,7 +728,6 @@ class FixAcceptor:
     def session_ended(self, session: FixSession, why: str) -> None:
         if self.gateway.sessions.get(session.key) is session:
             del self.gateway.sessions[session.key]
-        self.gateway.drop_copies.discard(session.key)
         log.info("FIX session %s ended: %s", session.key, why)
         self.record_session_event("session_logout", session.key, why)
         if session.cfg is not None and session.cfg.cancel_on_disconnect:
@@ -751,5 +772,7 @@ class FixAcceptor:
             self._ticker.cancel()
         if self._server is not None:
             await self._server.wait_closed()
+        last = self._journal_seq()
         for store in self._stores.values():
+            store.mark_events(last)      # everything journaled was routed: nothing to rebuild
             store.close()

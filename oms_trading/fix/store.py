@@ -1,9 +1,14 @@
 """Persisted FIX message store: sequence numbers both ways and every message we sent.
 
 One folder per session under ``DATA/fix/<TARGET>-<SENDER>/``:
-  ``outbound.log``  every message we sent, framed as <seq u64><len u32><bytes>, written with
-                    one os.write per batch *before* the batch goes to the socket, so after a
-                    kill -9 a resend can serve every message the counterparty may have seen;
+  ``outbound.log``  every message we sent, framed as <seq u64><len u32><journal seq u64><bytes>
+                    (the journal seq is that of the event the message reports, 0 for session
+                    messages), written with one os.write per batch *before* the batch goes to
+                    the socket, so after a kill -9 a resend can serve every message the
+                    counterparty may have seen;
+  ``events.seq``    the highest journal seq already rendered for this session, kept across a
+                    sequence reset and written at a clean stop: at start, reports of later
+                    journal events (lost in a crash between journal and store) are rebuilt;
   ``inbound.seq``   the next MsgSeqNum expected from the counterparty (8 bytes, rewritten in
                     place after each processed batch).
 The next outbound sequence number is derived from the log itself (last seq + 1), so the two can
@@ -21,7 +26,7 @@ from pathlib import Path
 from typing import Iterator
 
 log = logging.getLogger(__name__)
-_FRAME = struct.Struct("<QI")
+_FRAME = struct.Struct("<QIQ")
 
 
 class MessageStore:
@@ -30,6 +35,8 @@ class MessageStore:
         self.directory.mkdir(parents=True, exist_ok=True)
         self._out_path = self.directory / "outbound.log"
         self._in_path = self.directory / "inbound.seq"
+        self._events_path = self.directory / "events.seq"
+        self.event_seq = 0            # highest journal seq rendered into this store
         self._index: dict[int, tuple[int, int]] = {}   # seq -> (offset of payload, length)
         self.next_sender_seq = 1
         self.next_target_seq = 1
@@ -45,39 +52,61 @@ class MessageStore:
             offset = 0
             good = 0
             while offset + _FRAME.size <= len(data):
-                seq, length = _FRAME.unpack_from(data, offset)
+                seq, length, event_seq = _FRAME.unpack_from(data, offset)
                 start = offset + _FRAME.size
                 if start + length > len(data) or seq == 0:
                     break
                 self._index[seq] = (start, length)
                 self.next_sender_seq = seq + 1
+                self.event_seq = max(self.event_seq, event_seq)
                 offset = start + length
                 good = offset
             if good < len(data):
                 log.warning("message store %s: cutting torn tail at byte %d of %d", self._out_path, good, len(data))
                 with open(self._out_path, "r+b") as handle:
                     handle.truncate(good)
+        if self._events_path.exists():
+            raw = self._events_path.read_bytes()
+            if len(raw) >= 8:
+                self.event_seq = max(self.event_seq, struct.unpack("<Q", raw[:8])[0])
         if self._in_path.exists():
             raw = self._in_path.read_bytes()
             if len(raw) >= 8:
                 self.next_target_seq = max(1, struct.unpack("<Q", raw[:8])[0])
 
-    def save_sent(self, messages: list[tuple[int, bytes]]) -> None:
-        """Persist sent messages (seq, raw) with one write; call before they reach the socket."""
+    @property
+    def has_history(self) -> bool:
+        """The session has used this store (so it expects what happens while it is away)."""
+        return bool(self._index) or self._events_path.exists() or self.next_target_seq > 1
+
+    def save_sent(self, messages: list[tuple[int, bytes, int]]) -> None:
+        """Persist sent messages (seq, raw, journal seq) with one write, before the socket."""
         if not messages:
             return
         buf = bytearray()
         offset = self._out_size
-        for seq, raw in messages:
-            buf += _FRAME.pack(seq, len(raw))
+        event_seq = self.event_seq
+        for seq, raw, reported in messages:
+            buf += _FRAME.pack(seq, len(raw), reported)
             self._index[seq] = (offset + len(buf), len(raw))
             buf += raw
+            if reported > event_seq:
+                event_seq = reported
         view = memoryview(buf)
         while view:
             written = os.write(self._out_fd, view)
             view = view[written:]
         self._out_size += len(buf)
         self.next_sender_seq = messages[-1][0] + 1
+        self.event_seq = event_seq
+
+    def mark_events(self, event_seq: int) -> None:
+        """Record that every journal event up to ``event_seq`` was rendered or is not ours."""
+        if event_seq > self.event_seq or not self._events_path.exists():
+            self.event_seq = max(self.event_seq, event_seq)
+            tmp = self._events_path.with_suffix(".tmp")
+            tmp.write_bytes(struct.pack("<Q", self.event_seq))
+            os.replace(tmp, self._events_path)
 
     def save_target_seq(self) -> None:
         """Persist the next expected inbound seq if it moved (one pwrite of 8 bytes)."""
@@ -102,6 +131,7 @@ class MessageStore:
 
         The old log is kept beside the new one (renamed with a timestamp) for the record.
         """
+        self.mark_events(self.event_seq)     # the watermark outlives the log it came from
         os.close(self._out_fd)
         if self._out_path.exists() and self._out_path.stat().st_size:
             self._out_path.rename(self.directory / f"outbound-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns()}.log")
