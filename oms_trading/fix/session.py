@@ -603,6 +603,7 @@ class FixAcceptor:
         self._by_key = {s.key: s for s in config.sessions}
         self._stores: dict[str, MessageStore] = {}
         self._writers: dict[str, ReportWriter] = {}
+        self._no_store: set[str] = set()        # sessions known to have no store yet
         gateway.drop_copies = {s.key for s in config.sessions if s.drop_copy}
         gateway.offline_sink = self.store_offline
         self._server: asyncio.AbstractServer | None = None
@@ -629,13 +630,17 @@ class FixAcceptor:
             if new:   # nothing journaled before a session's first logon is its to receive
                 store.mark_events(self._journal_seq())
             self._stores[cfg.key] = store
+            self._no_store.discard(cfg.key)
         return store
 
     def existing_store(self, cfg: SessionConfig) -> MessageStore | None:
         """The store of a session that has used it before; None for one never logged on."""
         store = self._stores.get(cfg.key)
         if store is None:
+            if cfg.key in self._no_store:
+                return None
             if not self._store_path(cfg).exists():
+                self._no_store.add(cfg.key)      # until its first logon creates one
                 return None
             store = self.store_for(cfg)
         return store if store.has_history else None
