@@ -274,6 +274,18 @@ def _event_types(event) -> list[str] | None:
     return out or None
 
 
+def _range_clauses(a: int | None, b: int | None) -> tuple[list[str], list]:
+    """SQL conditions and parameters for ``a <= ts < b`` (either end open when None)."""
+    where, params = [], []
+    if a is not None:
+        where.append("ts >= ?")
+        params.append(a)
+    if b is not None:
+        where.append("ts < ?")
+        params.append(b)
+    return where, params
+
+
 def search(con, *, account: str | None = None, symbol: str | None = None, event: str | None = None,
            ts_from: int | None = None, ts_to: int | None = None, cl_ord_id: str | None = None,
            order_id: int | None = None, limit: int = 1000, offset: int = 0) -> list[dict]:
@@ -297,12 +309,9 @@ def search(con, *, account: str | None = None, symbol: str | None = None, event:
     if types:
         where.append(f"type IN ({', '.join('?' * len(types))})")
         params.extend(types)
-    if a is not None:
-        where.append("ts >= ?")
-        params.append(a)
-    if b is not None:
-        where.append("ts < ?")
-        params.append(b)
+    clauses, values = _range_clauses(a, b)
+    where += clauses
+    params += values
     if cl_ord_id is not None:
         where.append("(cl_ord_id = ? OR orig_cl_ord_id = ?)")
         params += [cl_ord_id, cl_ord_id]
@@ -325,13 +334,7 @@ EXPORT_FORMATS = ("csv", "parquet", "cat")
 
 
 def _range_sql(a, b) -> tuple[str, list]:
-    where, params = [], []
-    if a is not None:
-        where.append("ts >= ?")
-        params.append(a)
-    if b is not None:
-        where.append("ts < ?")
-        params.append(b)
+    where, params = _range_clauses(a, b)
     return (" WHERE " + " AND ".join(where)) if where else "", params
 
 
