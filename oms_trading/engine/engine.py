@@ -465,8 +465,18 @@ class Engine:
                 self.books[order.instrument.index].cancel(order.order_id)
                 self._close(order, EXPIRED, ev.ORDER_EXPIRED, "C", cmd["ts"], out, text="Day order expired")
             self.pos.end_of_day()     # the credit limit counts fills of the day
+            self._forget_finished_orders()
         if self.risk is not None:
             self.risk.on_clock(cmd, out)
+
+    def _forget_finished_orders(self) -> None:
+        """A new trading day: finished orders leave memory (the journal and DuckDB keep them).
+
+        ClOrdIDs are unique per session and day, so those of finished orders may be used again;
+        open GTC orders stay, with every ClOrdID of their replace chain. Without this the
+        engine's memory would grow with every order ever sent."""
+        self.orders = {oid: o for oid, o in self.orders.items() if o.is_open}
+        self.by_cl_ord_id = {key: oid for key, oid in self.by_cl_ord_id.items() if oid in self.orders}
 
     def _on_control(self, cmd: dict, out: list[dict]) -> None:
         if self.risk is None:
