@@ -322,3 +322,12 @@ def test_timestamp_formats():
 def test_parse_timestamp_never_raises(b):
     r = parse_fix_timestamp(b)
     assert r is None or isinstance(r, int)
+
+
+@given(st.binary(max_size=40), st.sampled_from([b"20261125-15:00:00", b"20261125-15:00:01", b"20240229-23:59:60"]))
+def test_is_fix_timestamp_agrees_with_the_parser(tail, prefix):
+    from oms_trading.fix.timefmt import is_fix_timestamp, parse_fix_timestamp
+    for value in (prefix, prefix + tail, prefix + b"." + tail, tail):
+        # twice: the second call takes the cached-prefix path
+        assert is_fix_timestamp(value) == (parse_fix_timestamp(value) is not None)
+        assert is_fix_timestamp(value) == (parse_fix_timestamp(value) is not None)

@@ -27,7 +27,7 @@ from __future__ import annotations
 from itertools import islice
 from typing import NamedTuple
 
-from oms_trading.fix.timefmt import parse_fix_timestamp
+from oms_trading.fix.timefmt import is_fix_timestamp, parse_fix_timestamp
 
 __all__ = [
     "Problem",
@@ -556,7 +556,7 @@ def _is_bool(v: bytes) -> bool:
 
 
 def _is_ts(v: bytes) -> bool:
-    return parse_fix_timestamp(v) is not None
+    return is_fix_timestamp(v)
 
 
 def _is_date(v: bytes) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 
-__all__ = ["fix_timestamp", "parse_fix_timestamp"]
+__all__ = ["fix_timestamp", "is_fix_timestamp", "parse_fix_timestamp"]
 
 _NS = 1_000_000_000
 
@@ -113,3 +113,23 @@ def parse_fix_timestamp(b: bytes) -> int | None:
         return ns + int(frac) * mul
     except (TypeError, IndexError, ValueError):
         return None
+
+
+# The last whole-second prefix (YYYYMMDD-HH:MM:SS) found valid: a session's timestamps share
+# it for a second at a time, so most checks only look at the fraction.
+_valid_prefix: bytes = b""
+
+
+def is_fix_timestamp(b: bytes) -> bool:
+    """True if ``b`` is a well-formed UTCTimestamp (same rules as parse_fix_timestamp)."""
+    global _valid_prefix
+    if len(b) >= 17 and b[:17] == _valid_prefix:
+        n = len(b)
+        if n == 17:
+            return True
+        frac = b[18:]
+        return b[17] == 46 and len(frac) in _FRAC_MUL and frac.isdigit()
+    if parse_fix_timestamp(b) is None:
+        return False
+    _valid_prefix = bytes(b[:17])
+    return True
