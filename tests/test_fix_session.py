@@ -76,7 +76,7 @@ def log_text(server) -> str:
     return "".join(server.stderr_lines)
 
 
-def wait_log(server, pattern: str, timeout: float = 5.0) -> str:
+def wait_log(server, pattern: str, timeout: float = 15.0) -> str:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         text = log_text(server)
