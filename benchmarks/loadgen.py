@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 
 from hdrh.histogram import HdrHistogram
 
-from oms_trading.fix.codec import FixParser, Garbled, checksum
+from oms_trading.fix.codec import FixParser, Garbled, StreamBuffer, checksum
 from oms_trading.fix.timefmt import fix_timestamp
 
 PATHS = ("new", "cross", "cancel", "replace")
@@ -252,27 +252,14 @@ class Lite:
         return raw[i:raw.find(b"\x01", i)]
 
 
-class LiteParser:
+class LiteParser(StreamBuffer):
     """Streaming framer with FixParser's interface (``feed``, ``next_message``) that checks
     BeginString, BodyLength and CheckSum like it but does not split the message into fields:
     the load generator reads 4-5 tags of each answer, and splitting every field was most of
     its receive cost (which set the echo floor's throughput). ``FixParser`` is kept as
     ``reader="fixparser"``."""
 
-    __slots__ = ("_buf", "_pos")
-
-    def __init__(self) -> None:
-        self._buf = b""
-        self._pos = 0
-
-    def feed(self, data: bytes) -> None:
-        if self._pos:
-            self._buf = self._buf[self._pos:] + data
-            self._pos = 0
-        elif self._buf:
-            self._buf += data
-        else:
-            self._buf = bytes(data)
+    __slots__ = ()
 
     def next_message(self):
         buf, pos = self._buf, self._pos

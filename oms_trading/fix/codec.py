@@ -284,19 +284,14 @@ def _split_slow(raw: bytes, begin_string: bytes | None) -> FixMessage:
     return m
 
 
-class FixParser:
-    """Streaming FIX framer: ``feed(bytes)`` then iterate ``messages()``."""
+class StreamBuffer:
+    """Received bytes not yet framed: ``_buf[_pos:]``; framers advance ``_pos``."""
 
-    __slots__ = ("_buf", "_pos", "max_message_bytes")
+    __slots__ = ("_buf", "_pos")
 
-    # Longest BeginString field we wait for ("8=FIX.4.4" is 9 bytes) and BodyLength digits.
-    _MAX_BEGIN = 32
-    _MAX_LEN_DIGITS = 9
-
-    def __init__(self, max_message_bytes: int = 65536):
+    def __init__(self) -> None:
         self._buf = b""
         self._pos = 0
-        self.max_message_bytes = max_message_bytes
 
     def feed(self, data: bytes) -> None:
         if self._pos:
@@ -310,6 +305,20 @@ class FixParser:
     def buffered(self) -> int:
         """Bytes held waiting for the rest of a frame."""
         return len(self._buf) - self._pos
+
+
+class FixParser(StreamBuffer):
+    """Streaming FIX framer: ``feed(bytes)`` then iterate ``messages()``."""
+
+    __slots__ = ("max_message_bytes",)
+
+    # Longest BeginString field we wait for ("8=FIX.4.4" is 9 bytes) and BodyLength digits.
+    _MAX_BEGIN = 32
+    _MAX_LEN_DIGITS = 9
+
+    def __init__(self, max_message_bytes: int = 65536):
+        super().__init__()
+        self.max_message_bytes = max_message_bytes
 
     def messages(self) -> Iterator[Union[FixMessage, Garbled]]:
         nxt = self.next_message
