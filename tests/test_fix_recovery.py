@@ -63,11 +63,12 @@ def _cut_last_frames(store_log, keep_frames: int) -> int:
     """Drop all but the first ``keep_frames`` frames of an outbound store (a crash that lost
     the tail between the journal write and the store write); returns frames dropped."""
     data = store_log.read_bytes()
-    offset, frames = 0, []
-    while offset + 20 <= len(data):
-        _seq, length, _event = struct.unpack_from("<QIQ", data, offset)
+    assert data.startswith(b"OMSFIXS2")
+    offset, frames = 8, []
+    while offset + 28 <= len(data):
+        _seq, length, _event, _target = struct.unpack_from("<QIQQ", data, offset)
         frames.append(offset)
-        offset += 20 + length
+        offset += 28 + length
     store_log.write_bytes(data[:frames[keep_frames]] if keep_frames < len(frames) else data)
     return max(0, len(frames) - keep_frames)
 

@@ -1,16 +1,20 @@
 """Persisted FIX message store: sequence numbers both ways and every message we sent.
 
 One folder per session under ``DATA/fix/<TARGET>-<SENDER>/``:
-  ``outbound.log``  every message we sent, framed as <seq u64><len u32><journal seq u64><bytes>
-                    (the journal seq is that of the event the message reports, 0 for session
+  ``outbound.log``  the 8-byte tag ``OMSFIXS2`` then every message we sent, framed as
+                    <seq u64><len u32><journal seq u64><next inbound seq u64><bytes> (the
+                    journal seq is that of the event the message reports, 0 for session
                     messages), written with one os.write per batch *before* the batch goes to
                     the socket, so after a kill -9 a resend can serve every message the
-                    counterparty may have seen;
+                    counterparty may have seen. Carrying the inbound seq in the frame saves
+                    the batch a second write; a log of the first format (no tag) is converted
+                    on open;
   ``events.seq``    the highest journal seq already rendered for this session, kept across a
                     sequence reset and written at a clean stop: at start, reports of later
                     journal events (lost in a crash between journal and store) are rebuilt;
   ``inbound.seq``   the next MsgSeqNum expected from the counterparty (8 bytes, rewritten in
-                    place after each processed batch).
+                    place after a processed batch that sent nothing); on open the higher of
+                    this and the last frame's value holds, both only grow until a reset.
 The next outbound sequence number is derived from the log itself (last seq + 1), so the two can
 never disagree. A torn last frame (crash mid-write) is cut off on open. The files'
 modification times are the session's last activity, which decides a daily reset
@@ -26,7 +30,9 @@ from pathlib import Path
 from typing import Iterator
 
 log = logging.getLogger(__name__)
-_FRAME = struct.Struct("<QIQ")
+_FRAME = struct.Struct("<QIQQ")   # seq, length, journal seq, next inbound seq
+_FRAME_V1 = struct.Struct("<QIQ")  # the first format: no inbound seq, no file tag
+_TAG = b"OMSFIXS2"
 
 
 class MessageStore:
@@ -41,6 +47,8 @@ class MessageStore:
         self.next_sender_seq = 1
         self.next_target_seq = 1
         self._load()
+        if not self._out_path.exists() or not self._out_path.stat().st_size:
+            self._out_path.write_bytes(_TAG)
         self._out_fd = os.open(self._out_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
         self._in_fd = os.open(self._in_path, os.O_RDWR | os.O_CREAT, 0o644)
         self._out_size = os.fstat(self._out_fd).st_size
@@ -49,22 +57,27 @@ class MessageStore:
     def _load(self) -> None:
         if self._out_path.exists():
             data = self._out_path.read_bytes()
-            offset = 0
-            good = 0
+            if data and not data.startswith(_TAG):
+                data = self._convert_v1(data)
+            offset = len(_TAG) if data else 0
+            good = offset
+            frame_target = 0
             while offset + _FRAME.size <= len(data):
-                seq, length, event_seq = _FRAME.unpack_from(data, offset)
+                seq, length, event_seq, target = _FRAME.unpack_from(data, offset)
                 start = offset + _FRAME.size
                 if start + length > len(data) or seq == 0:
                     break
                 self._index[seq] = (start, length)
                 self.next_sender_seq = seq + 1
                 self.event_seq = max(self.event_seq, event_seq)
+                frame_target = target
                 offset = start + length
                 good = offset
             if good < len(data):
                 log.warning("message store %s: cutting torn tail at byte %d of %d", self._out_path, good, len(data))
                 with open(self._out_path, "r+b") as handle:
                     handle.truncate(good)
+            self.next_target_seq = max(self.next_target_seq, frame_target)
         if self._events_path.exists():
             raw = self._events_path.read_bytes()
             if len(raw) >= 8:
@@ -72,7 +85,25 @@ class MessageStore:
         if self._in_path.exists():
             raw = self._in_path.read_bytes()
             if len(raw) >= 8:
-                self.next_target_seq = max(1, struct.unpack("<Q", raw[:8])[0])
+                self.next_target_seq = max(self.next_target_seq, struct.unpack("<Q", raw[:8])[0])
+
+    def _convert_v1(self, data: bytes) -> bytes:
+        """Rewrite a first-format log (frames without the inbound seq) in the current one."""
+        out = bytearray(_TAG)
+        offset = 0
+        while offset + _FRAME_V1.size <= len(data):
+            seq, length, event_seq = _FRAME_V1.unpack_from(data, offset)
+            start = offset + _FRAME_V1.size
+            if start + length > len(data) or seq == 0:
+                break
+            out += _FRAME.pack(seq, length, event_seq, 0)
+            out += data[start:start + length]
+            offset = start + length
+        tmp = self._out_path.with_suffix(".tmp")
+        tmp.write_bytes(out)
+        os.replace(tmp, self._out_path)
+        log.info("message store %s: converted to the current frame format", self._out_path)
+        return bytes(out)
 
     @property
     def has_history(self) -> bool:
@@ -86,8 +117,10 @@ class MessageStore:
         buf = bytearray()
         offset = self._out_size
         event_seq = self.event_seq
+        target = self.next_target_seq
+        pack = _FRAME.pack
         for seq, raw, reported in messages:
-            buf += _FRAME.pack(seq, len(raw), reported)
+            buf += pack(seq, len(raw), reported, target)
             self._index[seq] = (offset + len(buf), len(raw))
             buf += raw
             if reported > event_seq:
@@ -99,6 +132,7 @@ class MessageStore:
         self._out_size += len(buf)
         self.next_sender_seq = messages[-1][0] + 1
         self.event_seq = event_seq
+        self._saved_target_seq = target      # the frames carry it: no second write
 
     def mark_events(self, event_seq: int) -> None:
         """Record that every journal event up to ``event_seq`` was rendered or is not ours."""
@@ -133,10 +167,11 @@ class MessageStore:
         """
         self.mark_events(self.event_seq)     # the watermark outlives the log it came from
         os.close(self._out_fd)
-        if self._out_path.exists() and self._out_path.stat().st_size:
+        if self._out_path.exists() and self._out_path.stat().st_size > len(_TAG):
             self._out_path.rename(self.directory / f"outbound-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns()}.log")
         self._out_fd = os.open(self._out_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
-        self._out_size = 0
+        os.write(self._out_fd, _TAG)
+        self._out_size = len(_TAG)
         self._index.clear()
         self.next_sender_seq = 1
         self.next_target_seq = 1
