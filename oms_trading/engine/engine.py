@@ -29,6 +29,7 @@ ORD_TYPE_CODES = {"1": MARKET, "2": LIMIT}
 SIDE_CODES = {"1": BUY, "2": SELL, "5": SELL, "6": SELL}
 
 
+TICKS_MEMO_SIZE = 65536    # distinct prices remembered per instrument before the memo starts over
 CXL_BROKER_OPTION = 2     # CxlRejReason for a replace refused by a risk check
 
 
@@ -56,6 +57,9 @@ class Engine:
         self.account_index: dict[str, int] = {a.name: a.index for a in config.accounts}
         self.account_stp: list[int] = [STP_CODES[a.stp_mode] for a in config.accounts]
         self.book_factory = book_factory
+        # per instrument: price text -> ticks for prices already seen valid. Traders repeat a
+        # few hundred prices, so the exact Decimal conversion runs once per distinct price.
+        self._ticks_memo: list[dict[str, int]] = [{} for _ in config.instruments]
         self.risk = risk
         self.replaying = False
         if risk is not None and hasattr(risk, "bind"):
@@ -207,12 +211,19 @@ class Engine:
             price = cmd.get("price")
             if price is None:
                 raise Rejection(OrdRejReason.OTHER, "Limit order without a price", "missing_price")
-            try:
-                price_ticks = inst.to_ticks(price)
-            except PriceError as exc:
-                reason = OrdRejReason.OTHER   # FIX 4.4 has no "invalid price increment" value
-                raise Rejection(reason, f"Invalid price: {exc}", "price_grid", str(inst.tick_size), str(price)) \
-                    from None
+            memo = self._ticks_memo[inst.index]
+            price_ticks = memo.get(price) if type(price) is str else None
+            if price_ticks is None:
+                try:
+                    price_ticks = inst.to_ticks(price)
+                except PriceError as exc:
+                    reason = OrdRejReason.OTHER   # FIX 4.4 has no "invalid price increment" value
+                    raise Rejection(reason, f"Invalid price: {exc}", "price_grid", str(inst.tick_size),
+                                    str(price)) from None
+                if type(price) is str:
+                    if len(memo) >= TICKS_MEMO_SIZE:
+                        memo.clear()
+                    memo[price] = price_ticks
             if price_ticks <= 0:
                 raise Rejection(OrdRejReason.OTHER, f"Price must be positive, got {price}", "bad_price")
         elif cmd.get("tif") in ("0", "1"):
