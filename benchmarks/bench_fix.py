@@ -144,6 +144,47 @@ class Child:
                 self.proc.wait()
 
 
+class RssSampler:
+    """Samples a process's resident memory (VmRSS, Linux /proc) twice a second in a thread."""
+
+    def __init__(self, pid: int, interval_s: float = 0.5) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.samples: list[tuple[float, int]] = []     # (seconds since start, RSS in KiB)
+        self._stop = threading.Event()
+        self._t0 = time.monotonic()
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+        self._thread.start()
+
+    def _read_kib(self) -> int | None:
+        try:
+            with open(f"/proc/{self.pid}/status", encoding="ascii") as handle:
+                for line in handle:
+                    if line.startswith("VmRSS:"):
+                        return int(line.split()[1])
+        except (OSError, ValueError):
+            return None
+        return None
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            kib = self._read_kib()
+            if kib is not None:
+                self.samples.append((round(time.monotonic() - self._t0, 2), kib))
+            self._stop.wait(self.interval_s)
+
+    def stop(self) -> dict:
+        """RSS at the first and last sample, the peak, and the full timeline (MiB)."""
+        self._stop.set()
+        self._thread.join(5)
+        if not self.samples:
+            return {"available": False}
+        mib = [(t, round(k / 1024, 1)) for t, k in self.samples]
+        return {"available": True, "first_mib": mib[0][1], "last_mib": mib[-1][1],
+                "max_mib": max(m for _, m in mib), "growth_mib": round(mib[-1][1] - mib[0][1], 1),
+                "samples": mib}
+
+
 def bench_config_text(sessions: int) -> str:
     """The demo config plus BENCH2..BENCHK, each like BENCH."""
     from oms_trading.config import demo_config_text
@@ -559,7 +600,7 @@ def run(args) -> dict:
                   f"{bb['numba_batch_ops_per_s']:,} ops/s", flush=True)
     hists: dict = {}
     with tempfile.TemporaryDirectory(prefix="oms-bench-fix-") as tmp:
-        oms = echo = None
+        oms = echo = rss = None
         try:
             if args.target:
                 host, _, port = args.target.rpartition(":")
@@ -567,6 +608,7 @@ def run(args) -> dict:
             else:
                 oms = start_oms(Path(tmp), args.sessions)
                 oms_addr = (LOOPBACK, oms.port)
+                rss = RssSampler(oms.proc.pid) if sys.platform.startswith("linux") else None
             if not args.no_echo:
                 echo = start_echo()
             print(f"oms at {oms_addr[0]}:{oms_addr[1]}" + (f", echo floor at {LOOPBACK}:{echo.port}" if echo else ""),
@@ -618,9 +660,14 @@ def run(args) -> dict:
                 p["oms"] = measure_pipelined(args, *oms_addr, "oms")
                 p["targets"] = {"ge_50k_per_s_one_session": args.sessions == 1
                                 and (p["oms"]["orders_per_s"] or 0) >= 50_000}
+            if rss is not None:
+                report["server_rss"] = rss.stop()
+                rss = None
             if oms is not None and not oms.alive():
                 report["server_exit"] = {"code": oms.proc.returncode, "stderr_tail": "".join(oms.stderr)[-2000:]}
         finally:
+            if rss is not None:
+                rss.stop()
             for child in (echo, oms):
                 if child is not None:
                     child.stop()
@@ -670,6 +717,10 @@ def print_report(report: dict) -> None:
                       f"{r['acknowledged']:,} + rejected {r['rejected']:,} + errors {r['errors']:,})")
         print(f"target >= 50,000 orders/s on one session: "
               f"{'met' if p['targets']['ge_50k_per_s_one_session'] else 'MISSED'}")
+    r = report.get("server_rss")
+    if r and r.get("available"):
+        print(f"oms serve RSS (whole run, incl. the echo run and warm-up): first {r['first_mib']:,.1f} MiB, "
+              f"last {r['last_mib']:,.1f} MiB, peak {r['max_mib']:,.1f} MiB ({r['growth_mib']:+,.1f} MiB)")
     if "server_exit" in report:
         print(f"oms serve EXITED during the run: {report['server_exit']}")
 
