@@ -173,3 +173,37 @@ def test_validate_never_raises_on_mutations():
         m = split_message(bytes(b))
         validate(m, b"FIX.4.4")
         validate(m, b"FIX.4.2")
+
+
+def test_a_known_shape_checks_values_as_the_full_validation_does():
+    """Once a shape passed, later messages of that shape take the value-only path: every
+    value problem must still be found, with the same reason, tag and text."""
+    from hypothesis import given, settings, strategies as st
+
+    from oms_trading.fix import dictionary
+
+    values = st.one_of(st.sampled_from([b"1", b"2", b"9", b"Z", b"0", b"-1", b"10.5", b"1.2.3", b"x", b"Y",
+                                        b"20240102-03:04:05", b"20241302-03:04:05.678", TS, b"AAPL"]),
+                       st.binary(min_size=1, max_size=6).filter(lambda v: b"\x01" not in v and b"=" not in v))
+
+    @settings(max_examples=300, deadline=None)
+    @given(bs=st.sampled_from([b"FIX.4.2", b"FIX.4.4"]), changes=st.dictionaries(
+        st.sampled_from([tag for tag, _ in NOS] + [34, 52]), values, max_size=3))
+    def check_same(bs, changes):
+        assert validate(msg(NOS, bs=bs), bs) is None          # the shape is now known
+        header = {34: b"5", 52: TS}
+        body = [(tag, changes.get(tag, value)) for tag, value in NOS]
+        raw = encode(bs, b"D", b"CLI", b"OMS", 5, TS, body)
+        for tag in (34, 52):                                    # header values mutated in place
+            if tag in changes:
+                raw = raw.replace(b"\x01%d=%b\x01" % (tag, header[tag]), b"\x01%d=%b\x01" % (tag, changes[tag]), 1)
+                head, _, rest = raw.partition(b"\x0135=")
+                body_part = b"35=" + rest[:rest.rindex(b"10=")]
+                raw = b"8=%b\x019=%d\x01%b" % (bs, len(body_part), body_part)
+                raw += b"10=%03d\x01" % (sum(raw) % 256)
+        m = split_message(raw)
+        fast = validate(m, bs)
+        full = dictionary._validate_full(m, bs)
+        assert fast == full, (fast, full)
+
+    check_same()

@@ -726,6 +726,22 @@ def _p(reason: int, tag: int | None, text: str) -> Problem:
     return Problem(reason, tag, text)
 
 
+def _bad_format(tag: int, v: bytes, bs: bytes) -> Problem:
+    return _p(6, tag, "Incorrect data format for value: %s=%s (%s expected)"
+              % (_tn(tag, bs), v.decode("latin-1"), FIELDS[tag][1]))
+
+
+def _bad_enum(tag: int, v: bytes, bs: bytes) -> Problem:
+    return _p(5, tag, "Value is incorrect (out of range) for this tag: %s=%s" % (_tn(tag, bs), v.decode("latin-1")))
+
+
+# Message shapes (BeginString, MsgType, tags in wire order) that passed every structural
+# check: a message of a known shape only needs its values checked. Traders send the same
+# few shapes all day; the bound keeps hostile input from growing it.
+_SHAPES: dict[tuple, tuple[tuple[int, object, object], ...]] = {}
+SHAPE_CACHE_SIZE = 1024
+
+
 def validate(msg, begin_string: bytes) -> Problem | None:
     """Check ``msg`` (a codec.FixMessage) against the dictionary of ``begin_string``.
 
@@ -733,6 +749,44 @@ def validate(msg, begin_string: bytes) -> Problem | None:
     empty values, undefined / not-allowed tags, repeated tags, required tags, value formats
     and enumerations, repeating groups.
     """
+    d = msg._d
+    simple = msg._fields is None and not msg.bad_tags and not msg.empty_tags and not msg.repeated_tags
+    if simple:
+        shape = (begin_string, msg.msg_type, tuple(d))
+        checks = _SHAPES.get(shape)
+        if checks is not None:
+            for tag, f, e in checks:
+                v = d[tag]
+                if f is not None and not f(v):
+                    return _bad_format(tag, v, begin_string)
+                if e is not None and v not in e:
+                    return _bad_enum(tag, v, begin_string)
+            return None
+    problem = _validate_full(msg, begin_string)
+    if problem is None and simple:
+        _remember_shape(shape)
+    return problem
+
+
+def _remember_shape(shape: tuple) -> None:
+    """Cache the value checks of a shape whose message just passed ``_validate_full``."""
+    bs, mt, tags = shape
+    info = _SPECS[bs][mt].info
+    checks = []
+    for tag in tags:
+        i = info.get(tag)
+        if i is None:
+            continue
+        if i[2] == 3:
+            return        # a repeating group: its layout is checked message by message
+        if i[0] is not None or i[1] is not None:
+            checks.append((tag, i[0], i[1]))
+    if len(_SHAPES) >= SHAPE_CACHE_SIZE:
+        _SHAPES.clear()
+    _SHAPES[shape] = tuple(checks)
+
+
+def _validate_full(msg, begin_string: bytes) -> Problem | None:
     bs = begin_string
     specs = _SPECS.get(bs)
     if specs is None:
@@ -788,11 +842,9 @@ def validate(msg, begin_string: bytes) -> Problem | None:
                 has_groups = True
         if bad_value is None:
             if f is not None and not f(v):
-                bad_value = _p(6, tag, "Incorrect data format for value: %s=%s (%s expected)"
-                               % (_tn(tag, bs), v.decode("latin-1"), FIELDS[tag][1]))
+                bad_value = _bad_format(tag, v, bs)
             elif e is not None and v not in e:
-                bad_value = _p(5, tag, "Value is incorrect (out of range) for this tag: %s=%s"
-                               % (_tn(tag, bs), v.decode("latin-1")))
+                bad_value = _bad_enum(tag, v, bs)
 
     if msg.repeated_tags:
         t = msg.repeated_tags[0]
