@@ -74,7 +74,7 @@ class Gateway:
 
     def command_from_fix(self, session_key: str, default_account: str | None, msg) -> dict | None:
         """NewOrderSingle & co. as a command dict; None for a message type we don't route."""
-        get = msg.get
+        get = msg._d.get      # the parsed fields (first occurrence of each tag) without a method hop
         mt = msg.msg_type
         ts = self.clock_ns()
         if mt == b"D":

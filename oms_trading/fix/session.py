@@ -232,7 +232,8 @@ class FixSession(asyncio.Protocol):
             self.flush()
             self.disconnect("MsgSeqNum missing")
             return
-        if msg.get(49) != self._target or msg.get(56) != self._sender:
+        get = msg._d.get
+        if get(49) != self._target or get(56) != self._sender:
             self.send_reject(msg, 9, None, "CompID problem")
             self._advance(seq)
             self.send_logout("CompID problem")
@@ -241,7 +242,7 @@ class FixSession(asyncio.Protocol):
             return
         mt = msg.msg_type
         expected = self.store.next_target_seq
-        if mt == b"4" and msg.get(123) != b"Y":
+        if mt == b"4" and get(123) != b"Y":
             self._sequence_reset(msg)
             return
         if seq > expected:
@@ -335,7 +336,8 @@ class FixSession(asyncio.Protocol):
     def _process_in_order(self, msg: FixMessage) -> None:
         seq = msg.seq_num
         mt = msg.msg_type
-        if msg.get(43) == b"Y" and mt not in (b"4",):
+        get = msg._d.get
+        if get(43) == b"Y" and mt != b"4":
             orig = parse_fix_timestamp(msg.get(122) or b"")
             sending = parse_fix_timestamp(msg.get(52) or b"")
             if orig is None:
@@ -346,7 +348,7 @@ class FixSession(asyncio.Protocol):
                 self.send_reject(msg, 10, 122, "OrigSendingTime is after SendingTime")
                 self._advance(seq)
                 return
-        elif not self._sending_time_ok(msg.get(52)):
+        elif not self._sending_time_ok(get(52)):
             self.send_reject(msg, 10, 52, "SendingTime accuracy problem")
             self._advance(seq)
             self.send_logout("SendingTime accuracy problem")
