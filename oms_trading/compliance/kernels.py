@@ -2,8 +2,17 @@
 
 It reads the engine's position/exposure columns and the risk engine's limit columns (see
 engine.positions for the layout) and returns the first failing rule (0: pass), writing the
-limit in force and the actual value into ``out``. All arithmetic saturates at int64 max, so
-an absurd order can never wrap round and pass.
+limit in force and the actual value into OUT. All arithmetic saturates at int64 max, so an
+absurd order can never wrap round and pass.
+
+Calling cost is what matters here: the checks themselves take a few ns, while each argument
+of a numba call costs ~15 ns to unbox (an array ~50 ns) and numba's type dispatch several
+hundred ns (measured on the 2-vCPU EPYC VM of benchmarks/RESULTS.md).
+So the kernels take the one flat array ``Positions.mem`` plus the order's integers, and the
+risk engine calls the compiled entry points directly (``compiled()``), skipping the
+dispatcher. Everything else the kernel needs sits in ``mem`` itself: the last OUT slot holds
+the *context word* written by RiskEngine (number of accounts and instruments, global kill
+switch), so the shape of the arrays and the global switch cost no argument.
 """
 from __future__ import annotations
 
@@ -13,9 +22,10 @@ import numba as nb
 import numpy as np
 from numba import types
 
-from ..engine.positions import (AI_COLS, A_COLS, I_COLS, A_CREDIT, A_FILLED_MONEY, A_KILLED, A_OPEN_MONEY, A_REDUCE_ONLY, I_HALTED,
-                                I_KILLED, I_MULT, I_REF, I_RESTRICTED, L_COLLAR_PCT, L_COLLAR_TICKS, L_MAX_LONG,
-                                L_MAX_NOTIONAL, L_MAX_QTY, L_MAX_SHORT, L_RESTRICTED, OPEN_BUY, OPEN_SELL, POS)
+from ..engine.positions import (AI_COLS, A_COLS, A_CREDIT, A_FILLED_MONEY, A_KILLED, A_OPEN_MONEY, A_REDUCE_ONLY,
+                                I_COLS, I_HALTED, I_KILLED, I_MULT, I_REF, I_RESTRICTED, L_COLLAR_PCT, L_COLLAR_TICKS,
+                                L_MAX_LONG, L_MAX_NOTIONAL, L_MAX_QTY, L_MAX_SHORT, L_RESTRICTED, OPEN_BUY, OPEN_SELL,
+                                OUT_COLS, POS)
 
 R_OK = 0
 R_KILL_GLOBAL = 1
@@ -33,8 +43,23 @@ R_REDUCE_ONLY = 12
 R_MAX_LONG = 13
 R_MAX_SHORT = 14
 R_CREDIT = 15
+R_NO_CONTEXT = 16      # account/instrument index outside the arrays, or no context word: fail closed
+
+# OUT (the last OUT_COLS slots of mem): limit, actual value, reference price, context word
+O_LIMIT, O_ACTUAL, O_REF, O_CTX = 0, 1, 2, 3
+assert OUT_COLS > O_CTX
+# context word: n_acct << CTX_ACCT_SHIFT | n_inst << 1 | global kill switch
+CTX_ACCT_SHIFT = 32
+CTX_MAX_DIM = (1 << 31) - 1
 
 _BIG = np.int64(2**63 - 1)
+
+
+def context_word(n_acct: int, n_inst: int, global_killed: bool) -> int:
+    """The value RiskEngine writes into mem[-OUT_COLS + O_CTX] (cold path)."""
+    if not (0 < n_acct <= CTX_MAX_DIM and 0 < n_inst <= CTX_MAX_DIM):
+        raise ValueError(f"risk arrays: {n_acct} accounts x {n_inst} instruments out of range")
+    return (n_acct << CTX_ACCT_SHIFT) | (n_inst << 1) | int(bool(global_killed))
 
 
 @nb.njit(cache=True, inline="always")
@@ -53,24 +78,28 @@ def _sat_add(a, b):
     return a + b
 
 
-@nb.njit(cache=True)
-def check(mem, n_acct, n_inst, a, i, is_buy, is_market, price, qty, old_qty, old_money, global_killed):
-    """First failing rule for an order of ``qty`` at ``price`` ticks (0 for a market order).
+@nb.njit(cache=True, inline="always")
+def _rules(mem, a, i, is_buy, price, qty, old_qty, old_money):
+    """First failing rule for an order of ``qty`` at ``price`` ticks (0: market order).
 
-    ``mem`` is Positions.mem (AI, A, I, OUT back to back). For a replace, ``old_qty`` /
-    ``old_money`` are what the replaced order counts now (see RiskEngine.check_replace); 0 for
-    a new order. Writes limit, actual value and reference price into OUT.
+    For a replace, ``old_qty`` / ``old_money`` are what the replaced order counts now (see
+    RiskEngine.check_replace); 0 for a new order. Writes limit, actual value and reference
+    price into OUT.
     """
-    n_ai = n_acct * n_inst * AI_COLS
-    r = (a * n_inst + i) * AI_COLS             # this account x instrument's row
-    ra = n_ai + a * A_COLS                      # the account's row
-    base_i = n_ai + n_acct * A_COLS
+    o = mem.shape[0] - OUT_COLS                 # OUT
+    ctx = mem[o + O_CTX]
+    n_acct = ctx >> CTX_ACCT_SHIFT
+    n_inst = (ctx >> 1) & CTX_MAX_DIM
+    mem[o + O_LIMIT] = 0
+    mem[o + O_ACTUAL] = 0
+    mem[o + O_REF] = 0
+    if a < 0 or a >= n_acct or i < 0 or i >= n_inst:
+        return R_NO_CONTEXT
+    base_i = o - n_inst * I_COLS
     ri = base_i + i * I_COLS                    # the instrument's row
-    o = base_i + n_inst * I_COLS                # OUT
-    mem[o + 0] = 0
-    mem[o + 1] = 0
-    mem[o + 2] = 0
-    if global_killed:
+    ra = base_i - (n_acct - a) * A_COLS         # the account's row
+    r = (a * n_inst + i) * AI_COLS              # this account x instrument's row
+    if ctx & 1:
         return R_KILL_GLOBAL
     if mem[ra + A_KILLED]:
         return R_KILL_ACCOUNT
@@ -84,11 +113,12 @@ def check(mem, n_acct, n_inst, a, i, is_buy, is_market, price, qty, old_qty, old
         return R_RESTRICTED_ACCOUNT
     lim = mem[r + L_MAX_QTY]
     if lim > 0 and qty > lim:
-        mem[o + 0] = lim
-        mem[o + 1] = qty
+        mem[o + O_LIMIT] = lim
+        mem[o + O_ACTUAL] = qty
         return R_MAX_QTY
     ref = mem[ri + I_REF]
-    mem[o + 2] = ref
+    mem[o + O_REF] = ref
+    is_market = price == 0
     max_notional = mem[r + L_MAX_NOTIONAL]
     credit = mem[ra + A_CREDIT]
     pct = mem[r + L_COLLAR_PCT]
@@ -100,61 +130,80 @@ def check(mem, n_acct, n_inst, a, i, is_buy, is_market, price, qty, old_qty, old
     if not is_market:
         dev = price - ref if price > ref else ref - price
         if pct > 0 and _sat_mul(dev, np.int64(1_000_000)) > _sat_mul(pct, ref):
-            mem[o + 0] = pct
-            mem[o + 1] = dev
+            mem[o + O_LIMIT] = pct
+            mem[o + O_ACTUAL] = dev
             return R_COLLAR_PCT
         if ticks > 0 and dev > ticks:
-            mem[o + 0] = ticks
-            mem[o + 1] = dev
+            mem[o + O_LIMIT] = ticks
+            mem[o + O_ACTUAL] = dev
             return R_COLLAR_TICKS
     money = _sat_mul(_sat_mul(px, qty), mem[ri + I_MULT])
     if max_notional > 0 and money > max_notional:
-        mem[o + 0] = max_notional
-        mem[o + 1] = money
+        mem[o + O_LIMIT] = max_notional
+        mem[o + O_ACTUAL] = money
         return R_MAX_NOTIONAL
     pos = mem[r + POS]
     if is_buy:
         worst = pos + mem[r + OPEN_BUY] - old_qty + qty
         if mem[ra + A_REDUCE_ONLY] and worst > 0:
-            mem[o + 0] = 0
-            mem[o + 1] = worst
+            mem[o + O_LIMIT] = 0
+            mem[o + O_ACTUAL] = worst
             return R_REDUCE_ONLY
         lim = mem[r + L_MAX_LONG]
         if lim > 0 and worst > lim:
-            mem[o + 0] = lim
-            mem[o + 1] = worst
+            mem[o + O_LIMIT] = lim
+            mem[o + O_ACTUAL] = worst
             return R_MAX_LONG
     else:
         worst = -(pos - (mem[r + OPEN_SELL] - old_qty) - qty)
         if mem[ra + A_REDUCE_ONLY] and worst > 0:
-            mem[o + 0] = 0
-            mem[o + 1] = -worst
+            mem[o + O_LIMIT] = 0
+            mem[o + O_ACTUAL] = -worst
             return R_REDUCE_ONLY
         lim = mem[r + L_MAX_SHORT]
         if lim > 0 and worst > lim:
-            mem[o + 0] = lim
-            mem[o + 1] = worst
+            mem[o + O_LIMIT] = lim
+            mem[o + O_ACTUAL] = worst
             return R_MAX_SHORT
     if credit > 0:
         exposure = _sat_add(_sat_add(mem[ra + A_OPEN_MONEY], mem[ra + A_FILLED_MONEY]) - old_money, money)
         if exposure > credit:
-            mem[o + 0] = credit
-            mem[o + 1] = exposure
+            mem[o + O_LIMIT] = credit
+            mem[o + O_ACTUAL] = exposure
             return R_CREDIT
     return R_OK
 
 
+@nb.njit(cache=True)
+def check_new(mem, a, i, is_buy, price, qty):
+    """A new order (price 0: market order at the reference price)."""
+    return _rules(mem, a, i, is_buy, price, qty, 0, 0)
+
+
+@nb.njit(cache=True)
+def check_replace(mem, a, i, is_buy, price, qty, old_qty, old_money):
+    """A replace: the replaced order's own quantity and money taken out first."""
+    return _rules(mem, a, i, is_buy, price, qty, old_qty, old_money)
+
+
 _I = types.int64
-_SIG = (types.Array(types.int64, 1, "C"),) + (_I,) * 11
+_MEM = types.Array(types.int64, 1, "C")
+SIG_NEW = (_MEM,) + (_I,) * 5
+SIG_REPLACE = (_MEM,) + (_I,) * 7
 _lock = threading.Lock()
-_entry = None
+_entries = None
 
 
-def compiled_check():
-    """The compiled entry point (skips numba's type dispatch on every call)."""
-    global _entry
-    if _entry is None:
+def compiled():
+    """(new, replace): the compiled entry points, called without numba's type dispatch (which
+    costs more than the checks). Arguments must be exactly a C-contiguous int64 array and
+    Python ints (bools are fine)."""
+    global _entries
+    if _entries is None:
         with _lock:
-            if _entry is None:
-                _entry = check.compile(_SIG)
-    return _entry
+            if _entries is None:
+                check_new.compile(SIG_NEW)
+                check_replace.compile(SIG_REPLACE)
+                _entries = (check_new.overloads[SIG_NEW].entry_point,
+                            check_replace.overloads[SIG_REPLACE].entry_point)
+    return _entries

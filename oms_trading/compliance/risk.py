@@ -36,6 +36,13 @@ A replace is checked the same way with the replaced order's own exposure taken o
 replace that only lowers the quantity at the same price always passes (it reduces risk).
 Rejected replaces answer OrderCancelReject with CxlRejReason 2 (broker option).
 
+Cost on the accept path (what every accepted order pays; ``oms bench engine`` measures it):
+``on_message`` appends the time to the session's window (trimmed only every _TRIM_AT
+messages, or at every message once the window holds the limit) and ``check_new`` makes one
+numba call (kernels.check_new: Positions.mem and five ints) for every array check; the
+session kill switch and the duplicate window cost a look only while one is in use
+(``_slow_new``). Text, limit and actual value of a rejection are built only when it fails.
+
 Money amounts are compared in the instrument's currency with no FX conversion: the credit
 limit sums notionals of all instruments of the account as if they shared one currency.
 
@@ -83,12 +90,14 @@ from collections import deque
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING
 
+import numpy as np
+
 from ..audit import schema as ev
 from ..config import Config
 from ..engine.engine import Rejection
-from ..engine.positions import (A_CREDIT, A_KILLED, A_REDUCE_ONLY, I_HALTED, I_KILLED, I_RESTRICTED, L_COLLAR_PCT,
-                                L_COLLAR_TICKS, L_MAX_LONG, L_MAX_NOTIONAL, L_MAX_QTY, L_MAX_SHORT, L_RESTRICTED,
-                                LIMIT_CAP)
+from ..engine.positions import (AI_COLS, A_COLS, A_CREDIT, A_KILLED, A_REDUCE_ONLY, I_COLS, I_HALTED, I_KILLED,
+                                I_RESTRICTED, L_COLLAR_PCT, L_COLLAR_TICKS, L_MAX_LONG, L_MAX_NOTIONAL, L_MAX_QTY,
+                                L_MAX_SHORT, L_RESTRICTED, LIMIT_CAP, OUT_COLS)
 from . import kernels as K
 from .limits import BUILTIN_DEFAULTS, INSTRUMENT_LIMITS, LIMIT_DEFS, LimitValueError
 
@@ -105,6 +114,23 @@ _AI_LIMIT_COLS = (("max_order_qty", L_MAX_QTY), ("max_order_notional", L_MAX_NOT
                   ("price_collar_pct", L_COLLAR_PCT), ("price_collar_ticks", L_COLLAR_TICKS),
                   ("max_long_position", L_MAX_LONG), ("max_short_position", L_MAX_SHORT))
 NS_PER_S = 1_000_000_000
+_RATED_TYPES = frozenset((ev.ORDER_RECEIVED, ev.REPLACE_REQUESTED))   # what the rate limit can reject
+_TRIM_AT = 256   # a rate window is trimmed once it grew by this many times (or reached the limit)
+
+
+class _Window(deque):
+    """Times (ns) of a session's recent messages, oldest first. ``floor``: the session's
+    limit (by_account False) or the lowest limit one of its messages can have (by_account
+    True: a session without a configured account, each message limited by its account's);
+    ``trim``: the length at which on_message leaves its fast path (min(floor, grow))."""
+    __slots__ = ("floor", "by_account", "trim", "grow")
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.floor = 0
+        self.by_account = False
+        self.trim = 0
+        self.grow = 0       # length at which to trim again to keep the window small
 
 
 def _text(value) -> str | None:
@@ -128,7 +154,7 @@ class RiskEngine:
         self.acct_index = {a.name: a.index for a in config.accounts}
         self.inst_index = {i.symbol: i.index for i in config.instruments}
         self.session_account = {s.key: self.acct_index.get(s.account) for s in config.sessions if s.account}
-        self._check = K.compiled_check()
+        self._check_new, self._check_replace = K.compiled()
         self.acceptor = None
 
     # -- engine interface ------------------------------------------------------------------
@@ -164,10 +190,11 @@ class RiskEngine:
         self.killed: set[str] = set()               # engaged scopes (account:/instrument:/session:)
         self.killed_sessions: set[str] = set()
         self.pending: dict[tuple[str, str], tuple[int, object, dict]] = {}   # expiries
-        self.windows: dict[str, deque] = {}
+        self.windows: dict[str, _Window] = {}       # session -> its message times (rate window)
+        self._free_sessions: set[str] = set()         # sessions seen without a configured account
         self.last_orders: dict[tuple, int] = {}
         self.pos = self.engine.pos
-        self._mem, self._n_acct, self._n_inst = self.pos.mem, self.pos.n_acct, self.pos.n_inst
+        self._mem = self.pos.mem
         self._apply()
 
     # -- effective values ------------------------------------------------------------------
@@ -218,42 +245,134 @@ class RiskEngine:
         self.session_rate = {key: (self.rate_limit[a] if a is not None else default_rate)
                              for key, a in self.session_account.items()}
         self.default_rate = default_rate
+        # hot-path shortcuts, recomputed on every change (see on_message and check_new)
+        self._rated = {}
+        for key, limit in self.session_rate.items():
+            if limit:
+                window = self._window(key)
+                window.floor, window.by_account, window.trim = limit, False, min(limit, _TRIM_AT)
+                self._rated[key] = window
+        self._account_rate = {acct.name: self.rate_limit[acct.index] for acct in self.config.accounts}
+        limits = [default_rate, *self.rate_limit]
+        self._free_floor = min(limits) if all(limits) else 0
+        if self._free_floor:
+            for key in self._free_sessions:
+                window = self.windows[key]
+                window.floor, window.trim = self._free_floor, min(self._free_floor, _TRIM_AT)
+                self._rated[key] = window
+        self._slow_new = bool(self.killed_sessions) or any(self.dup_window_ns)
+        self._write_context()
+
+    def _window(self, session: str) -> "_Window":
+        window = self.windows.get(session)
+        if window is None:
+            window = self.windows[session] = _Window()
+        return window
+
+    def _write_context(self) -> None:
+        """The kernel's context word: array shape and the global kill switch (see kernels)."""
+        pos = self.pos
+        expected = pos.n_acct * pos.n_inst * AI_COLS + pos.n_acct * A_COLS + pos.n_inst * I_COLS + OUT_COLS
+        if self._mem.shape != (expected,) or self._mem.dtype != np.int64 or not self._mem.flags.c_contiguous:
+            raise RuntimeError("risk: Positions.mem does not have the layout the kernel expects")
+        pos.OUT[K.O_CTX] = K.context_word(pos.n_acct, pos.n_inst, self.global_killed)
 
     # -- hot path ----------------------------------------------------------------------------
 
     def on_message(self, cmd: dict) -> Rejection | None:
         """Count one application message of a session; a Rejection when a new order or a
-        replace is over the session's rate (cancels are counted but always pass)."""
+        replace is over the session's rate (cancels are counted but always pass).
+
+        Sliding one-second window of message times per session. The window is trimmed only
+        when it holds ``trim`` times (at most the lowest limit a message of the session can
+        have, at most _TRIM_AT more than after the last trim): while it holds fewer than
+        the limit the count cannot be over it, so most messages only append their time."""
+        window = self._rated.get(cmd.get("session"))
+        if window is None:
+            return self._on_message_other(cmd)
+        if len(window) >= window.trim:
+            return self._on_message_trim(cmd, window)
+        window.append(cmd["ts"])
+        return None
+
+    def _on_message_trim(self, cmd: dict, window: "_Window") -> Rejection | None:
+        """Drop the times older than one second, then count against this message's limit."""
+        ts = cmd["ts"]
+        if window.by_account:
+            limit = self._account_rate.get(cmd.get("account"), self.default_rate)
+            n = len(window)
+            if n < limit and n < window.grow:   # under this message's own limit even untrimmed
+                window.append(ts)
+                return None
+        else:
+            limit = window.floor
+        horizon = ts - NS_PER_S
+        popleft = window.popleft
+        while window and window[0] <= horizon:
+            popleft()
+        n = len(window)
+        window.grow = n + _TRIM_AT
+        window.trim = min(window.floor, window.grow)
+        if n >= limit and cmd["type"] in _RATED_TYPES:
+            return self._rate_rejection(cmd["session"], limit, n)
+        window.append(ts)
+        return None
+
+    def _message_limit(self, cmd: dict) -> int:
+        """The rate limit of a message: its session's account's; for a session without one,
+        the account of the message's, else the default (0: off)."""
+        limit = self.session_rate.get(cmd.get("session"))
+        if limit is None:
+            limit = self._account_rate.get(cmd.get("account"), self.default_rate)
+        return limit
+
+    def _on_message_other(self, cmd: dict) -> Rejection | None:
+        """on_message for no session, a session whose rate check is off, or the first message
+        of a session without a configured account."""
         session = cmd.get("session")
         if session is None:
             return None
-        limit = self.session_rate.get(session)
-        if limit is None:
-            a = self.engine.account_index.get(cmd.get("account")) if cmd.get("account") else None
-            limit = self.rate_limit[a] if a is not None else self.default_rate
+        limit = self._message_limit(cmd)
         if not limit:
             return None
-        window = self.windows.get(session)
-        if window is None:
-            window = self.windows[session] = deque()
+        window = self._window(session)
+        if session not in self.session_rate and self._free_floor:
+            # every account has a rate limit, so every message of the session is counted:
+            # from now on the fast path, trimming at the lowest limit any message can have
+            window.floor, window.by_account, window.trim = self._free_floor, True, 0
+            self._free_sessions.add(session)
+            self._rated[session] = window
+            return self._on_message_trim(cmd, window)
         ts = cmd["ts"]
         horizon = ts - NS_PER_S
         while window and window[0] <= horizon:
             window.popleft()
-        if len(window) >= limit and cmd["type"] in (ev.ORDER_RECEIVED, ev.REPLACE_REQUESTED):
-            return Rejection(BROKER_OPTION, f"Message rate limit: more than {limit} messages per second on "
-                             f"session {session}", "message_rate", str(limit), str(len(window) + 1))
+        if len(window) >= limit and cmd["type"] in _RATED_TYPES:
+            return self._rate_rejection(session, limit, len(window))
         window.append(ts)
         return None
 
+    @staticmethod
+    def _rate_rejection(session: str, limit: int, count: int) -> Rejection:
+        return Rejection(BROKER_OPTION, f"Message rate limit: more than {limit} messages per second on "
+                         f"session {session}", "message_rate", str(limit), str(count + 1))
+
     def check_new(self, cmd: dict, inst, account_idx: int, price_ticks: int) -> None:
-        """Raise Rejection if the validated order fails a check (price_ticks 0: market order)."""
+        """Raise Rejection if the validated order fails a check (price_ticks 0: market order).
+
+        Accept path: one numba call for every array check; the session kill switch and the
+        duplicate-order window are looked at only while one is in use (``_slow_new``)."""
+        if self._check_new(self._mem, account_idx, inst.index, cmd["side"] == "1", price_ticks, cmd["qty"]) \
+                or self._slow_new:
+            self._check_new_slow(cmd, inst, account_idx, price_ticks)
+
+    def _check_new_slow(self, cmd: dict, inst, account_idx: int, price_ticks: int) -> None:
+        """Every check of a new order in the documented order, with its Rejection (cold path)."""
         if self.killed_sessions and cmd.get("session") in self.killed_sessions:
             scope = f"session:{cmd.get('session')}"
             raise Rejection(BROKER_OPTION, f"Kill switch engaged ({scope})", "kill_switch", scope)
         qty = cmd["qty"]
-        rule = self._check(self._mem, self._n_acct, self._n_inst, account_idx, inst.index, cmd["side"] == "1",
-                           price_ticks == 0, price_ticks, qty, 0, 0, self.global_killed)
+        rule = self._check_new(self._mem, account_idx, inst.index, cmd["side"] == "1", price_ticks, qty)
         if rule:
             raise self._rejection(rule, inst, cmd["account"], price_ticks, price_ticks == 0)
         window = self.dup_window_ns[account_idx]
@@ -276,15 +395,15 @@ class RiskEngine:
             raise Rejection(BROKER_OPTION, f"Kill switch engaged ({scope})", "kill_switch", scope)
         inst = order.instrument
         old_money = order.open_money + order.cum_qty * price_ticks * self.pos.mult[inst.index]
-        pos = self.pos
-        rule = self._check(pos.mem, pos.n_acct, pos.n_inst, order.account_idx, inst.index, order.is_buy, False,
-                           price_ticks, new_qty, order.leaves_qty + order.cum_qty, old_money, self.global_killed)
+        rule = self._check_replace(self._mem, order.account_idx, inst.index, order.is_buy, price_ticks, new_qty,
+                                   order.leaves_qty + order.cum_qty, old_money)
         if rule:
             raise self._rejection(rule, inst, order.account, price_ticks, False)
 
     def _rejection(self, rule: int, inst, account: str, price_ticks: int, is_market: bool) -> Rejection:
         """Text, OrdRejReason and audit values of a failed kernel check (cold path)."""
-        limit, actual, ref = (int(x) for x in self.pos.OUT[:3])
+        out = self.pos.OUT
+        limit, actual, ref = int(out[K.O_LIMIT]), int(out[K.O_ACTUAL]), int(out[K.O_REF])
         sym = inst.symbol
         money = self.pos.money_text
         if rule == K.R_KILL_GLOBAL:
@@ -334,6 +453,9 @@ class RiskEngine:
         if rule == K.R_CREDIT:
             return Rejection(ORDER_EXCEEDS_LIMIT, f"Gross exposure of {account} would be {money(actual)}, "
                              f"credit_limit {money(limit)}", "credit_limit", money(limit), money(actual))
+        if rule == K.R_NO_CONTEXT:   # cannot happen after reset(): the engine validated both indexes
+            return Rejection(BROKER_OPTION, f"Risk state has no row for account {account} and {sym}: cannot "
+                             "apply the checks (fail closed)", "risk_state")
         raise AssertionError(f"unknown risk rule {rule}")
 
     # -- time ------------------------------------------------------------------------------
