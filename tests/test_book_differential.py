@@ -153,14 +153,18 @@ def run_stream(ops, capacity=4):
     return nb, rb
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# streams of up to 150 ops: large inputs on purpose (data_too_large would fail at random)
+_SLOW_OK = [HealthCheck.too_slow, HealthCheck.data_too_large]
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=_SLOW_OK)
 @given(ops_strategy)
 def test_differential_random_streams(ops):
     ops = [op for op in ops if not (op[0] == "mass" and op[2] not in (0, BUY, SELL))]
     run_stream(ops)
 
 
-@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=40, deadline=None, suppress_health_check=_SLOW_OK)
 @given(st.randoms(use_true_random=False), st.integers(50, 400))
 def test_differential_dense_streams(rnd, n):
     run_stream(random_stream(rnd, n))
@@ -184,7 +188,7 @@ def _to_batch(ops):
     return np.array(rows, dtype=np.int64).reshape(-1, 10)
 
 
-@settings(max_examples=60, deadline=None)
+@settings(max_examples=60, deadline=None, suppress_health_check=_SLOW_OK)
 @given(ops_strategy)
 def test_batch_kernel_matches_reference(ops):
     nb = NumbaBook(capacity=4)
@@ -248,3 +252,52 @@ def test_differential_wide_book_blocks_split_and_merge(seed, nprices):
         out = _apply(rb2, op, ts)[0]
         if op[0] == "add" or op[0] == "replace":
             assert tuple(row) == out
+
+
+@pytest.mark.parametrize("capacity", [4, 1 << 15])
+def test_batch_fetch_ahead_on_a_large_book(capacity):
+    """The batch kernel prefetches ahead (order-id hash entries, slots, neighbours) once the
+    book is large (an order-id table of >= 2**16 entries): results must not change. From
+    capacity 4 the kernel stops at each growth and resumes, and fetching ahead switches on
+    mid-stream; from 2**15 it is on from the first row."""
+    from benchmarks.bench_book import make_stream, _calls, _run_calls, _norm
+    from oms_trading.book.batch import PF_MIN_HCAP
+    from oms_trading.book.kernels import H_HCAP
+
+    stream = make_stream(60_000, 5)
+    # a few mass cancels in the stream (one account / one side, and everything once)
+    for k, row in enumerate(range(7_000, 60_000, 6_000)):
+        stream[row, :] = 0
+        stream[row, 0] = OP_MASS_CANCEL
+        stream[row, 2] = -1 if k == 4 else 1 + k % 5
+        stream[row, 3] = (0, BUY, SELL)[k % 3]
+    nb = NumbaBook(capacity=capacity)
+    res = nb.run_batch(stream)
+    assert nb._mem[H_HCAP] >= PF_MIN_HCAP  # the fetch-ahead path did run
+    rb = ReferenceBook()
+    calls = _calls(stream)
+    cres = _run_calls(rb, calls, timed=False)[0]
+    assert res.tolist() == _norm(cres, calls)
+    assert nb.orders() == rb.orders()
+    nb.check_integrity()
+
+
+@pytest.mark.parametrize("seed", [5, 6])
+def test_batch_fetch_ahead_random_ops(seed):
+    """Every operation kind (unknown ids, mass cancels, crossing orders) through the batch
+    kernel with fetching ahead on (capacity 2**15), against the reference book."""
+    ops = _wide_stream(random.Random(seed), 6000, 400)
+    nb = NumbaBook(capacity=1 << 15)
+    res = nb.run_batch(_to_batch(ops))
+    rb = ReferenceBook()
+    for ts, (op, row) in enumerate(zip(ops, res.tolist()), start=1):
+        out = _apply(rb, op, ts)[0]
+        if op[0] == "mass":
+            assert row[:3] == [OK, len(out), sum(q for _, q in out)]
+        elif op[0] == "cancel":
+            assert tuple(row[:2]) == out
+        else:
+            assert tuple(row) == out
+    assert _state(nb) == _state(rb)
+    nb.check_integrity()
+

@@ -259,3 +259,14 @@ def test_capacity_growth():
     nb.check_integrity()
     nb.reserve(100_000)
     assert nb.capacity >= 100_000 and nb.orders() == rb.orders()
+
+
+def test_capacity_limit():
+    # slot indexes are packed in 32 bits: a larger capacity is refused before allocating
+    with pytest.raises(ValueError):
+        NumbaBook(capacity=2**31)
+    b = NumbaBook(capacity=8)
+    with pytest.raises(ValueError):
+        b.reserve(2**31)
+    assert b.capacity == 8
+

@@ -8,63 +8,22 @@ qty (new remaining qty), ts, stp; mass cancel uses account (-1 any) and side (0 
 res is an (n, 5) int64 array receiving per row: add/replace the 5-tuple of NumbaBook.add;
 cancel (status, canceled_qty, 0, 0, 0); mass cancel (OK, count, total canceled qty, 0, 0)
 or (ERR_BAD_ARGUMENT, ...) for a bad side; an unknown op code gives ERR_BAD_ARGUMENT.
-The kernel grows the book when it is full and returns the (possibly new) memory array.
+run_batch(mem, ops, res, start) runs rows start.. and returns the index of the first row it
+could not run because the book is full (NEED_GROW: that row changed nothing), or n when
+done; the caller (NumbaBook.run_batch) grows the book in Python and resumes from there.
 Fills of individual operations are not kept (each overwrites the previous).
 
-Caution: numba's on-disk cache (cache=True) of run_batch is keyed on THIS file only; after
-changing kernels.py, touch this file (or delete oms_trading/book/__pycache__/*.nb*), or a
-stale run_batch compiled against the old memory layout is loaded (it hangs or corrupts).
+The kernel itself lives in kernels.py (numba's on-disk cache is keyed on the source file
+of each function: with run_batch beside the kernels it inlines, an edit of kernels.py can
+no longer leave a stale run_batch compiled against an old memory layout in the cache).
+While it runs row i on a large book it prefetches the cache lines later rows will need
+(see PF1..PF3 in kernels.py).
 """
 
 from __future__ import annotations
 
-from numba import njit
-
-from .constants import (
-    OK, ERR_BAD_ARGUMENT, OP_ADD, OP_CANCEL, OP_REPLACE, OP_MASS_CANCEL, BUY, SELL,
-)
-from .kernels import add, cancel, replace, mass_cancel, grow, NEED_GROW, H_SCAP, H_OSTP
+from .kernels import run_batch, PF1, PF2, PF3, PF_MIN_HCAP  # noqa: F401
 
 N_COLS = 10
 
-
-@njit(cache=True)
-def run_batch(mem, ops, res):
-    for i in range(ops.shape[0]):
-        op = ops[i, 0]
-        if op == OP_ADD:
-            r = add(mem, ops[i, 1], ops[i, 2], ops[i, 3], ops[i, 4], ops[i, 5], ops[i, 6],
-                    ops[i, 7], ops[i, 8], ops[i, 9])
-            while r[0] == NEED_GROW:
-                mem = grow(mem, 2 * mem[H_SCAP])
-                r = add(mem, ops[i, 1], ops[i, 2], ops[i, 3], ops[i, 4], ops[i, 5],
-                        ops[i, 6], ops[i, 7], ops[i, 8], ops[i, 9])
-            for j in range(5):
-                res[i, j] = r[j]
-        elif op == OP_CANCEL:
-            c = cancel(mem, ops[i, 1])
-            res[i, 0] = c[0]
-            res[i, 1] = c[1]
-        elif op == OP_REPLACE:
-            r = replace(mem, ops[i, 1], ops[i, 6], ops[i, 7], ops[i, 8], ops[i, 9])
-            while r[0] == NEED_GROW:
-                mem = grow(mem, 2 * mem[H_SCAP])
-                r = replace(mem, ops[i, 1], ops[i, 6], ops[i, 7], ops[i, 8], ops[i, 9])
-            for j in range(5):
-                res[i, j] = r[j]
-        elif op == OP_MASS_CANCEL:
-            sd = ops[i, 3]
-            if sd != 0 and sd != BUY and sd != SELL:
-                res[i, 0] = ERR_BAD_ARGUMENT
-                continue
-            n = mass_cancel(mem, ops[i, 2], sd)
-            ostp = mem[H_OSTP]
-            tot = 0
-            for k in range(n):
-                tot += mem[ostp + 2 * k + 1]
-            res[i, 0] = OK
-            res[i, 1] = n
-            res[i, 2] = tot
-        else:
-            res[i, 0] = ERR_BAD_ARGUMENT
-    return mem
+__all__ = ["run_batch", "N_COLS", "PF1", "PF2", "PF3", "PF_MIN_HCAP"]

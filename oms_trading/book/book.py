@@ -39,8 +39,9 @@ Semantics (identical in :class:`oms_trading.book.reference.ReferenceBook`)
 
 Arguments are Python ints within int64 (a larger int raises OverflowError). The facade
 calls the compiled kernels' entry points directly (skipping numba's type dispatch, which
-costs more than the kernel itself); kernels are compiled with explicit int64 signatures
-at the first Book() or by warm_up().
+costs more than the kernel itself) and passes the book array's address as an int64, not
+the array (unboxing an array argument costs more than a small kernel); kernels are
+compiled with explicit int64 signatures at the first Book() or by warm_up().
 """
 
 from __future__ import annotations
@@ -57,31 +58,34 @@ _MEM = types.Array(types.int64, 1, "C")
 _OPS = types.Array(types.int64, 2, "C")
 _I = types.int64
 
-# name -> (dispatcher, argument types); compiled lazily by compile_kernels()
+# name -> (dispatcher, argument types); compiled lazily by compile_kernels(). The hot
+# per-call kernels take the book array's address (an int64): unboxing an array argument
+# costs numba more than the kernel itself on a small book.
 _SIGS = {
-    "alloc": (K.alloc, (_I,)),
-    "add": (K.add, (_MEM, _I, _I, _I, _I, _I, _I, _I, _I, _I)),
-    "cancel": (K.cancel, (_MEM, _I)),
-    "replace": (K.replace, (_MEM, _I, _I, _I, _I, _I)),
-    "mass_cancel": (K.mass_cancel, (_MEM, _I, _I)),
-    "best": (K.best, (_MEM, _I)),
-    "depth": (K.depth, (_MEM, _I, _I)),
-    "get": (K.get, (_MEM, _I)),
+    "mem_size": (K.mem_size, (_I,)),
+    "init": (K.init, (_MEM, _I)),
+    "copy_into": (K.copy_into, (_MEM, _MEM)),
+    "add": (K.a_add, (_I,) * 10),
+    "cancel": (K.a_cancel, (_I, _I)),
+    "replace": (K.a_replace, (_I,) * 6),
+    "mass_cancel": (K.a_mass_cancel, (_I, _I, _I)),
+    "best": (K.a_best, (_I, _I)),
+    "depth": (K.a_depth, (_I, _I, _I)),
+    "get": (K.a_get, (_I, _I)),
     "orders": (K.orders, (_MEM,)),
-    "grow": (K.grow, (_MEM, _I)),
 }
 
 _lock = threading.Lock()
 _compiled = False
-_ALLOC = _ADD = _CANCEL = _REPLACE = _MASS = _BEST = _DEPTH = _GET = _ORDERS = _GROW = None
-_BATCH = None
+_MEMSIZE = _INIT = _COPY = _ADD = _CANCEL = _REPLACE = _MASS = _BEST = _DEPTH = _GET = None
+_ORDERS = _BATCH = None
 
 
 def compile_kernels() -> None:
     """Compile (or load from numba's cache) every kernel with its int64 signature and bind
     the entry points the facade calls. Idempotent, thread safe."""
-    global _compiled, _ALLOC, _ADD, _CANCEL, _REPLACE, _MASS, _BEST, _DEPTH, _GET
-    global _ORDERS, _GROW, _BATCH
+    global _compiled, _MEMSIZE, _INIT, _COPY, _ADD, _CANCEL, _REPLACE, _MASS, _BEST
+    global _DEPTH, _GET, _ORDERS, _BATCH
     if _compiled:
         return
     with _lock:
@@ -91,8 +95,10 @@ def compile_kernels() -> None:
         for name, (disp, sig) in _SIGS.items():
             eps[name] = disp.compile(sig)
         from .batch import run_batch
-        _BATCH = run_batch.compile((_MEM, _OPS, _OPS))
-        _ALLOC = eps["alloc"]
+        _BATCH = run_batch.compile((_MEM, _OPS, _OPS, _I))
+        _MEMSIZE = eps["mem_size"]
+        _INIT = eps["init"]
+        _COPY = eps["copy_into"]
         _ADD = eps["add"]
         _CANCEL = eps["cancel"]
         _REPLACE = eps["replace"]
@@ -101,8 +107,21 @@ def compile_kernels() -> None:
         _DEPTH = eps["depth"]
         _GET = eps["get"]
         _ORDERS = eps["orders"]
-        _GROW = eps["grow"]
         _compiled = True
+
+
+def _alloc(scap: int) -> np.ndarray:
+    """An empty book array of slot capacity scap: allocated by numpy (huge pages for large
+    books where the OS allows them), 64-byte aligned so slot and level records are one
+    cache line each."""
+    if scap >= 1 << 31:  # slot indexes are packed in 32 bits
+        raise ValueError(f"capacity {scap} too large (at most {(1 << 31) - 1})")
+    n = int(_MEMSIZE(scap))
+    raw = np.empty(n + 8, dtype=np.int64)
+    k = (-raw.ctypes.data % 64) // 8
+    mem = raw[k:k + n]
+    _INIT(mem, scap)
+    return mem
 
 
 class NumbaBook:
@@ -110,12 +129,13 @@ class NumbaBook:
 
     def __init__(self, capacity: int = 1024):
         compile_kernels()
-        self._mem = _ALLOC(max(int(capacity), 1))
+        self._mem = _alloc(max(int(capacity), 1))
         self._bind()
 
     # ------------------------------------------------------------------ memory
     def _bind(self) -> None:
         mem = self._mem
+        self._a = mem.ctypes.data  # the kernels' handle on the book; mem stays referenced
         cap = int(mem[K.H_SCAP])
         of = int(mem[K.H_OFILL])
         os_ = int(mem[K.H_OSTP])
@@ -135,69 +155,79 @@ class NumbaBook:
     def capacity(self) -> int:
         return int(self._mem[K.H_SCAP])
 
+    def _resize(self, capacity: int) -> None:
+        new = _alloc(capacity)
+        _COPY(self._mem, new)
+        self._mem = new
+        self._bind()
+
     def reserve(self, capacity: int) -> None:
         """Grow now (outside the hot path) to hold at least capacity resting orders."""
         if capacity > self.capacity:
-            self._mem = _GROW(self._mem, int(capacity))
-            self._bind()
+            self._resize(int(capacity))
 
     def _grow(self) -> None:
-        self._mem = _GROW(self._mem, 2 * int(self._mem[K.H_SCAP]))
-        self._bind()
+        self._resize(2 * int(self._mem[K.H_SCAP]))
 
     # ------------------------------------------------------------------ operations
     def add(self, order_id, account, side, ord_type, tif, price, qty, ts, stp):
-        r = _ADD(self._mem, order_id, account, side, ord_type, tif, price, qty, ts, stp)
+        r = _ADD(self._a, order_id, account, side, ord_type, tif, price, qty, ts, stp)
         while r[0] < 0:  # NEED_GROW: nothing was changed
             self._grow()
-            r = _ADD(self._mem, order_id, account, side, ord_type, tif, price, qty, ts, stp)
+            r = _ADD(self._a, order_id, account, side, ord_type, tif, price, qty, ts, stp)
         return r
 
     def cancel(self, order_id):
-        return _CANCEL(self._mem, order_id)
+        return _CANCEL(self._a, order_id)
 
     def replace(self, order_id, new_price, new_qty, ts, stp):
-        r = _REPLACE(self._mem, order_id, new_price, new_qty, ts, stp)
+        r = _REPLACE(self._a, order_id, new_price, new_qty, ts, stp)
         while r[0] < 0:  # NEED_GROW (the price tables are full): nothing was changed
             self._grow()
-            r = _REPLACE(self._mem, order_id, new_price, new_qty, ts, stp)
+            r = _REPLACE(self._a, order_id, new_price, new_qty, ts, stp)
         return r
 
     def mass_cancel(self, account: int = -1, side: int = 0):
         if side not in (0, BUY, SELL):
             raise ValueError(f"side must be 0, {BUY} or {SELL}, not {side!r}")
-        n = _MASS(self._mem, account, side)
+        n = _MASS(self._a, account, side)
         return [tuple(r) for r in self._s2[:n].tolist()]
 
     def run_batch(self, ops: np.ndarray) -> np.ndarray:
         """Run a whole stream in one kernel call (see oms_trading.book.batch for the
-        layout of ops); returns the (n, 5) int64 results. Grows as needed."""
+        layout of ops); returns the (n, 5) int64 results. When the book is full the kernel
+        stops at that row; the book grows here and the kernel resumes from it."""
         ops = np.ascontiguousarray(ops, dtype=np.int64)
-        res = np.zeros((ops.shape[0], 5), dtype=np.int64)
-        self._mem = _BATCH(self._mem, ops, res)
-        self._bind()
+        n = ops.shape[0]
+        res = np.zeros((n, 5), dtype=np.int64)
+        i = 0
+        while True:
+            i = _BATCH(self._mem, ops, res, i)
+            if i >= n:
+                break
+            self._grow()
         return res
 
     # ------------------------------------------------------------------ queries
     def best_bid(self):
-        r = _BEST(self._mem, BUY)
+        r = _BEST(self._a, BUY)
         return (r[1], r[2]) if r[0] else None
 
     def best_ask(self):
-        r = _BEST(self._mem, SELL)
+        r = _BEST(self._a, SELL)
         return (r[1], r[2]) if r[0] else None
 
     def depth(self, n: int):
         if n <= 0:
             return [], []
-        k = _DEPTH(self._mem, BUY, n)
+        k = _DEPTH(self._a, BUY, n)
         bids = [tuple(r) for r in self._f2[:k, :3].tolist()]
-        k = _DEPTH(self._mem, SELL, n)
+        k = _DEPTH(self._a, SELL, n)
         asks = [tuple(r) for r in self._f2[:k, :3].tolist()]
         return bids, asks
 
     def get(self, order_id):
-        r = _GET(self._mem, order_id)
+        r = _GET(self._a, order_id)
         return r[1:] if r[0] else None
 
     def orders(self):
@@ -218,6 +248,14 @@ class NumbaBook:
         m = self._mem.tolist()
         oslot, olvl, oblk = m[K.H_OSLOT], m[K.H_OLVL], m[K.H_OBLK]
         BS, BW = K.BS, K.BW
+        assert self._a % 64 == 0 and oslot % 8 == 0 and olvl % 8 == 0, "alignment"
+
+        def lo(w):
+            w &= 0xFFFFFFFF
+            return w - (1 << 32) if w >= 1 << 31 else w
+
+        def hi(w):
+            return w >> 32
 
         def table(off):
             hc = m[off - 2]
@@ -263,8 +301,10 @@ class NumbaBook:
                 lastseq = -1
                 while slot >= 0:
                     s = oslot + slot * K.SK
-                    assert m[s + K.S_PREV] == prev and m[s + K.S_LVL] == lev
-                    assert m[s + K.S_PRICE] == price and m[s + K.S_SIDE] == side
+                    meta = m[s + K.S_META]
+                    assert lo(m[s + K.S_LINK]) == prev and meta >> 8 == lev
+                    assert meta & 3 == side
+                    assert (meta >> 2) & 7 in (0, 1, 3, 4), "tif"
                     assert m[s + K.S_QTY] > 0
                     assert m[s + K.S_SEQ] > lastseq, "fifo sequence"
                     lastseq = m[s + K.S_SEQ]
@@ -274,7 +314,7 @@ class NumbaBook:
                     tot += m[s + K.S_QTY]
                     cnt += 1
                     prev = slot
-                    slot = m[s + K.S_NEXT]
+                    slot = hi(m[s + K.S_LINK])
                 assert m[b + K.L_TAIL] == prev
                 assert cnt > 0 and cnt == m[b + K.L_COUNT], "level count"
                 assert tot == m[b + K.L_TOTAL], "level total"
@@ -291,8 +331,8 @@ class NumbaBook:
             slot = head
             while slot >= 0:
                 s = oslot + slot * K.SK
-                assert m[s + K.S_APREV] == prev and m[s + K.S_ACCT] == acct
+                assert lo(m[s + K.S_ALINK]) == prev and m[s + K.S_ACCT] == acct
                 got.add(slot)
                 prev = slot
-                slot = m[s + K.S_ANEXT]
+                slot = hi(m[s + K.S_ALINK])
             assert got == by_acct[acct], "account list"
