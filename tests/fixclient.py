@@ -112,16 +112,17 @@ class FixClient:
     def build(self, msg_type: str, fields: list[tuple[object, object]] = (), seq: int | None = None,
               sending_time: bytes | None = None, sender: str | None = None, target: str | None = None,
               extra_header: list[tuple[object, object]] = (), begin_string: str | None = None,
-              body_length: int | None = None, checksum: int | None = None) -> bytes:
+              body_length: int | None = None, checksum: int | None = None, checksum_off_by: int = 0) -> bytes:
         """Raw bytes of a message built by hand (no codec), so tests can send what a codec
-        would refuse to build: bad tag numbers, empty values, repeated tags, wrong lengths."""
+        would refuse to build: bad tag numbers, empty values, repeated tags, wrong lengths.
+        ``checksum_off_by``: a CheckSum that many off the right one (never right by chance)."""
         parts = [(35, msg_type), (49, sender or self.sender), (56, target or self.target),
                  (34, self.seq if seq is None else seq), *extra_header, (52, sending_time or utc_now()),
                  *fields]
         body = b"".join(b"%s=%s\x01" % (_b(t), _b(v)) for t, v in parts)
         head = b"8=%s\x019=%d\x01" % ((begin_string or self.begin_string).encode(),
                                       len(body) if body_length is None else body_length)
-        total = sum(head + body) % 256 if checksum is None else checksum
+        total = (sum(head + body) + checksum_off_by) % 256 if checksum is None else checksum
         return head + body + b"10=%03d\x01" % total
 
     def send_built(self, msg_type: str, fields: list[tuple[object, object]] = (), seq: int | None = None,

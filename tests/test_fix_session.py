@@ -130,7 +130,7 @@ def test_bad_first_message_closes_connection_and_processes_nothing(server, case)
                                          (40, "2"), (44, "190.00")], seq=1)
                            + c.build("A", logon, seq=2))
         elif case == "bad_checksum":
-            c.send_built("A", logon, checksum=7)
+            c.send_built("A", logon, checksum_off_by=7)
         elif case == "bad_body_length":
             # BodyLength shorter than the body: CheckSum is not where it says
             raw = c.build("A", logon)
@@ -442,7 +442,7 @@ def test_sending_time_accuracy_problem_rejects_and_logs_out(server):
 def test_garbled_messages_are_ignored_without_consuming_a_seq(server):
     c = logged_on(server, "GARBLE", heartbeat=30)
     try:
-        c.send_raw(c.build("1", [(112, "BAD1")], checksum=(sum(c.build("1", [(112, "BAD1")])[:-7]) + 1) % 256))
+        c.send_raw(c.build("1", [(112, "BAD1")], checksum_off_by=1))
         raw = c.build("1", [(112, "BAD2")])
         c.send_raw(c.build("1", [(112, "BAD2")], body_length=int(raw.split(b"\x01")[1][2:]) - 3))  # BodyLength
         hb = c.test_request("GOOD")                                            # same seq 2
