@@ -1,17 +1,24 @@
 """Audit trail benchmark: journal append+flush, DuckDB projection ingest, lifecycle query.
 
-    python -m benchmarks.bench_audit --events 1000000 --lifecycle-events 10000000 --json bench-audit.json
+    python -m benchmarks.bench_audit --events 300000 --lifecycle-events 10000000 --json bench-audit.json
 
 1. Journal: ``events`` order-lifecycle events appended in batches of ``--batch`` then one
-   ``flush()`` (group commit, fsync policy "interval" 5 ms), as the engine does. Beside it, in the
-   same run, the floor: the bare ``orjson.dumps(sort_keys) + sha256`` of the same events.
-2. Projection, two paths into a fresh DuckDB file, same events, same run:
+   ``flush()`` (group commit, fsync policy "interval" 5 ms), as the engine does. Reported: wall
+   and engine-thread CPU per event, minus the same loop without a journal (what journaling
+   *adds* to the order path), ``--reps`` repetitions (medians); beside it, in the same run, the
+   floor: the bare ``orjson.dumps + sha256 + crc32`` of the same events.
+2. Projection into a fresh DuckDB file, same events, same run:
    - ``catch_up()``: the journal files read back and parsed (startup and after a gap);
-   - ``ingest_records()``: the records ``Journal.append`` returned, still in memory (what
-     ``oms serve`` feeds through the gateway's ``on_events`` hook), Arrow built from the dicts;
+   - tap: the payload bytes the journal flushed (``Journal.tap``: what ``oms serve`` uses),
+     newline-joined, Arrow's C++ JSON reader, INSERT (GIL released in both);
+   - ``ingest_records()``: the record dicts ``Journal.append`` returned (the gateway's
+     ``on_events`` feed), Arrow built from the dicts (GIL held);
    plus the floor beside them: DuckDB's own INSERT of the ready Arrow table, and the same
    insert into an in-memory database (no compression/storage).
-3. Lifecycle: a table of ``lifecycle_events`` rows laid out as the projection writes it (seq
+3. Concurrent: the order-path loop (append + flush + ``Projection.feed``) with the projection
+   thread running beside it vs the same loop alone: the order path's slowdown and how fast the
+   projection keeps up.
+4. Lifecycle: a table of ``lifecycle_events`` rows laid out as the projection writes it (seq
    order, order ids increasing with seq, 4 events per order), built directly in DuckDB; time of
    ``order_lifecycle`` by order_id and by cl_ord_id, without and with ART indexes.
 """
@@ -28,13 +35,15 @@ import statistics
 import sys
 import tempfile
 import time
+import zlib
 from pathlib import Path
 
 import duckdb
 import orjson
 
 from oms_trading.audit.journal import Journal
-from oms_trading.audit.projection import TABLE, Projection, create_table_sql, order_lifecycle, records_to_arrow
+from oms_trading.audit.projection import (TABLE, Projection, create_table_sql, order_lifecycle, payloads_to_arrow,
+                                          records_to_arrow)
 from oms_trading.audit.queries import lifecycle
 
 T0 = 1_700_000_000_000_000_000
@@ -73,15 +82,26 @@ def make_event(i: int) -> dict:
     return e
 
 
-def bench_journal(jdir: Path, events: int, batch: int, policy: str, keep: list | None = None) -> dict:
+def bench_journal(jdir: Path, events: int, batch: int, policy: str, keep: list | None = None,
+                  tap: list | None = None) -> dict:
+    """Journal append + flush per batch of ``batch`` events, as the engine thread does it.
+
+    Besides wall time and process CPU (which includes the fsync thread), the engine thread's
+    own CPU time (``time.thread_time``): the fsync runs in another thread and, on an idle core,
+    adds nothing to the order path. The no-journal loop of the same run (same events, same
+    batching, the record handed to a list instead of the journal) is subtracted to give what
+    journaling *adds* per event."""
     pool = [make_event(i) for i in range(4096)]
     j = Journal(jdir, fsync=policy, fsync_interval_ms=5)
+    if tap is not None:
+        taps = j.tap()
     flush_ns = []
-    t0 = time.perf_counter()
     n = 0
     append = j.append
     pc = time.perf_counter_ns
+    t0 = time.perf_counter()
     c0 = time.process_time()
+    th0 = time.thread_time()
     while n < events:
         m = min(batch, events - n)
         s = pc()
@@ -94,35 +114,74 @@ def bench_journal(jdir: Path, events: int, batch: int, policy: str, keep: list |
         j.flush()
         flush_ns.append(pc() - s)
         n += m
+        if tap is not None and len(taps) >= 100_000:
+            tap.append(taps.take())
     dt = time.perf_counter() - t0
     cpu = time.process_time() - c0
+    th = time.thread_time() - th0
+    if tap is not None and len(taps):
+        tap.append(taps.take())
     j.close()
     flush_ns.sort()
-    # the floor, same events, same run: canonical JSON + SHA-256 only
-    opt = orjson.OPT_SORT_KEYS
-    sha = hashlib.sha256
+    # the same loop without a journal (the order path's own per-event overhead of this loop)
+    sink: list = []
+    put = sink.append
     t1 = time.perf_counter()
-    c1 = time.process_time()
+    th1 = time.thread_time()
+    n = 0
+    while n < events:
+        m = min(batch, events - n)
+        for k in range(n, n + m):
+            put(pool[k & 4095])
+        sink.clear()
+        n += m
+    base_wall = time.perf_counter() - t1
+    base_th = time.thread_time() - th1
+    # the floor, same events, same run: the canonical JSON + SHA-256 + CRC-32 alone
+    sha = hashlib.sha256
+    crc = zlib.crc32
+    dumps = orjson.dumps
+    t2 = time.perf_counter()
+    c2 = time.process_time()
     for k in range(events):
-        e = pool[k & 4095]
-        r = {kk: v for kk, v in e.items() if v is not None}
+        r = dict(pool[k & 4095])
         r["seq"] = k + 1
         r["prev_hash"] = "0" * 64
-        sha(orjson.dumps(r, option=opt)).hexdigest()
-    floor = time.perf_counter() - t1
-    floor_cpu = time.process_time() - c1
+        b = dumps(r)
+        sha(b).hexdigest()
+        crc(b)
+    floor = time.perf_counter() - t2
+    floor_cpu = time.process_time() - c2
     size = sum(p.stat().st_size for p in jdir.glob("journal-*.log"))
     return {
-        "events": events, "batch": batch, "fsync": policy,
+        "events": events, "batch": batch, "fsync": policy, "tap": tap is not None,
         "events_per_s": round(events / dt), "us_per_event": round(dt / events * 1e6, 3),
+        "engine_thread_cpu_us_per_event": round(th / events * 1e6, 3),
         "cpu_us_per_event": round(cpu / events * 1e6, 3),  # process CPU incl. the fsync thread
+        "no_journal_loop_us_per_event": round(base_wall / events * 1e6, 3),
+        "added_us_per_event_wall": round((dt - base_wall) / events * 1e6, 3),
+        "added_us_per_event_engine_cpu": round((th - base_th) / events * 1e6, 3),
         "batch_us_p50": round(flush_ns[len(flush_ns) // 2] / 1e3, 1),
         "batch_us_p99": round(flush_ns[int(len(flush_ns) * 0.99)] / 1e3, 1),
         "batch_us_max": round(flush_ns[-1] / 1e3, 1),
-        "floor_dumps_sha256_us_per_event": round(floor / events * 1e6, 3),
+        "floor_dumps_sha256_crc_us_per_event": round(floor / events * 1e6, 3),
         "floor_cpu_us_per_event": round(floor_cpu / events * 1e6, 3),
         "bytes_per_event": round(size / events, 1),
     }
+
+
+def bench_journal_reps(base: Path, events: int, batch: int, reps: int) -> dict:
+    """``reps`` runs of ``bench_journal`` (fsync interval, the server's policy); medians."""
+    runs = [bench_journal(base / f"journal-rep{r}", events, batch, "interval") for r in range(reps)]
+    keys = ("us_per_event", "engine_thread_cpu_us_per_event", "cpu_us_per_event",
+            "no_journal_loop_us_per_event", "added_us_per_event_wall", "added_us_per_event_engine_cpu",
+            "floor_dumps_sha256_crc_us_per_event")
+    out = {"reps": reps, "events": events, "batch": batch}
+    for k in keys:
+        vals = sorted(r[k] for r in runs)
+        out[k + "_median"] = vals[len(vals) // 2]
+        out[k + "_all"] = vals
+    return out
 
 
 def bench_projection(jdir: Path, db: Path, events: int, indexes: bool) -> dict:
@@ -141,7 +200,7 @@ def bench_projection(jdir: Path, db: Path, events: int, indexes: bool) -> dict:
             "cpu_s": round(cpu, 3), "events_per_cpu_s": round(n / cpu)}
 
 
-def bench_feed(jdir: Path, db: Path, records: list, batch_rows: int = 50_000) -> dict:
+def bench_feed(jdir: Path, db: Path, records: list, batch_rows: int = 122_880) -> dict:
     """Projection fed from memory (the server's path), beside the DuckDB insert floor."""
     for f in (db, Path(str(db) + ".wal")):
         if f.exists():
@@ -175,6 +234,98 @@ def bench_feed(jdir: Path, db: Path, records: list, batch_rows: int = 50_000) ->
             con.execute(f"INSERT INTO {TABLE} SELECT * FROM tb")
         out[name + "_events_per_s"] = round(n / (time.perf_counter() - t))
         con.close()
+    return out
+
+
+def bench_tap(jdir: Path, db: Path, entries: list, batch_rows: int = 122_880) -> dict:
+    """Projection fed the journal's already-encoded payloads (``Journal.tap``: what ``oms serve``
+    does), parsed by Arrow's C++ JSON reader and inserted, GIL released in both."""
+    from oms_trading.audit.journal import JournalTap
+    for f in (db, Path(str(db) + ".wal")):
+        if f.exists():
+            f.unlink()
+    p = Projection(db, jdir, batch_rows=batch_rows)
+    p._connect()
+    p._feed_ok = True                 # empty table, payloads from seq 1: nothing to read back
+    p._tap = JournalTap(max_records=1 << 40)
+    for first, payloads in entries:
+        p._tap._push(first, payloads)
+    n_in = sum(len(x[1]) for x in entries)
+    t = time.perf_counter()
+    c = time.process_time()
+    n = p._drain_tap()
+    dt = time.perf_counter() - t
+    cpu = time.process_time() - c
+    assert p.rows_from_journal == 0 and n == n_in, (n, n_in, p.rows_from_journal)
+    p._tap = None
+    p.close()
+    # the parts: newline-join + Arrow JSON reader, then the INSERT alone
+    payloads = [x for e in entries for x in e[1]]
+    t = time.perf_counter()
+    tbls = [payloads_to_arrow(payloads[i:i + batch_rows]) for i in range(0, len(payloads), batch_rows)]
+    conv = time.perf_counter() - t
+    return {"rows": n, "indexes": True, "seconds": round(dt, 3), "events_per_s": round(n / dt),
+            "cpu_s": round(cpu, 3), "events_per_cpu_s": round(n / cpu),
+            "json_to_arrow_events_per_s": round(n / conv)}
+
+
+def bench_concurrent(base: Path, events: int, batch: int) -> dict:
+    """The order path with the projection running beside it, as in ``oms serve``: the engine
+    loop (journal append + flush + ``Projection.feed``) in this thread, the projection thread
+    ingesting either from the journal's tap (payload bytes, Arrow C++ JSON reader, GIL released)
+    or from the fed record dicts (``records_to_arrow``, GIL held). Compared with the same loop
+    without a projection, same run: the order path's slowdown (mean and per-batch p99/max, where
+    GIL stalls show) and how fast the projection keeps up."""
+    pool = [make_event(i) for i in range(4096)]
+    out = {}
+    for mode in ("alone", "tap", "dicts"):
+        jdir = base / f"conc-{mode}"
+        j = Journal(jdir, fsync="interval", fsync_interval_ms=5)
+        p = None
+        if mode != "alone":
+            p = Projection(base / f"conc-{mode}.duckdb", jdir, interval_ms=50)
+            p.start()
+            if mode == "dicts":
+                p.detach_journal()
+        append = j.append
+        pc = time.perf_counter_ns
+        lat = []
+        n = 0
+        t0 = time.perf_counter()
+        th0 = time.thread_time()
+        while n < events:
+            m = min(batch, events - n)
+            s = pc()
+            recs = [append(pool[k & 4095]) for k in range(n, n + m)]
+            j.flush()
+            if p is not None:
+                p.feed(recs)
+            lat.append(pc() - s)
+            n += m
+        dt = time.perf_counter() - t0
+        th = time.thread_time() - th0
+        lat.sort()
+        r = {"us_per_event": round(dt / events * 1e6, 3),
+             "engine_thread_cpu_us_per_event": round(th / events * 1e6, 3),
+             "batch_us_p50": round(lat[len(lat) // 2] / 1e3, 1),
+             "batch_us_p99": round(lat[int(len(lat) * 0.99)] / 1e3, 1),
+             "batch_us_p999": round(lat[int(len(lat) * 0.999)] / 1e3, 1),
+             "batch_us_max": round(lat[-1] / 1e3, 1)}
+        if p is not None:
+            p.notify(j.last_seq)
+            while p.max_seq() < j.last_seq and time.perf_counter() - t0 < 600:
+                time.sleep(0.005)
+            total = time.perf_counter() - t0
+            r["projection_done_s"] = round(total, 3)
+            r["projection_events_per_s"] = round(events / total)
+            r["rows_from_tap"] = p.rows_from_tap
+            r["rows_from_feed"] = p.rows_from_feed
+            r["rows_from_journal"] = p.rows_from_journal
+            p.stop()
+        j.close()
+        out[mode] = r
+    for mode in ("tap", "dicts"):
+        out[f"order_path_slowdown_us_per_event_{mode}"] = round(out[mode]["us_per_event"] - out["alone"]["us_per_event"], 3)
     return out
 
 
@@ -251,18 +402,24 @@ def bench_lifecycle(db: Path, n: int) -> dict:
 
 
 def run(events: int = 1_000_000, lifecycle_events: int = 10_000_000, batch: int = 10,
-        workdir: str | None = None, keep: bool = False) -> dict:
+        workdir: str | None = None, keep: bool = False, reps: int = 3, concurrent: bool = True) -> dict:
     base = Path(tempfile.mkdtemp(prefix="bench-audit-", dir=workdir))
     try:
         out = {"machine": machine()}
         jdir = base / "journal"
         records: list = []
-        out["journal"] = bench_journal(jdir, events, batch, "interval", keep=records)
+        taps: list = []
+        out["journal"] = bench_journal(jdir, events, batch, "interval", keep=records, tap=taps)
+        out["journal_reps"] = bench_journal_reps(base, min(events, 100_000), batch, reps)
         out["journal_fsync_os"] = bench_journal(base / "journal-os", events, batch, "os")
         out["projection"] = bench_projection(jdir, base / "audit.duckdb", events, indexes=False)
         out["projection_with_indexes"] = bench_projection(jdir, base / "audit.duckdb", events, indexes=True)
+        out["projection_tap"] = bench_tap(jdir, base / "tap.duckdb", taps)
+        del taps
         out["projection_feed"] = bench_feed(jdir, base / "feed.duckdb", records)
         del records
+        if concurrent:
+            out["concurrent"] = bench_concurrent(base, min(events, 200_000), batch)
         if lifecycle_events:
             out["lifecycle"] = bench_lifecycle(base / "lifecycle.duckdb", lifecycle_events)
         out["machine"]["loadavg_end"] = os.getloadavg()
@@ -279,8 +436,10 @@ def main(argv=None) -> int:
     ap.add_argument("--batch", type=int, default=10, help="events per flush (group commit)")
     ap.add_argument("--workdir", default=None, help="where to put the temporary files")
     ap.add_argument("--json", default=None, help="write the results to this file")
+    ap.add_argument("--reps", type=int, default=3, help="repetitions of the journal measurement (medians)")
+    ap.add_argument("--no-concurrent", action="store_true", help="skip the order path + projection thread run")
     a = ap.parse_args(argv)
-    res = run(a.events, a.lifecycle_events, a.batch, a.workdir)
+    res = run(a.events, a.lifecycle_events, a.batch, a.workdir, reps=a.reps, concurrent=not a.no_concurrent)
     text = json.dumps(res, indent=2)
     print(text)
     if a.json:

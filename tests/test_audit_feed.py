@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import time
 
+import orjson
+
 from oms_trading.audit.journal import Journal
 from oms_trading.audit.paths import duckdb_path, journal_dir
 from oms_trading.audit.projection import TABLE, Projection, records_to_arrow
@@ -69,10 +71,10 @@ def test_feed_skips_known_rows_and_fills_gaps_from_journal(tmp_path):
     p._feed_ok = True
     assert p.ingest_records(recs[:30]) == 30
     # 30..59 never fed (say session events journaled outside a batch): read from the journal
-    assert p.ingest_records(recs[60:80]) == 70            # the catch-up reads all the journal has
-    assert p.rows_from_journal == 70
+    assert p.ingest_records(recs[60:80]) == 50            # the catch-up reads just the gap
+    assert p.rows_from_journal == 30 and p.rows_from_feed == 50
     assert p.ingest_records(recs[:80]) == 0               # already there
-    assert p.ingest_records(recs[75:]) == 0
+    assert p.ingest_records(recs[75:]) == 20
     assert p.max_seq() == 100
     p.close()
     assert verify(tmp_path).ok
@@ -99,7 +101,8 @@ def test_background_feed_and_stop(tmp_path):
     while p.max_seq() < j.last_seq and time.monotonic() < deadline:
         time.sleep(0.02)
     assert p.max_seq() == j.last_seq == 251
-    assert p.rows_from_feed > 0 and p.lag() == 0
+    # the journal is open in this process: the rows come from its tap (payload bytes), not the dicts
+    assert p.rows_from_tap > 0 and p.lag() == 0
     j.close()
     p.stop()
     assert verify(tmp_path).ok and first
@@ -110,3 +113,54 @@ def test_records_to_arrow_chunks():
     t = records_to_arrow(recs, chunk=64)
     assert t.num_rows == 1000 and t.column("seq").to_pylist() == list(range(1, 1001))
     assert t.column("details").null_count == 1000
+
+
+def test_tap_payloads_and_gaps(tmp_path):
+    """Journal.tap hands over the payloads of flushed records only; gaps are read back."""
+    jdir = journal_dir(tmp_path)
+    j = Journal(jdir, fsync="os")
+    for i in range(5):
+        j.append(ev(i))
+    j.flush()                                 # before the tap: read from the journal files
+    tap = j.tap()
+    recs = [j.append(ev(5 + i)) for i in range(10)]
+    assert not tap and tap.first_seq() is None   # nothing until the flush
+    j.flush()
+    assert tap.first_seq() == 6
+    first, payloads = tap.take()
+    assert first == 6 and [orjson.loads(x) for x in payloads] == recs and not tap
+    j._tap._push(first, payloads)             # give them back for the projection
+    p = Projection(duckdb_path(tmp_path), jdir)
+    p.attach_journal(j)
+    assert p._drain_tap() == 15                   # first call: catch-up from the files up to the tap
+    assert (p.rows_from_journal, p.rows_from_tap) == (5, 10) and not tap
+    for i in range(3):
+        j.append(ev(20 + i))
+    j.flush()
+    assert p._drain_tap() == 3 and p.rows_from_tap == 13 and p.max_seq() == 18
+    j.append(ev(99))
+    j.flush()
+    tap.take()                                    # a lost buffer: the projection sees a gap
+    j.append(ev(100))
+    j.flush()
+    assert p._drain_tap() == 2 and p.max_seq() == 20                       # seq 19 from the files
+    assert (p.rows_from_journal, p.rows_from_tap) == (6, 14)
+    p.detach_journal()
+    assert j._tap is None
+    p.close()
+    j.close()
+    assert verify(tmp_path).ok
+
+
+def test_tap_drops_a_discontinuous_buffer(tmp_path):
+    from oms_trading.audit.journal import JournalTap
+    t = JournalTap(max_records=5)
+    t._push(1, [b"a", b"b"])
+    t._push(3, [b"c"])
+    assert t.take() == (1, [b"a", b"b", b"c"])
+    t._push(4, [b"d"])
+    t._push(9, [b"e"])                        # 5..8 rolled back or lost: the buffer restarts at 9
+    assert t.dropped == 1 and t.take() == (9, [b"e"])
+    t._push(10, [b"1", b"2", b"3", b"4", b"5"])
+    t._push(15, [b"6"])                       # consumer too far behind: dropped, it reads the files
+    assert t.dropped == 6 and t.take() == (15, [b"6"])

@@ -35,11 +35,42 @@ def check_chain(records: list[dict]) -> None:
 
 
 def test_canonical_bytes_and_hash():
+    # the record's JSON in its own key order, None as null, without the hash key
     r = {"seq": 1, "type": "x", "b": None, "a": 2, "prev_hash": GENESIS_HASH, "hash": "zz"}
-    assert canonical_bytes(r) == b'{"a":2,"prev_hash":"' + GENESIS_HASH.encode() + b'","seq":1,"type":"x"}'
+    assert canonical_bytes(r) == b'{"seq":1,"type":"x","b":null,"a":2,"prev_hash":"' + GENESIS_HASH.encode() + b'"}'
     h = record_hash(r)
-    assert len(h) == 64 and h == record_hash({k: v for k, v in r.items() if v is not None})
+    assert len(h) == 64 and h == record_hash({k: v for k, v in r.items() if k != "hash"})
     assert record_hash(r, "1" * 64) != h
+    # key order and null keys are part of the hashed bytes
+    assert record_hash({k: v for k, v in r.items() if v is not None}) != h
+    assert record_hash(dict(sorted(r.items()))) != h
+
+
+def test_old_sorted_journal_still_reads_and_verifies(tmp_path):
+    """A journal written with the previous encoding (sorted keys, no None values) stays valid."""
+    import hashlib
+    import zlib
+    from oms_trading.audit.verify import verify_journal
+    prev = GENESIS_HASH
+    out = bytearray()
+    for seq in range(1, 6):
+        rec = {k: v for k, v in ev(seq).items() if v is not None}
+        rec["seq"], rec["prev_hash"] = seq, prev
+        body = orjson.dumps(rec, option=orjson.OPT_SORT_KEYS)
+        h = hashlib.sha256(body).hexdigest()
+        payload = body[:-1] + b',"hash":"' + h.encode() + b'"}'
+        out += jmod.HEADER.pack(jmod.MAGIC, len(payload), zlib.crc32(payload), seq) + payload
+        prev = h
+    tmp_path.mkdir(exist_ok=True)
+    (tmp_path / jmod.segment_name(1)).write_bytes(bytes(out))
+    r = verify_journal(tmp_path)
+    assert r.ok and r.checked_journal == 5, r
+    with Journal(tmp_path, fsync="os") as j:
+        assert (j.last_seq, j.last_hash) == (5, prev)
+        j.append(ev(6))
+    r = verify_journal(tmp_path)
+    assert r.ok and r.checked_journal == 6, r
+    check_chain(list(iter_records(tmp_path)))
 
 
 def test_round_trip(tmp_path):
@@ -52,7 +83,7 @@ def test_round_trip(tmp_path):
     recs = list(iter_records(tmp_path))
     assert len(recs) == 100
     check_chain(recs)
-    assert recs[0] == {k: v for k, v in out[0].items() if v is not None}
+    assert recs[0] == out[0]  # exactly what append returned, None values included
     assert [r["seq"] for r in iter_records(tmp_path, from_seq=97)] == [97, 98, 99, 100]
     # reopen restores the chain head; appends continue
     with Journal(tmp_path) as j:
@@ -71,7 +102,7 @@ def test_payload_layout(tmp_path):
     payload = data[HLEN:]
     hashed, h = split_payload(payload)
     assert hashed == canonical_bytes(r) and h == r["hash"]
-    assert orjson.loads(payload) == {k: v for k, v in r.items() if v is not None}
+    assert orjson.loads(payload) == r and payload == orjson.dumps(r)
 
 
 @pytest.mark.parametrize("bad", [1.5, True, [1], {"a": 1}, b"x"])
@@ -117,7 +148,7 @@ def test_torn_tail_every_offset(tmp_path, caplog):
     recs = _write(tmp_path, 4)
     (_, path), = list_segments(tmp_path)
     data = path.read_bytes()
-    last_len = len(orjson.dumps({k: v for k, v in recs[-1].items() if v is not None})) + HLEN
+    last_len = len(orjson.dumps(recs[-1])) + HLEN
     start = len(data) - last_len
     for cut in range(start, len(data)):
         path.write_bytes(data[:cut])
@@ -295,7 +326,7 @@ def test_partial_write_then_failure_keeps_whole_records(tmp_path, monkeypatch):
     j.append(ev(1))
     j.flush()
     recs = [j.append(ev(i)) for i in range(2, 6)]
-    frame2 = HLEN + len(orjson.dumps({k: v for k, v in recs[0].items() if v is not None}))
+    frame2 = HLEN + len(orjson.dumps(recs[0]))
     _FailingWrite(monkeypatch, errno.EIO, partial=frame2 + 11)  # record 2 and 11 bytes of 3
     with pytest.raises(JournalWriteError):
         j.flush()

@@ -1,10 +1,12 @@
 """Immutable audit trail.
 
 - ``schema``: the event contract (columns of the DuckDB table, event types).
-- ``chain``: canonical encoding and SHA-256 hash chain (``canonical_bytes``, ``record_hash``).
+- ``chain``: canonical encoding and SHA-256 hash chain (``canonical_bytes``, ``record_hash``): the
+  hash is over the record's JSON exactly as the journal stores it (key order kept, None as null).
 - ``journal``: the append-only journal, the source of truth (``Journal``, ``iter_records``).
 - ``projection``: DuckDB query projection of the journal (``Projection``, ``connect_readonly``); at
-  run time fed the records the engine already holds (``Projection.feed``), from the journal files
+  run time fed the payloads the journal flushed (``Journal.tap``, parsed by Arrow's C++ JSON
+  reader with the GIL released) or the record dicts (``Projection.feed``), from the journal files
   at start-up and after a gap.
 - ``verify``: recomputes the chain over the journal and the table (``verify``).
 - ``queries``: the read side for compliance and the HTTP API (``lifecycle``, ``search``, ``export``

@@ -5,10 +5,16 @@ File layout: ``DIR/journal-{first_seq:012d}.log`` segments, each a sequence of f
     header  struct '<4sIIq': magic b'OMSJ', payload length, zlib.crc32(payload), seq
     payload the record as compact UTF-8 JSON
 
-The payload is the canonical encoding of the record without ``hash`` (see ``chain``) with
+The payload is the canonical encoding of the record without ``hash`` (see ``chain``: the
+compact JSON of the record's keys in their order, ``None`` as ``null``) with
 ``,"hash":"<hex>"`` spliced in before the closing brace, so ``payload[:-HASH_SUFFIX_LEN] + b"}"``
-is exactly the byte string that was hashed. ``seq`` is repeated in the header so that a scan
-can check continuity and skip records without decoding JSON; it must equal the payload's seq.
+is exactly the byte string that was hashed, and the payload is ``orjson.dumps(record)`` of the
+record ``append`` returned. The hash is defined over those stored bytes: ``verify`` hashes them
+as they are, it never re-encodes. ``seq`` is repeated in the header so that a scan can check
+continuity and skip records without decoding JSON; it must equal the payload's seq.
+
+Journals written before this encoding (sorted keys, ``None`` values left out) read and verify
+unchanged: their payloads are the same kind of bytes (a record's JSON in the stored order).
 
 One writer per directory (an flock on ``DIR/LOCK``). The engine thread calls ``append`` for each
 event of a batch, then ``flush`` once (one ``os.write``), then acknowledges. With
@@ -48,15 +54,14 @@ SEGMENT_RE = re.compile(r"^journal-(\d{12})\.log$")
 FSYNC_POLICIES = ("batch", "interval", "os")
 MAX_PAYLOAD = 64 * 1024 * 1024
 
-_OPT = orjson.OPT_SORT_KEYS
 _dumps = orjson.dumps
 _loads = orjson.loads
 _sha256 = hashlib.sha256
 _crc32 = zlib.crc32
 _pack = HEADER.pack
 _unpack_from = HEADER.unpack_from
-_PLAIN_TYPES = frozenset((int, str))
 _ALLOWED_TYPES = frozenset((int, str, type(None)))
+_HASH_KEY = b',"hash":"'
 
 
 class JournalError(Exception):
@@ -369,7 +374,10 @@ def iter_payloads(directory: Path | str, from_seq: int = 1, batch: int = 50_000)
 
 
 def iter_records(directory: Path | str, from_seq: int = 1) -> Iterator[dict]:
-    """Records (dicts with seq, prev_hash and hash; no None values) from ``from_seq`` on."""
+    """Records (dicts with seq, prev_hash and hash) from ``from_seq`` on: exactly the records
+    ``Journal.append`` returned, key order and ``None`` values included (they are part of the
+    hashed bytes, so ``chain.record_hash(record) == record["hash"]``). Journals written before
+    2026-11-25 left ``None`` values out; their records have none."""
     loads = _loads
     for p in iter_payloads(directory, from_seq):
         yield loads(p)
@@ -377,6 +385,51 @@ def iter_records(directory: Path | str, from_seq: int = 1) -> Iterator[dict]:
 
 # ---------------------------------------------------------------------------------------------
 # Writing
+
+
+class JournalTap:
+    """Payloads a ``Journal`` flushed, handed to one consumer in the same process.
+
+    The journal appends each flush's payloads after the write succeeded (``_push``, engine
+    thread); ``take()`` (consumer thread) swaps the whole buffer out in O(1) and returns
+    ``(first_seq, [payload, ...])`` for consecutive seqs from ``first_seq``. If a flush does not
+    continue the buffer (records rolled back or cut short by a failed write) or the consumer falls
+    more than ``max_records`` behind, the buffer is dropped: the consumer then sees a seq gap and
+    reads those records from the journal files."""
+
+    __slots__ = ("_lock", "_first", "_buf", "max_records", "dropped")
+
+    def __init__(self, max_records: int):
+        self._lock = threading.Lock()
+        self._first = 0
+        self._buf: list = []
+        self.max_records = max_records
+        self.dropped = 0
+
+    def _push(self, first: int, payloads: list) -> None:
+        with self._lock:
+            buf = self._buf
+            if buf and (self._first + len(buf) != first or len(buf) >= self.max_records):
+                self.dropped += len(buf)
+                buf = self._buf = []
+            if not buf:
+                self._first = first
+            buf += payloads
+
+    def take(self) -> tuple[int, list]:
+        with self._lock:
+            first, buf = self._first, self._buf
+            self._buf = []
+            return first, buf
+
+    def first_seq(self) -> int | None:
+        """Seq of the oldest payload held, None when empty."""
+        with self._lock:
+            return self._first if self._buf else None
+
+    def __len__(self) -> int:
+        return len(self._buf)
+
 
 
 class Journal:
@@ -401,6 +454,10 @@ class Journal:
         self._thread: threading.Thread | None = None
         self._sync_error: OSError | None = None
         self._closed = True
+        # payloads of the records flushed, for a DuckDB projection in this process (``tap``)
+        self._tap_on = False
+        self._tap: JournalTap | None = None
+        self._tap_pending: list[bytes] = []
         self.open()
 
     # -- properties
@@ -426,6 +483,24 @@ class Journal:
     def sync_error(self) -> OSError | None:
         """The last error of the background fsync, if any (also raised by ``sync``/``close``)."""
         return self._sync_error
+
+    TAP_MAX_RECORDS = 500_000
+
+    def tap(self) -> "JournalTap":
+        """The payloads of every record flushed from now on, for an in-process consumer (the
+        DuckDB projection): see ``JournalTap``. Costs the engine one list append per record
+        and one locked list extend per flush. Idempotent."""
+        if self._tap is None:
+            self._tap = JournalTap(self.TAP_MAX_RECORDS)
+            self._tap_pending = []
+            self._tap_on = True
+        return self._tap
+
+    def untap(self) -> None:
+        """Stop collecting payloads for ``tap``."""
+        self._tap_on = False
+        self._tap = None
+        self._tap_pending = []
 
     # -- open / recovery
     def open(self) -> None:
@@ -527,6 +602,10 @@ class Journal:
 
         Nothing reaches the OS until ``flush``. Raises ``TypeError`` (journal unchanged) if a
         value is not int, str or None, a key is not a str, or an int does not fit 64 bits.
+
+        The hashed bytes are the compact JSON of the record in its key order (the event's keys,
+        then ``seq`` and ``prev_hash``), ``None`` kept as ``null``: no key sort, no filtering,
+        so the cost is one ``orjson.dumps``, one SHA-256 and one CRC-32 per event.
         """
         rec = dict(event)
         if "hash" in rec:
@@ -534,34 +613,30 @@ class Journal:
         seq = self._last_seq + 1
         rec["seq"] = seq
         rec["prev_hash"] = self._last_hash
-        # one pass over the values when there is no None (the C-level ``in`` stops at the first
-        # None); otherwise filter once and check the types of what is left
-        body_rec = rec if None not in rec.values() else {k: v for k, v in rec.items() if v is not None}
-        if not _PLAIN_TYPES.issuperset(map(type, body_rec.values())):
+        if not _ALLOWED_TYPES.issuperset(map(type, rec.values())):
             bad = {k: type(v).__name__ for k, v in rec.items() if type(v) not in _ALLOWED_TYPES}
             raise TypeError(f"audit event values must be int, str or None; got {bad}")
-        body = _dumps(body_rec, option=_OPT)
+        body = _dumps(rec)  # TypeError (JSONEncodeError) on a non-str key or an int > 64 bits
         h = _sha256(body).hexdigest()
-        payload = b"%s,\"hash\":\"%s\"}" % (body[:-1], h.encode())
+        payload = b"".join((body[:-1], _HASH_KEY, h.encode(), b'"}'))
         n = len(payload)
         frame_len = HLEN + n
+        ts = rec.get("ts")
         if self._tail_bytes:
             if self._tail_bytes + frame_len > self._rotate_bytes:
                 self._seal(seq)
-            elif self._rotate_daily:
-                ts = rec.get("ts")
-                if type(ts) is int and ts // NS_PER_DAY != self._tail_day:
-                    self._seal(seq)
-        if not self._tail_bytes and self._tail_day is None:
-            ts = rec.get("ts")
-            if type(ts) is int:
-                self._tail_day = ts // NS_PER_DAY
+            elif self._rotate_daily and type(ts) is int and ts // NS_PER_DAY != self._tail_day:
+                self._seal(seq)
+        if not self._tail_bytes and self._tail_day is None and type(ts) is int:
+            self._tail_day = ts // NS_PER_DAY
         pending = self._pending
         pending += _pack(MAGIC, n, _crc32(payload), seq)
         pending += payload
         self._tail_bytes += frame_len
         self._last_seq = seq
         self._last_hash = h
+        if self._tap_on:
+            self._tap_pending.append(payload)
         rec["hash"] = h
         return rec
 
@@ -616,7 +691,11 @@ class Journal:
                     done = 0  # nothing of the last chunk is known durable: cut it off
                     raise
         except OSError as e:
+            self._tap_pending = []
             self._rollback(chunks, i, done, seg_start, e)
+        if self._tap_on and self._tap_pending:
+            self._tap._push(self._last_seq - len(self._tap_pending) + 1, self._tap_pending)
+            self._tap_pending = []
         self._os_seq = self._last_seq
         self._os_hash = self._last_hash
         if self._policy == "interval" and not self._wake.is_set():

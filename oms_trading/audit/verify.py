@@ -1,9 +1,11 @@
 """Verification of the audit trail: the journal's hash chain, then the DuckDB table against it.
 
-Journal: every frame's CRC, seq gap-free from 1, ``prev_hash`` links, ``hash`` recomputed from the
-canonical encoding. Table (ordered by seq): each row rebuilt into a record (columns + details),
-its hash recomputed, its links checked, and the record compared with the journal record of the
-same seq; a missing, extra, duplicated or edited row is reported with the first bad seq.
+Journal: every frame's CRC, seq gap-free from 1, ``prev_hash`` links, ``hash`` recomputed over the
+stored payload bytes (see ``chain``), and the payload in canonical form (``canonical_bytes`` of the
+parsed record gives back the hashed bytes). Table (ordered by seq): each row rebuilt into a record
+(columns + details) and compared with the hash-verified journal record of the same seq: every
+value, ``prev_hash`` and ``hash``; a missing, extra, duplicated or edited row is reported with the
+first bad seq.
 
 What this cannot see: records cut from the *end* of both the journal and the table (a chain
 has no memory of its own length); anchor ``last_seq``/``last_hash`` elsewhere for that.
@@ -18,7 +20,7 @@ import duckdb
 import orjson
 
 from .chain import GENESIS_HASH, canonical_bytes
-from .journal import JournalCorrupt, JournalReader, _sha256
+from .journal import JournalCorrupt, JournalReader, _sha256, split_payload
 from .paths import duckdb_path, journal_dir
 from .projection import TABLE, connect_readonly, row_to_record
 from .schema import COLUMN_NAMES
@@ -59,19 +61,33 @@ def verify_journal(jdir: Path) -> VerifyResult:
     prev = GENESIS_HASH
     expected = 1
     sha = _sha256
+    loads = _loads
     try:
-        for rec in _journal_records(jdir, reader):
-            seq = rec.get("seq")
-            if seq != expected:
-                return _bad(res, "journal", expected, f"record seq {seq!r} where {expected} was expected")
-            if rec.get("prev_hash") != prev:
-                return _bad(res, "journal", seq, "prev_hash does not link to the previous record's hash")
-            h = sha(canonical_bytes(rec)).hexdigest()
-            if rec.get("hash") != h:
-                return _bad(res, "journal", seq, f"hash mismatch (stored {rec.get('hash')}, recomputed {h})")
-            prev = h
-            expected += 1
-            res.checked_journal += 1
+        while True:
+            chunk = reader.read_payloads(50_000)
+            if not chunk:
+                break
+            for p in chunk:
+                p = bytes(p)
+                rec = loads(p)
+                seq = rec.get("seq") if type(rec) is dict else None
+                if seq != expected:
+                    return _bad(res, "journal", expected, f"record seq {seq!r} where {expected} was expected")
+                if rec.get("prev_hash") != prev:
+                    return _bad(res, "journal", seq, "prev_hash does not link to the previous record's hash")
+                try:
+                    hashed, stored = split_payload(p)
+                except (ValueError, UnicodeDecodeError):
+                    return _bad(res, "journal", seq, "payload does not end with its hash field")
+                h = sha(hashed).hexdigest()
+                if stored != h or rec.get("hash") != h:
+                    return _bad(res, "journal", seq, f"hash mismatch (stored {rec.get('hash')}, recomputed {h})")
+                if canonical_bytes(rec) != hashed:
+                    return _bad(res, "journal", seq, "payload is not in canonical form (re-encoding it "
+                                                     "does not give the hashed bytes)")
+                prev = h
+                expected += 1
+                res.checked_journal += 1
     except JournalCorrupt as e:
         return _bad(res, "journal", e.seq if e.seq is not None else expected, str(e))
     except (ValueError, orjson.JSONDecodeError) as e:
@@ -103,10 +119,13 @@ def _rows(con, batch: int = 20_000) -> Iterator[dict]:
 
 
 def verify_table(con: duckdb.DuckDBPyConnection, jdir: Path, res: VerifyResult) -> VerifyResult:
+    """Compare the table, row by row in seq order, with the journal (whose hashes
+    ``verify_journal`` has checked). A row's hash cannot be recomputed from the row alone (the
+    hashed bytes keep the record's key order and its null keys, which a row does not), so each
+    row must equal the journal record of its seq: every value, ``prev_hash`` and ``hash``."""
     journal = _journal_records(jdir, JournalReader(jdir))
     prev = GENESIS_HASH
     expected = 1
-    sha = _sha256
     for row in _rows(con):
         seq = row["seq"]
         if seq != expected:
@@ -117,19 +136,21 @@ def verify_table(con: duckdb.DuckDBPyConnection, jdir: Path, res: VerifyResult) 
             rec = row_to_record(row)
         except (ValueError, orjson.JSONDecodeError) as e:
             return _bad(res, "duckdb", seq, f"row cannot be decoded: {e}")
-        h = sha(canonical_bytes(rec)).hexdigest()
-        if row["hash"] != h:
-            return _bad(res, "duckdb", seq, f"row hash mismatch (stored {row['hash']}, recomputed {h}): "
-                                            f"the row was edited")
-        if row["prev_hash"] != prev:
-            return _bad(res, "duckdb", seq, "prev_hash does not link to the previous row's hash")
         jrec = next(journal, None)
         if jrec is None:
             return _bad(res, "duckdb", seq, f"row with seq {seq} is not in the journal")
+        jh = jrec.get("hash")
+        if row["hash"] != jh:
+            return _bad(res, "duckdb", seq, f"row hash {row['hash']} differs from the journal record's hash "
+                                            f"{jh}: the row was edited")
+        if row["prev_hash"] != prev:
+            return _bad(res, "duckdb", seq, "prev_hash does not link to the previous row's hash")
+        if None in jrec.values():
+            jrec = {k: v for k, v in jrec.items() if v is not None}
         if jrec != rec:
             diff = sorted(k for k in set(jrec) | set(rec) if jrec.get(k) != rec.get(k))
-            return _bad(res, "duckdb", seq, f"row differs from the journal record in {diff}")
-        prev = h
+            return _bad(res, "duckdb", seq, f"row differs from the journal record in {diff}: the row was edited")
+        prev = jh
         expected += 1
         res.checked_table += 1
     return res
