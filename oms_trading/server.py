@@ -22,7 +22,7 @@ from aiohttp import web
 
 from .audit.journal import Journal, iter_records
 from .audit.paths import duckdb_path, journal_dir
-from .audit.projection import Projection
+from .audit.projector import ProjectionProcess
 from .config import DEMO_CONFIG_NAME, Config
 from .engine.engine import Engine
 from .fix.gateway import Gateway
@@ -85,10 +85,11 @@ class OmsServer:
         if replayed:
             log.info("replayed %d commands from the journal in %.2fs (last seq %d)", replayed,
                      time.perf_counter() - started, self.journal.last_seq)
-        self.projection = Projection(duckdb_path(opts.data_dir), self.journal.directory)
+        # DuckDB in a process of its own: its GIL holds would delay the order path (projector.py)
+        self.projection = ProjectionProcess(duckdb_path(opts.data_dir), self.journal.directory, self.journal)
         self.projection.start()
         self.gateway = Gateway(self.engine)
-        self.gateway.on_events.append(self.projection.feed)   # records in memory, no journal re-read
+        self.gateway.on_events.append(self.projection.feed)   # the child reads the journal; this counts
         from .web.metrics import Metrics
         self.metrics = Metrics()
         self.gateway.on_events.append(self.metrics.observe_events)

@@ -1,10 +1,10 @@
 """Compliance API (read-only): audit search, order lifecycle, exports, chain verification and
 limits in force at a time.
 
-The server's projection owns the DuckDB file; each request takes a cursor on it and runs its
-query in a worker thread (DuckDB releases the GIL), so the engine's loop is never blocked.
-Before querying, the request asks the projection to catch up with the journal; whatever lag
-is left (catch-up failed or raced new events) is reported as ``projection_lag``.
+The projection's process owns the DuckDB file (audit/projector.py); each request sends its
+query function there from a worker thread, so the engine's loop is never blocked. The process
+catches up with the journal before it runs the query; whatever lag is left (catch-up failed or
+raced new events) is reported as ``projection_lag``.
 
 The queries themselves live in ``oms_trading.audit.queries`` (parameterized SQL only) and are
 imported lazily, so the server starts even where that module is missing.
@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Callable
 from aiohttp import web
 
 from ..audit import schema as ev
+from ..audit.projector import ProjectorError
 from .errors import BadRequest
 from .routes import Param, Route
 from .validate import MAX_NAME, choice, integer, json_response, query, text, timestamp
@@ -49,21 +50,17 @@ def _queries():
 
 
 async def run_query(server: "OmsServer", fn: Callable, *args, **kwargs):
-    """Catch up, then ``fn(cursor, ...)`` in a worker thread; returns (result, lag)."""
+    """``fn(cursor, ...)`` where the projection's DuckDB connection is (its process catches up
+    with the journal first), from a worker thread; returns (result, lag)."""
     projection = server.projection
 
     def work():
         try:
-            projection.catch_up()
-        except Exception:      # journal being cut, DB busy...: answer from what is there, report lag
-            pass
-        con = projection.cursor()
-        try:
-            return fn(con, *args, **kwargs)
+            return projection.run(fn, *args, **kwargs)
         except ValueError as exc:     # queries.QueryError and friends: the argument is unusable
             raise BadRequest(str(exc)) from None
-        finally:
-            con.close()
+        except ProjectorError as exc:
+            raise BadRequest(f"audit trail unavailable: {exc}", status=503) from None
 
     result = await asyncio.get_running_loop().run_in_executor(None, work)
     return result, projection.lag()
@@ -181,14 +178,12 @@ async def verify(request: web.Request) -> web.Response:
     """Recompute the hash chain of the journal and check the DuckDB table against it."""
     server = _server(request)
     query(request, ())
-    from ..audit.verify import verify as verify_all
 
     def work():
         try:
-            server.projection.catch_up()
-        except Exception:
-            pass
-        return verify_all(server.options.data_dir)
+            return server.projection.verify(server.options.data_dir)
+        except ProjectorError as exc:
+            raise BadRequest(f"audit trail unavailable: {exc}", status=503) from None
 
     result = await asyncio.get_running_loop().run_in_executor(None, work)
     return json_response({"ok": result.ok, "checked_journal": result.checked_journal,
