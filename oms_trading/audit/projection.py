@@ -387,6 +387,17 @@ class Projection:
         finally:
             con.unregister("_audit_ingest")
 
+    def _insert_or_resync(self, con, tbl: pa.Table) -> None:
+        """Insert rows held in memory; if that fails, what memory held is in the journal: read
+        max(seq) again and let the next catch-up take the rows from the files."""
+        try:
+            self._insert(con, tbl)
+        except BaseException:
+            self._feed_ok = False
+            self._reader = None
+            self._db_max = con.execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}").fetchall()[0][0]
+            raise
+
     def ingest_records(self, recs: list[dict]) -> int:
         """Insert journal records held in memory (seq-ordered dicts as ``Journal.append``
         returned them, already flushed to the journal). Records at or below the table's max seq
@@ -421,13 +432,7 @@ class Projection:
                     seq += 1
                     end += 1
                 tbl = records_to_arrow(recs[start:end])
-                try:
-                    self._insert(con, tbl)
-                except BaseException:
-                    self._feed_ok = False
-                    self._reader = None
-                    self._db_max = con.execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}").fetchall()[0][0]
-                    raise
+                self._insert_or_resync(con, tbl)
                 self._db_max = seq
                 added += end - start
                 self.rows_from_feed += end - start
@@ -485,13 +490,7 @@ class Projection:
             n = tbl.num_rows
             if n != len(payloads) or seqs[0].as_py() != self._db_max + 1 or seqs[n - 1].as_py() != self._db_max + n:
                 raise RuntimeError(f"projection: payloads do not carry seqs {self._db_max + 1}..{self._db_max + n}")
-            try:
-                self._insert(con, tbl)
-            except BaseException:
-                self._feed_ok = False
-                self._reader = None
-                self._db_max = con.execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}").fetchall()[0][0]
-                raise
+            self._insert_or_resync(con, tbl)
             self._db_max += n
             self.rows_from_tap += n
             self.rows_ingested += n
