@@ -221,7 +221,8 @@ def start_echo() -> Child:
 
 def _gen(args, host: str, port: int, label: str) -> LoadGen:
     return LoadGen(host, port, sessions=args.sessions, comp_id=args.comp_id, max_backlog=args.max_backlog,
-                   drain_timeout=args.drain_timeout, progress=args.progress, label=label, reader=args.reader)
+                   drain_timeout=args.drain_timeout, progress=args.progress, label=label, reader=args.reader,
+                   check_seq=label != "echo")
 
 
 def _hists(gen: LoadGen) -> dict:
@@ -283,6 +284,8 @@ def step_ok(rep: dict, p99_bound_us: float) -> tuple[bool, str]:
         return False, f"{rep['unsent']} operations could not be sent (backlog full)"
     if rep["errors"]:
         return False, f"{rep['errors']} errors"
+    if rep.get("seq_gaps"):
+        return False, f"{rep['seq_gaps']} MsgSeqNum gaps in the answers"
     if rep["achieved_rate"] < 0.95 * rep["offered_rate"]:
         return False, f"achieved {rep['achieved_rate']:,.0f}/s < 95% of offered"
     if rep["rejected"] > 0.01 * max(1, rep["sent"]):
@@ -437,7 +440,8 @@ def print_open(rep_floor: dict | None, rep: dict, rat: dict | None) -> None:
         print(f"{r_['target']}: offered {r_['offered_rate']:,.0f}/s, achieved {r_['achieved_rate']:,.0f}/s "
               f"({'met' if r_['offered_rate_met'] else 'NOT MET'}); sent {r_['sent']:,} = acknowledged "
               f"{r_['acknowledged']:,} + rejected {r_['rejected']:,} + errors {r_['errors']:,}; unsent "
-              f"{r_['unsent']:,}; substituted {r_['substituted']:,}; backlog peak {r_['backlog_peak']:,}")
+              f"{r_['unsent']:,}; substituted {r_['substituted']:,}; backlog peak {r_['backlog_peak']:,}"
+              + (f"; MsgSeqNum gaps {r_['seq_gaps']:,}" if r_.get("seq_gaps") is not None else ""))
         print(f"{'':6}new from the actual write: p50 {_fmt(svc.get('p50')).strip()} p99 "
               f"{_fmt(svc.get('p99')).strip()}; sender lag behind schedule: p50 {_fmt(lag.get('p50')).strip()} "
               f"p99 {_fmt(lag.get('p99')).strip()} max {_fmt(lag.get('max')).strip()}")

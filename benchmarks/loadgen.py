@@ -310,6 +310,7 @@ class Stats:
     rejected: list = field(default_factory=lambda: [0] * 4)
     errors: list = field(default_factory=lambda: [0] * 4)
     substituted: list = field(default_factory=lambda: [0] * 4)
+    seq_gaps: int = 0              # answers whose MsgSeqNum was not the one expected (OMS only)
     reject_reasons: collections.Counter = field(default_factory=collections.Counter)
     error_reasons: collections.Counter = field(default_factory=collections.Counter)
 
@@ -323,6 +324,7 @@ class Session(asyncio.Protocol):
         self.sender = sender.encode()
         self.target = target.encode()
         self.seq = 1
+        self.in_seq = 0     # next MsgSeqNum expected from the target (0: not logged on yet)
         self.parser = FixParser() if gen.reader == "fixparser" else LiteParser()
         self.transport: asyncio.Transport | None = None
         self.logged_on = asyncio.get_event_loop().create_future()
@@ -374,6 +376,8 @@ class Session(asyncio.Protocol):
                 gen.stats.error_reasons[f"garbled frame: {msg.reason}"] += 1
                 continue
             mt = msg.msg_type
+            if gen.check_seq:
+                self._check_seq(msg, mt)
             if mt == b"8":
                 gen.on_exec_report(self, msg, now)
             elif mt == b"9":
@@ -393,16 +397,32 @@ class Session(asyncio.Protocol):
                     self.logged_out.set_result(None)
 
 
+    def _check_seq(self, msg, mt: bytes) -> None:
+        """Every answer carries the next MsgSeqNum (we never ask for a resend, so a gap or a
+        repeat means a message was lost or sent twice); a Logon with 141=Y starts at 1."""
+        raw = msg.get(34)
+        seq = int(raw) if raw is not None and raw.isdigit() else -1
+        if mt == b"A":
+            self.in_seq = seq + 1
+            return
+        expected = self.in_seq
+        if expected and seq != expected:
+            self.gen.stats.seq_gaps += 1
+            self.gen.stats.error_reasons[f"MsgSeqNum from the target {seq}, expected {expected}"] += 1
+        self.in_seq = seq + 1
+
+
 class LoadGen:
     """Drives the sessions; one instance per target (OMS or echo floor)."""
 
     def __init__(self, host: str, port: int, sessions: int = 1, comp_id: str = "BENCH", target_comp: str = "OMS",
                  account: str = "BENCH", symbol: str = "MSFT", max_backlog: int = 20000,
                  drain_timeout: float = 10.0, progress: bool = False, label: str = "",
-                 run_tag: str | None = None, reader: str = "lite") -> None:
+                 run_tag: str | None = None, reader: str = "lite", check_seq: bool = True) -> None:
         if reader not in ("lite", "fixparser"):
             raise ValueError(f"reader {reader!r}: lite or fixparser")
         self.reader = reader
+        self.check_seq = check_seq      # off for the echo floor, which has no sequence numbers
         self.host, self.port = host, port
         self.n_sessions = sessions
         self.names = [comp_id if i == 0 else f"{comp_id}{i + 1}" for i in range(sessions)]
@@ -755,7 +775,7 @@ class LoadGen:
             "target": self.label, "mode": mode, "sessions": self.n_sessions, "mix": mix_text(probs),
             "offered_rate": rate, "duration_s": duration, "offered": offered, "sent": sent, "unsent": unsent,
             "acknowledged": acked, "rejected": rej, "errors": err,
-            "substituted": sum(st.substituted),
+            "substituted": sum(st.substituted), "seq_gaps": st.seq_gaps if self.check_seq else None,
             "achieved_rate": round(achieved, 1), "send_rate": round(sent / send_span, 1),
             "offered_rate_met": met, "saturated": (not met) and (unsent > 0 or self.backlog_waits > 0
                                                                  or achieved < 0.95 * rate),

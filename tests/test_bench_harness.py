@@ -10,7 +10,7 @@ import pytest
 
 from benchmarks import bench_fix, loadgen
 from benchmarks.echo_server import EchoFix, _PARTS, _frame
-from oms_trading.fix.codec import FixParser
+from oms_trading.fix.codec import FixParser, encode
 
 PCT_KEYS = {"count", "p50", "p90", "p99", "p99.9", "p99.99", "max", "mean"}
 
@@ -149,6 +149,8 @@ def test_bench_fix_end_to_end(tmp_path, capsys):
                 "error_reasons", "substituted", "unsent"} <= set(rep)
     oms = r["oms"]
     assert oms["errors"] == 0 and oms["unsent"] == 0, oms
+    assert oms["seq_gaps"] == 0 and r["floor"]["seq_gaps"] is None     # the echo has no sequence numbers
+    assert "server_rss" in r and r["server_rss"]["available"] and r["server_rss"]["max_mib"] > 50
     assert oms["rejected"] <= 3, oms["reject_reasons"]        # a cancel can race a cross fill
     assert oms["paths"]["cancel"]["acknowledged"] + oms["paths"]["replace"]["acknowledged"] > 0
     assert oms["paths"]["cross"]["acknowledged"] > 0
@@ -189,3 +191,20 @@ def test_bench_all_collects_reports(tmp_path):
     assert rc == 0, r["status"]
     assert r["status"] == {"book": "ok"} and r["commands"]["book"] == "oms bench book --ops 2000"
     assert r["results"]["book"]["ops"] == 2000 and {"cpu", "cores", "python"} <= set(r["machine"])
+
+
+def test_load_generator_counts_gaps_in_the_targets_msgseqnum():
+    """A skipped MsgSeqNum in the answers is counted (the load test's 'no sequence gap')."""
+    async def run() -> loadgen.LoadGen:
+        gen = loadgen.LoadGen("127.0.0.1", 1, label="oms")
+        session = loadgen.Session(gen, 0, "BENCH", "OMS")
+        session.transport = type("Sink", (), {"write": lambda self, data: None})()
+        ts = b"20261125-10:00:00.000"
+        answers = [encode(b"FIX.4.4", b"A", b"OMS", b"BENCH", 1, ts, [(98, 0), (108, 30), (141, b"Y")])]
+        answers += [encode(b"FIX.4.4", b"0", b"OMS", b"BENCH", seq, ts, []) for seq in (2, 3, 5, 6)]
+        session.data_received(b"".join(answers))
+        return gen
+
+    gen = asyncio.run(run())
+    assert gen.stats.seq_gaps == 1
+    assert gen.stats.error_reasons == {"MsgSeqNum from the target 5, expected 4": 1}
