@@ -8,16 +8,18 @@
    *adds* to the order path), ``--reps`` repetitions (medians); beside it, in the same run, the
    floor: the bare ``orjson.dumps + sha256 + crc32`` of the same events.
 2. Projection into a fresh DuckDB file, same events, same run:
-   - ``catch_up()``: the journal files read back and parsed (startup and after a gap);
-   - tap: the payload bytes the journal flushed (``Journal.tap``: what ``oms serve`` uses),
-     newline-joined, Arrow's C++ JSON reader, INSERT (GIL released in both);
+   - ``catch_up()``: the journal files read back and parsed: what ``oms serve``'s projection
+     process does all day (audit/projector.py), and any projection at startup or after a gap;
+   - tap: the payload bytes the journal flushed (``Journal.tap``, for a projection thread in the
+     journal's own process), newline-joined, Arrow's C++ JSON reader, INSERT (GIL released);
    - ``ingest_records()``: the record dicts ``Journal.append`` returned (the gateway's
      ``on_events`` feed), Arrow built from the dicts (GIL held);
    plus the floor beside them: DuckDB's own INSERT of the ready Arrow table, and the same
    insert into an in-memory database (no compression/storage).
-3. Concurrent: the order-path loop (append + flush + ``Projection.feed``) with the projection
-   thread running beside it vs the same loop alone: the order path's slowdown and how fast the
-   projection keeps up.
+3. Concurrent: the order-path loop (append + flush + ``Projection.feed``) with a projection
+   thread running beside it in the same process vs the same loop alone: the order path's
+   slowdown and how fast the projection keeps up (``oms serve`` avoids that slowdown by running
+   the projection in a process of its own).
 4. Lifecycle: a table of ``lifecycle_events`` rows laid out as the projection writes it (seq
    order, order ids increasing with seq, 4 events per order), built directly in DuckDB; time of
    ``order_lifecycle`` by order_id and by cl_ord_id, without and with ART indexes.
@@ -184,9 +186,15 @@ def bench_journal_reps(base: Path, events: int, batch: int, reps: int) -> dict:
     return out
 
 
+def _remove_db(db: Path) -> None:
+    """Start from no database: the file and its write-ahead log."""
+    for f in (db, Path(str(db) + ".wal")):
+        if f.exists():
+            f.unlink()
+
+
 def bench_projection(jdir: Path, db: Path, events: int, indexes: bool) -> dict:
-    if db.exists():
-        db.unlink()
+    _remove_db(db)
     p = Projection(db, jdir, indexes=indexes)
     if indexes:  # steady state: the ART indexes exist and are maintained by every insert
         p._ensure_indexes(p._connect())
@@ -202,9 +210,7 @@ def bench_projection(jdir: Path, db: Path, events: int, indexes: bool) -> dict:
 
 def bench_feed(jdir: Path, db: Path, records: list, batch_rows: int = 122_880) -> dict:
     """Projection fed from memory (the server's path), beside the DuckDB insert floor."""
-    for f in (db, Path(str(db) + ".wal")):
-        if f.exists():
-            f.unlink()
+    _remove_db(db)
     p = Projection(db, jdir, batch_rows=batch_rows)
     p._connect()
     p._feed_ok = True                 # empty table, records from seq 1: nothing to read back
@@ -224,9 +230,8 @@ def bench_feed(jdir: Path, db: Path, records: list, batch_rows: int = 122_880) -
     out = {"rows": n, "indexes": True, "seconds": round(dt, 3), "events_per_s": round(n / dt),
            "cpu_s": round(cpu, 3), "events_per_cpu_s": round(n / cpu), "to_arrow_events_per_s": round(n / conv)}
     for name, target in (("insert_only_file", str(db) + ".floor"), ("insert_only_memory", ":memory:")):
-        for f in (Path(target), Path(target + ".wal")):
-            if target != ":memory:" and f.exists():
-                f.unlink()
+        if target != ":memory:":
+            _remove_db(Path(target))
         con = duckdb.connect(target)
         con.execute(create_table_sql())
         t = time.perf_counter()
@@ -238,12 +243,10 @@ def bench_feed(jdir: Path, db: Path, records: list, batch_rows: int = 122_880) -
 
 
 def bench_tap(jdir: Path, db: Path, entries: list, batch_rows: int = 122_880) -> dict:
-    """Projection fed the journal's already-encoded payloads (``Journal.tap``: what ``oms serve``
-    does), parsed by Arrow's C++ JSON reader and inserted, GIL released in both."""
+    """Projection fed the journal's already-encoded payloads (``Journal.tap``: a projection thread
+    in the journal's process), parsed by Arrow's C++ JSON reader and inserted, GIL released."""
     from oms_trading.audit.journal import JournalTap
-    for f in (db, Path(str(db) + ".wal")):
-        if f.exists():
-            f.unlink()
+    _remove_db(db)
     p = Projection(db, jdir, batch_rows=batch_rows)
     p._connect()
     p._feed_ok = True                 # empty table, payloads from seq 1: nothing to read back
@@ -270,7 +273,7 @@ def bench_tap(jdir: Path, db: Path, entries: list, batch_rows: int = 122_880) ->
 
 
 def bench_concurrent(base: Path, events: int, batch: int) -> dict:
-    """The order path with the projection running beside it, as in ``oms serve``: the engine
+    """The order path with a projection thread running beside it in the same process: the engine
     loop (journal append + flush + ``Projection.feed``) in this thread, the projection thread
     ingesting either from the journal's tap (payload bytes, Arrow C++ JSON reader, GIL released)
     or from the fed record dicts (``records_to_arrow``, GIL held). Compared with the same loop
@@ -331,8 +334,7 @@ def bench_concurrent(base: Path, events: int, batch: int) -> dict:
 
 def build_lifecycle_table(db: Path, n: int, chunk: int = 1_000_000) -> float:
     """A table of n rows in the projection's physical layout, generated in DuckDB."""
-    if db.exists():
-        db.unlink()
+    _remove_db(db)
     con = duckdb.connect(str(db))
     con.execute(create_table_sql())
     t = time.perf_counter()
