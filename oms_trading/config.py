@@ -22,6 +22,18 @@ BEGIN_STRINGS = ("FIX.4.2", "FIX.4.4")
 ROLES = ("risk", "compliance", "viewer")
 
 
+DAY_NS = 86_400 * 10**9
+
+
+def previous_utc_time_ns(time_of_day: str, now_ns: int) -> int:
+    """The latest instant at or before ``now_ns`` whose UTC time of day is ``time_of_day``
+    ("HH:MM" or "HH:MM:SS", as the config accepts)."""
+    parts = [int(p) for p in time_of_day.split(":")] + [0]
+    offset = (parts[0] * 3600 + parts[1] * 60 + parts[2]) * 10**9
+    candidate = now_ns - now_ns % DAY_NS + offset
+    return candidate if candidate <= now_ns else candidate - DAY_NS
+
+
 class ConfigError(Exception):
     def __init__(self, source: str, key: str, problem: str) -> None:
         super().__init__(f"{source}: {key}: {problem}")
@@ -35,6 +47,7 @@ class SessionConfig:
     begin_string: str
     account: str | None = None
     password: str | None = None
+    username: str | None = None    # FIX 4.4 Logon Username (553) required to match when set
     heartbeat: int = 30            # 0: take HeartBtInt from the client's Logon
     reset_on_logon: bool = False
     cancel_on_disconnect: bool = False
@@ -202,9 +215,9 @@ class _Reader:
         if value is None:
             return None
         parts = value.split(":")
-        if len(parts) != 2 or not all(p.isdigit() and len(p) == 2 for p in parts) \
-                or int(parts[0]) > 23 or int(parts[1]) > 59:
-            raise self.fail(f"{key}.{name}", f"must be a UTC time \"HH:MM\", got {value!r}")
+        if len(parts) not in (2, 3) or not all(p.isdigit() and len(p) == 2 for p in parts) \
+                or int(parts[0]) > 23 or any(int(p) > 59 for p in parts[1:]):
+            raise self.fail(f"{key}.{name}", f"must be a UTC time \"HH:MM\" or \"HH:MM:SS\", got {value!r}")
         return value
 
     # -- reference data ---------------------------------------------------------------
@@ -382,7 +395,8 @@ class _Reader:
             raise self.fail("fix.sessions", "must be an array of tables ([[fix.sessions]])")
         accounts = {a.name for a in cfg.accounts}
         seen: set[tuple[str, str]] = set()
-        allowed = {"sender_comp_id", "target_comp_id", "begin_string", "account", "password", "heartbeat",
+        allowed = {"sender_comp_id", "target_comp_id", "begin_string", "account", "password", "username",
+                   "heartbeat",
                    "reset_on_logon", "cancel_on_disconnect", "drop_copy", "sending_time_tolerance_s", "validate"}
         for i, entry in enumerate(entries):
             key = f"fix.sessions[{i}]"
@@ -413,6 +427,7 @@ class _Reader:
             cfg.sessions.append(SessionConfig(
                 account=account,
                 password=self.get(entry, "password", key, str, None),
+                username=self.get(entry, "username", key, str, None),
                 heartbeat=heartbeat,
                 reset_on_logon=self.get(entry, "reset_on_logon", key, bool, False),
                 cancel_on_disconnect=self.get(entry, "cancel_on_disconnect", key, bool, False),

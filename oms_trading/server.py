@@ -23,7 +23,7 @@ from aiohttp import web
 from .audit.journal import Journal, iter_records
 from .audit.paths import duckdb_path, journal_dir
 from .audit.projector import ProjectionProcess
-from .config import DEMO_CONFIG_NAME, Config
+from .config import DEMO_CONFIG_NAME, Config, previous_utc_time_ns
 from .engine.engine import Engine
 from .fix.gateway import Gateway
 from .fix.session import FixAcceptor, Timing
@@ -150,9 +150,8 @@ class OmsServer:
 
     async def _clock_loop(self) -> None:
         """Time passing is a command too: limit expiries and the end of the trading day."""
-        eod_hh, eod_mm = (int(x) for x in self.config.end_of_day.split(":"))
         now = time.time_ns()
-        last_eod = _previous_utc_time(now, eod_hh, eod_mm)
+        last_eod = previous_utc_time_ns(self.config.end_of_day, now)
         # down across an end of day? expire the DAY orders left from before it, now
         if any(o.tif == "0" and o.ts < last_eod for o in self.engine.open_orders()):
             self._submit_clock(end_of_day=True)
@@ -190,14 +189,6 @@ class OmsServer:
         await self.start()
         await self.stopping.wait()
         await self.stop()
-
-
-def _previous_utc_time(now_ns: int, hour: int, minute: int) -> int:
-    """The latest instant <= now at HH:MM UTC, in ns."""
-    day_ns = 86_400 * 10**9
-    midnight = now_ns - now_ns % day_ns
-    candidate = midnight + (hour * 3600 + minute * 60) * 10**9
-    return candidate if candidate <= now_ns else candidate - day_ns
 
 
 def serve(config: Config, options: ServeOptions) -> int:

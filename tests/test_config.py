@@ -55,6 +55,9 @@ def test_csv_reference_data(tmp_path: Path):
     (('[risk.accounts.ACC2]', '[risk.accounts.NOBODY]'), "risk.accounts.NOBODY", "no such account"),
     (('fsync = "interval"', 'fsync = "sometimes"'), "journal.fsync", "interval"),
     (('end_of_day = "21:00"', 'end_of_day = "25:00"'), "trading.end_of_day", "HH:MM"),
+    (('end_of_day = "21:00"', 'end_of_day = "21:00:60"'), "trading.end_of_day", "HH:MM:SS"),
+    (('# daily_reset = "21:05"', 'daily_reset = "21:5"'), "fix.daily_reset", "HH:MM"),
+    (('username = "CLIENT1"', 'username = 5'), "fix.sessions[0].username", "string"),
     (('account = "ACC1"', 'account = "ZZZ"'), "fix.sessions[0].account", "no such account"),
     (('role = "viewer"', 'role = "admin"'), "http.users[3].role", "must be one of"),
     (('demo_token = "demo-risk1-token"', 'demo_token = "other"'), "http.users[0].demo_token", "does not match"),
@@ -67,6 +70,13 @@ def test_bad_config_names_file_key_and_problem(edit, key, problem):
         parse_config(text.replace(old, new, 1), "my.toml", Path("."))
     message = str(info.value)
     assert message.startswith("my.toml: ") and key in message and problem in message, message
+
+
+def test_times_of_day_take_seconds_and_username_is_read():
+    text = demo_config_text().replace('# daily_reset = "21:05"', 'daily_reset = "21:05:30"', 1)
+    cfg = parse_config(text, "my.toml", Path("."))
+    assert cfg.daily_reset == "21:05:30"
+    assert cfg.sessions[0].username == "CLIENT1" and cfg.sessions[1].username is None
 
 
 def test_syntax_error_and_unknown_section():

@@ -19,7 +19,7 @@ from tests.server_process import ServerProcess
 
 # name -> extra TOML lines of its [[fix.sessions]] entry (all accept the client's HeartBtInt)
 SESSIONS = {
-    "GOOD": 'password = "pw"', "PWD": 'password = "secret"', "TWICE": "", "RESET": "", "INRESET": "",
+    "GOOD": 'password = "pw"', "PWD": 'password = "secret"\nusername = "PWD"', "TWICE": "", "RESET": "", "INRESET": "",
     "HB": "", "HB2": "", "GAP": "", "RESEND": "", "RESEND42": None, "SEQRESET": "", "REJ": "",
     "REJ42": None, "COMPID": "", "STIME": "", "GARBLE": "", "LOGOUT": "", "LOW": "", "BUYER": "",
     "SELLER": "", "COD": "cancel_on_disconnect = true", "SLOW": "", "BMR": "", "DAILY": "",
@@ -106,7 +106,8 @@ def test_logon_good_with_password_and_ms_timestamps(server):
         c.close()
 
 
-@pytest.mark.parametrize("case", ["wrong_password", "no_password", "unknown_compid", "wrong_begin_string",
+@pytest.mark.parametrize("case", ["wrong_password", "no_password", "wrong_username", "no_username",
+                                  "unknown_compid", "wrong_begin_string",
                                   "stale_sending_time", "not_a_logon", "bad_checksum", "bad_body_length"])
 def test_bad_first_message_closes_connection_and_processes_nothing(server, case):
     name = "PWD"
@@ -117,6 +118,10 @@ def test_bad_first_message_closes_connection_and_processes_nothing(server, case)
             c.send_built("A", [(98, 0), (108, 30), (553, name), (554, "nope")])
         elif case == "no_password":
             c.send_built("A", [(98, 0), (108, 30)])
+        elif case == "wrong_username":
+            c.send_built("A", [(98, 0), (108, 30), (553, "SOMEONE"), (554, "secret")])
+        elif case == "no_username":
+            c.send_built("A", [(98, 0), (108, 30), (554, "secret")])
         elif case == "unknown_compid":
             c.send_built("A", logon, sender="NOBODY")
         elif case == "wrong_begin_string":
@@ -578,7 +583,7 @@ def test_daily_reset_resets_an_old_store_on_logon(server):
 
 
 def test_most_recent_reset_time_unit():
-    from oms_trading.fix.session import most_recent_reset_ns
+    from oms_trading.config import previous_utc_time_ns as most_recent_reset_ns
     day = 86400 * 10**9
     base = 20000 * day                                     # a UTC midnight
     at = base + (21 * 3600 + 5 * 60) * 10**9
@@ -586,6 +591,8 @@ def test_most_recent_reset_time_unit():
     assert most_recent_reset_ns("21:05", at + 1) == at
     assert most_recent_reset_ns("21:05", at - 1) == at - day
     assert most_recent_reset_ns("00:00", base + 5) == base
+    assert most_recent_reset_ns("21:05:30", at + 30 * 10**9) == at + 30 * 10**9
+    assert most_recent_reset_ns("21:05:30", at + 29 * 10**9) == at + 30 * 10**9 - day
 
 
 def test_per_session_sending_time_tolerance_and_validation_off(server):

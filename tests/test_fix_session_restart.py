@@ -134,3 +134,37 @@ def test_tls_session_and_microsecond_timestamps(tmp_path):
         plain.close()
     finally:
         srv.kill()
+
+
+def test_daily_reset_time_logs_out_a_connected_session_and_resets_both_sequences(tmp_path):
+    import time
+    from datetime import datetime, timedelta, timezone
+    for _attempt in range(3):
+        # the reset time (HH:MM:SS) falls a few seconds after the logon; a slow start (cold
+        # numba cache) that passes it is retried with a later time
+        at = datetime.now(timezone.utc) + timedelta(seconds=8)
+        config = write_test_config(tmp_path / "oms.toml", sessions={"DAYEND": ""},
+                                   extra_fix={"daily_reset": f'"{at.strftime("%H:%M:%S")}"'})
+        srv = ServerProcess(tmp_path / "data", config=config).start()
+        if datetime.now(timezone.utc) < at - timedelta(seconds=4):
+            break
+        srv.kill()
+        shutil.rmtree(tmp_path / "data", ignore_errors=True)
+        time.sleep(1)
+    try:
+        c = _logon(srv.fix_port, "DAYEND")
+        c.logon(heartbeat=30)
+        _orders(c, "E", 2)                                    # our seqs 1..3, theirs 1..3
+        logout = c.expect("5", timeout=15)                    # at the reset time, unasked
+        assert "sequence numbers start again at 1" in field(logout, 58)
+        assert field(logout, 34) == "4"
+        c.wait_closed(5)
+        c.close()
+        c = _logon(srv.fix_port, "DAYEND", seq=1)             # the new day: both sides at 1
+        ack = c.logon(heartbeat=30)
+        assert field(ack, 34) == "1"
+        _orders(c, "F", 1)
+        c.close()
+        assert "daily reset time" in "".join(srv.stderr_lines)
+    finally:
+        srv.kill()

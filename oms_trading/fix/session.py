@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import Config, SessionConfig
+from ..config import DAY_NS, Config, SessionConfig, previous_utc_time_ns
 from . import dictionary
 from .codec import FixMessage, FixParser, Garbled, encode, with_poss_dup
 from ..audit.journal import iter_records
@@ -78,6 +78,7 @@ class FixSession(asyncio.Protocol):
         self.test_request_id: str | None = None
         self.test_request_sent_at = 0.0
         self._test_counter = 0
+        self._day_ends_ns = 0
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -153,6 +154,9 @@ class FixSession(asyncio.Protocol):
         if sending is None or abs(time.time_ns() - sending) > tolerance * 10**9:
             self._refuse("SendingTime missing or outside the accepted tolerance")
             return
+        if cfg.username is not None and (msg.get(553) or b"").decode("latin-1") != cfg.username:
+            self._refuse(f"wrong or missing Username (553) for {cfg.target_comp_id}")
+            return
         if cfg.password is not None and (msg.get(554) or b"").decode("latin-1") != cfg.password:
             self._refuse(f"wrong password for {cfg.target_comp_id}")
             return
@@ -198,6 +202,9 @@ class FixSession(asyncio.Protocol):
             self.disconnect("MsgSeqNum too low on Logon")
             return
         self._register()
+        reset_at = self.acceptor.config.daily_reset
+        # the moment this session's FIX day ends while it stays logged on (0: no daily reset)
+        self._day_ends_ns = previous_utc_time_ns(reset_at, time.time_ns()) + DAY_NS if reset_at else 0
         logon_fields = [(98, b"0"), (108, str(self.heartbeat_s).encode())]
         if resetting:
             logon_fields.append((141, b"Y"))
@@ -545,12 +552,27 @@ class FixSession(asyncio.Protocol):
 
     # -- timers (called by the acceptor's ticker) ----------------------------------------
 
+    def _end_session_day(self) -> None:
+        """The daily reset time came while logged on: log out, then both sequences start
+        again at 1 (QuickFIX does the same at a session's end time)."""
+        reset_at = self.acceptor.config.daily_reset
+        log.info("FIX session %s: daily reset time %s UTC: logging out and resetting sequence numbers",
+                 self.key, reset_at)
+        self.send_logout(f"End of the FIX session day ({reset_at} UTC): sequence numbers start again at 1")
+        self.flush()
+        self.disconnect("daily session reset")
+        self.store.reset()
+        self.next_out = self.store.next_sender_seq
+
     def tick(self, now: float) -> None:
         if self.closing:
             return
         if not self.logged_on:
             if now - self.connected_at > self.acceptor.timing.logon_timeout_s:
                 self._refuse("no Logon received in time")
+            return
+        if self._day_ends_ns and time.time_ns() >= self._day_ends_ns:
+            self._end_session_day()
             return
         hb = self.heartbeat_s
         if hb <= 0:
@@ -572,16 +594,6 @@ class FixSession(asyncio.Protocol):
         elif now - self.last_sent >= hb:
             self.send(b"0", [])
             self.flush()
-
-
-def most_recent_reset_ns(hhmm: str, now_ns: int) -> int:
-    """The latest instant at or before ``now_ns`` whose UTC time of day is ``hhmm``."""
-    hours, minutes = hhmm.split(":")
-    offset = (int(hours) * 3600 + int(minutes) * 60) * 10**9
-    day = 86400 * 10**9
-    midnight = now_ns - now_ns % day
-    candidate = midnight + offset
-    return candidate if candidate <= now_ns else candidate - day
 
 
 def _msg_type_of(raw: bytes) -> bytes | None:
@@ -717,7 +729,7 @@ class FixAcceptor:
         last = store.last_activity_ns()
         if last == 0:
             return False
-        return last < most_recent_reset_ns(reset_at, time.time_ns() if now_ns is None else now_ns)
+        return last < previous_utc_time_ns(reset_at, time.time_ns() if now_ns is None else now_ns)
 
     def rate_limited(self, session: FixSession, command: dict | None) -> bool:
         """Message-rate check (per session) lives in compliance; None means unlimited."""
