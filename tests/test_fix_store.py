@@ -71,3 +71,19 @@ def test_reset_starts_both_sides_at_one_and_keeps_the_old_log(tmp_path):
     again = MessageStore(tmp_path)
     assert again.next_sender_seq == 2 and again.next_target_seq == 2
     assert len(list(tmp_path.glob("outbound-*.log"))) == 1
+
+
+def test_sent_index_finds_ranges_and_a_later_frame_wins():
+    from oms_trading.fix.store import SentIndex
+    index = SentIndex()
+    assert not index and list(index.between(1, 10)) == []
+    for seq in (1, 2, 3, 5, 6):
+        index.add(seq, seq * 100, seq)
+    assert len(index) == 5
+    assert [s for s, _, _ in index.between(2, 5)] == [2, 3, 5]
+    assert [s for s, _, _ in index.between(4, 4)] == []
+    assert list(index.between(6, 10**12)) == [(6, 600, 6)]
+    index.add(5, 999, 9)                       # a frame for a seq already there replaces it and what follows
+    assert list(index.between(1, 10)) == [(1, 100, 1), (2, 200, 2), (3, 300, 3), (5, 999, 9)]
+    index.clear()
+    assert not index

@@ -35,6 +35,25 @@ def _text(value: bytes | None) -> str | None:
     return value.decode("latin-1")
 
 
+_WORDS: dict[bytes, str] = {}
+WORDS_CACHE_SIZE = 4096
+
+
+def _word(value: bytes | None) -> str | None:
+    """A short field that repeats (account, symbol, side, type, price) as one shared str, so
+    the orders kept for the day hold one copy of each value; ClOrdIDs go through ``_text``."""
+    if value is None:
+        return None
+    text = _WORDS.get(value)
+    if text is None:
+        text = value.decode("latin-1")
+        if len(value) <= 32:          # hostile long values are not kept
+            if len(_WORDS) >= WORDS_CACHE_SIZE:
+                _WORDS.clear()
+            _WORDS[value] = text
+    return text
+
+
 def _int(value: bytes | None) -> int | None:
     if value is None:
         return None
@@ -79,25 +98,25 @@ class Gateway:
         ts = self.clock_ns()
         if mt == b"D":
             return {"type": ev.ORDER_RECEIVED, "ts": ts, "session": session_key, "cl_ord_id": _text(get(11)),
-                    "account": _text(get(1)) or default_account, "symbol": _text(get(55)), "side": _text(get(54)),
-                    "ord_type": _text(get(40)), "tif": _text(get(59)) or "0", "price": _text(get(44)),
+                    "account": _word(get(1)) or default_account, "symbol": _word(get(55)), "side": _word(get(54)),
+                    "ord_type": _word(get(40)), "tif": _word(get(59)) or "0", "price": _word(get(44)),
                     "qty": _int(get(38))}
         if mt == b"F":
             return {"type": ev.CANCEL_REQUESTED, "ts": ts, "session": session_key, "cl_ord_id": _text(get(11)),
-                    "orig_cl_ord_id": _text(get(41)), "order_id": _order_id(get(37)), "symbol": _text(get(55)),
-                    "side": _text(get(54))}
+                    "orig_cl_ord_id": _text(get(41)), "order_id": _order_id(get(37)), "symbol": _word(get(55)),
+                    "side": _word(get(54))}
         if mt == b"G":
             return {"type": ev.REPLACE_REQUESTED, "ts": ts, "session": session_key, "cl_ord_id": _text(get(11)),
-                    "orig_cl_ord_id": _text(get(41)), "order_id": _order_id(get(37)), "symbol": _text(get(55)),
-                    "side": _text(get(54)), "ord_type": _text(get(40)), "tif": _text(get(59)),
-                    "price": _text(get(44)), "qty": _int(get(38))}
+                    "orig_cl_ord_id": _text(get(41)), "order_id": _order_id(get(37)), "symbol": _word(get(55)),
+                    "side": _word(get(54)), "ord_type": _word(get(40)), "tif": _word(get(59)),
+                    "price": _word(get(44)), "qty": _int(get(38))}
         if mt == b"H":
             return {"type": ev.STATUS_REQUESTED, "ts": ts, "session": session_key, "cl_ord_id": _text(get(11)),
-                    "order_id": _order_id(get(37)), "symbol": _text(get(55)), "side": _text(get(54))}
+                    "order_id": _order_id(get(37)), "symbol": _word(get(55)), "side": _word(get(54))}
         if mt == b"q":
             return {"type": ev.MASS_CANCEL_REQUESTED, "ts": ts, "session": session_key,
-                    "cl_ord_id": _text(get(11)), "mass_cancel_type": _text(get(530)), "symbol": _text(get(55)),
-                    "side": _text(get(54)), "account": _text(get(1))}
+                    "cl_ord_id": _text(get(11)), "mass_cancel_type": _word(get(530)), "symbol": _word(get(55)),
+                    "side": _word(get(54)), "account": _word(get(1))}
         return None
 
     def submit(self, command: dict) -> list[dict]:
