@@ -170,6 +170,7 @@ def risk_check_latency(cfg, cmds: list[dict], rounds: int = 5, session: str | No
     sliding. Reported: the median round (by p50) and the best round.
     """
     from oms_trading.book import ReferenceBook
+    from oms_trading.compliance.kernels import numba_entries
     from oms_trading.compliance.risk import RiskEngine
     from oms_trading.engine.engine import Engine, Rejection
     risk = RiskEngine(cfg)
@@ -234,6 +235,7 @@ def risk_check_latency(cfg, cmds: list[dict], rounds: int = 5, session: str | No
     proto, inst, acct, price = orders[0]
     session, idx = proto["session"], inst.index
     kernel = risk._new_order
+    fast = kernel is not numba_entries()[2]   # a fastcall builtin, or numba's entry point (see kernels)
     on_message, check_new = risk.on_message, risk.check_new
     n, step = 2_000, 100_000
     next_ts = [proto["ts"] + shift + 2 * span]
@@ -267,13 +269,16 @@ def risk_check_latency(cfg, cmds: list[dict], rounds: int = 5, session: str | No
                 new_order(c, inst, acct, price)
         return [dict(proto, ts=t) for t in tss], body
 
-    def kernel_only(tss):
+    def kernel_only(tss, kernel=kernel):
         waddr = risk._waddr[session]       # looked up per loop: a full ring moves the window (not here)
 
         def body(tss):
             for t in tss:
                 kernel(waddr, t, acct, idx, True, price, 100)
         return list(tss), body
+
+    def numba_entry(tss):
+        return kernel_only(tss, numba_entries()[2])
 
     def cancel(tss):
         def body(cmds):
@@ -298,9 +303,11 @@ def risk_check_latency(cfg, cmds: list[dict], rounds: int = 5, session: str | No
     result["parts_ns"] = {
         "new_order": round(loop(full) - base),
         "numba_kernel_call": round(loop(kernel_only) - base),
+        "numba_kernel_call_numba_entry": round(loop(numba_entry) - base),
         "empty_python_call": round(loop(nothing) - base),
         "on_message_cancel": round(loop(cancel) - base),
         "on_message_plus_check_new": round(loop(two_calls) - base),
+        "fastcall": fast,
     }
 
     # the reject path (max_order_qty): the Rejection with its text is built only here
@@ -368,7 +375,9 @@ def main(argv: list[str] | None = None) -> int:
               f"p99.9 {m['p999_ns']} ns  mean {m['mean_ns']} ns CPU  (best round: p50 {b['p50_ns']}, "
               f"p99 {b['p99_ns']}, mean {b['mean_ns']}; timer {m['timer_overhead_ns']} ns taken out)")
     parts = cost["parts_ns"]
-    print(f"  parts: new_order {parts['new_order']} ns, its numba kernel call {parts['numba_kernel_call']} ns, "
+    print(f"  parts: new_order {parts['new_order']} ns, its numba kernel call {parts['numba_kernel_call']} ns "
+          f"({'fastcall builtin' if parts['fastcall'] else 'numba entry point'}; through numba's entry point "
+          f"{parts['numba_kernel_call_numba_entry']} ns), "
           f"empty Python call {parts['empty_python_call']} ns; rate window alone (a cancel's on_message) "
           f"{parts['on_message_cancel']} ns; two calls on_message + check_new {parts['on_message_plus_check_new']} ns; "
           f"reject path (max_order_qty, Rejection built) {parts['check_new_reject_max_qty']} ns")

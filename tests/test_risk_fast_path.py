@@ -17,7 +17,8 @@ from oms_trading.compliance import risk as risk_module
 from oms_trading.engine.engine import Rejection
 from oms_trading.engine.positions import OUT_COLS
 
-from tests.test_engine_common import S1, S2, S3, SESSION_ACCOUNT, cancel, kill, limit, make_engine, new, reports
+from tests.test_engine_common import (S1, S2, S3, SESSION_ACCOUNT, cancel, kill, limit, make_engine, new, replace,
+                                      reports)
 
 SECOND = 1_000_000_000
 
@@ -182,7 +183,7 @@ def test_windows_follow_reset_and_limit_changes():
 def test_kernel_context_word_and_fail_closed():
     eng = make_engine()
     risk, pos = eng.risk, eng.pos
-    kernel_new, kernel_replace, kernel_order, _kernel_rate = K.compiled()
+    kernel_new, kernel_replace, kernel_order, _kernel_rate, kernel_replace_order = K.compiled()
     window = risk._waddr[None]                    # the window of session-less orders (no rate)
     mem = pos.mem
     inst = eng.instruments["AAPL"]
@@ -191,10 +192,12 @@ def test_kernel_context_word_and_fail_closed():
     assert ctx == K.context_word(pos.n_acct, pos.n_inst, False)
     assert kernel_new(mem, 0, inst.index, True, price, 10) == K.R_OK
     assert kernel_replace(mem, 0, inst.index, True, price, 10, 5, 0) == K.R_OK
+    assert kernel_replace_order(window, 0, inst.index, True, price, 10, 5, 0) == K.R_OK
     # an index outside the arrays fails closed instead of reading past them
     for a, i in ((pos.n_acct, inst.index), (-1, inst.index), (0, pos.n_inst), (0, -1)):
         assert kernel_new(mem, a, i, True, price, 10) == K.R_NO_CONTEXT
         assert kernel_order(window, 1, a, i, True, price, 10) == K.R_NO_CONTEXT
+        assert kernel_replace_order(window, a, i, True, price, 10, 5, 0) == K.R_NO_CONTEXT
     # no context word (arrays not prepared by a RiskEngine): fails closed
     mem[-OUT_COLS + K.O_CTX] = 0
     assert kernel_new(mem, 0, inst.index, True, price, 10) == K.R_NO_CONTEXT
@@ -258,3 +261,83 @@ def test_cold_path_only_while_needed():
     assert not risk._slow_new and flags(S2) == flags(S3) == 0
     assert reports(eng.process(new("f", "1", 10, session=S2, ts=7)))[0]["type"] == ev.ORDER_ACCEPTED
     assert reports(eng.process(cancel("x", "f", session=S2, ts=8)))[0]["type"] == ev.ORDER_CANCELED
+
+
+def test_fastcall_passes_every_int64_and_refuses_the_rest():
+    """The METH_FASTCALL builtin hands each int64 to the C function unchanged (-1, the C
+    API's error value, included) and raises as a builtin would on anything else."""
+    import numba
+    from numba import types
+
+    from oms_trading.compliance import fastcall
+
+    def mix(a, b, c):
+        return a ^ (b * 3) ^ (c * 7)
+    c = numba.cfunc(types.int64(types.int64, types.int64, types.int64))(mix)
+    f = fastcall.fastcall(c.address, 3, "mix")
+    if f is None:
+        assert not fastcall.enabled()
+        return
+    jit = numba.njit(mix)
+    values = [0, 1, -1, 2, -2, 2**30 - 1, 2**30, 2**31, 2**60 + 5, 2**63 - 1, -2**63, True, False]
+    for a in values:
+        for b in values[:6]:
+            assert f(a, b, ~a) == jit(a, b, ~a), (a, b)
+    for args, exc in (((1, 2), TypeError), ((1, 2, 3, 4), TypeError), ((1, 2, "3"), TypeError),
+                      ((1, 2.0, 3), TypeError), ((2**63, 1, 1), OverflowError), ((1, 1, -2**63 - 1), OverflowError)):
+        try:
+            f(*args)
+        except exc:
+            continue
+        raise AssertionError(f"{args} did not raise {exc.__name__}")
+    try:
+        f(1, 2, c=3)
+    except TypeError:
+        pass
+    else:
+        raise AssertionError("keyword argument accepted")
+
+
+def _engine_outputs(numba_entries: bool, commands) -> list:
+    eng = make_engine()
+    if numba_entries:
+        _n, _r, eng.risk._new_order, eng.risk._rate, eng.risk._replace_order = K.numba_entries()
+    out = []
+    for cmd in commands:
+        out.append(eng.process(dict(cmd)))
+    return out
+
+
+def test_fastcall_entries_answer_as_numba_entries():
+    """An engine whose risk calls the kernels through the fastcall builtins produces exactly
+    the events of one calling numba's own entry points: orders that pass and fail every
+    check, over the rate, cancels and replaces on three sessions."""
+    import random
+    rng = random.Random(5)
+    commands = [limit("account:A1", "max_messages_per_second", "40"),
+                limit("default", "max_messages_per_second", "25"),
+                limit("account:A2", "max_order_qty", "300")]
+    live = []
+    ts = 10 * SECOND
+    for k in range(1_500):
+        ts += rng.choice([1, 1_000, 5_000_000, 20_000_000])
+        session = rng.choice([S1, S2, S3])
+        r = rng.random()
+        if r < 0.2 and live:
+            s, cl = live.pop(rng.randrange(len(live)))
+            commands.append(cancel(f"x{k}", cl, session=s, ts=ts))
+        elif r < 0.3 and live:
+            s, cl = live[rng.randrange(len(live))]
+            commands.append(replace(f"r{k}", cl, rng.choice([1, 50, 400, 5_000]),
+                                    rng.choice(["99.00", "100.00", "130.00"]), session=s, ts=ts))
+        else:
+            cl = f"n{k}"
+            commands.append(new(cl, rng.choice("12"), rng.choice([1, 10, 200, 900, 2_000]),
+                                rng.choice(["95.00", "100.00", "100.50", "120.00"]), session=session,
+                                symbol=rng.choice(["AAPL", "AAPL", "VOD", "NOREF"]), ts=ts,
+                                account=rng.choice(["A1", "A3"]) if session == S3 else None))
+            live.append((session, cl))
+    fast, slow = _engine_outputs(False, commands), _engine_outputs(True, commands)
+    assert fast == slow
+    rules = {e.get("rule") for events in fast for e in events if e["type"] == ev.ORDER_REJECTED}
+    assert {"message_rate", "max_order_qty", "price_collar_pct", "no_reference_price"} <= rules, rules

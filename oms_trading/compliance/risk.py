@@ -145,7 +145,7 @@ class RiskEngine:
         self.acct_index = {a.name: a.index for a in config.accounts}
         self.inst_index = {i.symbol: i.index for i in config.instruments}
         self.session_account = {s.key: self.acct_index.get(s.account) for s in config.sessions if s.account}
-        self._check_new, self._check_replace, self._new_order, self._rate = K.compiled()
+        self._check_new, self._check_replace, self._new_order, self._rate, self._replace_order = K.compiled()
         self.acceptor = None
 
     # -- engine interface ------------------------------------------------------------------
@@ -192,7 +192,7 @@ class RiskEngine:
         self.pos = self.engine.pos
         self._mem = self.pos.mem
         self._apply()
-        self._open_window(None)
+        self._mem_window = self._open_window(None)   # never counts, so never moves: check_replace's way to mem
 
     # -- effective values ------------------------------------------------------------------
 
@@ -418,7 +418,7 @@ class RiskEngine:
             raise Rejection(BROKER_OPTION, f"Kill switch engaged ({scope})", "kill_switch", scope)
         inst = order.instrument
         old_money = order.open_money + order.cum_qty * price_ticks * self.pos.mult[inst.index]
-        rule = self._check_replace(self._mem, order.account_idx, inst.index, order.is_buy, price_ticks, new_qty,
+        rule = self._replace_order(self._mem_window, order.account_idx, inst.index, order.is_buy, price_ticks, new_qty,
                                    order.leaves_qty + order.cum_qty, old_money)
         if rule:
             raise self._rejection(rule, inst, order.account, price_ticks, False)
