@@ -118,7 +118,6 @@ ACCOUNT_ONLY = frozenset(LIMIT_DEFS) - INSTRUMENT_LIMITS
 _AI_LIMIT_COLS = (("max_order_qty", L_MAX_QTY), ("max_order_notional", L_MAX_NOTIONAL),
                   ("price_collar_pct", L_COLLAR_PCT), ("price_collar_ticks", L_COLLAR_TICKS),
                   ("max_long_position", L_MAX_LONG), ("max_short_position", L_MAX_SHORT))
-NS_PER_S = 1_000_000_000
 _RATED_TYPES = frozenset((ev.ORDER_RECEIVED, ev.REPLACE_REQUESTED))   # what the rate limit can reject
 _RING_START = 256   # first ring capacity of a session's rate window (a power of two; doubles when full)
 _PENDING = 64       # times a session's pending buffer holds (see kernels: counted without a kernel call)
