@@ -8,8 +8,9 @@ config) runs through a fresh engine four times: {in-memory journal stub, real Jo
 temp dir (fsync="os", flush every 64 commands like a gateway batch)} x {risk off, risk on}.
 Each setting runs --repeat times (off/on alternating, so a slow spell of a shared machine hits
 both); reported are the median commands/s, per-command p50/p99 of that run and the median
-on/off ratio of same-repeat pairs. Then the risk check alone, per order: on_message +
-check_new on the accept path, p50/p99/p99.9 and mean (see risk_check_latency), and its parts.
+on/off ratio of same-repeat pairs. Then the risk check alone, per order, as the engine calls
+it on the accept path (RiskEngine.new_order: rate window + every check), p50/p99/p99.9 and
+mean (see risk_check_latency), and its parts.
 """
 from __future__ import annotations
 
@@ -81,6 +82,10 @@ def make_commands(n: int, seed: int = 7) -> list[dict]:
     return cmds
 
 
+def _nothing(cmd, inst, acct, price) -> None:
+    """A Python function of new_order's arguments that does nothing (the call's own cost)."""
+
+
 def percentile(sorted_ns: list[int], p: float) -> int:
     return sorted_ns[min(len(sorted_ns) - 1, int(p / 100 * len(sorted_ns)))]
 
@@ -142,19 +147,22 @@ def _stats(samples: list[int]) -> dict:
 
 
 def risk_check_latency(cfg, cmds: list[dict], rounds: int = 5, session: str | None = None) -> dict:
-    """The whole pre-trade check of one new order, measured directly: RiskEngine.on_message
-    (message-rate window) + RiskEngine.check_new (session kill switch, the numba kernel with
-    every array check, duplicate window), on the accept path.
+    """The whole pre-trade check of one new order, measured directly, exactly as the engine
+    calls it for a validated new order: RiskEngine.new_order (one numba call counting the
+    order in its session's message-rate window, looking at the session kill switch and
+    running every array check; the duplicate window only while one is in use), on the
+    accept path. (Before the rate window moved into the kernel, the engine called
+    on_message + check_new here, and this measured those two calls.)
 
     The orders are the new orders of the engine stream (two sessions of account BENCH, AAPL
     and MSFT, both sides, prices around the reference), each already validated by the
-    engine (instrument, account index, price in ticks are inputs of check_new). Positions
+    engine (instrument, account index, price in ticks are inputs of new_order). Positions
     stay empty, so every order passes: this is the cost every accepted order pays. As in
     the engine, each command is a dict built just before it is checked. ``session``: send
     every order on that session instead (the stream's BENCH2->OMS is not a configured
-    session, so its rate limit depends on each message's account: a slower path).
+    session: its rate limit is each message's account's, read by the kernel).
 
-    Per order: ``perf_counter_ns()`` around the two calls, minus the median cost of the
+    Per order: ``perf_counter_ns()`` around the call, minus the median cost of the
     timer itself (measured in the same round). ``mean_ns``: untimed loops over chunks of
     100 orders, in CPU time of the thread (``thread_time_ns``), minus the same loop doing
     nothing, median chunk: on a shared machine time slices lost to other processes are not
@@ -162,6 +170,7 @@ def risk_check_latency(cfg, cmds: list[dict], rounds: int = 5, session: str | No
     sliding. Reported: the median round (by p50) and the best round.
     """
     from oms_trading.book import ReferenceBook
+    from oms_trading.compliance.kernels import numba_entries
     from oms_trading.compliance.risk import RiskEngine
     from oms_trading.engine.engine import Engine, Rejection
     risk = RiskEngine(cfg)
@@ -172,12 +181,10 @@ def risk_check_latency(cfg, cmds: list[dict], rounds: int = 5, session: str | No
             inst, acct, price = engine._validate_new(cmd)
             orders.append((dict(cmd, session=session) if session else cmd, inst, acct, price))
     span = orders[-1][0]["ts"] - orders[0][0]["ts"] + 2 * 1_000_000_000
-    on_message, check_new = risk.on_message, risk.check_new
+    new_order = risk.new_order
     clock, cpu = time.perf_counter_ns, time.thread_time_ns
     for cmd, inst, acct, price in orders[:2000]:   # warm-up
-        cmd = dict(cmd)
-        on_message(cmd)
-        check_new(cmd, inst, acct, price)
+        new_order(dict(cmd), inst, acct, price)
     per_round = []
     shift = 0
     for _ in range(rounds):
@@ -190,9 +197,9 @@ def risk_check_latency(cfg, cmds: list[dict], rounds: int = 5, session: str | No
             cmd = dict(proto)
             cmd["ts"] = proto["ts"] + shift
             t0 = clock()
-            if on_message(cmd) is None:
-                check_new(cmd, inst, acct, price)
-            else:
+            try:
+                new_order(cmd, inst, acct, price)
+            except Rejection:
                 rejected += 1
             append(clock() - t0 - overhead)
         shift += span
@@ -205,12 +212,11 @@ def risk_check_latency(cfg, cmds: list[dict], rounds: int = 5, session: str | No
                 chunk.append((cmd, inst, acct, price))
             t0 = cpu()
             for cmd, inst, acct, price in chunk:
-                if on_message(cmd) is None:
-                    check_new(cmd, inst, acct, price)
+                new_order(cmd, inst, acct, price)
             t1 = cpu()
             for cmd, inst, acct, price in chunk:
                 if cmd is None:
-                    check_new(cmd, inst, acct, price)
+                    new_order(cmd, inst, acct, price)
             chunk_means.append(((t1 - t0) - (cpu() - t1)) / len(chunk))
         chunk_means.sort()
         stats = _stats(lat)
@@ -222,34 +228,97 @@ def risk_check_latency(cfg, cmds: list[dict], rounds: int = 5, session: str | No
     per_round.sort(key=lambda r: r["p50_ns"])
     result = {"orders": len(orders), "rounds": rounds, "session": session or "as in the stream",
               "median_round": per_round[len(per_round) // 2], "best_round": per_round[0]}
-    # the parts, untimed loops on one order (ns per call, best of 25): check_new alone, the numba kernel alone
-    cmd, inst, acct, price = orders[0]
-    kernel, mem, idx = getattr(risk, "_check_new", None), risk.pos.mem, inst.index
+    # the parts, untimed loops on one order (ns per call, best of 25 loops of 2,000 calls):
+    # new_order, its numba kernel alone, the rate window alone (a cancel's on_message), the
+    # two-call path on_message + check_new. Calls 100 us apart (10,000/s, under the stream
+    # account's rate limit), so each window keeps sliding at a steady size.
+    proto, inst, acct, price = orders[0]
+    session, idx = proto["session"], inst.index
+    kernel = risk._new_order
+    fast = kernel is not numba_entries()[2]   # a fastcall builtin, or numba's entry point (see kernels)
+    on_message, check_new = risk.on_message, risk.check_new
+    n, step = 2_000, 100_000
+    next_ts = [proto["ts"] + shift + 2 * span]
 
-    def loop(fn, n=2_000, reps=25):
-        """ns per call: the fastest of ``reps`` loops of ``n`` calls (timeit's rule on a busy box)."""
+    def times():
+        start = next_ts[0]
+        next_ts[0] = start + n * step
+        return range(start, start + n * step, step)
+
+    def loop(run, reps=25):
+        """ns per call: the fastest of ``reps`` loops (timeit's rule on a busy box); ``run``
+        gets the times of a loop and returns (its args, the function looping over them)."""
         best = None
         for _ in range(reps):
+            args, body = run(times())
             t0 = clock()
-            for _ in range(n):
-                fn()
+            body(args)
             per = (clock() - t0) / n
             best = per if best is None or per < best else best
         return best
-    base = loop(lambda: None)
-    result["parts_ns"] = {
-        "check_new": round(loop(lambda: check_new(cmd, inst, acct, price)) - base),
-        "numba_kernel_call": round(loop(lambda: kernel(mem, acct, idx, True, price, 100)) - base) if kernel else None,
-        "empty_python_call": round(base),
-    }
-    # the reject path (max_order_qty): the Rejection with its text is built only here
-    big = dict(cmd, qty=10**9)
 
-    def reject():
-        try:
-            check_new(big, inst, acct, price)
-        except Rejection:
-            pass
+    def empty(tss):
+        def body(tss):
+            for _t in tss:
+                pass
+        return list(tss), body
+
+    def full(tss):
+        def body(cmds):
+            for c in cmds:
+                new_order(c, inst, acct, price)
+        return [dict(proto, ts=t) for t in tss], body
+
+    def kernel_only(tss, kernel=kernel):
+        waddr = risk._waddr[session]       # looked up per loop: a full ring moves the window (not here)
+
+        def body(tss):
+            for t in tss:
+                kernel(waddr, t, acct, idx, True, price, 100)
+        return list(tss), body
+
+    def numba_entry(tss):
+        return kernel_only(tss, numba_entries()[2])
+
+    def cancel(tss):
+        def body(cmds):
+            for c in cmds:
+                on_message(c)
+        return [{"type": ev.CANCEL_REQUESTED, "ts": t, "session": session} for t in tss], body
+
+    def two_calls(tss):
+        def body(cmds):
+            for c in cmds:
+                if on_message(c) is None:
+                    check_new(c, inst, acct, price)
+        return [dict(proto, ts=t) for t in tss], body
+
+    def nothing(tss):
+        def body(cmds):
+            for c in cmds:
+                _nothing(c, inst, acct, price)
+        return [proto] * n, body
+
+    base = loop(empty)
+    result["parts_ns"] = {
+        "new_order": round(loop(full) - base),
+        "numba_kernel_call": round(loop(kernel_only) - base),
+        "numba_kernel_call_numba_entry": round(loop(numba_entry) - base),
+        "empty_python_call": round(loop(nothing) - base),
+        "on_message_cancel": round(loop(cancel) - base),
+        "on_message_plus_check_new": round(loop(two_calls) - base),
+        "fastcall": fast,
+    }
+
+    # the reject path (max_order_qty): the Rejection with its text is built only here
+    def reject(tss):
+        def body(cmds):
+            for c in cmds:
+                try:
+                    new_order(c, inst, acct, price)
+                except Rejection:
+                    pass
+        return [dict(proto, ts=t, qty=10**9) for t in tss], body
     result["parts_ns"]["check_new_reject_max_qty"] = round(loop(reject) - base)
     return result
 
@@ -301,14 +370,17 @@ def main(argv: list[str] | None = None) -> int:
     cost_one = risk_check_latency(cfg, cmds, session="BENCH->OMS")
     for c in (cost, cost_one):
         m, b = c["median_round"], c["best_round"]
-        print(f"risk check per order (on_message + check_new, accept path, {c['orders']} orders x "
+        print(f"risk check per order (new_order: rate window + all checks, accept path, {c['orders']} orders x "
               f"{c['rounds']} rounds, sessions {c['session']}): p50 {m['p50_ns']} ns  p99 {m['p99_ns']} ns  "
               f"p99.9 {m['p999_ns']} ns  mean {m['mean_ns']} ns CPU  (best round: p50 {b['p50_ns']}, "
               f"p99 {b['p99_ns']}, mean {b['mean_ns']}; timer {m['timer_overhead_ns']} ns taken out)")
     parts = cost["parts_ns"]
-    print(f"  parts: check_new {parts['check_new']} ns, numba kernel call {parts['numba_kernel_call']} ns, "
-          f"empty Python call {parts['empty_python_call']} ns; reject path (max_order_qty, Rejection built) "
-          f"{parts['check_new_reject_max_qty']} ns")
+    print(f"  parts: new_order {parts['new_order']} ns, its numba kernel call {parts['numba_kernel_call']} ns "
+          f"({'fastcall builtin' if parts['fastcall'] else 'numba entry point'}; through numba's entry point "
+          f"{parts['numba_kernel_call_numba_entry']} ns), "
+          f"empty Python call {parts['empty_python_call']} ns; rate window alone (a cancel's on_message) "
+          f"{parts['on_message_cancel']} ns; two calls on_message + check_new {parts['on_message_plus_check_new']} ns; "
+          f"reject path (max_order_qty, Rejection built) {parts['check_new_reject_max_qty']} ns")
     load_after = os.getloadavg()
     print(f"load average: {load_before[0]:.2f} -> {load_after[0]:.2f}")
     machine = {"python": sys.version.split()[0], "platform": platform.platform(), "cpus": os.cpu_count(),

@@ -13,6 +13,26 @@ risk engine calls the compiled entry points directly (``compiled()``), skipping 
 dispatcher. Everything else the kernel needs sits in ``mem`` itself: the last OUT slot holds
 the *context word* written by RiskEngine (number of accounts and instruments, global kill
 switch), so the shape of the arrays and the global switch cost no argument.
+
+The message-rate window lives here too, so that a new order's whole pre-trade check is ONE
+call with seven ints (``new_order``): each FIX session has a *window* array (header + a ring
+of the times of its counted messages, oldest first), owned by RiskEngine and passed by its
+address (an int64 costs ~15 ns to unbox, an array ~50 ns). The header holds the address of
+``Positions.mem`` and of the per-account rate limits, so no other argument is needed; the
+arrays stay alive in RiskEngine, which rewrites every header when a limit changes or the
+arrays are replaced (reset), and swaps in a window twice the size when a ring is full
+(``RATE_RING_FULL``: nothing was counted, the caller grows the ring and calls again). Every
+counted message first drops the times <= its ts - 1 s (amortised O(1): each time is dropped
+once), then is refused (rated kinds only) if the window still holds ``limit`` times, else
+appended. Messages that are never refused (cancels, mass cancels) of a session where every
+message counts need no kernel at all: RiskEngine appends their times to the window's
+*pending* buffer (an array.array, ~20 ns an item from Python), which the next kernel call
+moves into the ring first, in order. That defers their trimming, which gives the same
+counts as long as times do not go backwards (commands are sequenced with their ts). A
+replace is counted and checked with ``rate`` (four ints).
+
+Those two, taking only ints, are also compiled as C functions (``cfunc``) and called through
+a METH_FASTCALL builtin (see fastcall): ~80 ns for the seven ints instead of numba's ~180.
 """
 from __future__ import annotations
 
@@ -20,7 +40,10 @@ import threading
 
 import numba as nb
 import numpy as np
-from numba import types
+from numba import carray, cfunc, types
+from numba.extending import intrinsic
+
+from . import fastcall
 
 from ..engine.positions import (AI_COLS, A_COLS, A_CREDIT, A_FILLED_MONEY, A_KILLED, A_OPEN_MONEY, A_REDUCE_ONLY,
                                 I_COLS, I_HALTED, I_KILLED, I_MULT, I_REF, I_RESTRICTED, L_COLLAR_PCT, L_COLLAR_TICKS,
@@ -44,6 +67,27 @@ R_MAX_LONG = 13
 R_MAX_SHORT = 14
 R_CREDIT = 15
 R_NO_CONTEXT = 16      # account/instrument index outside the arrays, or no context word: fail closed
+R_MESSAGE_RATE = 17    # the session's message-rate window is full (limit in O_LIMIT, count + 1 in O_ACTUAL)
+R_KILL_SESSION = 18    # the session's kill switch is engaged (new_order only)
+# not rules (no R_ prefix): new_order's answers that need the caller
+RATE_RING_FULL = 19    # the window's ring is full: grow it and call again (nothing was counted)
+CHECK_DUPLICATE = 20   # every rule passed, a duplicate-order window is in use: the caller checks it
+
+# a session's window array: header, then the ring of message times (capacity a power of two)
+W_MEM = 0          # address of Positions.mem
+W_MEMLEN = 1       # its length
+W_RATES = 2        # address of the rate limits: one per account, then the default (n_acct + 1)
+W_NACCT = 3        # number of accounts
+W_LIMIT = 4        # the session's limit (messages per second, 0: off), or -1: each message's account's
+W_MASK = 5         # ring capacity - 1
+W_HEAD = 6         # ring index of the oldest time (grows without bound; taken & mask)
+W_COUNT = 7        # times in the ring
+W_FLAGS = 8        # WF_* below
+W_PEND = 9         # address of the pending buffer: [n, time 1, ..., time n, ...] (RiskEngine)
+W_RING = 10        # first ring slot
+WF_KILLED = 1      # the session's kill switch is engaged
+WF_DUPLICATES = 2  # some account has a duplicate-order window (checked in Python after the rules)
+NS_PER_S = 1_000_000_000
 
 # OUT (the last OUT_COLS slots of mem): limit, actual value, reference price, context word
 O_LIMIT, O_ACTUAL, O_REF, O_CTX = 0, 1, 2, 3
@@ -60,6 +104,63 @@ def context_word(n_acct: int, n_inst: int, global_killed: bool) -> int:
     if not (0 < n_acct <= CTX_MAX_DIM and 0 < n_inst <= CTX_MAX_DIM):
         raise ValueError(f"risk arrays: {n_acct} accounts x {n_inst} instruments out of range")
     return (n_acct << CTX_ACCT_SHIFT) | (n_inst << 1) | int(bool(global_killed))
+
+
+@intrinsic
+def _ptr(typingctx, addr):
+    """int64 address -> int64* (the caller keeps the memory alive)."""
+    sig = types.CPointer(types.int64)(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.int64)))
+    return sig, codegen
+
+
+@nb.njit(cache=True, inline="always")
+def _rate(w, mem, ts, a, rated):
+    """Count one message in the session window ``w`` (an int64*); a rule code (see module doc)."""
+    pend = _ptr(w[W_PEND])
+    n = pend[0]
+    if n > 0:                                   # times counted by RiskEngine since the last call
+        count = w[W_COUNT]
+        mask = w[W_MASK]
+        if count + n > mask + 1:
+            return RATE_RING_FULL
+        tail = w[W_HEAD] + count
+        for k in range(n):
+            w[W_RING + ((tail + k) & mask)] = pend[1 + k]
+        w[W_COUNT] = count + n
+        pend[0] = 0
+    limit = w[W_LIMIT]
+    if limit < 0:                               # by the message's account (-1/unknown: default)
+        n = w[W_NACCT]
+        limit = _ptr(w[W_RATES])[a if 0 <= a < n else n]
+    if limit <= 0:
+        return R_OK                             # off: not counted
+    horizon = ts - NS_PER_S
+    mask = w[W_MASK]
+    head = w[W_HEAD]
+    count = w[W_COUNT]
+    while count > 0 and w[W_RING + (head & mask)] <= horizon:
+        head += 1
+        count -= 1
+    w[W_HEAD] = head
+    w[W_COUNT] = count
+    if count >= limit and rated:
+        o = mem.shape[0] - OUT_COLS
+        mem[o + O_LIMIT] = limit
+        mem[o + O_ACTUAL] = count + 1
+        return R_MESSAGE_RATE
+    if count > mask:
+        return RATE_RING_FULL
+    w[W_RING + ((head + count) & mask)] = ts
+    w[W_COUNT] = count + 1
+    return R_OK
+
+
+@nb.njit(cache=True, inline="always")
+def _mem(w):
+    return carray(_ptr(w[W_MEM]), (w[W_MEMLEN],))
 
 
 @nb.njit(cache=True, inline="always")
@@ -186,24 +287,96 @@ def check_replace(mem, a, i, is_buy, price, qty, old_qty, old_money):
     return _rules(mem, a, i, is_buy, price, qty, old_qty, old_money)
 
 
+@nb.njit(cache=True)
+def new_order(waddr, ts, a, i, is_buy, price, qty):
+    """A new order's whole check: counted in its session's window (address ``waddr``), the
+    session's kill switch, then every array check. The accept path of a validated new order
+    is this one call; 0 means accepted (nothing left to check)."""
+    w = _ptr(waddr)
+    mem = _mem(w)
+    rule = _rate(w, mem, ts, a, True)
+    if rule:
+        return rule
+    flags = w[W_FLAGS]
+    if flags & WF_KILLED:
+        return R_KILL_SESSION
+    rule = _rules(mem, a, i, is_buy, price, qty, 0, 0)
+    if rule == R_OK and flags & WF_DUPLICATES:
+        return CHECK_DUPLICATE
+    return rule
+
+
+@nb.njit(cache=True)
+def replace_order(waddr, a, i, is_buy, price, qty, old_qty, old_money):
+    """check_replace reaching ``mem`` through a window's header (any session's: the risk
+    engine passes the session-less one, which never moves), so it takes only ints."""
+    return _rules(_mem(_ptr(waddr)), a, i, is_buy, price, qty, old_qty, old_money)
+
+
+@nb.njit(cache=True)
+def rate(waddr, ts, a, rated):
+    """Any other message of the session: counted; refused only if ``rated`` (a replace)."""
+    w = _ptr(waddr)
+    return _rate(w, _mem(w), ts, a, rated)
+
+
 _I = types.int64
 _MEM = types.Array(types.int64, 1, "C")
 SIG_NEW = (_MEM,) + (_I,) * 5
 SIG_REPLACE = (_MEM,) + (_I,) * 7
+SIG_NEW_ORDER = (_I,) * 7
+SIG_RATE = (_I,) * 4
+SIG_REPLACE_ORDER = (_I,) * 8
 _lock = threading.Lock()
 _entries = None
+_numba_entries = None
+
+
+def _new_order_c(waddr, ts, a, i, is_buy, price, qty):
+    return new_order(waddr, ts, a, i, is_buy, price, qty)
+
+
+def _rate_c(waddr, ts, a, rated):
+    return rate(waddr, ts, a, rated)
+
+
+def _replace_order_c(waddr, a, i, is_buy, price, qty, old_qty, old_money):
+    return replace_order(waddr, a, i, is_buy, price, qty, old_qty, old_money)
 
 
 def compiled():
-    """(new, replace): the compiled entry points, called without numba's type dispatch (which
-    costs more than the checks). Arguments must be exactly a C-contiguous int64 array and
-    Python ints (bools are fine)."""
-    global _entries
+    """(check_new, check_replace, new_order, rate, replace_order): the compiled entry points,
+    called without numba's type dispatch (which costs more than the checks). Arguments must
+    be exactly a C-contiguous int64 array (check_new, check_replace) and ints (bools are
+    fine). The last three are fastcall builtins when they can be built, else numba's entry
+    points."""
+    global _entries, _numba_entries
     if _entries is None:
         with _lock:
             if _entries is None:
-                check_new.compile(SIG_NEW)
-                check_replace.compile(SIG_REPLACE)
-                _entries = (check_new.overloads[SIG_NEW].entry_point,
-                            check_replace.overloads[SIG_REPLACE].entry_point)
+                entries = []
+                for fn, sig in ((check_new, SIG_NEW), (check_replace, SIG_REPLACE), (new_order, SIG_NEW_ORDER),
+                                (rate, SIG_RATE), (replace_order, SIG_REPLACE_ORDER)):
+                    fn.compile(sig)
+                    entries.append(fn.overloads[sig].entry_point)
+                _numba_entries = tuple(entries)
+                if fastcall.enabled():
+                    for k, (py, sig, name) in ((2, (_new_order_c, SIG_NEW_ORDER, "new_order")),
+                                               (3, (_rate_c, SIG_RATE, "rate")),
+                                               (4, (_replace_order_c, SIG_REPLACE_ORDER, "replace_order"))):
+                        c = cfunc(types.int64(*sig), cache=True)(py)
+                        fast = fastcall.fastcall(c.address, len(sig), name)
+                        if fast is not None:
+                            _keep_cfuncs.append(c)
+                            entries[k] = fast
+                _entries = tuple(entries)
     return _entries
+
+
+_keep_cfuncs: list = []     # the cfuncs whose code the fastcall builtins call
+
+
+def numba_entries():
+    """compiled(), always with numba's own entry points (tests and benchmark comparisons)."""
+    compiled()
+    return _numba_entries

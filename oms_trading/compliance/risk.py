@@ -37,11 +37,16 @@ replace that only lowers the quantity at the same price always passes (it reduce
 Rejected replaces answer OrderCancelReject with CxlRejReason 2 (broker option).
 
 Cost on the accept path (what every accepted order pays; ``oms bench engine`` measures it):
-``on_message`` appends the time to the session's window (trimmed only every _TRIM_AT
-messages, or at every message once the window holds the limit) and ``check_new`` makes one
-numba call (kernels.check_new: Positions.mem and five ints) for every array check; the
-session kill switch and the duplicate window cost a look only while one is in use
-(``_slow_new``). Text, limit and actual value of a rejection are built only when it fails.
+``new_order`` makes ONE numba call (kernels.new_order, seven ints) that counts the order in
+its session's message-rate window, looks at the session's kill switch and runs every array
+check; a 0 back means accepted. The duplicate-order window is looked at (in Python) only
+while one is in use. Text, limit and actual value of a rejection are built only when it
+fails. The engine calls ``on_message`` for every other message of a session and for a new
+order that fails validation before risk (it still counts; over the rate, that is the
+answer): a cancel's time goes to the window's pending buffer from Python (no kernel call),
+a replace is counted and checked by one numba call (kernels.rate). ``on_message`` +
+``check_new`` remain for callers that count and check separately (a new order counted by
+both ``on_message`` and ``new_order`` would count twice).
 
 Money amounts are compared in the instrument's currency with no FX conversion: the credit
 limit sums notionals of all instruments of the account as if they shared one currency.
@@ -86,7 +91,7 @@ Kill switch::
 """
 from __future__ import annotations
 
-from collections import deque
+from array import array
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING
 
@@ -113,24 +118,9 @@ ACCOUNT_ONLY = frozenset(LIMIT_DEFS) - INSTRUMENT_LIMITS
 _AI_LIMIT_COLS = (("max_order_qty", L_MAX_QTY), ("max_order_notional", L_MAX_NOTIONAL),
                   ("price_collar_pct", L_COLLAR_PCT), ("price_collar_ticks", L_COLLAR_TICKS),
                   ("max_long_position", L_MAX_LONG), ("max_short_position", L_MAX_SHORT))
-NS_PER_S = 1_000_000_000
 _RATED_TYPES = frozenset((ev.ORDER_RECEIVED, ev.REPLACE_REQUESTED))   # what the rate limit can reject
-_TRIM_AT = 256   # a rate window is trimmed once it grew by this many times (or reached the limit)
-
-
-class _Window(deque):
-    """Times (ns) of a session's recent messages, oldest first. ``floor``: the session's
-    limit (by_account False) or the lowest limit one of its messages can have (by_account
-    True: a session without a configured account, each message limited by its account's);
-    ``trim``: the length at which on_message leaves its fast path (min(floor, grow))."""
-    __slots__ = ("floor", "by_account", "trim", "grow")
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.floor = 0
-        self.by_account = False
-        self.trim = 0
-        self.grow = 0       # length at which to trim again to keep the window small
+_RING_START = 256   # first ring capacity of a session's rate window (a power of two; doubles when full)
+_PENDING = 64       # times a session's pending buffer holds (see kernels: counted without a kernel call)
 
 
 def _text(value) -> str | None:
@@ -154,7 +144,7 @@ class RiskEngine:
         self.acct_index = {a.name: a.index for a in config.accounts}
         self.inst_index = {i.symbol: i.index for i in config.instruments}
         self.session_account = {s.key: self.acct_index.get(s.account) for s in config.sessions if s.account}
-        self._check_new, self._check_replace = K.compiled()
+        self._check_new, self._check_replace, self._new_order, self._rate, self._replace_order = K.compiled()
         self.acceptor = None
 
     # -- engine interface ------------------------------------------------------------------
@@ -190,12 +180,18 @@ class RiskEngine:
         self.killed: set[str] = set()               # engaged scopes (account:/instrument:/session:)
         self.killed_sessions: set[str] = set()
         self.pending: dict[tuple[str, str], tuple[int, object, dict]] = {}   # expiries
-        self.windows: dict[str, _Window] = {}       # session -> its message times (rate window)
-        self._free_sessions: set[str] = set()         # sessions seen without a configured account
+        # rate windows (see kernels): session -> its window array, and -> that array's address
+        # (what the kernels take); every session seen gets one, None included (limit 0)
+        self._window_arrays: dict[str | None, np.ndarray] = {}
+        self._waddr: dict[str | None, int] = {}
+        self._pend_arrays: dict[str | None, array] = {}   # session -> its pending buffer (kept alive)
+        self._pending: dict[str | None, array] = {}       # the same, for sessions where every message counts
+        self._rates = np.zeros(self.engine.pos.n_acct + 1, dtype=np.int64)   # per account, then default
         self.last_orders: dict[tuple, int] = {}
         self.pos = self.engine.pos
         self._mem = self.pos.mem
         self._apply()
+        self._mem_window = self._open_window(None)   # never counts, so never moves: check_replace's way to mem
 
     # -- effective values ------------------------------------------------------------------
 
@@ -242,32 +238,74 @@ class RiskEngine:
             I[inst.index, I_RESTRICTED] = int(bool(layer.get("restricted")))
             I[inst.index, I_KILLED] = int(f"instrument:{inst.symbol}" in self.killed)
         default_rate = int(self.value("max_messages_per_second"))
+        # a session with a configured account: that account's limit; without: each message's
+        # account's (the default for an unknown one), read by the kernel from _rates
         self.session_rate = {key: (self.rate_limit[a] if a is not None else default_rate)
                              for key, a in self.session_account.items()}
         self.default_rate = default_rate
-        # hot-path shortcuts, recomputed on every change (see on_message and check_new)
-        self._rated = {}
-        for key, limit in self.session_rate.items():
-            if limit:
-                window = self._window(key)
-                window.floor, window.by_account, window.trim = limit, False, min(limit, _TRIM_AT)
-                self._rated[key] = window
-        self._account_rate = {acct.name: self.rate_limit[acct.index] for acct in self.config.accounts}
-        limits = [default_rate, *self.rate_limit]
-        self._free_floor = min(limits) if all(limits) else 0
-        if self._free_floor:
-            for key in self._free_sessions:
-                window = self.windows[key]
-                window.floor, window.trim = self._free_floor, min(self._free_floor, _TRIM_AT)
-                self._rated[key] = window
+        self._rates[:-1] = self.rate_limit
+        self._rates[-1] = default_rate
+        for session, window in self._window_arrays.items():
+            self._write_window_header(session, window)
         self._slow_new = bool(self.killed_sessions) or any(self.dup_window_ns)
         self._write_context()
 
-    def _window(self, session: str) -> "_Window":
-        window = self.windows.get(session)
+    # -- rate windows (cold path: a session's first message, a full ring, a limit change) -----
+
+    def _write_window_header(self, session: str | None, window: np.ndarray) -> None:
+        window[K.W_MEM] = self._mem.ctypes.data
+        window[K.W_MEMLEN] = self._mem.shape[0]
+        window[K.W_RATES] = self._rates.ctypes.data
+        window[K.W_NACCT] = self._rates.shape[0] - 1
+        window[K.W_LIMIT] = 0 if session is None else self.session_rate.get(session, -1)
+        window[K.W_FLAGS] = ((K.WF_KILLED if session in self.killed_sessions else 0)
+                             | (K.WF_DUPLICATES if any(self.dup_window_ns) else 0))
+        pend = self._pend_arrays.get(session)
+        if pend is None:
+            pend = self._pend_arrays[session] = array("q", bytes(8 * (1 + _PENDING)))
+        window[K.W_PEND] = pend.buffer_info()[0]
+        # every message of the session counts (its limit, or every account's and the
+        # default): a cancel's time can go to the pending buffer without a kernel call
+        limit = int(window[K.W_LIMIT])
+        if limit > 0 or (limit < 0 and all(self._rates)):
+            self._pending[session] = pend
+        else:
+            self._pending.pop(session, None)
+
+    def _open_window(self, session: str | None) -> int:
+        """The address of the session's rate window, made on its first message."""
+        addr = self._waddr.get(session)
+        if addr is None:
+            addr = self._install_window(session, np.zeros(K.W_RING + _RING_START, dtype=np.int64))
+        return addr
+
+    def _install_window(self, session: str | None, window: np.ndarray) -> int:
+        window[K.W_MASK] = window.shape[0] - K.W_RING - 1
+        self._write_window_header(session, window)
+        self._window_arrays[session] = window       # keeps the memory alive while its address is used
+        addr = self._waddr[session] = window.ctypes.data
+        return addr
+
+    def _grow_window(self, session: str | None) -> int:
+        """The session's ring is full: copy its times, oldest first, into one twice as large."""
+        old = self._window_arrays[session]
+        cap = old.shape[0] - K.W_RING
+        head, count = int(old[K.W_HEAD]), int(old[K.W_COUNT])
+        new = np.zeros(K.W_RING + 2 * cap, dtype=np.int64)
+        new[:K.W_RING] = old[:K.W_RING]
+        new[K.W_RING:K.W_RING + count] = old[K.W_RING + (head + np.arange(count)) % cap]
+        new[K.W_HEAD] = 0
+        return self._install_window(session, new)
+
+    def window_times(self, session: str | None) -> list[int]:
+        """The times (ns) in the session's rate window, oldest first (tests, diagnostics)."""
+        window = self._window_arrays.get(session)
         if window is None:
-            window = self.windows[session] = _Window()
-        return window
+            return []
+        cap = window.shape[0] - K.W_RING
+        head, count = int(window[K.W_HEAD]), int(window[K.W_COUNT])
+        pend = self._pend_arrays[session]
+        return [int(window[K.W_RING + (head + k) % cap]) for k in range(count)] + list(pend[1:1 + pend[0]])
 
     def _write_context(self) -> None:
         """The kernel's context word: array shape and the global kill switch (see kernels)."""
@@ -280,99 +318,83 @@ class RiskEngine:
     # -- hot path ----------------------------------------------------------------------------
 
     def on_message(self, cmd: dict) -> Rejection | None:
-        """Count one application message of a session; a Rejection when a new order or a
-        replace is over the session's rate (cancels are counted but always pass).
+        """Count one message of a session in its rate window; a Rejection when a new order or
+        a replace is over the session's rate (cancels and the like are counted, always pass).
 
-        Sliding one-second window of message times per session. The window is trimmed only
-        when it holds ``trim`` times (at most the lowest limit a message of the session can
-        have, at most _TRIM_AT more than after the last trim): while it holds fewer than
-        the limit the count cannot be over it, so most messages only append their time."""
-        window = self._rated.get(cmd.get("session"))
-        if window is None:
-            return self._on_message_other(cmd)
-        if len(window) >= window.trim:
-            return self._on_message_trim(cmd, window)
-        window.append(cmd["ts"])
-        return None
-
-    def _on_message_trim(self, cmd: dict, window: "_Window") -> Rejection | None:
-        """Drop the times older than one second, then count against this message's limit."""
-        ts = cmd["ts"]
-        if window.by_account:
-            limit = self._account_rate.get(cmd.get("account"), self.default_rate)
-            n = len(window)
-            if n < limit and n < window.grow:   # under this message's own limit even untrimmed
-                window.append(ts)
-                return None
-        else:
-            limit = window.floor
-        horizon = ts - NS_PER_S
-        popleft = window.popleft
-        while window and window[0] <= horizon:
-            popleft()
-        n = len(window)
-        window.grow = n + _TRIM_AT
-        window.trim = min(window.floor, window.grow)
-        if n >= limit and cmd["type"] in _RATED_TYPES:
-            return self._rate_rejection(cmd["session"], limit, n)
-        window.append(ts)
-        return None
-
-    def _message_limit(self, cmd: dict) -> int:
-        """The rate limit of a message: its session's account's; for a session without one,
-        the account of the message's, else the default (0: off)."""
-        limit = self.session_rate.get(cmd.get("session"))
-        if limit is None:
-            limit = self._account_rate.get(cmd.get("account"), self.default_rate)
-        return limit
-
-    def _on_message_other(self, cmd: dict) -> Rejection | None:
-        """on_message for no session, a session whose rate check is off, or the first message
-        of a session without a configured account."""
+        Sliding one-second window of message times per session (kernels.rate, one numba
+        call): the limit is the session's account's, or for a session without a configured
+        account the message's account's (unknown: the default); 0: off, not counted. A
+        message that is never refused, on a session where every message counts: its time
+        goes to the window's pending buffer (no kernel call, see kernels)."""
         session = cmd.get("session")
-        if session is None:
-            return None
-        limit = self._message_limit(cmd)
-        if not limit:
-            return None
-        window = self._window(session)
-        if session not in self.session_rate and self._free_floor:
-            # every account has a rate limit, so every message of the session is counted:
-            # from now on the fast path, trimming at the lowest limit any message can have
-            window.floor, window.by_account, window.trim = self._free_floor, True, 0
-            self._free_sessions.add(session)
-            self._rated[session] = window
-            return self._on_message_trim(cmd, window)
-        ts = cmd["ts"]
-        horizon = ts - NS_PER_S
-        while window and window[0] <= horizon:
-            window.popleft()
-        if len(window) >= limit and cmd["type"] in _RATED_TYPES:
-            return self._rate_rejection(session, limit, len(window))
-        window.append(ts)
+        if cmd["type"] not in _RATED_TYPES:
+            pend = self._pending.get(session)
+            if pend is not None:
+                n = pend[0] + 1
+                if n <= _PENDING:
+                    pend[n] = cmd["ts"]
+                    pend[0] = n
+                    return None
+        addr = self._waddr.get(session)
+        if addr is None:
+            addr = self._open_window(session)
+        rule = self._rate(addr, cmd["ts"], self.acct_index.get(cmd.get("account"), -1), cmd["type"] in _RATED_TYPES)
+        while rule == K.RATE_RING_FULL:
+            rule = self._rate(self._grow_window(session), cmd["ts"], self.acct_index.get(cmd.get("account"), -1),
+                              cmd["type"] in _RATED_TYPES)
+        if rule:
+            return self._rate_rejection(session)
         return None
 
-    @staticmethod
-    def _rate_rejection(session: str, limit: int, count: int) -> Rejection:
-        return Rejection(BROKER_OPTION, f"Message rate limit: more than {limit} messages per second on "
-                         f"session {session}", "message_rate", str(limit), str(count + 1))
+    def _rate_rejection(self, session: str) -> Rejection:
+        """The message_rate Rejection from the limit and count the kernel wrote into OUT."""
+        return self._rejection(K.R_MESSAGE_RATE, None, None, 0, False, session)
+
+    def new_order(self, cmd: dict, inst, account_idx: int, price_ticks: int) -> None:
+        """The whole pre-trade check of a validated new order (price_ticks 0: market order):
+        counts it in its session's rate window and runs every check; raises Rejection.
+
+        Accept path: one numba call (kernels.new_order, seven ints; the session kill switch is
+        a flag in the session's window); the duplicate-order window is looked at only while
+        one is in use (the kernel answers CHECK_DUPLICATE then).
+        Replaces on_message + check_new for a new order: call one or the other, not both."""
+        try:
+            addr = self._waddr[cmd.get("session")]
+        except KeyError:
+            addr = self._open_window(cmd.get("session"))
+        rule = self._new_order(addr, cmd["ts"], account_idx, inst.index, cmd["side"] == "1", price_ticks, cmd["qty"])
+        if rule:
+            self._new_order_slow(cmd, inst, account_idx, price_ticks, rule)
+
+    def _new_order_slow(self, cmd: dict, inst, account_idx: int, price_ticks: int, rule: int) -> None:
+        """What the kernel could not finish: a full ring, a rejection's text, the duplicate window."""
+        session = cmd.get("session")
+        while rule == K.RATE_RING_FULL:
+            rule = self._new_order(self._grow_window(session), cmd["ts"], account_idx, inst.index, cmd["side"] == "1",
+                                   price_ticks, cmd["qty"])
+        if rule == K.R_MESSAGE_RATE:
+            raise self._rate_rejection(session)
+        if rule == K.R_KILL_SESSION:
+            raise self._rejection(rule, inst, cmd.get("account"), price_ticks, False, session)
+        if rule == K.CHECK_DUPLICATE:
+            rule = K.R_OK
+        if rule or self._slow_new:
+            self._check_new_slow(cmd, inst, account_idx, price_ticks, rule)
 
     def check_new(self, cmd: dict, inst, account_idx: int, price_ticks: int) -> None:
-        """Raise Rejection if the validated order fails a check (price_ticks 0: market order).
+        """Every check but the rate window (for a caller that counted the order with
+        on_message first); raises Rejection. One numba call (kernels.check_new)."""
+        rule = self._check_new(self._mem, account_idx, inst.index, cmd["side"] == "1", price_ticks, cmd["qty"])
+        if rule or self._slow_new:
+            self._check_new_slow(cmd, inst, account_idx, price_ticks, rule)
 
-        Accept path: one numba call for every array check; the session kill switch and the
-        duplicate-order window are looked at only while one is in use (``_slow_new``)."""
-        if self._check_new(self._mem, account_idx, inst.index, cmd["side"] == "1", price_ticks, cmd["qty"]) \
-                or self._slow_new:
-            self._check_new_slow(cmd, inst, account_idx, price_ticks)
-
-    def _check_new_slow(self, cmd: dict, inst, account_idx: int, price_ticks: int) -> None:
-        """Every check of a new order in the documented order, with its Rejection (cold path)."""
+    def _check_new_slow(self, cmd: dict, inst, account_idx: int, price_ticks: int, rule: int) -> None:
+        """Every check of a new order in the documented order, with its Rejection (cold path);
+        ``rule``: what the kernel found (OUT still holds its limit and value)."""
         if self.killed_sessions and cmd.get("session") in self.killed_sessions:
             scope = f"session:{cmd.get('session')}"
             raise Rejection(BROKER_OPTION, f"Kill switch engaged ({scope})", "kill_switch", scope)
         qty = cmd["qty"]
-        rule = self._check_new(self._mem, account_idx, inst.index, cmd["side"] == "1", price_ticks, qty)
         if rule:
             raise self._rejection(rule, inst, cmd["account"], price_ticks, price_ticks == 0)
         window = self.dup_window_ns[account_idx]
@@ -395,15 +417,22 @@ class RiskEngine:
             raise Rejection(BROKER_OPTION, f"Kill switch engaged ({scope})", "kill_switch", scope)
         inst = order.instrument
         old_money = order.open_money + order.cum_qty * price_ticks * self.pos.mult[inst.index]
-        rule = self._check_replace(self._mem, order.account_idx, inst.index, order.is_buy, price_ticks, new_qty,
+        rule = self._replace_order(self._mem_window, order.account_idx, inst.index, order.is_buy, price_ticks, new_qty,
                                    order.leaves_qty + order.cum_qty, old_money)
         if rule:
             raise self._rejection(rule, inst, order.account, price_ticks, False)
 
-    def _rejection(self, rule: int, inst, account: str, price_ticks: int, is_market: bool) -> Rejection:
+    def _rejection(self, rule: int, inst, account: str | None, price_ticks: int, is_market: bool,
+                   session: str | None = None) -> Rejection:
         """Text, OrdRejReason and audit values of a failed kernel check (cold path)."""
-        out = self.pos.OUT
-        limit, actual, ref = int(out[K.O_LIMIT]), int(out[K.O_ACTUAL]), int(out[K.O_REF])
+        out = self.pos.OUT.tolist()
+        limit, actual, ref = out[K.O_LIMIT], out[K.O_ACTUAL], out[K.O_REF]
+        if rule == K.R_MESSAGE_RATE:
+            return Rejection(BROKER_OPTION, f"Message rate limit: more than {limit} messages per second on "
+                             f"session {session}", "message_rate", str(limit), str(actual))
+        if rule == K.R_KILL_SESSION:
+            scope = f"session:{session}"
+            return Rejection(BROKER_OPTION, f"Kill switch engaged ({scope})", "kill_switch", scope)
         sym = inst.symbol
         money = self.pos.money_text
         if rule == K.R_KILL_GLOBAL:

@@ -236,25 +236,24 @@ class Engine:
     def _on_new_order(self, cmd: dict, out: list[dict]) -> None:
         session = cmd.get("session")
         key = (session, cmd.get("cl_ord_id"))
-        if self.risk is not None:
-            rej = self.risk.on_message(cmd)
-            if rej is not None:
-                self._reject_new(cmd, rej, out)
-                return
-        if not cmd.get("cl_ord_id"):
-            self._reject_new(cmd, Rejection(OrdRejReason.OTHER, "Missing ClOrdID", "missing_cl_ord_id"), out)
-            return
-        if key in self.by_cl_ord_id:
-            self._reject_new(cmd, Rejection(OrdRejReason.DUPLICATE_ORDER,
-                                            f"Duplicate ClOrdID {cmd['cl_ord_id']!r}", "duplicate_cl_ord_id"), out)
-            return
         try:
+            if not cmd.get("cl_ord_id"):
+                raise Rejection(OrdRejReason.OTHER, "Missing ClOrdID", "missing_cl_ord_id")
+            if key in self.by_cl_ord_id:
+                raise Rejection(OrdRejReason.DUPLICATE_ORDER, f"Duplicate ClOrdID {cmd['cl_ord_id']!r}",
+                                "duplicate_cl_ord_id")
             inst, account_idx, price_ticks = self._validate_new(cmd)
-            if self.risk is not None:
-                self.risk.check_new(cmd, inst, account_idx, price_ticks)
         except Rejection as rej:
+            if self.risk is not None:   # still counted for the rate window; over the rate, that is the answer
+                rej = self.risk.on_message(cmd) or rej
             self._reject_new(cmd, rej, out)
             return
+        if self.risk is not None:
+            try:   # rate window + every check, one numba call
+                self.risk.new_order(cmd, inst, account_idx, price_ticks)
+            except Rejection as rej:
+                self._reject_new(cmd, rej, out)
+                return
         order_id = self.next_order_id
         self.next_order_id += 1
         order = Order(order_id, cmd["cl_ord_id"], session, cmd["account"], account_idx, inst, cmd["side"],
