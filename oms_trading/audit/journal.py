@@ -31,6 +31,7 @@ event of a batch, then ``flush`` once (one ``os.write``), then acknowledges. Wit
 """
 from __future__ import annotations
 
+import binascii
 import errno
 import fcntl
 import hashlib
@@ -46,6 +47,7 @@ import zlib
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import numpy as np
 import orjson
 
 from .chain import GENESIS_HASH, canonical_bytes
@@ -216,8 +218,12 @@ def _scan(buf, size: int, expected_seq: int, *, collect: bool = False, skip_belo
     first = last = None
     crc32 = _crc32
     sha_check = _sha_frame_check
+    sha256 = _sha256
+    from_le = _from_le
     unpack_from = _unpack_from
     mv = memoryview(buf) if not isinstance(buf, memoryview) else buf
+    src = buf if isinstance(buf, (bytes, bytearray, mmap.mmap)) else bytes(buf)
+    unhexlify = binascii.unhexlify
     while True:
         if off == size:
             break
@@ -237,7 +243,15 @@ def _scan(buf, size: int, expected_seq: int, *, collect: bool = False, skip_belo
             r.stop, r.stop_msg = "short", f"frame of {n} bytes but only {size - ps} remain"
             break
         if magic == MAGIC_SHA:
-            bad = sha_check(mv, ps, pe, crc)
+            # inline fast path of _sha_frame_check (about 1 us a frame more than a CRC-32)
+            q = pe - HASH_SUFFIX_LEN
+            try:
+                d = sha256(src[ps:q] + b"}").digest()
+                ok = (from_le(d[:4], "little") == crc and unhexlify(src[pe - 66:pe - 2]) == d
+                      and src[q:pe - 66] == _HASH_KEY and src[pe - 2:pe] == b'"}')
+            except (binascii.Error, ValueError):
+                ok = False
+            bad = 0 if ok else sha_check(mv, ps, pe, crc)
             if bad:
                 if bad == 1:
                     r.stop, r.stop_msg = "crc", "payload checksum mismatch (SHA-256 of the record)"
@@ -364,10 +378,33 @@ class JournalReader:
         return True
 
     def read_payloads(self, max_records: int = 50_000) -> list[memoryview]:
-        out: list[bytes] = []
+        out: list = []
+        for buf, frames in self._read_frames(max_records):
+            mv = memoryview(buf)
+            out.extend([mv[ps:pe] for ps, pe in frames])
+        return out
+
+    def read_ndjson(self, max_records: int = 50_000) -> tuple[int, bytes | bytearray]:
+        """``(count, blob)``: the next complete records (as ``read_payloads``) as one
+        newline-delimited JSON text: the file's bytes with each frame header overwritten by a
+        newline and 19 spaces (JSON whitespace), so no per-record copy or join in Python."""
+        parts = []
+        count = 0
+        for buf, frames in self._read_frames(max_records):
+            if frames:
+                parts.append(_blank_headers(buf, frames))
+                count += len(frames)
+        if not parts:
+            return 0, b""
+        return count, parts[0] if len(parts) == 1 else b"".join(parts)
+
+    def _read_frames(self, max_records: int) -> list:
+        """``[(buffer, [(payload start, payload end), ...]), ...]`` of the next complete records."""
+        out: list = []
+        got = 0
         if self._seg is None and not self._locate():
             return out
-        while len(out) < max_records:
+        while got < max_records:
             first, path = self._seg
             try:
                 fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
@@ -382,9 +419,10 @@ class JournalReader:
                 os.close(fd)
             n = len(buf)
             r = _scan(buf, n, self._seg_seq, collect=True, skip_below=self.next_seq,
-                      limit=max_records - len(out))
-            mv = memoryview(buf)
-            out.extend([mv[ps:pe] for ps, pe in r.frames])
+                      limit=max_records - got)
+            if r.frames:
+                out.append((buf, r.frames))
+                got += len(r.frames)
             self._off += r.end
             self._seg_seq = r.next_seq
             self.next_seq = max(self.next_seq, r.next_seq)
@@ -419,6 +457,24 @@ class JournalReader:
             self._seg = nxt[0]
             self._off = 0
         return out
+
+
+_HEADER_BLANK = np.frombuffer(b"\n" + b" " * (HLEN - 1), dtype=np.uint8)
+
+
+def _blank_headers(buf, frames) -> bytearray:
+    """The bytes of consecutive ``frames`` of ``buf`` (from the first header to the last
+    payload's end) with every header replaced by ``\\n`` and spaces: newline-delimited JSON."""
+    s = frames[0][0] - HLEN
+    e = frames[-1][1]
+    out = bytearray(memoryview(buf)[s:e])
+    arr = np.frombuffer(out, dtype=np.uint8)
+    starts = np.fromiter([ps for ps, _ in frames], dtype=np.int64, count=len(frames))
+    starts -= s + HLEN
+    for k in range(HLEN):
+        arr[starts + k] = _HEADER_BLANK[k]
+    del arr
+    return out
 
 
 def iter_payloads(directory: Path | str, from_seq: int = 1, batch: int = 50_000) -> Iterator[memoryview]:
