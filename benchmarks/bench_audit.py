@@ -7,7 +7,7 @@
    and engine-thread CPU per event, minus the same loop without a journal (what journaling
    *adds* to the order path), ``--reps`` repetitions (medians); beside it, in the same run, the
    floor: the bare record copy + ``orjson.dumps`` + SHA-256 of the same events (no CRC-32: since
-   2026-11-26 the record's SHA-256 is the frame checksum).
+   2026-11-25 19:30 UTC the record's SHA-256 is the frame checksum).
 2. Projection into a fresh DuckDB file, same events, same run:
    - ``catch_up()``: the journal files read back and parsed: what ``oms serve``'s projection
      process does all day (audit/projector.py), and any projection at startup or after a gap

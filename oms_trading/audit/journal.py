@@ -7,10 +7,11 @@ File layout: ``DIR/journal-{first_seq:012d}.log`` segments, each a sequence of f
 
 Two frame kinds, told apart by the magic, may follow each other in one file:
 
-- ``b'OMSH'`` (written since 2026-11-26): the payload's own SHA-256 is its checksum. ``check`` is
-  the first 4 bytes of the record's SHA-256 digest (little-endian uint32); a frame is intact when
-  ``sha256(hashed bytes)`` equals the ``hash`` stored at the payload's end and starts with
-  ``check``. The writer computes one digest per record (the chain hash) and no CRC.
+- ``b'OMSH'`` (written since 2026-11-25 19:30 UTC): the payload's own SHA-256 is its
+  checksum. ``check`` is the first 4 bytes of the record's SHA-256 digest (little-endian
+  uint32); a frame is intact when ``sha256(hashed bytes)`` equals the ``hash`` stored at the
+  payload's end and starts with ``check``. The writer computes one digest per record (the
+  chain hash) and no CRC; a reader pays one SHA-256 per frame (~1 us more than a CRC-32).
 - ``b'OMSJ'`` (older journals): ``check`` is ``zlib.crc32(payload)``. Still read and verified.
 
 The payload is the canonical encoding of the record without ``hash`` (see ``chain``: the
@@ -54,7 +55,7 @@ from .chain import GENESIS_HASH, canonical_bytes
 
 log = logging.getLogger(__name__)
 
-MAGIC = b"OMSJ"          # frame checked by CRC-32 of the payload (journals before 2026-11-26)
+MAGIC = b"OMSJ"          # frame checked by CRC-32 of the payload (written before 2026-11-25 19:30)
 MAGIC_SHA = b"OMSH"      # frame checked by the record's SHA-256 (what ``append`` writes)
 MAGICS = (MAGIC_SHA, MAGIC)
 HEADER = struct.Struct("<4sIIq")
