@@ -722,8 +722,8 @@ class Journal:
         The hashed bytes are the compact JSON of the record in its key order (the event's keys,
         then ``seq`` and ``prev_hash``), ``None`` kept as ``null``: no key sort, no filtering.
         Per event: one type pass over the values, one dict copy, one ``orjson.dumps``, one
-        SHA-256 (the chain hash, whose first bytes are also the frame's check: no CRC), one
-        join and two appends to the pending buffer.
+        SHA-256 (the chain hash, whose first bytes are also the frame's check: no CRC), the
+        payload built by concatenation, and two appends to the pending buffer.
         """
         if not _types_ok(map(type, event.values())):
             bad = {k: type(v).__name__ for k, v in event.items()   # the journal sets these three
