@@ -6,10 +6,13 @@
    ``flush()`` (group commit, fsync policy "interval" 5 ms), as the engine does. Reported: wall
    and engine-thread CPU per event, minus the same loop without a journal (what journaling
    *adds* to the order path), ``--reps`` repetitions (medians); beside it, in the same run, the
-   floor: the bare ``orjson.dumps + sha256 + crc32`` of the same events.
+   floor: the bare record copy + ``orjson.dumps`` + SHA-256 of the same events (no CRC-32: since
+   2026-11-25 19:30 UTC the record's SHA-256 is the frame checksum).
 2. Projection into a fresh DuckDB file, same events, same run:
    - ``catch_up()``: the journal files read back and parsed: what ``oms serve``'s projection
-     process does all day (audit/projector.py), and any projection at startup or after a gap;
+     process does all day (audit/projector.py), and any projection at startup or after a gap
+     (``projection_with_indexes`` is that path as it runs, ART indexes on;
+     ``projection_catch_up_parts`` splits it into read + frame check, JSON -> Arrow, INSERT);
    - tap: the payload bytes the journal flushed (``Journal.tap``, for a projection thread in the
      journal's own process), newline-joined, Arrow's C++ JSON reader, INSERT (GIL released);
    - ``ingest_records()``: the record dicts ``Journal.append`` returned (the gateway's
@@ -139,21 +142,26 @@ def bench_journal(jdir: Path, events: int, batch: int, policy: str, keep: list |
         n += m
     base_wall = time.perf_counter() - t1
     base_th = time.thread_time() - th1
-    # the floor, same events, same run: the canonical JSON + SHA-256 + CRC-32 alone
+    # the floor, same events, same run: the record copy, canonical JSON and SHA-256 alone (what
+    # append cannot do without); and, for reference, a CRC-32 of the JSON (b'OMSJ' frames had one)
     sha = hashlib.sha256
     crc = zlib.crc32
     dumps = orjson.dumps
+    ph = "0" * 64
     t2 = time.perf_counter()
     c2 = time.process_time()
     for k in range(events):
         r = dict(pool[k & 4095])
         r["seq"] = k + 1
-        r["prev_hash"] = "0" * 64
+        r["prev_hash"] = ph
         b = dumps(r)
-        sha(b).hexdigest()
-        crc(b)
+        sha(b).digest().hex()
     floor = time.perf_counter() - t2
     floor_cpu = time.process_time() - c2
+    t3 = time.perf_counter()
+    for k in range(events):
+        crc(b)
+    crc_s = time.perf_counter() - t3
     size = sum(p.stat().st_size for p in jdir.glob("journal-*.log"))
     return {
         "events": events, "batch": batch, "fsync": policy, "tap": tap is not None,
@@ -166,8 +174,9 @@ def bench_journal(jdir: Path, events: int, batch: int, policy: str, keep: list |
         "batch_us_p50": round(flush_ns[len(flush_ns) // 2] / 1e3, 1),
         "batch_us_p99": round(flush_ns[int(len(flush_ns) * 0.99)] / 1e3, 1),
         "batch_us_max": round(flush_ns[-1] / 1e3, 1),
-        "floor_dumps_sha256_crc_us_per_event": round(floor / events * 1e6, 3),
+        "floor_copy_dumps_sha256_us_per_event": round(floor / events * 1e6, 3),
         "floor_cpu_us_per_event": round(floor_cpu / events * 1e6, 3),
+        "crc32_of_record_us_per_event": round(crc_s / events * 1e6, 3),
         "bytes_per_event": round(size / events, 1),
     }
 
@@ -177,7 +186,7 @@ def bench_journal_reps(base: Path, events: int, batch: int, reps: int) -> dict:
     runs = [bench_journal(base / f"journal-rep{r}", events, batch, "interval") for r in range(reps)]
     keys = ("us_per_event", "engine_thread_cpu_us_per_event", "cpu_us_per_event",
             "no_journal_loop_us_per_event", "added_us_per_event_wall", "added_us_per_event_engine_cpu",
-            "floor_dumps_sha256_crc_us_per_event")
+            "floor_copy_dumps_sha256_us_per_event")
     out = {"reps": reps, "events": events, "batch": batch}
     for k in keys:
         vals = sorted(r[k] for r in runs)
@@ -206,6 +215,46 @@ def bench_projection(jdir: Path, db: Path, events: int, indexes: bool) -> dict:
     p.close()
     return {"rows": n, "indexes": indexes, "seconds": round(dt, 3), "events_per_s": round(n / dt),
             "cpu_s": round(cpu, 3), "events_per_cpu_s": round(n / cpu)}
+
+
+def bench_catch_up_parts(jdir: Path, db: Path, events: int, batch_rows: int = 122_880) -> dict:
+    """What bounds ``catch_up`` (the ``oms serve`` path), step by step over the same journal:
+    read + frame check (``JournalReader.read_ndjson``), JSON -> Arrow (``ndjson_to_arrow``), and
+    DuckDB's INSERT of the ready Arrow tables into a fresh file with the ART indexes."""
+    from oms_trading.audit.journal import JournalReader
+    from oms_trading.audit.projection import ndjson_to_arrow
+    r = JournalReader(jdir)
+    c = time.process_time()
+    blobs = []
+    while True:
+        n, blob = r.read_ndjson(batch_rows)
+        if not n:
+            break
+        blobs.append((n, blob))
+    read_cpu = time.process_time() - c
+    c = time.process_time()
+    tbls = [ndjson_to_arrow(b, n) for n, b in blobs]
+    parse_cpu = time.process_time() - c
+    del blobs
+    _remove_db(db)
+    con = duckdb.connect(str(db), config={"threads": 1})
+    con.execute(create_table_sql())
+    con.execute(f"CREATE INDEX {TABLE}_order_id ON {TABLE}(order_id)")
+    con.execute(f"CREATE INDEX {TABLE}_cl_ord_id ON {TABLE}(cl_ord_id)")
+    c = time.process_time()
+    for tb in tbls:
+        con.execute(f"INSERT INTO {TABLE} SELECT * FROM tb")
+    con.execute("CHECKPOINT")
+    ins_cpu = time.process_time() - c
+    con.close()
+    _remove_db(db)
+    n = sum(t.num_rows for t in tbls)
+    return {"rows": n, "read_and_check_events_per_cpu_s": round(n / read_cpu),
+            "json_to_arrow_events_per_cpu_s": round(n / parse_cpu),
+            "insert_with_art_events_per_cpu_s": round(n / ins_cpu),
+            "us_per_event": {"read_and_check": round(read_cpu / n * 1e6, 2),
+                             "json_to_arrow": round(parse_cpu / n * 1e6, 2),
+                             "insert_with_art": round(ins_cpu / n * 1e6, 2)}}
 
 
 def bench_feed(jdir: Path, db: Path, records: list, batch_rows: int = 122_880) -> dict:
@@ -416,6 +465,7 @@ def run(events: int = 1_000_000, lifecycle_events: int = 10_000_000, batch: int 
         out["journal_fsync_os"] = bench_journal(base / "journal-os", events, batch, "os")
         out["projection"] = bench_projection(jdir, base / "audit.duckdb", events, indexes=False)
         out["projection_with_indexes"] = bench_projection(jdir, base / "audit.duckdb", events, indexes=True)
+        out["projection_catch_up_parts"] = bench_catch_up_parts(jdir, base / "parts.duckdb", events)
         out["projection_tap"] = bench_tap(jdir, base / "tap.duckdb", taps)
         del taps
         out["projection_feed"] = bench_feed(jdir, base / "feed.duckdb", records)

@@ -411,7 +411,8 @@ def test_tampered_last_record_refuses_to_open(tmp_path):
     n = int.from_bytes(data[off + 4:off + 8], "little")
     payload = bytes(data[off + HLEN:off + HLEN + n]).replace(b'"qty":100', b'"qty":900')
     data[off + HLEN:] = payload
-    data[off + 8:off + 12] = zlib.crc32(payload).to_bytes(4, "little")
+    # the header's check made to match the edited bytes: not a torn write but an edit
+    data[off + 8:off + 12] = jmod.frame_check(payload).to_bytes(4, "little")
     path.write_bytes(bytes(data))
     with pytest.raises(JournalCorrupt) as ei:
         Journal(tmp_path)
@@ -445,3 +446,62 @@ def test_reader_frame_larger_than_chunk(tmp_path):
     while (c := r.read_payloads(10)):
         got.extend(orjson.loads(p)["seq"] for p in c)
     assert got == [1, 2, 3]
+
+
+def test_frames_are_sha_checked_and_a_garbled_hash_field_is_a_torn_tail(tmp_path):
+    """``append`` writes b'OMSH' frames: the record's SHA-256 is the frame's checksum (no CRC).
+    At the tail, a hash field garbled by a cut-short write is cut off like any torn write."""
+    recs = _write(tmp_path, 3)
+    (_, path), = list_segments(tmp_path)
+    data = bytearray(path.read_bytes())
+    assert data[:4] == jmod.MAGIC_SHA
+    off = 0
+    for _ in range(2):
+        off += HLEN + int.from_bytes(data[off + 4:off + 8], "little")
+    n = int.from_bytes(data[off + 4:off + 8], "little")
+    payload = bytes(data[off + HLEN:off + HLEN + n])
+    assert int.from_bytes(data[off + 8:off + 12], "little") == jmod.frame_check(payload)
+    data[-10:-2] = bytes(8)   # zeros where the end of the hash was
+    path.write_bytes(bytes(data))
+    with Journal(tmp_path, fsync="os") as j:
+        assert (j.last_seq, j.last_hash) == (2, recs[1]["hash"])
+    assert len(list(tmp_path.glob("*.torn-*"))) == 1
+
+
+def test_old_crc_frames_and_new_frames_mix_in_one_segment(tmp_path):
+    """A segment that starts with b'OMSJ' (CRC-32) frames continues with b'OMSH' frames."""
+    import zlib
+    from oms_trading.audit.verify import verify_journal
+    rec = dict(ev(1), seq=1, prev_hash=GENESIS_HASH)
+    body = orjson.dumps(rec)
+    import hashlib
+    h = hashlib.sha256(body).hexdigest()
+    payload = body[:-1] + b',"hash":"' + h.encode() + b'"}'
+    assert jmod.frame_check(payload, jmod.MAGIC) == zlib.crc32(payload)
+    (tmp_path / jmod.segment_name(1)).write_bytes(jmod.HEADER.pack(jmod.MAGIC, len(payload),
+                                                                   zlib.crc32(payload), 1) + payload)
+    with Journal(tmp_path, fsync="os") as j:
+        assert j.last_hash == h
+        j.append(ev(2))
+    data = (tmp_path / jmod.segment_name(1)).read_bytes()
+    assert data[:4] == jmod.MAGIC and data[HLEN + len(payload):HLEN + len(payload) + 4] == jmod.MAGIC_SHA
+    assert verify_journal(tmp_path).ok
+    assert [r["seq"] for r in iter_records(tmp_path)] == [1, 2]
+
+
+def test_read_ndjson_gives_the_payloads_as_newline_delimited_json(tmp_path):
+    """``read_ndjson`` (the projection's catch-up) returns the same records as ``read_payloads``,
+    across segments and from any seq, with the frame headers turned into JSON whitespace."""
+    _write(tmp_path, 40, rotate_bytes=3000)
+    assert len(list_segments(tmp_path)) > 3
+    want = [orjson.loads(p) for p in JournalReader(tmp_path).read_payloads(1000)]
+    r = JournalReader(tmp_path, from_seq=5)
+    got = []
+    while True:
+        n, blob = r.read_ndjson(7)
+        if not n:
+            break
+        lines = [ln for ln in bytes(blob).split(b"\n") if ln.strip()]
+        assert len(lines) == n
+        got += [orjson.loads(ln) for ln in lines]
+    assert got == want[4:]

@@ -63,8 +63,15 @@ _OPEN: dict[str, "Projection"] = {}
 _OPEN_LOCK = threading.Lock()
 
 
+# Columns stored without compression. The 64-hex hashes do not compress usefully, and trying
+# (FSST analysis and encoding on every checkpoint) took ~30% of the INSERT: a ready Arrow batch
+# went in at 168k rows/CPU-s with it, 237k without (the file grows ~70 bytes per row).
+UNCOMPRESSED_COLUMNS = ("prev_hash", "hash")
+
+
 def create_table_sql(table: str = TABLE) -> str:
     cols = ",\n  ".join(f'"{n}" {t}{" NOT NULL" if n in ("seq", "prev_hash", "hash") else ""}'
+                        f'{" USING COMPRESSION uncompressed" if n in UNCOMPRESSED_COLUMNS else ""}'
                         for n, t in EVENT_COLUMNS)
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n)"
 
@@ -156,31 +163,44 @@ def payloads_to_arrow(payloads, chunk: int = JOIN_RECORDS) -> pa.Table:
 
 
 def _payloads_to_arrow_1(payloads) -> pa.Table:
-    """Arrow table (``ARROW_SCHEMA``) of journal payloads.
-
-    Fast path: Arrow's C++ JSON reader on the newline-joined payloads (no GIL, no Python object
-    per value) with the typed columns as explicit schema. It is strict (a str where a BIGINT is
-    expected, an int beyond the type's range... fail the batch), so whenever it fails the batch
-    goes through the reference path. Rows with keys that are not columns are rebuilt in Python
-    to fill ``details``.
-    """
+    """Arrow table (``ARROW_SCHEMA``) of journal payloads (newline-joined, then
+    ``ndjson_to_arrow``)."""
     n = len(payloads)
     if n == 0:
         return ARROW_SCHEMA.empty_table()
-    blob = b"\n".join(payloads)
+    return ndjson_to_arrow(b"\n".join(payloads), n, lambda: payloads)
+
+
+def _split_ndjson(blob) -> list[bytes]:
+    return [line.strip() for line in bytes(blob).split(b"\n") if line.strip()]
+
+
+def ndjson_to_arrow(blob, n: int, payloads=None, block_bytes: int = JSON_BLOCK_BYTES) -> pa.Table:
+    """Arrow table (``ARROW_SCHEMA``) of ``n`` journal payloads given as newline-delimited JSON
+    (``JournalReader.read_ndjson``, or the payloads newline-joined); ``payloads()``, when given,
+    returns them as a list (for the rows that need the reference path; else ``blob`` is split).
+
+    Fast path: Arrow's C++ JSON reader (no GIL, no Python object per value) with the typed
+    columns as explicit schema. It is strict (a str where a BIGINT is expected, an int beyond
+    the type's range... fail the batch), so whenever it fails the batch goes through the
+    reference path. Rows with keys that are not columns are rebuilt in Python to fill
+    ``details``.
+    """
+    if n == 0:
+        return ARROW_SCHEMA.empty_table()
+    get = payloads if payloads is not None else (lambda: _split_ndjson(blob))
     try:
-        # bounded blocks (memory; speed measured the same within noise from 256 KiB to one
-        # block per batch); a record larger than a block fails the batch, which then takes the
-        # reference path
-        t = pa_json.read_json(io.BytesIO(blob), read_options=pa_json.ReadOptions(
-            use_threads=False, block_size=JSON_BLOCK_BYTES), parse_options=_JSON_PARSE)
+        # bounded blocks (memory); a record larger than a block fails the batch, which then
+        # takes the reference path
+        t = pa_json.read_json(pa.BufferReader(pa.py_buffer(blob)), read_options=pa_json.ReadOptions(
+            use_threads=False, block_size=block_bytes), parse_options=_JSON_PARSE)
     except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError, OverflowError):
-        return _payloads_to_arrow_py(payloads)
+        return _payloads_to_arrow_py(get())
     if t.num_rows != n:  # pragma: no cover - defensive
-        return _payloads_to_arrow_py(payloads)
+        return _payloads_to_arrow_py(get())
     extra = [c for c in t.column_names if c not in _TYPED_KEYS]
     if len(set(t.column_names)) != t.num_columns:  # pragma: no cover - duplicate keys
-        return _payloads_to_arrow_py(payloads)
+        return _payloads_to_arrow_py(get())
     slow: list[int] = []
     if extra:
         mask = None
@@ -193,7 +213,8 @@ def _payloads_to_arrow_1(payloads) -> pa.Table:
     out = pa.Table.from_arrays(cols, schema=ARROW_SCHEMA)
     if slow:
         keep = pc.invert(mask)
-        fixed = _payloads_to_arrow_py([payloads[i] for i in slow])
+        pl = get()
+        fixed = _payloads_to_arrow_py([pl[i] for i in slow])
         out = pa.concat_tables([out.filter(keep), fixed]).sort_by("seq")
     return out
 
@@ -351,10 +372,11 @@ class Projection:
                         want = min(want, upto - self._db_max)
                         if want <= 0:
                             break
-                    payloads = reader.read_payloads(want)
-                    if not payloads:
+                    count, blob = reader.read_ndjson(want)
+                    if not count:
                         break
-                    tbl = payloads_to_arrow(payloads)
+                    tbl = ndjson_to_arrow(blob, count)
+                    del blob
                     first = tbl.column(0)[0].as_py()
                     if first != self._db_max + 1:  # pragma: no cover - reader guarantees it
                         raise RuntimeError(f"projection expected seq {self._db_max + 1}, got {first}")

@@ -1,6 +1,6 @@
 """Verification of the audit trail: the journal's hash chain, then the DuckDB table against it.
 
-Journal: every frame's CRC, seq gap-free from 1, ``prev_hash`` links, ``hash`` recomputed over the
+Journal: every frame's checksum (the record's SHA-256, or the CRC-32 of older frames), seq gap-free from 1, ``prev_hash`` links, ``hash`` recomputed over the
 stored payload bytes (see ``chain``), and the payload in canonical form (``canonical_bytes`` of the
 parsed record gives back the hashed bytes). Table (ordered by seq): each row rebuilt into a record
 (columns + details) and compared with the hash-verified journal record of the same seq: every
