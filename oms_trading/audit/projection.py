@@ -63,15 +63,8 @@ _OPEN: dict[str, "Projection"] = {}
 _OPEN_LOCK = threading.Lock()
 
 
-# Columns stored without compression. The 64-hex hashes do not compress usefully, and trying
-# (FSST analysis and encoding on every checkpoint) took ~30% of the INSERT: a ready Arrow batch
-# went in at 168k rows/CPU-s with it, 237k without (the file grows ~70 bytes per row).
-UNCOMPRESSED_COLUMNS = ("prev_hash", "hash")
-
-
 def create_table_sql(table: str = TABLE) -> str:
     cols = ",\n  ".join(f'"{n}" {t}{" NOT NULL" if n in ("seq", "prev_hash", "hash") else ""}'
-                        f'{" USING COMPRESSION uncompressed" if n in UNCOMPRESSED_COLUMNS else ""}'
                         for n, t in EVENT_COLUMNS)
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n)"
 
