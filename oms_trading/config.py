@@ -87,6 +87,10 @@ class Config:
     risk_instruments: dict[str, dict[str, Any]] = field(default_factory=dict)
     restricted: list[str] = field(default_factory=list)
     restricted_by_account: dict[str, list[str]] = field(default_factory=dict)
+    # the credit limit sums exposure across instruments in one currency: the base currency,
+    # reached from each instrument's currency by fx_rates[currency] (base units per unit)
+    base_currency: str = "USD"
+    fx_rates: dict[str, Decimal] = field(default_factory=dict)
     sending_time_precision: str = "ms"
     sending_time_tolerance_s: int = 120
     max_outbound_buffer_kb: int = 4096
@@ -329,7 +333,7 @@ class _Reader:
     def read_risk(self, cfg: Config) -> None:
         risk = self.table(self.raw, "risk", "risk")
         self.check_unknown(risk, {"defaults", "accounts", "instruments", "restricted",
-                                  "restricted_by_account"}, "risk")
+                                  "restricted_by_account", "base_currency", "fx_rates"}, "risk")
         symbols = {i.symbol for i in cfg.instruments}
         accounts = {a.name for a in cfg.accounts}
         try:
@@ -366,6 +370,33 @@ class _Reader:
             if not isinstance(symbols_list, list) or any(s not in symbols for s in symbols_list):
                 raise self.fail(f"risk.restricted_by_account.{name}", "must be a list of known symbols")
             cfg.restricted_by_account[name] = list(symbols_list)
+        self.read_fx(cfg, risk)
+
+    def read_fx(self, cfg: Config, risk: dict) -> None:
+        """Base currency and FX rates for the credit limit; every instrument currency needs one."""
+        base = self.get(risk, "base_currency", "risk", str, "USD").strip()
+        if not base:
+            raise self.fail("risk.base_currency", "must be a currency code such as \"USD\"")
+        cfg.base_currency = base
+        rates: dict[str, Decimal] = {base: Decimal(1)}
+        for currency, text in self.table(risk, "fx_rates", "risk.fx_rates").items():
+            key = f"risk.fx_rates.{currency}"
+            if not isinstance(text, str):
+                raise self.fail(key, "must be decimal text (\"1.27\"), not a float")
+            try:
+                rate = Decimal(text)
+            except ArithmeticError:
+                raise self.fail(key, f"not a decimal number: {text!r}") from None
+            if not rate.is_finite() or rate <= 0 or -int(rate.as_tuple().exponent) > 8:
+                raise self.fail(key, f"must be positive with at most 8 decimals, got {text!r}")
+            if currency == base and rate != 1:
+                raise self.fail(key, f"the base currency {base} has rate 1")
+            rates[currency] = rate
+        for inst in cfg.instruments:
+            if inst.currency not in rates:
+                raise self.fail("risk.fx_rates", f"instrument {inst.symbol} is in {inst.currency}: the credit limit "
+                                f"(in {base}) needs a rate for it, e.g. {inst.currency} = \"1.0\"")
+        cfg.fx_rates = rates
 
     # -- FIX ----------------------------------------------------------------------------
 

@@ -31,6 +31,7 @@ def test_csv_reference_data(tmp_path: Path):
     (tmp_path / "accounts.csv").write_text("name,description,stp_mode\nFIRM9,From CSV,cancel_incoming\n")
     text = demo_config_text().replace('# instruments_csv = "instruments.csv"', 'instruments_csv = "instruments.csv"')
     text = text.replace('# accounts_csv = "accounts.csv"', 'accounts_csv = "accounts.csv"')
+    text = text.replace('GBP = "1.27"', 'GBP = "1.27"\nEUR = "1.08"')     # NEW1 is in EUR
     path = tmp_path / "oms.toml"
     path.write_text(text)
     cfg = load_config(path)

@@ -316,3 +316,51 @@ def test_no_risk_object_rejects_controls_cleanly():
     assert evs[0]["type"] == ev.LIMIT_CHANGE_REJECTED
     accepted(eng.process(new("a", "1", 100000, "1000.00")))
     assert eng.next_due_ns() is None
+
+
+def _gbp_engine():
+    from pathlib import Path
+    from oms_trading.config import parse_config
+    from tests.test_engine_common import CONFIG_TOML
+    text = CONFIG_TOML.replace('lot_size = 10\n', 'lot_size = 10\ncurrency = "GBP"\n', 1)
+    cfg = parse_config(text + '\n[risk.fx_rates]\nGBP = "1.2345"\n', "<test>", Path("."))
+    return make_engine(config=cfg)
+
+
+def test_credit_limit_sums_currencies_in_the_base_currency_rounded_up():
+    eng = _gbp_engine()
+    # 10 VOD @ 50.02 GBP = 500.20 GBP = 617.4969 USD -> 617.50 (rounded up: never understated)
+    eng.process(limit("account:A1", "credit_limit", "717.50"))
+    accepted(eng.process(new("v1", "1", 10, "50.02", symbol="VOD")))
+    assert eng.exposures("A1")[0]["gross_exposure"] == "617.50" and eng.exposures("A1")[0]["currency"] == "USD"
+    accepted(eng.process(new("a1", "1", 1, "100.00")))                         # 100.00 USD: 717.50 exactly
+    rejected(eng.process(new("a2", "1", 1, "100.00")), "credit_limit", 3,
+             "Gross exposure of A1 would be 817.50 USD, credit_limit 717.50 USD", "717.50", "817.50")
+    # a GBP order is converted before the comparison: 10 @ 50.00 GBP = 617.25 USD
+    rejected(eng.process(new("v2", "2", 10, "50.00", symbol="VOD")), "credit_limit", 3,
+             "would be 1334.75 USD")
+    # a fill moves the converted amount from resting to filled; canceling frees it exactly
+    eng.process(new("x", "2", 10, "50.02", symbol="VOD", session=S2))
+    assert eng.exposures("A1")[0]["gross_exposure"] == "717.50"
+    eng.process(cancel("c1", "a1"))
+    assert eng.exposures("A1")[0]["gross_exposure"] == "617.50"
+    eng.process({"type": "clock", "ts": 2, "end_of_day": 1})
+    assert eng.exposures("A1")[0]["gross_exposure"] == "0.00"
+    # the per-order notional limit stays in the instrument's own currency
+    eng.process(limit("account:A1", "max_order_notional", "500.00"))
+    accepted(eng.process(new("v3", "1", 10, "50.00", symbol="VOD")))           # 500.00 GBP, not 617.25 USD
+
+
+@pytest.mark.parametrize("toml,problem", [
+    ('', "instrument VOD is in GBP"),
+    ('\n[risk.fx_rates]\nGBP = 1.27\n', "decimal text"),
+    ('\n[risk.fx_rates]\nGBP = "-1"\n', "positive"),
+    ('\n[risk.fx_rates]\nGBP = "1.2"\nUSD = "2"\n', "rate 1"),
+])
+def test_fx_rates_are_checked_when_the_config_loads(toml, problem):
+    from pathlib import Path
+    from oms_trading.config import ConfigError, parse_config
+    from tests.test_engine_common import CONFIG_TOML
+    text = CONFIG_TOML.replace('lot_size = 10\n', 'lot_size = 10\ncurrency = "GBP"\n', 1)
+    with pytest.raises(ConfigError, match=problem):
+        parse_config(text + toml, "<test>", Path("."))

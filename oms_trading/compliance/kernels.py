@@ -46,7 +46,8 @@ from numba.extending import intrinsic
 from . import fastcall
 
 from ..engine.positions import (AI_COLS, A_COLS, A_CREDIT, A_FILLED_MONEY, A_KILLED, A_OPEN_MONEY, A_REDUCE_ONLY,
-                                I_COLS, I_HALTED, I_KILLED, I_MULT, I_REF, I_RESTRICTED, L_COLLAR_PCT, L_COLLAR_TICKS,
+                                I_COLS, I_FX_DEN, I_FX_NUM, I_HALTED, I_KILLED, I_MULT, I_REF, I_RESTRICTED,
+                                L_COLLAR_PCT, L_COLLAR_TICKS,
                                 L_MAX_LONG, L_MAX_NOTIONAL, L_MAX_QTY, L_MAX_SHORT, L_RESTRICTED, OPEN_BUY, OPEN_SELL,
                                 OUT_COLS, POS)
 
@@ -267,6 +268,11 @@ def _rules(mem, a, i, is_buy, price, qty, old_qty, old_money):
             mem[o + O_ACTUAL] = worst
             return R_MAX_SHORT
     if credit > 0:
+        # the account's sums are in the base currency: convert this order's notional, rounded up
+        num = mem[ri + I_FX_NUM]
+        den = mem[ri + I_FX_DEN]
+        if num != den:
+            money = -(-_sat_mul(money, num) // den)
         exposure = _sat_add(_sat_add(mem[ra + A_OPEN_MONEY], mem[ra + A_FILLED_MONEY]) - old_money, money)
         if exposure > credit:
             mem[o + O_LIMIT] = credit

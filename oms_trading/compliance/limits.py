@@ -55,7 +55,7 @@ LIMIT_DEFS: dict[str, LimitDef] = {d.name: d for d in (
     LimitDef("max_order_notional", "decimal", "largest price*qty of one order (0: off)"),
     LimitDef("price_collar_pct", "decimal", "max % distance of a limit price from the reference (0: off)"),
     LimitDef("price_collar_ticks", "int", "max tick distance of a limit price from the reference (0: off)"),
-    LimitDef("credit_limit", "decimal", "gross exposure per account: open orders + fills of the day (0: off)"),
+    LimitDef("credit_limit", "decimal", "gross exposure per account: open orders + fills of the day, in the base currency (0: off)"),
     LimitDef("max_long_position", "int", "long position per instrument incl. resting buys (0: off)"),
     LimitDef("max_short_position", "int", "short position per instrument incl. resting sells (0: off)"),
     LimitDef("max_messages_per_second", "int", "messages per second per FIX session (0: off)"),

@@ -48,8 +48,9 @@ a replace is counted and checked by one numba call (kernels.rate). ``on_message`
 ``check_new`` remain for callers that count and check separately (a new order counted by
 both ``on_message`` and ``new_order`` would count twice).
 
-Money amounts are compared in the instrument's currency with no FX conversion: the credit
-limit sums notionals of all instruments of the account as if they shared one currency.
+Notional limits compare amounts in the instrument's currency; the credit limit sums an
+account's notionals in the base currency ([risk] base_currency, fx_rates), each converted
+with its instrument's rate and rounded up.
 
 Control commands (built by the HTTP API; sequenced and journaled like orders)
 -----------------------------------------------------------------------------
@@ -416,7 +417,8 @@ class RiskEngine:
             scope = f"session:{order.session}"
             raise Rejection(BROKER_OPTION, f"Kill switch engaged ({scope})", "kill_switch", scope)
         inst = order.instrument
-        old_money = order.open_money + order.cum_qty * price_ticks * self.pos.mult[inst.index]
+        # what the order counts in its account's credit sums now, in the base currency
+        old_money = order.open_base + self.pos.to_base(inst.index, order.cum_qty * price_ticks * self.pos.mult[inst.index])
         rule = self._replace_order(self._mem_window, order.account_idx, inst.index, order.is_buy, price_ticks, new_qty,
                                    order.leaves_qty + order.cum_qty, old_money)
         if rule:
@@ -480,8 +482,9 @@ class RiskEngine:
             return Rejection(ORDER_EXCEEDS_LIMIT, f"Short position in {sym} could reach {actual} (incl. resting "
                              f"sells), max_short_position {limit}", "max_short_position", str(limit), str(actual))
         if rule == K.R_CREDIT:
-            return Rejection(ORDER_EXCEEDS_LIMIT, f"Gross exposure of {account} would be {money(actual)}, "
-                             f"credit_limit {money(limit)}", "credit_limit", money(limit), money(actual))
+            base = self.pos.config.base_currency
+            return Rejection(ORDER_EXCEEDS_LIMIT, f"Gross exposure of {account} would be {money(actual)} {base}, "
+                             f"credit_limit {money(limit)} {base}", "credit_limit", money(limit), money(actual))
         if rule == K.R_NO_CONTEXT:   # cannot happen after reset(): the engine validated both indexes
             return Rejection(BROKER_OPTION, f"Risk state has no row for account {account} and {sym}: cannot "
                              "apply the checks (fail closed)", "risk_state")

@@ -15,6 +15,7 @@ class Order:
         "order_id", "cl_ord_id", "orig_cl_ord_id", "session", "account", "account_idx",
         "instrument", "side", "is_buy", "ord_type", "tif", "price_ticks", "price_text",
         "qty", "cum_qty", "leaves_qty", "notional_ticks", "status", "ts", "last_px_text", "open_money",
+        "open_base",
     )
 
     def __init__(self, order_id: int, cl_ord_id: str, session: str, account: str, account_idx: int,
@@ -41,6 +42,7 @@ class Order:
         self.ts = ts
         self.last_px_text: str | None = None
         self.open_money = 0       # resting notional counted in Positions (money units)
+        self.open_base = 0        # the same in the base currency (the credit limit's sums)
 
     @property
     def is_open(self) -> bool:

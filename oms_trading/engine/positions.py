@@ -7,7 +7,11 @@ numba pre-trade kernel (compliance.kernels) reads both without any Python object
 Money is held as integers of one *money unit* = 10**-S, where S is the largest number of
 decimals of any instrument's tick size, so every instrument's tick is a whole number of
 units (``I[i, I_MULT]``) and price_ticks * qty * mult is an exact amount in money units.
-Amounts are in the instrument's own currency; no FX conversion is applied (see risk.py).
+Amounts per account x instrument (and the notional limits) are in the instrument's own
+currency. The per-account sums the credit limit reads (A_OPEN_MONEY, A_FILLED_MONEY, A_CREDIT)
+are in money units of the *base currency* ([risk] base_currency): each amount is converted
+with the instrument's FX rate (I_FX_NUM / I_FX_DEN) and rounded up, so a conversion never
+makes an exposure look smaller than it is.
 
 Layout
 ------
@@ -45,9 +49,9 @@ L_RESTRICTED = 15     # restricted for this account (per-account list)
 AI_COLS = 16
 
 # -- A: account -----------------------------------------------------------------------------
-A_OPEN_MONEY = 0      # gross notional of resting orders (buy + sell), money units
-A_FILLED_MONEY = 1    # gross notional of fills of the day (reset at end of day)
-A_CREDIT = 2          # credit limit, money units (0: off)
+A_OPEN_MONEY = 0      # gross notional of resting orders (buy + sell), base-currency money units
+A_FILLED_MONEY = 1    # gross notional of fills of the day (reset at end of day), base currency
+A_CREDIT = 2          # credit limit, base-currency money units (0: off)
 A_REDUCE_ONLY = 3
 A_KILLED = 4
 A_COLS = 5
@@ -58,13 +62,26 @@ I_MULT = 1            # money units per tick
 I_HALTED = 2
 I_KILLED = 3
 I_RESTRICTED = 4      # on the global restricted list
-I_COLS = 5
+I_FX_NUM = 5          # base currency per unit of the instrument's currency = I_FX_NUM / I_FX_DEN
+I_FX_DEN = 6
+I_COLS = 7
 
 # -- OUT: the kernel's scratch output (limit, actual, reference) at the end of ``mem`` ------
 OUT_COLS = 4
 
 INT64_MAX = 2**63 - 1
 LIMIT_CAP = 2**62     # limits are clipped here: a cap this large is "no limit" in practice
+
+
+def fx_fraction(config: Config, currency: str) -> tuple[int, int]:
+    """The FX rate of ``currency`` into the base currency as integers (num, den)."""
+    if currency == config.base_currency:
+        return 1, 1
+    rate = config.fx_rates.get(currency)
+    if rate is None:
+        raise ValueError(f"no FX rate for {currency} into the base currency {config.base_currency}")
+    num, den = rate.as_integer_ratio()
+    return num, den
 
 
 def money_scale(config: Config) -> int:
@@ -96,12 +113,24 @@ class Positions:
         self.I = self.mem[n_ai + n_a:n_ai + n_a + n_i].reshape(self.n_inst, I_COLS)
         self.OUT = self.mem[n_ai + n_a + n_i:]
         self.mult: list[int] = []
+        self.fx: list[tuple[int, int] | None] = []   # (num, den); None: the base currency
         for inst in config.instruments:
             mult = inst.tick_size / self.unit
             assert mult == int(mult)
             self.mult.append(int(mult))
             self.I[inst.index, I_MULT] = int(mult)
             self.I[inst.index, I_REF] = inst.reference_ticks or 0
+            num, den = fx_fraction(config, inst.currency)
+            self.fx.append(None if num == den else (num, den))
+            self.I[inst.index, I_FX_NUM] = num
+            self.I[inst.index, I_FX_DEN] = den
+
+    def to_base(self, inst_idx: int, money: int) -> int:
+        """Money units of the instrument's currency -> base-currency money units, rounded up."""
+        fx = self.fx[inst_idx]
+        if fx is None:
+            return money
+        return -(-money * fx[0] // fx[1])
 
     # -- conversions (cold path) -------------------------------------------------------------
 
@@ -120,6 +149,8 @@ class Positions:
         row = order.account_idx * self.n_inst + inst_idx
         money = order.leaves_qty * order.price_ticks * self.mult[inst_idx]
         order.open_money = money
+        base = money if self.fx[inst_idx] is None else self.to_base(inst_idx, money)
+        order.open_base = base
         AI = self.AI
         if order.is_buy:
             AI[row, OPEN_BUY] += order.leaves_qty
@@ -127,7 +158,7 @@ class Positions:
         else:
             AI[row, OPEN_SELL] += order.leaves_qty
             AI[row, OPEN_SELL_MONEY] += money
-        self.A[order.account_idx, A_OPEN_MONEY] += money
+        self.A[order.account_idx, A_OPEN_MONEY] += base
 
     def open_remove(self, order) -> None:
         """The order's leaves leave the market (cancel, expire, replace-out)."""
@@ -140,8 +171,9 @@ class Positions:
         else:
             AI[row, OPEN_SELL] -= order.leaves_qty
             AI[row, OPEN_SELL_MONEY] -= money
-        self.A[order.account_idx, A_OPEN_MONEY] -= money
+        self.A[order.account_idx, A_OPEN_MONEY] -= order.open_base
         order.open_money = 0
+        order.open_base = 0
 
     def fill(self, order, qty: int, price: int) -> None:
         """``qty`` of the order traded at ``price`` ticks; order.leaves_qty is already reduced."""
@@ -152,6 +184,13 @@ class Positions:
         open_money = order.leaves_qty * order.price_ticks * mult
         released = order.open_money - open_money
         order.open_money = open_money
+        if self.fx[inst_idx] is None:
+            released_base, money_base = released, money
+            order.open_base = open_money
+        else:
+            open_base = self.to_base(inst_idx, open_money)
+            released_base, order.open_base = order.open_base - open_base, open_base
+            money_base = self.to_base(inst_idx, money)
         AI = self.AI
         if order.is_buy:
             AI[row, POS] += qty
@@ -166,8 +205,8 @@ class Positions:
             AI[row, OPEN_SELL] -= qty
             AI[row, OPEN_SELL_MONEY] -= released
         A = self.A
-        A[order.account_idx, A_OPEN_MONEY] -= released
-        A[order.account_idx, A_FILLED_MONEY] += money
+        A[order.account_idx, A_OPEN_MONEY] -= released_base
+        A[order.account_idx, A_FILLED_MONEY] += money_base
 
     def trade_price(self, inst_idx: int, price: int) -> None:
         self.I[inst_idx, I_REF] = price
@@ -208,7 +247,8 @@ class Positions:
                 continue
             r = A[acct.index]
             out.append({
-                "account": acct.name, "open_notional": self.money_text(r[A_OPEN_MONEY]),
+                "account": acct.name, "currency": self.config.base_currency,
+                "open_notional": self.money_text(r[A_OPEN_MONEY]),
                 "filled_notional_today": self.money_text(r[A_FILLED_MONEY]),
                 "gross_exposure": self.money_text(r[A_OPEN_MONEY] + r[A_FILLED_MONEY]),
                 "credit_limit": self.money_text(r[A_CREDIT]) if r[A_CREDIT] else None,
