@@ -30,3 +30,41 @@ def test_day_roll_forgets_finished_orders_keeps_gtc_and_frees_their_cl_ord_ids()
     replayed = make_engine(journal=MemJournal())
     replayed.replay(journal.records)
     assert sorted(o.cl_ord_id for o in replayed.orders.values()) == sorted(o.cl_ord_id for o in eng.orders.values())
+
+
+def test_finished_orders_past_the_bound_leave_memory_but_their_cl_ord_ids_stay_known():
+    from tests.test_engine_common import make_config, replace
+    cfg = make_config("\n[trading]\nfinished_orders_in_memory = 2\n")
+    journal = MemJournal()
+    eng = make_engine(journal=journal, config=cfg)
+    eng.process(new("A", "1", 10, "97.00"))
+    eng.process(replace("A2", "A", 20, "97.00"))                    # A -> A2
+    eng.process(cancel("A3", "A2"))                                 # finished: A, A2, A3 are its ClOrdIDs
+    eng.process(new("B", "1", 10, "96.00"))
+    eng.process(cancel("B2", "B"))                                  # finished
+    eng.process(new("C", "1", 10, "100.00"))
+    eng.process(new("CS", "2", 10, "100.00", session=S2))           # C and CS filled
+    eng.process(new("OPEN", "1", 10, "95.00"))
+    # four finished, two kept: the oldest (A..., B...) left memory, the open order stays
+    assert sorted(o.cl_ord_id for o in eng.orders.values()) == ["C", "CS", "OPEN"]
+    assert not any(k[1] in ("A", "A2", "A3", "B", "B2") for k in eng.by_cl_ord_id)
+    # their ClOrdIDs are still refused as duplicates, cancels of them are "too late"
+    for cl in ("A", "A2", "A3", "B2"):
+        dup = reports(eng.process(new(cl, "1", 10, "99.00")))[0]
+        assert dup["type"] == ev.ORDER_REJECTED and "Duplicate ClOrdID" in dup["text"], dup
+    late = reports(eng.process(cancel("X1", "A3")))[0]
+    assert late["type"] == ev.CANCEL_REJECTED and late["rej_reason"] == 0 and "finished earlier" in late["text"]
+    by_id = reports(eng.process({**cancel("X2", None), "order_id": 1}))[0]
+    assert by_id["type"] == ev.CANCEL_REJECTED and by_id["rej_reason"] == 0
+    assert reports(eng.process(cancel("X3", "NEVER")))[0]["rej_reason"] == 1
+    status = eng.process({"type": ev.STATUS_REQUESTED, "ts": 9, "session": "S1->OMS", "cl_ord_id": "B2",
+                          "order_id": None, "symbol": "AAPL", "side": "1"})[0]
+    assert "no longer held in memory" in status["text"]
+    # replay keeps exactly the same orders and ClOrdIDs
+    replayed = make_engine(journal=MemJournal(), config=cfg)
+    replayed.replay(journal.records)
+    assert sorted(replayed.orders) == sorted(eng.orders) and replayed.by_cl_ord_id == eng.by_cl_ord_id
+    assert replayed._gone_ids == eng._gone_ids
+    # the end of the day forgets them: ClOrdIDs may be used again
+    eng.process({"type": ev.CLOCK, "ts": 10, "end_of_day": 1})
+    assert reports(eng.process(new("A", "1", 10, "99.00", ts=11)))[0]["type"] == ev.ORDER_ACCEPTED

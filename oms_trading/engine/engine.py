@@ -9,6 +9,7 @@ the journal (``flush``) before any report about them leaves the process.
 from __future__ import annotations
 
 import logging
+from collections import deque
 from typing import Callable, Iterable, Protocol
 
 from ..audit import schema as ev
@@ -70,8 +71,13 @@ class Engine:
         """Empty books and orders: the state before the first command of the journal."""
         self.books = [self.book_factory() for _ in self.config.instruments]
         self.orders: dict[int, Order] = {}
-        # (session, ClOrdID) -> order id, for every ClOrdID ever used on the session
+        # (session, ClOrdID) -> order id, for every ClOrdID of the orders held in memory
         self.by_cl_ord_id: dict[tuple[str, str], int] = {}
+        # finished orders in the order they finished; past config.finished_orders_in_memory the
+        # oldest leave memory and only hash((session, ClOrdID)) of each of their ClOrdIDs stays
+        # (duplicates refused, cancels answered "too late") until the end of the day
+        self._finished: deque[int] = deque()
+        self._gone_ids: set[int] = set()
         self.next_order_id = 1
         self.next_exec_id = 1
         self.next_trade_id = 1
@@ -101,7 +107,38 @@ class Engine:
         if kind != ev.STATUS_REQUESTED:   # a status query changes nothing: not journaled
             self._emit(out, command)
         handler(self, command, out)
+        if len(self._finished) > self.config.finished_orders_in_memory:
+            self._let_go_of_finished()
         return out
+
+    # -- finished orders leave memory ---------------------------------------------------
+
+    def _finished_order(self, order: Order) -> None:
+        self._finished.append(order.order_id)
+
+    def _let_go_of_finished(self) -> None:
+        """The oldest finished orders past the bound leave memory; their ClOrdIDs stay known
+        as fingerprints (a 64-bit hash: a false duplicate is ~n / 2**64 per order)."""
+        keep = self.config.finished_orders_in_memory
+        while len(self._finished) > keep:
+            order = self.orders.pop(self._finished.popleft(), None)
+            if order is None:
+                continue
+            for cl_ord_id in (order.cl_ord_id, *(order.aliases or ())):
+                key = (order.session, cl_ord_id)
+                if self.by_cl_ord_id.get(key) == order.order_id:
+                    del self.by_cl_ord_id[key]
+                    self._gone_ids.add(hash(key))
+
+    def _cl_ord_id_used(self, key: tuple) -> bool:
+        return key in self.by_cl_ord_id or (bool(self._gone_ids) and hash(key) in self._gone_ids)
+
+    def _let_go(self, cmd: dict, cl_key: str) -> bool:
+        """The command names an order that finished and left memory (by OrderID or ClOrdID)."""
+        order_id = cmd.get("order_id")
+        if type(order_id) is int and 0 < order_id < self.next_order_id and order_id not in self.orders:
+            return True
+        return bool(self._gone_ids) and hash((cmd.get("session"), cmd.get(cl_key))) in self._gone_ids
 
     def record(self, event: dict) -> dict:
         """Journal an event that changes no engine state (session logon/logout/rejects)."""
@@ -124,6 +161,8 @@ class Engine:
                 if record["type"] in ev.COMMAND_TYPES:
                     command = {k: v for k, v in record.items() if k not in ("seq", "prev_hash", "hash")}
                     self._handlers[record["type"]](self, command, [])
+                    if len(self._finished) > self.config.finished_orders_in_memory:
+                        self._let_go_of_finished()     # as process() does, so replay ends equal
                     count += 1
         finally:
             self.replaying = False
@@ -239,7 +278,7 @@ class Engine:
         try:
             if not cmd.get("cl_ord_id"):
                 raise Rejection(OrdRejReason.OTHER, "Missing ClOrdID", "missing_cl_ord_id")
-            if key in self.by_cl_ord_id:
+            if self._cl_ord_id_used(key):
                 raise Rejection(OrdRejReason.DUPLICATE_ORDER, f"Duplicate ClOrdID {cmd['cl_ord_id']!r}",
                                 "duplicate_cl_ord_id")
             inst, account_idx, price_ticks = self._validate_new(cmd)
@@ -286,7 +325,11 @@ class Engine:
                 party.cum_qty += qty
                 party.leaves_qty -= qty
                 party.notional_ticks += price * qty
-                party.status = FILLED if party.leaves_qty == 0 else PARTIALLY_FILLED
+                if party.leaves_qty == 0:
+                    party.status = FILLED
+                    self._finished_order(party)
+                else:
+                    party.status = PARTIALLY_FILLED
                 kind = ev.ORDER_FILLED if party.leaves_qty == 0 else ev.ORDER_PARTIALLY_FILLED
                 self.pos.fill(party, qty, price)
                 self._emit(out, self._report(party, kind, "F", ts, last_px=px_text, last_qty=qty,
@@ -312,6 +355,7 @@ class Engine:
         self.pos.open_remove(order)
         order.leaves_qty = 0
         order.status = status
+        self._finished_order(order)
         fields = dict(extra)
         if text:
             fields["text"] = text
@@ -334,13 +378,18 @@ class Engine:
         """The open order a cancel ("1") or replace ("2") acts on; None once rejected."""
         order = self._find(cmd)
         if order is None:
-            self._cancel_reject(cmd, response_to, CxlRejReason.UNKNOWN_ORDER, "Unknown order", out)
+            if self._let_go(cmd, "orig_cl_ord_id"):
+                verb = "cancel" if response_to == "1" else "replace"
+                self._cancel_reject(cmd, response_to, CxlRejReason.TOO_LATE_TO_CANCEL,
+                                    f"Too late to {verb}: order finished earlier today", out)
+            else:
+                self._cancel_reject(cmd, response_to, CxlRejReason.UNKNOWN_ORDER, "Unknown order", out)
             return None
         cl_ord_id = cmd.get("cl_ord_id")
         if not cl_ord_id:
             self._cancel_reject(cmd, response_to, CxlRejReason.OTHER, "Missing ClOrdID", out, order)
             return None
-        if (cmd.get("session"), cl_ord_id) in self.by_cl_ord_id:
+        if self._cl_ord_id_used((cmd.get("session"), cl_ord_id)):
             self._cancel_reject(cmd, response_to, CxlRejReason.DUPLICATE_CLORDID,
                                 f"Duplicate ClOrdID {cl_ord_id!r}", out, order)
             return None
@@ -361,8 +410,7 @@ class Engine:
         if status != BOOK_OK:
             raise RuntimeError(f"book lost open order {order.order_id}")
         self.by_cl_ord_id[(cmd.get("session"), cmd.get("cl_ord_id"))] = order.order_id
-        order.orig_cl_ord_id = order.cl_ord_id
-        order.cl_ord_id = cmd["cl_ord_id"]
+        order.rename(cmd["cl_ord_id"])
         self._close(order, CANCELED, ev.ORDER_CANCELED, "4", cmd["ts"], out)
 
     def _on_replace(self, cmd: dict, out: list[dict]) -> None:
@@ -402,8 +450,7 @@ class Engine:
         new_qty = merged["qty"]
         book = self.books[inst.index]
         self.by_cl_ord_id[(session, cmd["cl_ord_id"])] = order.order_id
-        order.orig_cl_ord_id = order.cl_ord_id
-        order.cl_ord_id = cmd["cl_ord_id"]
+        order.rename(cmd["cl_ord_id"])
         ts = cmd["ts"]
         if new_qty <= order.cum_qty:
             # FIX: replacing to a quantity at or below CumQty leaves nothing working: the order is Filled
@@ -412,6 +459,7 @@ class Engine:
             order.qty = order.cum_qty
             order.leaves_qty = 0
             order.status = FILLED
+            self._finished_order(order)
             self._emit(out, self._report(order, ev.ORDER_REPLACED, "5", ts,
                                          text=f"OrderQty {new_qty} at or below CumQty: order is complete"))
             return
@@ -434,11 +482,13 @@ class Engine:
             oid = self.by_cl_ord_id.get((cmd.get("session"), cmd.get("cl_ord_id")))
             order = self.orders.get(oid) if oid is not None else None
         if order is None:
+            text = "Order finished earlier today and is no longer held in memory (see the audit trail)" \
+                if self._let_go(cmd, "cl_ord_id") else "Unknown order"
             out.append({"type": "order_status", "ts": cmd["ts"], "order_id": None, "cl_ord_id": cmd.get("cl_ord_id"),
                         "session": cmd.get("session"), "symbol": cmd.get("symbol"), "side": cmd.get("side"),
                         "exec_id": "0", "exec_type": "I", "ord_status": REJECTED, "cum_qty": 0, "leaves_qty": 0,
                         "avg_px": "0", "qty": 0, "rej_reason": int(OrdRejReason.UNKNOWN_ORDER),
-                        "text": "Unknown order"})
+                        "text": text})
             return
         report = self._report(order, "order_status", "I", cmd["ts"])
         report["exec_id"] = "0"          # status reports are not executions
@@ -487,6 +537,8 @@ class Engine:
         engine's memory would grow with every order ever sent."""
         self.orders = {oid: o for oid, o in self.orders.items() if o.is_open}
         self.by_cl_ord_id = {key: oid for key, oid in self.by_cl_ord_id.items() if oid in self.orders}
+        self._finished.clear()
+        self._gone_ids = set()
 
     def _on_control(self, cmd: dict, out: list[dict]) -> None:
         if self.risk is None:

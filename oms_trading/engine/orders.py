@@ -15,7 +15,7 @@ class Order:
         "order_id", "cl_ord_id", "orig_cl_ord_id", "session", "account", "account_idx",
         "instrument", "side", "is_buy", "ord_type", "tif", "price_ticks", "price_text",
         "qty", "cum_qty", "leaves_qty", "notional_ticks", "status", "ts", "last_px_text", "open_money",
-        "open_base",
+        "open_base", "aliases",
     )
 
     def __init__(self, order_id: int, cl_ord_id: str, session: str, account: str, account_idx: int,
@@ -43,6 +43,16 @@ class Order:
         self.last_px_text: str | None = None
         self.open_money = 0       # resting notional counted in Positions (money units)
         self.open_base = 0        # the same in the base currency (the credit limit's sums)
+        self.aliases: list[str] | None = None   # earlier ClOrdIDs (cancel/replace chain)
+
+    def rename(self, cl_ord_id: str) -> None:
+        """A cancel or replace gives the order a new ClOrdID; the old one stays its alias."""
+        if self.aliases is None:
+            self.aliases = [self.cl_ord_id]
+        else:
+            self.aliases.append(self.cl_ord_id)
+        self.orig_cl_ord_id = self.cl_ord_id
+        self.cl_ord_id = cl_ord_id
 
     @property
     def is_open(self) -> bool:
