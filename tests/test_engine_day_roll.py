@@ -68,3 +68,22 @@ def test_finished_orders_past_the_bound_leave_memory_but_their_cl_ord_ids_stay_k
     # the end of the day forgets them: ClOrdIDs may be used again
     eng.process({"type": ev.CLOCK, "ts": 10, "end_of_day": 1})
     assert reports(eng.process(new("A", "1", 10, "99.00", ts=11)))[0]["type"] == ev.ORDER_ACCEPTED
+
+
+def test_fingerprint_set_matches_a_python_set():
+    import random
+    from hypothesis import given, settings, strategies as st
+    from oms_trading.engine.fingerprints import FingerprintSet
+
+    @settings(max_examples=60, deadline=None)
+    @given(st.lists(st.integers(min_value=-2**63, max_value=2**63 - 1), max_size=3000), st.randoms())
+    def check(values, rnd):
+        fps, ref = FingerprintSet(), set()
+        for v in values + [0, 1, -1]:
+            fps.add(v)
+            ref.add(v if v != 0 else 1)
+        assert len(fps) == len(ref)
+        assert all(v in fps for v in ref)
+        probes = [rnd.randrange(-2**63, 2**63) for _ in range(200)]
+        assert all((p in fps) == ((p if p != 0 else 1) in ref) for p in probes)
+    check()

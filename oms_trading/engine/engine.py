@@ -18,6 +18,7 @@ from ..book import TIF_DAY, TIF_FOK, TIF_GTC, TIF_IOC
 from ..book import OK as BOOK_OK
 from ..config import Config
 from ..model import MAX_QTY, CxlRejReason, Instrument, OrdRejReason, PriceError, format_avg_px
+from .fingerprints import FingerprintSet
 from .orders import CANCELED, EXPIRED, FILLED, NEW, PARTIALLY_FILLED, REJECTED, Order
 from .positions import Positions
 
@@ -77,7 +78,7 @@ class Engine:
         # oldest leave memory and only hash((session, ClOrdID)) of each of their ClOrdIDs stays
         # (duplicates refused, cancels answered "too late") until the end of the day
         self._finished: deque[int] = deque()
-        self._gone_ids: set[int] = set()
+        self._gone_ids = FingerprintSet()
         self.next_order_id = 1
         self.next_exec_id = 1
         self.next_trade_id = 1
@@ -131,14 +132,14 @@ class Engine:
                     self._gone_ids.add(hash(key))
 
     def _cl_ord_id_used(self, key: tuple) -> bool:
-        return key in self.by_cl_ord_id or (bool(self._gone_ids) and hash(key) in self._gone_ids)
+        return key in self.by_cl_ord_id or (self._gone_ids.count > 0 and hash(key) in self._gone_ids)
 
     def _let_go(self, cmd: dict, cl_key: str) -> bool:
         """The command names an order that finished and left memory (by OrderID or ClOrdID)."""
         order_id = cmd.get("order_id")
         if type(order_id) is int and 0 < order_id < self.next_order_id and order_id not in self.orders:
             return True
-        return bool(self._gone_ids) and hash((cmd.get("session"), cmd.get(cl_key))) in self._gone_ids
+        return self._gone_ids.count > 0 and hash((cmd.get("session"), cmd.get(cl_key))) in self._gone_ids
 
     def record(self, event: dict) -> dict:
         """Journal an event that changes no engine state (session logon/logout/rejects)."""
@@ -538,7 +539,7 @@ class Engine:
         self.orders = {oid: o for oid, o in self.orders.items() if o.is_open}
         self.by_cl_ord_id = {key: oid for key, oid in self.by_cl_ord_id.items() if oid in self.orders}
         self._finished.clear()
-        self._gone_ids = set()
+        self._gone_ids = FingerprintSet()
 
     def _on_control(self, cmd: dict, out: list[dict]) -> None:
         if self.risk is None:
