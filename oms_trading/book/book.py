@@ -47,11 +47,13 @@ compiled with explicit int64 signatures at the first Book() or by warm_up().
 from __future__ import annotations
 
 import ctypes
+import functools
 import mmap
 import os
 import queue
 import sys
 import threading
+import weakref
 
 import numpy as np
 from numba import types
@@ -262,6 +264,11 @@ def _new_arena(scap: int, rcap: int):
     return arena, mem
 
 
+def _unregister(box) -> None:
+    if box and box[0] is not None:
+        K.GROWERS.pop(box[0], None)
+
+
 class _Words:
     """Python ints out of a (mostly unused, reserved) book array, read on demand."""
 
@@ -286,11 +293,26 @@ class NumbaBook:
         self._arena, self._mem = _new_arena(cap, _reservation(cap))
         self._bind()
         self._ahead()
+        weakref.finalize(self, _unregister, self._key_box)
 
     # ------------------------------------------------------------------ memory
     def _bind(self) -> None:
         mem = self._mem
-        self._a = mem.ctypes.data  # the kernels' handle on the book; mem stays referenced
+        a = mem.ctypes.data  # the kernels' handle on the book; mem stays referenced
+        if a != getattr(self, "_a", None):
+            self._a = a
+            # add/replace/cancel bound straight to the kernels' entry points: no Python
+            # frame per call (add and replace grow a full book through _grown)
+            self.add = functools.partial(_ADD, a)
+            self.cancel = functools.partial(_CANCEL, a)
+            self.replace = functools.partial(_REPLACE, a)
+            box = getattr(self, "_key_box", None)
+            if box is None:
+                box = self._key_box = [None]
+            if box[0] is not None:
+                K.GROWERS.pop(box[0], None)
+            box[0] = a
+            K.GROWERS[a] = weakref.WeakMethod(self._grown)
         cap = int(mem[K.H_SCAP])
         of = int(mem[K.H_OFILL])
         os_ = int(mem[K.H_OSTP])
@@ -305,6 +327,18 @@ class NumbaBook:
         self.fill_leaves = f[:, 4]
         self.stp_order_id = s[:, 0]
         self.stp_qty = s[:, 1]
+
+    def _grown(self) -> int:
+        """Called by the add/replace kernels when the book is full: grow, give back the
+        (possibly new) address. A book moved to a new mapping keeps the old one alive
+        until the next growth (the kernel that called is still running on it)."""
+        old = self._arena
+        self._grow()
+        if self._arena is not old:
+            self._old_arena = old
+        else:
+            self._old_arena = None
+        return self._a
 
     @property
     def capacity(self) -> int:
@@ -373,22 +407,16 @@ class NumbaBook:
         self._resize(min(2 * int(self._mem[K.H_SCAP]), _MAX_SLOTS))
 
     # ------------------------------------------------------------------ operations
+    # add, cancel and replace are bound per book in _bind() (functools.partial over the
+    # entry points); these are the same operations, for calls through the class
     def add(self, order_id, account, side, ord_type, tif, price, qty, ts, stp):
-        r = _ADD(self._a, order_id, account, side, ord_type, tif, price, qty, ts, stp)
-        while r[0] < 0:  # NEED_GROW: nothing was changed
-            self._grow()
-            r = _ADD(self._a, order_id, account, side, ord_type, tif, price, qty, ts, stp)
-        return r
+        return _ADD(self._a, order_id, account, side, ord_type, tif, price, qty, ts, stp)
 
     def cancel(self, order_id):
         return _CANCEL(self._a, order_id)
 
     def replace(self, order_id, new_price, new_qty, ts, stp):
-        r = _REPLACE(self._a, order_id, new_price, new_qty, ts, stp)
-        while r[0] < 0:  # NEED_GROW (the price tables are full): nothing was changed
-            self._grow()
-            r = _REPLACE(self._a, order_id, new_price, new_qty, ts, stp)
-        return r
+        return _REPLACE(self._a, order_id, new_price, new_qty, ts, stp)
 
     def mass_cancel(self, account: int = -1, side: int = 0):
         if side not in (0, BUY, SELL):

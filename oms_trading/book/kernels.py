@@ -72,7 +72,7 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types, carray
+from numba import njit, objmode, types, carray
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -1359,9 +1359,27 @@ def copy_into(mem, new):
 
 # ---------------------------------------------------------------- per-call entry points
 # The same kernels, taking the book array's address (an int64) instead of the array.
+# add and replace grow a full book themselves: they call back into Python (numba's object
+# mode, only on that rare path) to the book registered under the address, which grows
+# (in place, or into a new mapping) and gives back its address; then they retry. So the
+# facade can bind them to the address directly (functools.partial) with no Python frame
+# of its own on the per-order path.
+GROWERS: dict = {}  # book array address -> weak reference to a callable growing it
+
+
+def _grow_cb(addr):
+    return GROWERS[addr]()()
+
+
 @njit(cache=True)
 def a_add(addr, oid, acct, side, ord_type, tif, price, qty, ts, stp):
-    return add(view(addr), oid, acct, side, ord_type, tif, price, qty, ts, stp)
+    r = add(view(addr), oid, acct, side, ord_type, tif, price, qty, ts, stp)
+    while r[0] == NEED_GROW:
+        with objmode(grown="int64"):
+            grown = _grow_cb(addr)
+        addr = grown
+        r = add(view(addr), oid, acct, side, ord_type, tif, price, qty, ts, stp)
+    return r
 
 
 @njit(cache=True)
@@ -1371,7 +1389,13 @@ def a_cancel(addr, oid):
 
 @njit(cache=True)
 def a_replace(addr, oid, new_price, new_qty, ts, stp):
-    return replace(view(addr), oid, new_price, new_qty, ts, stp)
+    r = replace(view(addr), oid, new_price, new_qty, ts, stp)
+    while r[0] == NEED_GROW:
+        with objmode(grown="int64"):
+            grown = _grow_cb(addr)
+        addr = grown
+        r = replace(view(addr), oid, new_price, new_qty, ts, stp)
+    return r
 
 
 @njit(cache=True)
