@@ -128,15 +128,20 @@ def compile_kernels() -> None:
 # A book's array is a view over its own anonymous mapping that reserves address space for
 # RESERVE_MIN slots or more (MAP_NORESERVE: memory is committed only when touched), every
 # region sized for the reservation. Growth within it is in place: the regions already have
-# room, only the hash tables are rebuilt, each into a spare area laid out ahead of time.
-# The pages a book will use at its next capacity are faulted in (MADV_POPULATE_WRITE) and
-# those spare tables laid out by a background thread while the book is used, so neither
-# the kernels nor a growth step take page faults on fresh memory (slow on this VM: the
-# first touch of a page costs microseconds). Each region starts 256 KiB before a 2 MiB
-# boundary and asks for transparent huge pages from there on (a small book stays in small
-# pages; a large one takes one fault per 2 MiB instead of 512).
+# room, only the hash tables are rebuilt, each into a spare area that a background thread
+# laid out (and so faulted in) while the book was in use; a growth step then costs the
+# rebuild alone. Each region starts 256 KiB before a 2 MiB boundary and asks for
+# transparent huge pages from there on (a small book stays in small pages; a large one
+# takes one fault per 2 MiB instead of 512: the first touch of a page is slow on this VM).
+# The initial capacity's pages are faulted in when the book is made.
 RESERVE_MIN = 1 << 22
-_MODE = os.environ.get("OMS_BOOK_AHEAD", "bg")
+# Fault in the next capacity's slots, levels, blocks and output rows in the background
+# too (not only lay out its hash tables). Off by default: on this shared 2-vCPU VM the
+# extra thread's page zeroing (twice the capacity ahead, partly never used) competed with
+# the book for the CPU and memory bus and did not pay in wall-clock time; it takes the
+# page faults off the book's thread (1,575 -> ~10 in the deep-build phase), which pays
+# where a core is idle.
+_PREFAULT = os.environ.get("OMS_BOOK_PREFAULT", "") not in ("", "0")
 _SYNC_AHEAD = 4096  # up to this capacity the next one is prepared at once, not in the
 #                     background (about 1.3 MB of pages)
 _MAX_SLOTS = (1 << 31) - 1  # slot indexes are packed in 32 bits
@@ -364,18 +369,17 @@ class NumbaBook:
             with plock:
                 if not state[0]:
                     _PREPARE(mem, nxt)
-            arena.populate(_SPANS(mem, nxt).tolist())
+            if _PREFAULT:
+                arena.populate(_SPANS(mem, nxt).tolist())
 
         def claim():
+            mem[K.H_STOP] = 1  # a prepare() under way gives up within 4096 entries
             if os.getpid() != pid:  # a forked child: the worker is the parent's
                 state[0] = True     # (a half laid out table is redone by grow())
                 return
-            with plock:  # waits only while the worker is laying out the spare tables
+            with plock:
                 state[0] = True
-        if _MODE == "none":
-            self._job = None
-            return
-        if nxt <= _SYNC_AHEAD or _MODE == "sync":  # a small book: cheaper done now than handed over
+        if nxt <= _SYNC_AHEAD:  # a small book: cheaper done now than handed over
             job()
             self._job = None
         else:

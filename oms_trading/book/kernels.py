@@ -120,6 +120,7 @@ H_OHASH2 = 30   # spare area of each hash table (growth rebuilds into it)
 H_OPB2 = 31
 H_OPA2 = 32
 H_OACC2 = 33
+H_STOP = 34     # set by grow(): a prepare() still running in the background gives up
 HDR = 40
 
 # slot fields (one 64-byte line)
@@ -380,11 +381,21 @@ def _lg(x):
 @njit(cache=True)
 def table_init(mem, off, cap):
     """An empty hash table of capacity cap (a power of two) at off; the capacity word is
-    written last (grow() takes a table whose capacity word is right as prepared)."""
-    for i in range(cap):
-        mem[off + 2 * i + 1] = -1
+    written last (grow() takes a table whose capacity word is right as prepared). Gives
+    up, leaving the capacity word 0, once mem[H_STOP] is set (checked every 4096
+    entries); returns whether it finished."""
+    mem[off - 2] = 0
+    i = 0
+    while i < cap:
+        if mem[H_STOP] != 0:
+            return False
+        e = min(cap, i + 4096)
+        for j in range(i, e):
+            mem[off + 2 * j + 1] = -1
+        i = e
     mem[off - 1] = 64 - _lg(cap)
     mem[off - 2] = cap
+    return True
 
 
 _TABLES = ((H_OHASH, H_OHASH2), (H_OPB, H_OPB2), (H_OPA, H_OPA2), (H_OACC, H_OACC2))
@@ -444,8 +455,8 @@ def prepare(mem, scap):
         alt = mem[_TABLES[t][1]]
         cap = hcap if t == 0 else pcap
         if cap != mem[cur - 2] and cap != mem[alt - 2]:
-            mem[alt - 2] = 0
-            table_init(mem, alt, cap)
+            if not table_init(mem, alt, cap):
+                return
 
 
 @njit(cache=True)
@@ -453,7 +464,9 @@ def grow(mem, scap):
     """Grow the book in place to slot capacity scap (<= the reservation): the regions
     already have room; only hash tables whose capacity changes are rebuilt, each into its
     spare area (prepared ahead by prepare(), else laid out here), in table order (with
-    top-bits hashing that is a sequential pass)."""
+    top-bits hashing that is a sequential pass). The caller has stopped any prepare()
+    (H_STOP set, then waited for it to return); H_STOP is cleared here."""
+    mem[H_STOP] = 0
     hcap = hcap_of(scap)
     pcap = pcap_of(hcap)
     for t in range(4):
