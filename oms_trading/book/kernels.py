@@ -318,7 +318,7 @@ def nblk_of(scap):
     return 4 * scap // BS + 8
 
 
-PREFIX = 1 << 15  # words (256 KiB) of each region before its first 2 MiB boundary
+PREFIX = 1 << 17  # words (1 MiB) of each region before its first 2 MiB boundary
 
 
 @njit(cache=True, inline="always")
