@@ -40,8 +40,14 @@ Semantics (identical in :class:`oms_trading.book.reference.ReferenceBook`)
 Arguments are Python ints within int64 (a larger int raises OverflowError). The facade
 calls the compiled kernels' entry points directly (skipping numba's type dispatch, which
 costs more than the kernel itself) and passes the book array's address as an int64, not
-the array (unboxing an array argument costs more than a small kernel); kernels are
-compiled with explicit int64 signatures at the first Book() or by warm_up().
+the array (unboxing an array argument costs more than a small kernel); a book's add,
+cancel and replace are those entry points bound to its address (functools.partial), with
+no Python frame of the facade per call: a full book is grown by the kernel calling back
+(see _grown). Kernels are compiled with explicit int64 signatures at the first Book() or
+by warm_up().
+
+Memory: see the comment above RESERVE_MIN (one reserved mapping per book, growth in
+place, a background thread laying out the next capacity's hash tables).
 """
 
 from __future__ import annotations
