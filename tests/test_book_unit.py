@@ -270,3 +270,63 @@ def test_capacity_limit():
         b.reserve(2**31)
     assert b.capacity == 8
 
+
+
+@pytest.mark.parametrize("reserve_min", [64, 1 << 22])
+def test_growth_in_place_and_past_the_reservation(monkeypatch, reserve_min):
+    """Growth inside the book's reserved mapping (hash tables rebuilt into their spare
+    areas, laid out ahead by the background thread for a large book) and past it (a new
+    mapping, the book copied): the state matches the reference book at every capacity."""
+    from oms_trading.book import book as bookmod
+    from oms_trading.book import kernels as K
+    monkeypatch.setattr(bookmod, "RESERVE_MIN", reserve_min)
+    monkeypatch.setattr(bookmod, "_SYNC_AHEAD", 64)  # the background path from 128 slots
+    nb = NumbaBook(capacity=4)
+    rb = ReferenceBook(capacity=4)
+    caps = set()
+    n = 20_000
+    for i in range(n):
+        side = BUY if i % 2 else SELL
+        price = (1000 - i % 3000) if side == BUY else (1001 + i % 3000)
+        for b in (nb, rb):
+            assert lim(b, i + 1, side, price, 1 + i % 7, acct=i % 300) == \
+                (OK, 0, 0, 1 + i % 7, 0)
+        if i % 7 == 3:
+            for b in (nb, rb):
+                assert b.cancel(i - 2)[0] == OK
+        caps.add(nb.capacity)
+    assert len(caps) > 8
+    assert nb._mem[K.H_RCAP] >= nb.capacity
+    if reserve_min == 64:
+        assert nb._mem[K.H_RCAP] > 64  # it went past the first reservation
+    assert nb.orders() == rb.orders()
+    nb.check_integrity()
+    r1 = nb.add(10**6, 9, BUY, MARKET, TIF_IOC, 0, 10**9, 1, 0)
+    r2 = rb.add(10**6, 9, BUY, MARKET, TIF_IOC, 0, 10**9, 1, 0)
+    assert r1 == r2 and nb.fills(r1[1]) == rb.fills(r2[1])
+    nb.check_integrity()
+
+
+def test_growth_when_the_background_layout_was_stopped():
+    """grow() stops a prepare() still running (H_STOP): the spare table it left unfinished
+    (capacity word 0) is laid out by grow() itself."""
+    from oms_trading.book import book as bookmod
+    from oms_trading.book import kernels as K
+    nb = NumbaBook(capacity=8)
+    rb = ReferenceBook(capacity=8)
+    for i in range(8):
+        for b in (nb, rb):
+            lim(b, i + 1, BUY, 100 - i, 1)
+    nb._job = None  # no background job for this book
+    m = nb._mem
+    for h in (K.H_OHASH2, K.H_OPB2, K.H_OPA2, K.H_OACC2):
+        m[m[h] - 2] = 0  # the spare tables not laid out
+    nb._mem[K.H_STOP] = 1
+    bookmod._PREPARE(nb._mem, 16)  # gives up at once
+    assert nb._mem[nb._mem[K.H_OHASH2] - 2] == 0
+    for i in range(8, 40):
+        for b in (nb, rb):
+            lim(b, i + 1, BUY, 100 - i, 1)
+    assert nb._mem[K.H_STOP] == 0 and nb.capacity >= 40
+    assert nb.orders() == rb.orders()
+    nb.check_integrity()

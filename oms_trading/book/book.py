@@ -40,13 +40,26 @@ Semantics (identical in :class:`oms_trading.book.reference.ReferenceBook`)
 Arguments are Python ints within int64 (a larger int raises OverflowError). The facade
 calls the compiled kernels' entry points directly (skipping numba's type dispatch, which
 costs more than the kernel itself) and passes the book array's address as an int64, not
-the array (unboxing an array argument costs more than a small kernel); kernels are
-compiled with explicit int64 signatures at the first Book() or by warm_up().
+the array (unboxing an array argument costs more than a small kernel); a book's add,
+cancel and replace are those entry points bound to its address (functools.partial), with
+no Python frame of the facade per call: a full book is grown by the kernel calling back
+(see _grown). Kernels are compiled with explicit int64 signatures at the first Book() or
+by warm_up().
+
+Memory: see the comment above RESERVE_MIN (one reserved mapping per book, growth in
+place, a background thread laying out the next capacity's hash tables).
 """
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import mmap
+import os
+import queue
+import sys
 import threading
+import weakref
 
 import numpy as np
 from numba import types
@@ -62,9 +75,12 @@ _I = types.int64
 # per-call kernels take the book array's address (an int64): unboxing an array argument
 # costs numba more than the kernel itself on a small book.
 _SIGS = {
-    "mem_size": (K.mem_size, (_I,)),
-    "init": (K.init, (_MEM, _I)),
+    "mem_size": (K.mem_size, (_I, _I)),
+    "init": (K.init, (_MEM, _I, _I, _I)),
     "copy_into": (K.copy_into, (_MEM, _MEM)),
+    "grow": (K.grow, (_MEM, _I)),
+    "prepare": (K.prepare, (_MEM, _I)),
+    "spans": (K.spans, (_MEM, _I)),
     "add": (K.a_add, (_I,) * 10),
     "cancel": (K.a_cancel, (_I, _I)),
     "replace": (K.a_replace, (_I,) * 6),
@@ -77,6 +93,7 @@ _SIGS = {
 
 _lock = threading.Lock()
 _compiled = False
+_GROW = _PREPARE = _SPANS = None
 _MEMSIZE = _INIT = _COPY = _ADD = _CANCEL = _REPLACE = _MASS = _BEST = _DEPTH = _GET = None
 _ORDERS = _BATCH = None
 
@@ -85,7 +102,7 @@ def compile_kernels() -> None:
     """Compile (or load from numba's cache) every kernel with its int64 signature and bind
     the entry points the facade calls. Idempotent, thread safe."""
     global _compiled, _MEMSIZE, _INIT, _COPY, _ADD, _CANCEL, _REPLACE, _MASS, _BEST
-    global _DEPTH, _GET, _ORDERS, _BATCH
+    global _DEPTH, _GET, _ORDERS, _BATCH, _GROW, _PREPARE, _SPANS
     if _compiled:
         return
     with _lock:
@@ -99,6 +116,9 @@ def compile_kernels() -> None:
         _MEMSIZE = eps["mem_size"]
         _INIT = eps["init"]
         _COPY = eps["copy_into"]
+        _GROW = eps["grow"]
+        _PREPARE = eps["prepare"]
+        _SPANS = eps["spans"]
         _ADD = eps["add"]
         _CANCEL = eps["cancel"]
         _REPLACE = eps["replace"]
@@ -110,18 +130,166 @@ def compile_kernels() -> None:
         _compiled = True
 
 
-def _alloc(scap: int) -> np.ndarray:
-    """An empty book array of slot capacity scap: allocated by numpy (huge pages for large
-    books where the OS allows them), 64-byte aligned so slot and level records are one
-    cache line each."""
-    if scap >= 1 << 31:  # slot indexes are packed in 32 bits
-        raise ValueError(f"capacity {scap} too large (at most {(1 << 31) - 1})")
-    n = int(_MEMSIZE(scap))
-    raw = np.empty(n + 8, dtype=np.int64)
-    k = (-raw.ctypes.data % 64) // 8
-    mem = raw[k:k + n]
-    _INIT(mem, scap)
-    return mem
+# ---------------------------------------------------------------------- memory
+# A book's array is a view over its own anonymous mapping that reserves address space for
+# RESERVE_MIN slots or more (MAP_NORESERVE: memory is committed only when touched), every
+# region sized for the reservation. Growth within it is in place: the regions already have
+# room, only the hash tables are rebuilt, each into a spare area that a background thread
+# laid out (and so faulted in) while the book was in use; a growth step then costs the
+# rebuild alone. Each region starts 256 KiB before a 2 MiB boundary and asks for
+# transparent huge pages from there on (a small book stays in small pages; a large one
+# takes one fault per 2 MiB instead of 512: the first touch of a page is slow on this VM).
+# The initial capacity's pages are faulted in when the book is made.
+RESERVE_MIN = 1 << 22
+# Fault in the next capacity's slots, levels, blocks and output rows in the background
+# too (not only lay out its hash tables). Off by default: on this shared 2-vCPU VM the
+# extra thread's page zeroing (twice the capacity ahead, partly never used) competed with
+# the book for the CPU and memory bus and did not pay in wall-clock time; it takes the
+# page faults off the book's thread (1,575 -> ~10 in the deep-build phase), which pays
+# where a core is idle.
+_PREFAULT = os.environ.get("OMS_BOOK_PREFAULT", "") not in ("", "0")
+_SYNC_AHEAD = 4096  # up to this capacity the next one is prepared at once, not in the
+#                     background (about 1.3 MB of pages)
+_MAX_SLOTS = (1 << 31) - 1  # slot indexes are packed in 32 bits
+_HUGE = 1 << 21
+_ALIGN_WORDS = _HUGE // 8
+_MAP_NORESERVE = getattr(mmap, "MAP_NORESERVE",
+                         0x4000 if sys.platform.startswith("linux") else 0)
+_MADV_POPULATE_WRITE = 23  # Linux >= 5.14
+_populate_ok = sys.platform.startswith("linux")
+try:
+    _madvise = ctypes.CDLL(None, use_errno=True).madvise  # releases the GIL while it runs
+    _madvise.argtypes = (ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int)
+    _madvise.restype = ctypes.c_int
+except (OSError, AttributeError):  # pragma: no cover - not Linux / no libc symbol
+    _madvise = None
+    _populate_ok = False
+
+
+def _populate(addr: int, nbytes: int) -> None:
+    """Fault in [addr, addr + nbytes) for writing, contents unchanged (a hint: on a kernel
+    without MADV_POPULATE_WRITE it does nothing and pages fault in when first touched)."""
+    global _populate_ok
+    if not _populate_ok or nbytes <= 0:
+        return
+    a = addr & ~(mmap.PAGESIZE - 1)
+    n = addr + nbytes - a
+    if _madvise(a, n, _MADV_POPULATE_WRITE) != 0 and ctypes.get_errno() in (22, 95):
+        _populate_ok = False  # EINVAL / EOPNOTSUPP: an older kernel
+
+
+_wq: queue.SimpleQueue | None = None
+_wthread: threading.Thread | None = None
+_wpid = None
+_wlock = threading.Lock()
+
+
+def _worker_alive() -> bool:
+    return _wthread is not None and _wpid == os.getpid() and _wthread.is_alive()
+
+
+def _work(q) -> None:
+    while True:
+        job = q.get()
+        try:
+            job()
+        except Exception:  # pragma: no cover - a hint failed; the book does not need it
+            pass
+        del job
+
+
+def _submit(job) -> None:
+    """Run job in the book's background thread (one per process, started on demand; a
+    forked child starts its own)."""
+    global _wq, _wthread, _wpid
+    with _wlock:
+        if not _worker_alive():
+            _wq = queue.SimpleQueue()
+            _wpid = os.getpid()
+            _wthread = threading.Thread(target=_work, args=(_wq,), name="book-prefault",
+                                        daemon=True)
+            _wthread.start()
+        _wq.put(job)
+
+
+class _Arena:
+    """An anonymous private mapping viewed as one int64 array, 2 MiB aligned."""
+
+    def __init__(self, words: int, huge: bool):
+        nbytes = words * 8 + (_HUGE if huge else 0)
+        self.mm = mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE | mmap.MAP_ANONYMOUS
+                            | _MAP_NORESERVE)
+        raw = np.frombuffer(self.mm, dtype=np.uint8)
+        base = raw.ctypes.data
+        skip = (-base % _HUGE) if huge else 0
+        self.mem = np.frombuffer(self.mm, dtype=np.int64, count=words, offset=skip)
+        self.raw = base
+        self.base = base + skip
+
+    def advise_huge(self, spans) -> None:
+        """Transparent huge pages for each region from its first 2 MiB boundary on."""
+        adv = getattr(mmap, "MADV_HUGEPAGE", None)
+        if adv is None:
+            return
+        for off, end in spans:
+            lo = (self.base + off * 8 + _HUGE - 1) // _HUGE * _HUGE
+            hi = (self.base + end * 8) // _HUGE * _HUGE
+            if hi > lo:
+                try:
+                    self.mm.madvise(adv, lo - self.raw, hi - lo)
+                except OSError:
+                    return
+
+    def populate(self, spans) -> None:
+        for off, n in spans:
+            _populate(self.base + int(off) * 8, int(n) * 8)
+
+
+def _reservation(scap: int) -> int:
+    return min(max(RESERVE_MIN, 8 * scap), _MAX_SLOTS)
+
+
+def _new_arena(scap: int, rcap: int):
+    """(arena, mem) laid out for rcap slots (falling back to smaller reservations down to
+    scap if the address space is refused) with an empty book of capacity scap."""
+    while True:
+        huge = rcap >= 1 << 16
+        align = _ALIGN_WORDS if huge else 8
+        n = int(_MEMSIZE(rcap, align))
+        try:
+            arena = _Arena(n, huge)
+            break
+        except OSError:
+            if rcap <= scap:
+                raise MemoryError(f"cannot map a book of capacity {scap}") from None
+            rcap = max(scap, rcap // 4)
+    mem = arena.mem
+    _INIT(mem, scap, rcap, align)
+    if huge:
+        ends = sorted(int(mem[h]) for h in (K.H_OSLOT, K.H_OLVL, K.H_OBLK, K.H_ODB, K.H_ODA,
+                                            K.H_OHASH, K.H_OHASH2, K.H_OPB, K.H_OPB2,
+                                            K.H_OPA, K.H_OPA2, K.H_OACC, K.H_OACC2,
+                                            K.H_OFILL, K.H_OSTP)) + [n]
+        arena.advise_huge(list(zip(ends[:-1], ends[1:])))
+    arena.populate(_SPANS(mem, scap).tolist())
+    return arena, mem
+
+
+def _unregister(box) -> None:
+    if box and box[0] is not None:
+        K.GROWERS.pop(box[0], None)
+
+
+class _Words:
+    """Python ints out of a (mostly unused, reserved) book array, read on demand."""
+
+    __slots__ = ("a",)
+
+    def __init__(self, a):
+        self.a = a
+
+    def __getitem__(self, i):
+        return int(self.a[i])
 
 
 class NumbaBook:
@@ -129,13 +297,33 @@ class NumbaBook:
 
     def __init__(self, capacity: int = 1024):
         compile_kernels()
-        self._mem = _alloc(max(int(capacity), 1))
+        cap = max(int(capacity), 1)
+        if cap > _MAX_SLOTS:
+            raise ValueError(f"capacity {cap} too large (at most {_MAX_SLOTS})")
+        self._job = None
+        self._arena, self._mem = _new_arena(cap, _reservation(cap))
         self._bind()
+        self._ahead()
+        weakref.finalize(self, _unregister, self._key_box)
 
     # ------------------------------------------------------------------ memory
     def _bind(self) -> None:
         mem = self._mem
-        self._a = mem.ctypes.data  # the kernels' handle on the book; mem stays referenced
+        a = mem.ctypes.data  # the kernels' handle on the book; mem stays referenced
+        if a != getattr(self, "_a", None):
+            self._a = a
+            # add/replace/cancel bound straight to the kernels' entry points: no Python
+            # frame per call (add and replace grow a full book through _grown)
+            self.add = functools.partial(_ADD, a)
+            self.cancel = functools.partial(_CANCEL, a)
+            self.replace = functools.partial(_REPLACE, a)
+            box = getattr(self, "_key_box", None)
+            if box is None:
+                box = self._key_box = [None]
+            if box[0] is not None:
+                K.GROWERS.pop(box[0], None)
+            box[0] = a
+            K.GROWERS[a] = weakref.WeakMethod(self._grown)
         cap = int(mem[K.H_SCAP])
         of = int(mem[K.H_OFILL])
         os_ = int(mem[K.H_OSTP])
@@ -151,41 +339,94 @@ class NumbaBook:
         self.stp_order_id = s[:, 0]
         self.stp_qty = s[:, 1]
 
+    def _grown(self) -> int:
+        """Called by the add/replace kernels when the book is full: grow, give back the
+        (possibly new) address. A book moved to a new mapping keeps the old one alive
+        until the next growth (the kernel that called is still running on it)."""
+        old = self._arena
+        self._grow()
+        if self._arena is not old:
+            self._old_arena = old
+        else:
+            self._old_arena = None
+        return self._a
+
     @property
     def capacity(self) -> int:
         return int(self._mem[K.H_SCAP])
 
+    def _ahead(self) -> None:
+        """Lay out the hash tables of the next capacity (twice this one) in their spare
+        areas, then fault in the pages that capacity will use: in the background for a
+        large book. Only the first part must be over before grow(): faulting pages in is
+        a hint that may run on beside the book (it never changes their contents)."""
+        mem = self._mem
+        cap = int(mem[K.H_SCAP])
+        nxt = min(2 * cap, int(mem[K.H_RCAP]))
+        if nxt <= cap:
+            self._job = None
+            return
+        arena = self._arena
+        plock = threading.Lock()
+        pid = os.getpid()
+        state = [False]  # True once grow() no longer wants the spare tables prepared
+
+        def job():
+            with plock:
+                if not state[0]:
+                    _PREPARE(mem, nxt)
+            if _PREFAULT:
+                arena.populate(_SPANS(mem, nxt).tolist())
+
+        def claim():
+            mem[K.H_STOP] = 1  # a prepare() under way gives up within 4096 entries
+            if os.getpid() != pid:  # a forked child: the worker is the parent's
+                state[0] = True     # (a half laid out table is redone by grow())
+                return
+            with plock:
+                state[0] = True
+        if nxt <= _SYNC_AHEAD:  # a small book: cheaper done now than handed over
+            job()
+            self._job = None
+        else:
+            _submit(job)
+            self._job = claim
+
     def _resize(self, capacity: int) -> None:
-        new = _alloc(capacity)
-        _COPY(self._mem, new)
-        self._mem = new
+        if capacity > _MAX_SLOTS:
+            raise ValueError(f"capacity {capacity} too large (at most {_MAX_SLOTS})")
+        if self._job is not None:
+            self._job()  # the spare tables are laid out or will not be touched
+            self._job = None
+        if capacity <= int(self._mem[K.H_RCAP]):
+            _GROW(self._mem, capacity)
+        else:  # past the reservation: a new mapping, the book copied into it
+            arena, mem = _new_arena(capacity, _reservation(capacity))
+            _COPY(self._mem, mem)
+            self._arena, self._mem = arena, mem
         self._bind()
+        self._ahead()
 
     def reserve(self, capacity: int) -> None:
         """Grow now (outside the hot path) to hold at least capacity resting orders."""
         if capacity > self.capacity:
             self._resize(int(capacity))
+            self._arena.populate(_SPANS(self._mem, self.capacity).tolist())
 
     def _grow(self) -> None:
-        self._resize(2 * int(self._mem[K.H_SCAP]))
+        self._resize(min(2 * int(self._mem[K.H_SCAP]), _MAX_SLOTS))
 
     # ------------------------------------------------------------------ operations
+    # add, cancel and replace are bound per book in _bind() (functools.partial over the
+    # entry points); these are the same operations, for calls through the class
     def add(self, order_id, account, side, ord_type, tif, price, qty, ts, stp):
-        r = _ADD(self._a, order_id, account, side, ord_type, tif, price, qty, ts, stp)
-        while r[0] < 0:  # NEED_GROW: nothing was changed
-            self._grow()
-            r = _ADD(self._a, order_id, account, side, ord_type, tif, price, qty, ts, stp)
-        return r
+        return _ADD(self._a, order_id, account, side, ord_type, tif, price, qty, ts, stp)
 
     def cancel(self, order_id):
         return _CANCEL(self._a, order_id)
 
     def replace(self, order_id, new_price, new_qty, ts, stp):
-        r = _REPLACE(self._a, order_id, new_price, new_qty, ts, stp)
-        while r[0] < 0:  # NEED_GROW (the price tables are full): nothing was changed
-            self._grow()
-            r = _REPLACE(self._a, order_id, new_price, new_qty, ts, stp)
-        return r
+        return _REPLACE(self._a, order_id, new_price, new_qty, ts, stp)
 
     def mass_cancel(self, account: int = -1, side: int = 0):
         if side not in (0, BUY, SELL):
@@ -245,7 +486,7 @@ class NumbaBook:
     # ------------------------------------------------------------------ debugging
     def check_integrity(self) -> None:
         """Verify the internal structure (slow; for tests). Raises AssertionError."""
-        m = self._mem.tolist()
+        m = _Words(self._mem)
         oslot, olvl, oblk = m[K.H_OSLOT], m[K.H_OLVL], m[K.H_OBLK]
         BS, BW = K.BS, K.BW
         assert self._a % 64 == 0 and oslot % 8 == 0 and olvl % 8 == 0, "alignment"

@@ -1,10 +1,10 @@
 """numba kernels of the order book.
 
-The whole state of one book lives in ONE flat C-contiguous int64 array ``mem``, allocated
-by numpy in Python (so large books get transparent huge pages where the kernel allows
-them, and the base is 64-byte aligned: every region below starts on a cache line, slot
-and level records are exactly one cache line each). Regions, their offsets kept in the
-header:
+The whole state of one book lives in ONE flat C-contiguous int64 array ``mem``, a view
+over an anonymous mapping made in Python (book.py): each region is sized for the
+reservation and starts on a cache line (slot and level records are exactly one cache line
+each), 256 KiB before a 2 MiB boundary from which on it takes transparent huge pages.
+Regions, their offsets kept in the header:
 
 header   HDR words: counters and region offsets (H_* below)
 slots    scap x SK (8 words = one 64-byte line): one resting order each: order id,
@@ -23,7 +23,8 @@ blocks   nblk x BW: the ladder of each side is a sorted sequence of blocks of at
          of the LAST block: key = price for bids, key = ~price (= -price-1, reversing the
          order on all int64) for asks.
 dirs     2 x nblk: per side, the block ids in key order (best block last).
-hashes   four open-addressing tables (key, value; value -1 = empty; linear probing,
+hashes   four open-addressing tables, each with a spare area of the same size for growth
+         (key, value; value -1 = empty; linear probing,
          backward-shift deletion, no tombstones), each preceded by 2 words (capacity,
          hash shift): order id -> slot (hcap, a power of two >= 2 * scap), bid price ->
          level, ask price -> level, account -> newest slot of its list (pcap = hcap / 8
@@ -49,9 +50,13 @@ Costs (d = levels of a side, n = resting orders; none of them scans a level or t
 A call can fill or cancel at most every resting order once, so scap rows of output always
 suffice; levels never outnumber resting orders. An add that finds the book full returns
 NEED_GROW before changing anything; the caller (the Python facade, also for the batch
-kernel, which stops at that row) allocates a larger array, lays it out with ``init`` and
-copies the book into it with ``copy_into`` (used regions as slices, hash tables rebuilt in
-table order: with top-bits hashing the rebuild is a sequential pass), then retries.
+kernel, which stops at that row) grows the book and retries. The array is a view over a
+mapping reserved for H_RCAP slots (book.py): every region is laid out for the reservation,
+so growth within it (``grow``) copies nothing: it raises the capacity and rebuilds only
+the hash tables whose capacity changes, each from its area into its spare area (laid out
+ahead by ``prepare``, run by a background thread), in table order (with top-bits hashing
+that is a sequential pass). Past the reservation the book is copied into a new mapping
+(``init`` then ``copy_into``).
 
 Per-call entry points (``a_add``, ``a_cancel``, ``a_replace``, ...) take the array's
 address as a plain int64 instead of the array: numba unboxes an array argument much more
@@ -67,7 +72,7 @@ from __future__ import annotations
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types, carray
+from numba import njit, objmode, types, carray
 from numba.core import cgutils
 from numba.extending import intrinsic
 
@@ -110,7 +115,13 @@ H_SEQ = 25      # arrival sequence counter (FIFO order across levels, for mass c
 H_PCAP = 26     # capacity of each price table and of the account table (hcap / 8)
 H_NLEV = 27     # live levels (both sides)
 H_NACC = 28     # accounts with resting orders
-HDR = 32
+H_RCAP = 29     # reserved slot capacity: every region has room for it (growth in place)
+H_OHASH2 = 30   # spare area of each hash table (growth rebuilds into it)
+H_OPB2 = 31
+H_OPA2 = 32
+H_OACC2 = 33
+H_STOP = 34     # set by grow(): a prepare() still running in the background gives up
+HDR = 40
 
 # slot fields (one 64-byte line)
 SK = 8
@@ -286,80 +297,222 @@ def _al(x):
     return (x + 7) & ~7
 
 
-@njit(cache=True)
-def layout(scap):
-    """Word offsets of every region for slot capacity scap: (hcap, pcap, nblk, oslot,
-    olvl, oblk, odb, oda, ohash, opb, opa, oacc, ofill, ostp, total)."""
+@njit(cache=True, inline="always")
+def hcap_of(scap):
+    """Order-id table capacity for slot capacity scap (a power of two >= 2 * scap)."""
     hcap = 8
     while hcap < 2 * scap:
         hcap *= 2
-    pcap = hcap if hcap <= 64 else max(64, hcap // 8)  # never shrinks as hcap grows
-    nblk = 4 * scap // BS + 8
+    return hcap
+
+
+@njit(cache=True, inline="always")
+def pcap_of(hcap):
+    """Capacity of each price table and of the account table (never shrinks as hcap
+    grows)."""
+    return hcap if hcap <= 64 else max(64, hcap // 8)
+
+
+@njit(cache=True, inline="always")
+def nblk_of(scap):
+    return 4 * scap // BS + 8
+
+
+PREFIX = 1 << 17  # words (1 MiB) of each region before its first 2 MiB boundary
+
+
+@njit(cache=True, inline="always")
+def _rg(x, align, k):
+    """Start of the k-th region after word x. In a large reservation (align = 2 MiB of
+    words) it starts PREFIX words before a 2 MiB boundary, less a stagger of k x 65 lines
+    (so the regions' starts do not all fall in the same cache sets): the book maps huge
+    pages from that boundary on, so a small book stays in small pages and a large one is
+    in huge pages past its first 256 KiB of each region."""
+    if align <= 8:
+        return _al(x)
+    return ((x + PREFIX + align - 1) // align) * align - PREFIX + k * 520
+
+
+@njit(cache=True)
+def layout(rcap, align):
+    """Word offsets of every region of a book reserved for rcap slots (each region sized
+    for rcap; a book of capacity scap <= rcap uses the start of each): (hcap, pcap, nblk,
+    oslot, olvl, oblk, odb, oda, ohash, ohash2, opb, opb2, opa, opa2, oacc, oacc2, ofill,
+    ostp, total). Every hash table has two areas (x, x2): growth rebuilds the table from
+    one into the other."""
+    hcap = hcap_of(rcap)
+    pcap = pcap_of(hcap)
+    nblk = nblk_of(rcap)
     oslot = HDR
-    olvl = _al(oslot + scap * SK)
-    oblk = _al(olvl + scap * LK)
-    odb = _al(oblk + nblk * BW)
-    oda = _al(odb + nblk)
+    olvl = _rg(oslot + rcap * SK, align, 1)
+    oblk = _rg(olvl + rcap * LK, align, 2)
+    odb = _rg(oblk + nblk * BW, align, 3)
+    oda = _rg(odb + nblk, align, 4)
     # each table: 2 words (capacity, hash shift) then capacity x (key, value)
-    ohash = _al(oda + nblk + 2)
-    opb = _al(ohash + 2 * hcap + 2)
-    opa = _al(opb + 2 * pcap + 2)
-    oacc = _al(opa + 2 * pcap + 2)
-    ofill = _al(oacc + 2 * pcap)
-    ostp = _al(ofill + scap * FK)
-    total = _al(ostp + 2 * scap)
-    return (hcap, pcap, nblk, oslot, olvl, oblk, odb, oda, ohash, opb, opa, oacc,
-            ofill, ostp, total)
+    ohash = _rg(oda + nblk, align, 5) + 8
+    ohash2 = _rg(ohash + 2 * hcap, align, 6) + 8
+    opb = _rg(ohash2 + 2 * hcap, align, 7) + 8
+    opb2 = _rg(opb + 2 * pcap, align, 8) + 8
+    opa = _rg(opb2 + 2 * pcap, align, 9) + 8
+    opa2 = _rg(opa + 2 * pcap, align, 10) + 8
+    oacc = _rg(opa2 + 2 * pcap, align, 11) + 8
+    oacc2 = _rg(oacc + 2 * pcap, align, 12) + 8
+    ofill = _rg(oacc2 + 2 * pcap, align, 13)
+    ostp = _rg(ofill + rcap * FK, align, 14)
+    total = _al(ostp + 2 * rcap)
+    return (hcap, pcap, nblk, oslot, olvl, oblk, odb, oda, ohash, ohash2, opb, opb2, opa,
+            opa2, oacc, oacc2, ofill, ostp, total)
 
 
 @njit(cache=True)
-def mem_size(scap):
-    """Words of a book array of slot capacity scap."""
-    return layout(scap)[14]
+def mem_size(rcap, align):
+    """Words of a book array reserved for rcap slots."""
+    return layout(rcap, align)[18]
 
 
-@njit(cache=True)
-def init(mem, scap):
-    """Lay out an empty book of slot capacity scap (>= 1) in mem (>= mem_size(scap)
-    words; its contents are ignored: only the header and the hash tables are written)."""
-    (hcap, pcap, nblk, oslot, olvl, oblk, odb, oda, ohash, opb, opa, oacc, ofill,
-     ostp, total) = layout(scap)
+@njit(cache=True, inline="always")
+def _lg(x):
     lg = 0
-    while (1 << lg) < hcap:
+    while (1 << lg) < x:
         lg += 1
-    plg = 0
-    while (1 << plg) < pcap:
-        plg += 1
+    return lg
+
+
+@njit(cache=True)
+def table_init(mem, off, cap):
+    """An empty hash table of capacity cap (a power of two) at off; the capacity word is
+    written last (grow() takes a table whose capacity word is right as prepared). Gives
+    up, leaving the capacity word 0, once mem[H_STOP] is set (checked every 4096
+    entries); returns whether it finished."""
+    mem[off - 2] = 0
+    i = 0
+    while i < cap:
+        if mem[H_STOP] != 0:
+            return False
+        e = min(cap, i + 4096)
+        for j in range(i, e):
+            mem[off + 2 * j + 1] = -1
+        i = e
+    mem[off - 1] = 64 - _lg(cap)
+    mem[off - 2] = cap
+    return True
+
+
+_TABLES = ((H_OHASH, H_OHASH2), (H_OPB, H_OPB2), (H_OPA, H_OPA2), (H_OACC, H_OACC2))
+
+
+@njit(cache=True)
+def init(mem, scap, rcap, align):
+    """Lay out an empty book of slot capacity scap (1 <= scap <= rcap) in mem (>=
+    mem_size(rcap, align) words; its contents are ignored: only the header and the hash
+    tables of capacity scap are written)."""
+    (hcap, pcap, nblk, oslot, olvl, oblk, odb, oda, ohash, ohash2, opb, opb2, opa, opa2,
+     oacc, oacc2, ofill, ostp, total) = layout(rcap, align)
+    hcap = hcap_of(scap)
+    pcap = pcap_of(hcap)
     mem[:HDR] = 0
     mem[H_SCAP] = scap
+    mem[H_RCAP] = rcap
     mem[H_SFREE] = -1
     mem[H_LFREE] = -1
     mem[H_BFREE] = -1
     mem[H_HCAP] = hcap
-    mem[H_HSHIFT] = 64 - lg
-    mem[H_NBLK] = nblk
+    mem[H_HSHIFT] = 64 - _lg(hcap)
+    mem[H_NBLK] = nblk_of(scap)
     mem[H_OSLOT] = oslot
     mem[H_OLVL] = olvl
     mem[H_OBLK] = oblk
     mem[H_ODB] = odb
     mem[H_ODA] = oda
     mem[H_OHASH] = ohash
+    mem[H_OHASH2] = ohash2
     mem[H_OPB] = opb
+    mem[H_OPB2] = opb2
     mem[H_OPA] = opa
+    mem[H_OPA2] = opa2
     mem[H_OACC] = oacc
+    mem[H_OACC2] = oacc2
     mem[H_OFILL] = ofill
     mem[H_OSTP] = ostp
     mem[H_TOTAL] = total
     mem[H_PCAP] = pcap
-    mem[ohash - 2] = hcap
-    mem[ohash - 1] = 64 - lg
-    for i in range(hcap):
-        mem[ohash + 2 * i + 1] = -1
+    table_init(mem, ohash, hcap)
     for off in (opb, opa, oacc):
-        mem[off - 2] = pcap
-        mem[off - 1] = 64 - plg
-        for i in range(pcap):
-            mem[off + 2 * i + 1] = -1
+        table_init(mem, off, pcap)
+    for off in (ohash2, opb2, opa2, oacc2):
+        mem[off - 2] = 0  # not prepared
+
+
+@njit(cache=True, nogil=True)
+def prepare(mem, scap):
+    """Lay out, in the spare area of each hash table, the empty table that grow(mem,
+    scap) will rebuild into. Touches nothing the book uses: it may run in another thread
+    while the book is in use (never at the same time as grow)."""
+    hcap = hcap_of(scap)
+    pcap = pcap_of(hcap)
+    for t in range(4):
+        cur = mem[_TABLES[t][0]]
+        alt = mem[_TABLES[t][1]]
+        cap = hcap if t == 0 else pcap
+        if cap != mem[cur - 2] and cap != mem[alt - 2]:
+            if not table_init(mem, alt, cap):
+                return
+
+
+@njit(cache=True)
+def grow(mem, scap):
+    """Grow the book in place to slot capacity scap (<= the reservation): the regions
+    already have room; only hash tables whose capacity changes are rebuilt, each into its
+    spare area (prepared ahead by prepare(), else laid out here), in table order (with
+    top-bits hashing that is a sequential pass). The caller has stopped any prepare()
+    (H_STOP set, then waited for it to return); H_STOP is cleared here."""
+    mem[H_STOP] = 0
+    hcap = hcap_of(scap)
+    pcap = pcap_of(hcap)
+    for t in range(4):
+        hcur = _TABLES[t][0]
+        halt = _TABLES[t][1]
+        cur = mem[hcur]
+        alt = mem[halt]
+        cap = hcap if t == 0 else pcap
+        if cap == mem[cur - 2]:
+            continue
+        if mem[alt - 2] != cap:
+            table_init(mem, alt, cap)
+        for i in range(mem[cur - 2]):
+            v = mem[cur + 2 * i + 1]
+            if v >= 0:
+                hx_insert(mem, alt, mem[cur + 2 * i], v)
+        mem[cur - 2] = 0  # the old area is spare (not prepared)
+        mem[hcur] = alt
+        mem[halt] = cur
+    mem[H_SCAP] = scap
+    mem[H_HCAP] = hcap
+    mem[H_HSHIFT] = 64 - _lg(hcap)
+    mem[H_PCAP] = pcap
+    mem[H_NBLK] = nblk_of(scap)
+
+
+@njit(cache=True)
+def spans(mem, scap):
+    """(word offset, word count) of what a book of capacity scap will probably touch in
+    each region: the ranges to fault in ahead of time. Slots up to scap; levels, ladder
+    blocks and output rows as far as twice what is used now (they follow the number of
+    price levels and of fills per call, not of orders) and at least a few thousand. The
+    hash tables are left out: init/prepare write them whole."""
+    nblk = nblk_of(scap)
+    nlev = min(scap, max(2 * mem[H_LUSED], 4096))
+    nb = min(nblk, max(2 * mem[H_BUSED], 64))
+    nout = min(scap, 4096)
+    out = np.empty((7, 2), dtype=np.int64)
+    k = 0
+    for off, n in ((0, HDR + scap * SK), (mem[H_OLVL], nlev * LK),
+                   (mem[H_OBLK], nb * BW), (mem[H_ODB], nblk), (mem[H_ODA], nblk),
+                   (mem[H_OFILL], nout * FK), (mem[H_OSTP], 2 * nout)):
+        out[k, 0] = off
+        out[k, 1] = n
+        k += 1
+    return out
 
 
 # ---------------------------------------------------------------- hash tables
@@ -1219,9 +1372,27 @@ def copy_into(mem, new):
 
 # ---------------------------------------------------------------- per-call entry points
 # The same kernels, taking the book array's address (an int64) instead of the array.
+# add and replace grow a full book themselves: they call back into Python (numba's object
+# mode, only on that rare path) to the book registered under the address, which grows
+# (in place, or into a new mapping) and gives back its address; then they retry. So the
+# facade can bind them to the address directly (functools.partial) with no Python frame
+# of its own on the per-order path.
+GROWERS: dict = {}  # book array address -> weak reference to a callable growing it
+
+
+def _grow_cb(addr):
+    return GROWERS[addr]()()
+
+
 @njit(cache=True)
 def a_add(addr, oid, acct, side, ord_type, tif, price, qty, ts, stp):
-    return add(view(addr), oid, acct, side, ord_type, tif, price, qty, ts, stp)
+    r = add(view(addr), oid, acct, side, ord_type, tif, price, qty, ts, stp)
+    while r[0] == NEED_GROW:
+        with objmode(grown="int64"):
+            grown = _grow_cb(addr)
+        addr = grown
+        r = add(view(addr), oid, acct, side, ord_type, tif, price, qty, ts, stp)
+    return r
 
 
 @njit(cache=True)
@@ -1231,7 +1402,13 @@ def a_cancel(addr, oid):
 
 @njit(cache=True)
 def a_replace(addr, oid, new_price, new_qty, ts, stp):
-    return replace(view(addr), oid, new_price, new_qty, ts, stp)
+    r = replace(view(addr), oid, new_price, new_qty, ts, stp)
+    while r[0] == NEED_GROW:
+        with objmode(grown="int64"):
+            grown = _grow_cb(addr)
+        addr = grown
+        r = replace(view(addr), oid, new_price, new_qty, ts, stp)
+    return r
 
 
 @njit(cache=True)
@@ -1331,7 +1508,7 @@ def _pf_slot(mem, ops, j, deep):
             prefetch(mem, mem[H_OSLOT] + f * SK)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def run_batch(mem, ops, res, start):
     n = ops.shape[0]
     pf = mem[H_HCAP] >= PF_MIN_HCAP  # the capacity changes only between calls
