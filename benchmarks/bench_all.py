@@ -55,10 +55,12 @@ def _headline(name: str, r: dict | None) -> str:
                 s += f"; echo p50 {f['latency_us']['p50']:,.0f} us p99 {f['latency_us']['p99']:,.0f} us"
             return s
         if name == "audit":
-            j, p = r.get("journal", {}), r.get("projection", {})
+            # the serve path: the projection process catches up from the journal files, indexes on
+            j, p = r.get("journal", {}), r.get("projection_with_indexes") or r.get("projection", {})
             out = f"journal {j['events_per_s']:,.0f} events/s"
             rate = next((p[k] for k in p if k.endswith("per_s")), None)
-            return out + (f", projection {rate:,.0f}/s" if isinstance(rate, (int, float)) else "")
+            return out + (f", DuckDB catch-up from the journal (oms serve path) {rate:,.0f} events/s"
+                          if isinstance(rate, (int, float)) else "")
     except (KeyError, TypeError, ZeroDivisionError):
         return "see JSON"
     return ""
