@@ -76,6 +76,8 @@ from numba import njit, objmode, types, carray
 from numba.core import cgutils
 from numba.extending import intrinsic
 
+from ..nbptr import ptr as _ptr
+
 from .constants import (
     BUY, SELL, MARKET, LIMIT, TIF_DAY, TIF_GTC, TIF_IOC, TIF_FOK,
     STP_NONE, STP_CANCEL_RESTING, STP_CANCEL_INCOMING, STP_CANCEL_BOTH,
@@ -160,15 +162,7 @@ _GOLDEN = np.uint64(0x9E3779B97F4A7C15)
 _M32 = 0xFFFFFFFF
 
 
-# ---------------------------------------------------------------- raw address -> array
-@intrinsic
-def _ptr(typingctx, addr):
-    """int64 address -> int64* (the caller keeps the memory alive)."""
-    sig = types.CPointer(types.int64)(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.int64)))
-    return sig, codegen
+# ---------------------------------------------------------------- raw address -> array (_ptr: nbptr)
 
 
 @intrinsic

@@ -41,9 +41,9 @@ import threading
 import numba as nb
 import numpy as np
 from numba import carray, cfunc, types
-from numba.extending import intrinsic
 
 from . import fastcall
+from ..nbptr import ptr as _ptr
 
 from ..engine.positions import (AI_COLS, A_COLS, A_CREDIT, A_FILLED_MONEY, A_KILLED, A_OPEN_MONEY, A_REDUCE_ONLY,
                                 I_COLS, I_FX_DEN, I_FX_NUM, I_HALTED, I_KILLED, I_MULT, I_REF, I_RESTRICTED,
@@ -107,14 +107,6 @@ def context_word(n_acct: int, n_inst: int, global_killed: bool) -> int:
     return (n_acct << CTX_ACCT_SHIFT) | (n_inst << 1) | int(bool(global_killed))
 
 
-@intrinsic
-def _ptr(typingctx, addr):
-    """int64 address -> int64* (the caller keeps the memory alive)."""
-    sig = types.CPointer(types.int64)(types.int64)
-
-    def codegen(context, builder, signature, args):
-        return builder.inttoptr(args[0], context.get_value_type(types.CPointer(types.int64)))
-    return sig, codegen
 
 
 @nb.njit(cache=True, inline="always")
