@@ -27,7 +27,6 @@ import os
 import struct
 import time
 from array import array
-from bisect import bisect_left
 from pathlib import Path
 from typing import Iterator
 
@@ -40,42 +39,49 @@ _TAG = b"OMSFIXS2"
 class SentIndex:
     """Where each stored message lies in the log: seq -> (offset, length).
 
-    Three flat arrays in seq order (24 bytes a message) instead of a dict of tuples (~150):
-    a session sends millions of messages a day and the index lives as long as its store."""
+    Sent seqs follow each other, so the index is two flat arrays from the first seq on
+    (12 bytes a message instead of a dict entry and a tuple, ~150): a session sends millions
+    of messages a day and the index lives as long as its store."""
 
-    __slots__ = ("_seqs", "_offsets", "_lengths")
+    __slots__ = ("_first", "_offsets", "_lengths")
 
     def __init__(self) -> None:
         self.clear()
 
     def clear(self) -> None:
-        self._seqs = array("q")
-        self._offsets = array("q")
-        self._lengths = array("q")
+        self._first = 0
+        self._offsets = array("q")      # -1: no message stored for that seq
+        self._lengths = array("I")
 
     def __bool__(self) -> bool:
-        return len(self._seqs) > 0
+        return len(self._offsets) > 0
 
     def __len__(self) -> int:
-        return len(self._seqs)
+        return sum(1 for o in self._offsets if o >= 0)
 
     def add(self, seq: int, offset: int, length: int) -> None:
-        seqs = self._seqs
-        if seqs and seq <= seqs[-1]:
-            # not expected (seqs only grow until a reset), but a later frame wins, as it would in a map
-            keep = bisect_left(seqs, seq)
-            del seqs[keep:], self._offsets[keep:], self._lengths[keep:]
-        seqs.append(seq)
-        self._offsets.append(offset)
-        self._lengths.append(length)
+        offsets, lengths = self._offsets, self._lengths
+        if not offsets:
+            self._first = seq
+        i = seq - self._first
+        if i < 0:                  # before the first one (not expected): start over from it
+            self.clear()
+            self._first, i = seq, 0
+        if i < len(offsets):
+            # not expected (seqs only grow until a reset), but a later frame wins, as in a map
+            del offsets[i:], lengths[i:]
+        while len(offsets) < i:    # a gap (not expected either): nothing stored there
+            offsets.append(-1)
+            lengths.append(0)
+        offsets.append(offset)
+        lengths.append(length)
 
     def between(self, begin: int, end: int) -> Iterator[tuple[int, int, int]]:
         """(seq, offset, length) of the stored messages with begin <= seq <= end, in order."""
-        seqs = self._seqs
-        i = bisect_left(seqs, begin)
-        while i < len(seqs) and seqs[i] <= end:
-            yield seqs[i], self._offsets[i], self._lengths[i]
-            i += 1
+        first, offsets = self._first, self._offsets
+        for i in range(max(begin - first, 0), min(end - first + 1, len(offsets))):
+            if offsets[i] >= 0:
+                yield first + i, offsets[i], self._lengths[i]
 
 
 class MessageStore:
