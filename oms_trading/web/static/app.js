@@ -326,6 +326,8 @@ async function loadExposure() {
       el("td", { class: flags ? "state bad" : "muted", text: flags || "—" }));
   });
   $("#exposure").replaceChildren(...rows);
+  // the credit limit sums every instrument in one currency ([risk] base_currency)
+  if (data.exposure.length) $("#exposure-ccy").textContent = "(" + data.exposure[0].currency + ")";
 }
 
 // -- positions and books ---------------------------------------------------------------------------------
