@@ -20,6 +20,9 @@ from oms_trading.fix.codec import checksum
 from tests.fixclient import FixClient, field, utc_now
 from tests.server_process import ServerProcess
 
+# more examples for a long hostile-input run: OMS_FUZZ_EXAMPLES=5000 (RELIABILITY.md)
+FUZZ_EXAMPLES = int(os.environ.get("OMS_FUZZ_EXAMPLES", "120"))
+
 SOH = b"\x01"
 BODY = [(11, b"F1"), (55, b"AAPL"), (54, b"1"), (60, b"20260101-00:00:00.000"), (38, b"100"), (40, b"2"),
         (44, b"190.00"), (59, b"0")]
@@ -86,7 +89,7 @@ def fuzz_session(tmp_path_factory):
     assert proc.stop() == 0
 
 
-@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(data=mutated_body(), garble=st.sampled_from([None, None, None, "length", "checksum"]))
 def test_mutated_messages_get_the_prescribed_answer(fuzz_session, data, garble):

@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.server_process import ServerProcess
+
+# more examples for a long hostile-input run: OMS_FUZZ_EXAMPLES=5000 (RELIABILITY.md)
+FUZZ_EXAMPLES = int(os.environ.get("OMS_FUZZ_EXAMPLES", "150"))
 
 RISK = "demo-risk1-token"
 COMPLIANCE = "demo-compliance1-token"
@@ -64,7 +68,7 @@ def journal_seq(server) -> int:
     return json.loads(body)["journal_last_seq"]
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(route=st.sampled_from(WRITE_ROUTES), body=bodies)
 def test_junk_bodies_on_write_routes_get_4xx_and_change_nothing(server, route, body):
     before = journal_seq(server)
@@ -76,7 +80,7 @@ def test_junk_bodies_on_write_routes_get_4xx_and_change_nothing(server, route, b
         assert journal_seq(server) == before, "a refused request changed the journal"
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(path=st.sampled_from(READ_ROUTES),
        params=st.dictionaries(st.sampled_from(["account", "symbol", "event", "from", "to", "at", "levels", "limit",
                                                "offset", "order_id", "cl_ord_id", "format", "zzz"]),
