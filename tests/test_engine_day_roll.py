@@ -56,6 +56,9 @@ def test_finished_orders_past_the_bound_leave_memory_but_their_cl_ord_ids_stay_k
     assert late["type"] == ev.CANCEL_REJECTED and late["rej_reason"] == 0 and "finished earlier" in late["text"]
     by_id = reports(eng.process({**cancel("X2", None), "order_id": 1}))[0]
     assert by_id["type"] == ev.CANCEL_REJECTED and by_id["rej_reason"] == 0
+    # another session naming that OrderID learns nothing: unknown, as before it left memory
+    other = reports(eng.process({**cancel("X4", None, session=S2), "order_id": 1}))[0]
+    assert other["type"] == ev.CANCEL_REJECTED and other["rej_reason"] == 1
     assert reports(eng.process(cancel("X3", "NEVER")))[0]["rej_reason"] == 1
     status = eng.process({"type": ev.STATUS_REQUESTED, "ts": 9, "session": "S1->OMS", "cl_ord_id": "B2",
                           "order_id": None, "symbol": "AAPL", "side": "1"})[0]

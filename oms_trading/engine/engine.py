@@ -130,16 +130,21 @@ class Engine:
                 if self.by_cl_ord_id.get(key) == order.order_id:
                     del self.by_cl_ord_id[key]
                     self._gone_ids.add(hash(key))
+            # its OrderID too, tied to its session: another session naming it stays "unknown"
+            self._gone_ids.add(hash((order.session, order.order_id)))
 
     def _cl_ord_id_used(self, key: tuple) -> bool:
         return key in self.by_cl_ord_id or (self._gone_ids.count > 0 and hash(key) in self._gone_ids)
 
     def _let_go(self, cmd: dict, cl_key: str) -> bool:
         """The command names an order that finished and left memory (by OrderID or ClOrdID)."""
+        gone = self._gone_ids
+        if gone.count == 0:
+            return False
         order_id = cmd.get("order_id")
-        if type(order_id) is int and 0 < order_id < self.next_order_id and order_id not in self.orders:
+        if type(order_id) is int and order_id not in self.orders and hash((cmd.get("session"), order_id)) in gone:
             return True
-        return self._gone_ids.count > 0 and hash((cmd.get("session"), cmd.get(cl_key))) in self._gone_ids
+        return hash((cmd.get("session"), cmd.get(cl_key))) in gone
 
     def record(self, event: dict) -> dict:
         """Journal an event that changes no engine state (session logon/logout/rejects)."""
