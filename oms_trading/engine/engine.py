@@ -75,8 +75,9 @@ class Engine:
         # (session, ClOrdID) -> order id, for every ClOrdID of the orders held in memory
         self.by_cl_ord_id: dict[tuple[str, str], int] = {}
         # finished orders in the order they finished; past config.finished_orders_in_memory the
-        # oldest leave memory and only hash((session, ClOrdID)) of each of their ClOrdIDs stays
-        # (duplicates refused, cancels answered "too late") until the end of the day
+        # oldest leave memory and only hash((session, ClOrdID)) of each of their ClOrdIDs and
+        # hash((session, OrderID)) stay (duplicates refused, the owner's cancels answered "too
+        # late") until the end of the day
         self._finished: deque[int] = deque()
         self._gone_ids = FingerprintSet()
         self.next_order_id = 1
@@ -118,8 +119,9 @@ class Engine:
         self._finished.append(order.order_id)
 
     def _let_go_of_finished(self) -> None:
-        """The oldest finished orders past the bound leave memory; their ClOrdIDs stay known
-        as fingerprints (a 64-bit hash: a false duplicate is ~n / 2**64 per order)."""
+        """The oldest finished orders past the bound leave memory; their ClOrdIDs and OrderID,
+        each with its session, stay known as fingerprints (a 64-bit hash: a false duplicate is
+        ~n / 2**64 per order)."""
         keep = self.config.finished_orders_in_memory
         while len(self._finished) > keep:
             order = self.orders.pop(self._finished.popleft(), None)

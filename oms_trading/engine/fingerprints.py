@@ -1,6 +1,7 @@
 """A set of 64-bit fingerprints in one int64 array (open addressing, linear probing).
 
-The engine keeps the ClOrdIDs of orders that left memory as ``hash((session, ClOrdID))``.
+The engine keeps the ClOrdIDs and OrderIDs of orders that left memory as
+``hash((session, ClOrdID))`` and ``hash((session, OrderID))``.
 A Python set of ints costs ~90 bytes an entry (an int object and a slot); this table costs
 8 bytes a slot at most half full, so ~16 bytes an entry, and is one numba call per look-up.
 """
