@@ -51,7 +51,9 @@ def make_book_factory(kind: str) -> Callable[[], object]:
         from .book import ReferenceBook
         return lambda: ReferenceBook(capacity=BOOK_CAPACITY)
     from .book import NumbaBook, warm_up
+    from .fix import fastpath
     warm_up()   # compile (or load cached) kernels now, so no order pays for compilation
+    fastpath.warm_up()
     return lambda: NumbaBook(capacity=BOOK_CAPACITY)
 
 

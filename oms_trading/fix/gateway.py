@@ -119,6 +119,47 @@ class Gateway:
                     "side": _word(get(54)), "account": _word(get(1))}
         return None
 
+    def command_from_row(self, session_key: str, default_account: str | None, buf: bytes, row: list) -> dict:
+        """The command ``command_from_fix`` makes, from a fast-path row (fastpath.py): the
+        message's MsgType index and the offsets of its fields in ``buf``. Same keys, same
+        order, same values."""
+        (mt, _seq, _start, _end, a11, b11, a1, b1, _a21, _b21, a38, b38, a40, b40, a44, b44, a54, b54,
+         a55, b55, a59, b59, _a60, _b60, a41, b41, a37, b37, qty) = row
+        ts = self.clock_ns()
+        words = _WORDS
+        symbol = buf[a55:b55] if a55 >= 0 else None
+        symbol = words.get(symbol) or _word(symbol)
+        side = buf[a54:b54] if a54 >= 0 else None
+        side = words.get(side) or _word(side)
+        cl = buf[a11:b11].decode("latin-1") if a11 >= 0 else None
+        if mt == 0 or mt == 2:
+            if qty == -1:
+                qty = None
+            elif qty == -2:
+                qty = _int(buf[a38:b38])
+            ord_type = buf[a40:b40] if a40 >= 0 else None
+            tif = buf[a59:b59] if a59 >= 0 else None
+            price = buf[a44:b44] if a44 >= 0 else None
+            if mt == 0:
+                account = buf[a1:b1] if a1 >= 0 else None
+                return {"type": ev.ORDER_RECEIVED, "ts": ts, "session": session_key, "cl_ord_id": cl,
+                        "account": (words.get(account) or _word(account)) or default_account, "symbol": symbol,
+                        "side": side, "ord_type": words.get(ord_type) or _word(ord_type),
+                        "tif": (words.get(tif) or _word(tif)) or "0", "price": words.get(price) or _word(price),
+                        "qty": qty}
+        orig = buf[a41:b41].decode("latin-1") if a41 >= 0 else None
+        order_id = _order_id(buf[a37:b37]) if a37 >= 0 else None
+        if mt == 1:
+            return {"type": ev.CANCEL_REQUESTED, "ts": ts, "session": session_key, "cl_ord_id": cl,
+                    "orig_cl_ord_id": orig, "order_id": order_id, "symbol": symbol, "side": side}
+        if mt == 2:
+            return {"type": ev.REPLACE_REQUESTED, "ts": ts, "session": session_key, "cl_ord_id": cl,
+                    "orig_cl_ord_id": orig, "order_id": order_id, "symbol": symbol, "side": side,
+                    "ord_type": words.get(ord_type) or _word(ord_type), "tif": words.get(tif) or _word(tif),
+                    "price": words.get(price) or _word(price), "qty": qty}
+        return {"type": ev.STATUS_REQUESTED, "ts": ts, "session": session_key, "cl_ord_id": cl,
+                "order_id": order_id, "symbol": symbol, "side": side}
+
     def submit(self, command: dict) -> list[dict]:
         """Run one command now; its reports go out at ``end_batch``."""
         if self.journal_failed is not None and command["type"] in (ev.ORDER_RECEIVED, ev.CANCEL_REQUESTED,
