@@ -282,11 +282,12 @@ class Engine:
 
     def _on_new_order(self, cmd: dict, out: list[dict]) -> None:
         session = cmd.get("session")
-        key = (session, cmd.get("cl_ord_id"))
+        cl_ord_id = cmd.get("cl_ord_id")
+        key = (session, cl_ord_id)
         try:
-            if not cmd.get("cl_ord_id"):
+            if not cl_ord_id:
                 raise Rejection(OrdRejReason.OTHER, "Missing ClOrdID", "missing_cl_ord_id")
-            if self._cl_ord_id_used(key):
+            if key in self.by_cl_ord_id or (self._gone_ids.count > 0 and hash(key) in self._gone_ids):
                 raise Rejection(OrdRejReason.DUPLICATE_ORDER, f"Duplicate ClOrdID {cmd['cl_ord_id']!r}",
                                 "duplicate_cl_ord_id")
             inst, account_idx, price_ticks = self._validate_new(cmd)

@@ -359,6 +359,9 @@ def warm_up() -> None:
     """Compile (or load from cache) the kernel before the first order."""
     t = tables_for(b"FIX.4.4")
     out = np.zeros((4, ROW), np.int64)
+    # the argument types the session passes (its byte strings as read-only arrays), so the
+    # signature compiled here is the one orders use
     empty = np.frombuffer(b"8=FIX.4.4\x01", np.uint8)
-    scan(empty, 0, len(empty), t.prefix, t.prefix, t.prefix, 1, 0.0, 1.0,
+    comp_id = np.frombuffer(b"OMS", np.uint8)
+    scan(empty, 0, len(empty), t.prefix, comp_id, comp_id, 1, 0.0, 1.0,
          t.slot_of, t.kind, t.has_enum, t.enum_mask, t.required, out)

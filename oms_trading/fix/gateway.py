@@ -210,8 +210,26 @@ class Gateway:
             events = [e if "seq" not in e else self._refusal(e, self.journal_failed) for e in events
                       if "seq" not in e or e["type"] in (ev.ORDER_RECEIVED, ev.CANCEL_REQUESTED,
                                                          ev.REPLACE_REQUESTED)]
+        sessions = self.sessions
+        dirty = self._dirty
+        drop_copies = self.drop_copies
         for event in events:
-            self._route(event)
+            kind = event["type"]
+            if kind in EXEC_REPORT_TYPES:
+                # _route and _deliver inline for the common case: a report to its own session
+                key = event.get("session")
+                target = sessions.get(key)
+                if target is not None and target.logged_on:
+                    target.queue_report(event)
+                    dirty.add(target)
+                elif key is not None and "seq" in event:
+                    self._offline.setdefault(key, []).append(event)
+                if drop_copies and kind != "order_status":
+                    for copy_key in drop_copies:
+                        if copy_key != key:
+                            self._deliver(copy_key, event)
+            elif kind in CANCEL_REJECT_TYPES or kind == ev.MASS_CANCEL_DONE:
+                self._deliver(event.get("session"), event)
         if self._offline:
             offline, self._offline = self._offline, {}
             if self.offline_sink is not None:
@@ -229,17 +247,6 @@ class Gateway:
             rebuild()
 
     # -- outbound -------------------------------------------------------------------------
-
-    def _route(self, event: dict) -> None:
-        kind = event["type"]
-        if kind in EXEC_REPORT_TYPES:
-            self._deliver(event.get("session"), event)
-            if kind != "order_status":
-                for key in self.drop_copies:
-                    if key != event.get("session"):
-                        self._deliver(key, event)
-        elif kind in CANCEL_REJECT_TYPES or kind == ev.MASS_CANCEL_DONE:
-            self._deliver(event.get("session"), event)
 
     def _deliver(self, key: str | None, event: dict) -> None:
         target = self.sessions.get(key)

@@ -91,6 +91,7 @@ class FixSession(asyncio.Protocol):
         self._fast: fastpath.FastTables | None = None   # the fast path's tables, set at logon
         self._fast_them = self._fast_us = None
         self._fast_out = None
+        self._now_ms, self._now_prec, self._now_text = -1, "", b""   # _now()'s last millisecond
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -534,7 +535,12 @@ class FixSession(asyncio.Protocol):
     # -- sending ------------------------------------------------------------------------
 
     def _now(self) -> bytes:
-        return fix_timestamp(time.time_ns(), self.acceptor.config.sending_time_precision)
+        ns = time.time_ns()
+        if ns // 1_000_000 == self._now_ms and self._now_prec == "ms":
+            return self._now_text          # a batch's reports share their millisecond
+        text = fix_timestamp(ns, self.acceptor.config.sending_time_precision)
+        self._now_ms, self._now_prec, self._now_text = ns // 1_000_000, self.acceptor.config.sending_time_precision, text
+        return text
 
     def send(self, msg_type: bytes, body: list[tuple[int, object]]) -> None:
         if self.gateway.has_pending():
