@@ -244,15 +244,15 @@ def test_fast_path_takes_clean_orders(tmp_path, monkeypatch):
 
 def test_kernel_refuses_what_it_cannot_vouch_for():
     t = fastpath.tables_for(b"FIX.4.4")
-    them, us = np.frombuffer(b"BENCH", np.uint8), np.frombuffer(b"OMS", np.uint8)
+    ids, n_prefix, n_them = t.ids(b"BENCH", b"OMS")
     out = np.zeros((8, fastpath.ROW), np.int64)
 
     def rows(fields, expected=2):
         raw = frame(b"FIX.4.4", [(b"35", b"D"), (b"49", b"BENCH"), (b"56", b"OMS"), (b"34", b"2"),
                                  (b"52", now_ts())] + fields)
         buf = np.frombuffer(raw, np.uint8)
-        n, pos = fastpath.scan(buf, 0, len(raw), t.prefix, them, us, expected, time.time(), 120.0,
-                               t.slot_of, t.kind, t.has_enum, t.enum_mask, t.required, out)
+        n, pos = fastpath.scan(buf, 0, len(raw), ids, n_prefix, n_them, expected, time.time(), 120.0,
+                               t.rules, out)
         return n
 
     good = [(b"11", b"X"), (b"55", b"AAPL"), (b"54", b"1"), (b"60", now_ts()), (b"38", b"100"), (b"40", b"2"),

@@ -63,7 +63,7 @@ _KIND_OF_CHECKER = {
 class FastTables:
     """The fast path's rules for one BeginString, as arrays for ``scan``."""
 
-    __slots__ = ("prefix", "slot_of", "kind", "has_enum", "enum_mask", "required")
+    __slots__ = ("prefix", "slot_of", "kind", "has_enum", "enum_mask", "required", "rules")
 
     def __init__(self, begin_string: bytes):
         specs = dictionary._SPECS[begin_string]
@@ -104,6 +104,15 @@ class FastTables:
                     self.slot_of[mi, :] = -1
                     break
                 self.required[mi, sl] = 1
+        # the same tables end to end in one array: ``scan`` takes four arrays, not eight
+        # (numba's per-call argument unboxing is most of a short call's cost)
+        self.rules = np.concatenate([self.slot_of.ravel(), self.kind, self.has_enum.view(np.int8),
+                                     self.enum_mask.view(np.int8).ravel(), self.required.view(np.int8).ravel()])
+
+    def ids(self, their_comp_id: bytes, our_comp_id: bytes) -> tuple[np.ndarray, int, int]:
+        """``scan``'s ``ids`` argument for a session: the frame prefix and both CompIDs."""
+        raw = bytes(self.prefix) + their_comp_id + our_comp_id
+        return np.frombuffer(raw, np.uint8), len(self.prefix), len(their_comp_id)
 
 
 _TABLES: dict[bytes, FastTables] = {}
@@ -125,7 +134,7 @@ def tables_for(begin_string: bytes) -> FastTables | None:
 _DIM = np.array([0, 31, 28, 31, 30, 31, 30, 31, 31, 30, 31, 30, 31], np.int64)
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True)
 def _digits(buf, s, e):
     """Value of buf[s:e] if all ASCII digits (1..18 of them), else -1."""
     if e <= s or e - s > 18:
@@ -139,7 +148,7 @@ def _digits(buf, s, e):
     return v
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True)
 def _timestamp_s(buf, s, e):
     """Whole seconds since the epoch of a UTCTimestamp (YYYYMMDD-HH:MM:SS[.fff|.ffffff|
     .fffffffff]) under the rules of timefmt.parse_fix_timestamp; -1 if malformed."""
@@ -174,7 +183,7 @@ def _timestamp_s(buf, s, e):
     return ((days * 24 + hh) * 60 + mi) * 60 + ss
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True)
 def _is_float(buf, s, e):
     """Digits, or digits '.' digits: a subset of dictionary._is_float (no sign, no bare
     leading or trailing point)."""
@@ -190,7 +199,7 @@ def _is_float(buf, s, e):
     return dot != s and dot != e - 1
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True)
 def _whole_qty(buf, s, e):
     """OrderQty as an int when it is a whole number below 10**18 written as digits with an
     optional all-zero fraction (what gateway._int yields), else -2."""
@@ -207,7 +216,7 @@ def _whole_qty(buf, s, e):
     return v
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True)
 def _one(buf, p, end, prefix, sender, target, expected, now_s, tol_s,
          slot_of, kind, has_enum, enum_mask, required, row):
     """Check the frame at ``p``; fill ``row`` and return its end, or -1 to stop here."""
@@ -338,11 +347,28 @@ def _one(buf, p, end, prefix, sender, target, expected, now_s, tol_s,
     return fend
 
 
-@nb.njit(cache=True, nogil=True)
-def scan(buf, pos, end, prefix, sender, target, expected, now_s, tol_s,
-         slot_of, kind, has_enum, enum_mask, required, out):
+_R_KIND = len(MSG_TYPES) * MAX_TAG
+_R_HAS_ENUM = _R_KIND + NSLOTS
+_R_ENUM = _R_HAS_ENUM + NSLOTS
+_R_REQUIRED = _R_ENUM + NSLOTS * 256
+_R_END = _R_REQUIRED + len(MSG_TYPES) * NSLOTS
+
+
+@nb.njit(cache=True)
+def scan(buf, pos, end, ids, n_prefix, n_them, expected, now_s, tol_s, rules, out):
     """Accept consecutive clean application messages from ``buf[pos:end]``, numbered from
-    ``expected``; one row of ``out`` each. Returns (rows, position after the last one)."""
+    ``expected``; one row of ``out`` each. Returns (rows, position after the last one).
+
+    ``ids`` and ``rules`` come from ``FastTables.ids`` and ``FastTables.rules``. Short calls
+    on the order path: the GIL is kept (releasing it would hand it to a waiting thread)."""
+    prefix = ids[:n_prefix]
+    sender = ids[n_prefix:n_prefix + n_them]
+    target = ids[n_prefix + n_them:]
+    slot_of = rules[:_R_KIND].reshape((len(MSG_TYPES), MAX_TAG))
+    kind = rules[_R_KIND:_R_HAS_ENUM]
+    has_enum = rules[_R_HAS_ENUM:_R_ENUM]
+    enum_mask = rules[_R_ENUM:_R_REQUIRED].reshape((NSLOTS, 256))
+    required = rules[_R_REQUIRED:_R_END].reshape((len(MSG_TYPES), NSLOTS))
     rows = 0
     while rows < out.shape[0]:
         fend = _one(buf, pos, end, prefix, sender, target, expected, now_s, tol_s,
@@ -359,9 +385,8 @@ def warm_up() -> None:
     """Compile (or load from cache) the kernel before the first order."""
     t = tables_for(b"FIX.4.4")
     out = np.zeros((4, ROW), np.int64)
-    # the argument types the session passes (its byte strings as read-only arrays), so the
-    # signature compiled here is the one orders use
+    # the argument types the session passes (read-only arrays over bytes), so the signature
+    # compiled here is the one orders use
     empty = np.frombuffer(b"8=FIX.4.4\x01", np.uint8)
-    comp_id = np.frombuffer(b"OMS", np.uint8)
-    scan(empty, 0, len(empty), t.prefix, comp_id, comp_id, 1, 0.0, 1.0,
-         t.slot_of, t.kind, t.has_enum, t.enum_mask, t.required, out)
+    ids, n_prefix, n_them = t.ids(b"CLIENT", b"OMS")
+    scan(empty, 0, len(empty), ids, n_prefix, n_them, 1, 0.0, 1.0, t.rules, out)

@@ -89,7 +89,7 @@ class FixSession(asyncio.Protocol):
         self._day_ends_ns = 0
         self.use_fast_path = FAST_PATH
         self._fast: fastpath.FastTables | None = None   # the fast path's tables, set at logon
-        self._fast_them = self._fast_us = None
+        self._fast_ids: tuple | None = None
         self._fast_out = None
         self._now_ms, self._now_prec, self._now_text = -1, "", b""   # _now()'s last millisecond
 
@@ -123,7 +123,7 @@ class FixSession(asyncio.Protocol):
             while not self.closing:
                 if self._fast is not None and self.logged_on and not self._queued and not self._resend_until:
                     self._take_fast()
-                    if self.closing:
+                    if self.closing or parser._pos == len(parser._buf):
                         break
                 item = parser.next_message()
                 if item is None:
@@ -200,9 +200,9 @@ class FixSession(asyncio.Protocol):
         self.writer = self.acceptor.writer_for(cfg)
         if self.use_fast_path:
             self._fast = fastpath.tables_for(self._begin)
-            self._fast_them = np.frombuffer(self._target, np.uint8)
-            self._fast_us = np.frombuffer(self._sender, np.uint8)
-            self._fast_out = np.empty((FAST_ROWS, fastpath.ROW), np.int64)
+            if self._fast is not None:
+                self._fast_ids = self._fast.ids(self._target, self._sender)
+                self._fast_out = np.empty((FAST_ROWS, fastpath.ROW), np.int64)
         self.store = self.acceptor.store_for(cfg)
         reset_requested = msg.get(141) == b"Y"
         daily = self.acceptor.daily_reset_due(self.store)
@@ -317,12 +317,11 @@ class FixSession(asyncio.Protocol):
         end = len(buf)
         if end - pos < 64:
             return
-        t = self._fast
         out = self._fast_out
-        rows, parser._pos = _fast_scan(np.frombuffer(buf, np.uint8), pos, end, t.prefix, self._fast_them,
-                                       self._fast_us, self.store.next_target_seq, time.time(),
-                                       float(self._tolerance_s), t.slot_of, t.kind, t.has_enum, t.enum_mask,
-                                       t.required, out)
+        ids, n_prefix, n_them = self._fast_ids
+        rows, parser._pos = _fast_scan(np.frombuffer(buf, np.uint8), pos, end, ids, n_prefix, n_them,
+                                       self.store.next_target_seq, time.time(), float(self._tolerance_s),
+                                       self._fast.rules, out)
         if not rows:
             return
         store = self.store
