@@ -192,3 +192,18 @@ def test_failed_write_rolls_back_the_same_way(tmp_path, monkeypatch, partial):
         j.close()
         results[native] = (head, _files(d), [list(x.items()) for x in iter_records(d)])
     assert results[True] == results[False]
+
+
+def test_big_flushes_grow_the_buffers(tmp_path):
+    """More records in one flush than the kernel's workspaces hold at first, and a record larger
+    than its output buffer: the buffers grow, the bytes stay those of the Python path."""
+    stream = [{"type": "bulk", "ts": T0 + i, "i": i} for i in range(3000)]
+    stream[1500]["text"] = "\u00e9" * 300_000
+    for native in (True, False):
+        with Journal(tmp_path / str(native), fsync="os", native=native, rotate_bytes=1 << 20) as j:
+            recs = [j.append(e) for e in stream]
+            j.flush()
+            recs += [j.append(e) for e in stream[:5]]
+        assert [list(r.items()) for r in iter_records(tmp_path / str(native))] == _items(recs)
+    assert _files(tmp_path / "True") == _files(tmp_path / "False")
+    assert len(_files(tmp_path / "True")) > 1

@@ -98,8 +98,8 @@ def encode(blob, lens, out, ws, st):
     bodies built by ``Journal._append_native``)."""
     n_rec = len(lens)
     ctx = ws[:CTX_BYTES]
-    chain = ws[WS_CHAIN:WS_CHAIN + 64]
-    hexes = ws[WS_HEX:]
+    ws_p = np.uint64(ws.ctypes.data)
+    prev_p = ws_p + np.uint64(WS_CHAIN)   # the previous record's hex hash
     rot = st
     cuts = st[ST_CUTS:]
     first_seq = st[ST_FIRST_SEQ]
@@ -121,6 +121,8 @@ def encode(blob, lens, out, ws, st):
     seq = first_seq
     for i in range(n_rec):
         n = lens[i]
+        if n < 162 or ip + n > len(blob):   # shortest record: {"seq":N,"prev_hash":...,"hash":...}
+            return -1 - i, 0, np.int64(0), np.int64(0)
         ps = op + 20
         e = ps + n
         _memcpy(out_p + np.uint64(ps), blob_p + np.uint64(ip), np.uint64(n))
@@ -179,27 +181,21 @@ def encode(blob, lens, out, ws, st):
                 j += 1
             if ph < 0:
                 return -1 - i, 0, np.int64(0), np.int64(0)
-        for k in range(64):
-            out[ph + k] = chain[k]
+        _memcpy(out_p + np.uint64(ph), prev_p, np.uint64(64))
         # canonical bytes: the body up to ',"hash":"', then '}'
         out[q] = 125
         _sha_init(c)
         _sha_update(c, out_p + np.uint64(ps), np.uint64(q + 1 - ps))
         _sha_final(md_p, c)
         out[q] = 44
-        h = e - 66
-        x = i * 65
+        x = WS_HEX + i * 65                # the hex hash, then a space, into ws
         for k in range(32):
             b = md[k]
-            hi = _HEXDIG[b >> 4]
-            lo = _HEXDIG[b & 15]
-            out[h + 2 * k] = hi
-            out[h + 2 * k + 1] = lo
-            hexes[x + 2 * k] = hi
-            hexes[x + 2 * k + 1] = lo
-            chain[2 * k] = hi
-            chain[2 * k + 1] = lo
-        hexes[x + 64] = 32
+            ws[x + 2 * k] = _HEXDIG[b >> 4]
+            ws[x + 2 * k + 1] = _HEXDIG[b & 15]
+        ws[x + 64] = 32
+        prev_p = ws_p + np.uint64(x)
+        _memcpy(out_p + np.uint64(e - 66), prev_p, np.uint64(64))
         # header '<4sI4sq': magic, payload length, first 4 digest bytes, seq
         out[op] = 79      # O
         out[op + 1] = 77  # M
@@ -217,6 +213,7 @@ def encode(blob, lens, out, ws, st):
         op = e
     cuts[4 * nch + 2] = day
     cuts[4 * nch + 3] = day_set
+    _memcpy(ws_p + np.uint64(WS_CHAIN), prev_p, np.uint64(64))   # the chain's new head
     rot[ROT_TAIL] = tail
     rot[ROT_DAY] = day
     rot[ROT_DAY_SET] = day_set

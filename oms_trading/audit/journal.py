@@ -806,7 +806,6 @@ class Journal:
         self._st[chain_native.ROT_LIMIT] = self._rotate_bytes
         self._st[chain_native.ROT_DAILY] = self._rotate_daily
         self._set_rot()
-        self._next_prev = self._last_hash
         self.append = self._append_native
 
     def _set_rot(self) -> None:
@@ -834,14 +833,14 @@ class Journal:
             del rec["hash"]
         seq = self._last_seq + 1
         rec["seq"] = seq
-        rec["prev_hash"] = self._next_prev
+        recs = self._recs
+        rec["prev_hash"] = _PENDING if recs else self._last_hash   # known after a flush
         rec["hash"] = _PENDING
         body = _dumps(rec)  # TypeError (JSONEncodeError) on a non-str key or an int > 64 bits
         self._bodies.append(body)
         self._lens.append(len(body))   # the payload's length: the hashes fill the placeholders
-        self._recs.append(rec)
+        recs.append(rec)
         self._last_seq = seq
-        self._next_prev = _PENDING
         return rec
 
     def _encode_pending(self) -> list:
@@ -867,10 +866,10 @@ class Journal:
         if written != total:  # pragma: no cover - bodies built by _append_native always have both
             raise JournalError(f"native journal encoding failed at record {-1 - written}")
         prev = self._last_hash
-        for rec, h in zip(self._recs, str(self._ws_mv[_WS_HEX:_WS_HEX + _HEX_STRIDE * count], "ascii").split()):
+        for rec, h in zip(self._recs, str(self._ws_mv[_WS_HEX:_WS_HEX + _HEX_STRIDE * count], "ascii").split(" ")):
             rec["prev_hash"] = prev
             rec["hash"] = prev = h
-        self._last_hash = self._next_prev = prev
+        self._last_hash = prev
         self._bodies = []
         self._lens = array.array("q")
         self._recs = []
@@ -1037,7 +1036,6 @@ class Journal:
             self._lens = array.array("q")
             self._recs = []
             self._ws[_WS_CHAIN:_WS_CHAIN + 64] = np.frombuffer(new_hash.encode("ascii"), dtype=np.uint8)
-            self._next_prev = new_hash
         self._tail_first = self._seg_first if self._seg_first is not None else new_seq + 1
         self._tail_bytes = self._seg_size
         self._tail_day = self._seg_day if self._seg_size else None
