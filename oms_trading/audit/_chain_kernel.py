@@ -81,7 +81,7 @@ def _ts_day(out, ps, e):
 @njit(cache=True, nogil=True, boundscheck=False)
 def encode(blob, lens, out, ws, st):
     """Frame every record of ``blob`` (bodies of ``lens`` bytes each, seqs from
-    ``st[ST_FIRST_SEQ]``) into ``out``. ``ws`` (bytes) holds the SHA-256 context, the chain (the
+    ``st[ST_FIRST_SEQ]``, which is advanced past them) into ``out``. ``ws`` (bytes) holds the SHA-256 context, the chain (the
     previous record's hex hash on entry, the last record's on return) and the records' hex
     hashes, each followed by a space; ``st`` (int64) the rotation state and the chunks.
 
@@ -214,6 +214,7 @@ def encode(blob, lens, out, ws, st):
     cuts[4 * nch + 2] = day
     cuts[4 * nch + 3] = day_set
     _memcpy(ws_p + np.uint64(WS_CHAIN), prev_p, np.uint64(64))   # the chain's new head
+    st[ST_FIRST_SEQ] = seq                                          # the next call's first seq
     rot[ROT_TAIL] = tail
     rot[ROT_DAY] = day
     rot[ROT_DAY_SET] = day_set

@@ -798,7 +798,8 @@ class Journal:
         if enc is None:
             self.__dict__.pop("append", None)
             return
-        self._out = np.empty(1 << 16, dtype=np.uint8)
+        self._out_cap = 1 << 16
+        self._out = np.empty(self._out_cap, dtype=np.uint8)
         self._out_mv = memoryview(self._out)
         self._ws, self._st = chain_native.workspaces(1024, self._last_hash)
         self._ws_mv = memoryview(self._ws)
@@ -815,6 +816,7 @@ class Journal:
         st[chain_native.ROT_TAIL] = self._tail_bytes
         st[chain_native.ROT_DAY] = day if day is not None else 0
         st[chain_native.ROT_DAY_SET] = day is not None
+        st[chain_native.ST_FIRST_SEQ] = self._last_seq + 1   # (nothing pending here)
 
     def _append_native(self, event: Mapping[str, Any]) -> dict:
         """``append`` of the native path: the same contract, checks and record (key order, None
@@ -853,16 +855,16 @@ class Journal:
         count = len(bodies)
         blob = b"".join(bodies)
         total = len(blob) + HLEN * count
-        if total > len(self._out):
-            self._out = np.empty(max(total, 2 * len(self._out)), dtype=np.uint8)
+        if total > self._out_cap:
+            self._out_cap = max(total, 2 * self._out_cap)
+            self._out = np.empty(self._out_cap, dtype=np.uint8)
             self._out_mv = memoryview(self._out)
         if count > self._cap:
             self._cap = 2 * count
             self._ws, self._st = chain_native.workspaces(self._cap, self._last_hash, self._st)
             self._ws_mv = memoryview(self._ws)
-        st = self._st
-        first_seq = st[chain_native.ST_FIRST_SEQ] = self._last_seq - count + 1
-        written, nch, day, day_set = self._encode(blob, lens, self._out, self._ws, st)
+        first_seq = self._last_seq - count + 1    # the kernel's st[ST_FIRST_SEQ] (it advances it)
+        written, nch, day, day_set = self._encode(blob, lens, self._out, self._ws, self._st)
         if written != total:  # pragma: no cover - bodies built by _append_native always have both
             raise JournalError(f"native journal encoding failed at record {-1 - written}")
         prev = self._last_hash
@@ -874,16 +876,17 @@ class Journal:
         self._lens = array.array("q")
         self._recs = []
         mv = self._out_mv
-        if self._tap_on:
+        if self._tap_on:   # the payloads as bytes of their own (the buffers are reused)
             pl = self._tap_pending
+            frames = mv[:total].tobytes()
             off = 0
             for n in lens:
                 off += HLEN
-                pl.append(mv[off:off + n].tobytes())
+                pl.append(frames[off:off + n])
                 off += n
         if nch == 1:
             return [(self._tail_first, day if day_set else None, mv[:total])]
-        cuts = st[chain_native.ST_CUTS:chain_native.ST_CUTS + 4 * nch].tolist()
+        cuts = self._st[chain_native.ST_CUTS:chain_native.ST_CUTS + 4 * nch].tolist()
         chunks = []
         first = self._tail_first
         for k in range(nch):
