@@ -39,7 +39,8 @@ def _items(recs):
 
 
 ints = st.one_of(st.integers(-2**63, 2**64 - 1), st.integers(-1000, 1000))
-values = st.one_of(st.none(), ints, st.text(max_size=40), st.sampled_from(["", '"}', "\\", '","prev_hash":"', "\u20ac\U0001F600"]))
+values = st.one_of(st.none(), ints, st.text(max_size=40),
+                   st.sampled_from(["", '"}', "\\", '","prev_hash":"', "\u20ac\U0001F600"]))
 keys = st.one_of(st.sampled_from(["type", "order_id", "text", "seq", "hash", "prev_hash", "ts", "x"]),
                  st.text(min_size=1, max_size=12))
 ts_values = st.one_of(st.integers(MIDNIGHT - 3, MIDNIGHT + 3), st.integers(-3 * NS_PER_DAY, 3 * NS_PER_DAY),

@@ -81,21 +81,22 @@ def _ts_day(out, ps, e):
 @njit(cache=True, nogil=True, boundscheck=False)
 def encode(blob, lens, out, ws, st):
     """Frame every record of ``blob`` (bodies of ``lens`` bytes each, seqs from
-    ``st[ST_FIRST_SEQ]``, which is advanced past them) into ``out``. ``ws`` (bytes) holds the SHA-256 context, the chain (the
-    previous record's hex hash on entry, the last record's on return) and the records' hex
-    hashes, each followed by a space; ``st`` (int64) the rotation state and the chunks.
+    ``st[ST_FIRST_SEQ]``, which is advanced past them) into ``out``. ``ws`` (bytes) holds the
+    SHA-256 context, the chain (the previous record's hex hash on entry, the last record's on
+    return) and the records' hex hashes, each followed by a space; ``st`` (int64) the rotation
+    state and the chunks.
 
-    Rotation, the rule of ``Journal._append_py``: a record starts a new segment when the open
-    one has data and the frame would take it past ``rot[ROT_LIMIT]`` bytes, or (``ROT_DAILY``)
-    when its integer ``ts`` falls on another UTC day than the segment's; a segment's day is that
-    of its first record with an integer ``ts``. ``rot`` carries the open segment's size and day
+    Rotation, the rule of the Python path (``Journal.append`` in journal.py): a record starts a
+    new segment when the open one has data and the frame would take it past ``rot[ROT_LIMIT]``
+    bytes, or (``ROT_DAILY``) when its integer ``ts`` falls on another UTC day than the
+    segment's; a segment's day is that of its first record with an integer ``ts``. ``rot`` carries the open segment's size and day
     in and out. Chunk ``c`` (a run of frames for one segment) starts at record ``cuts[4c]``,
     byte ``cuts[4c+1]`` of ``out``; ``cuts[4c+2]`` is its day if ``cuts[4c+3]`` (``cuts`` is
     ``st[ST_CUTS:]``).
 
     Returns ``(bytes written, chunks, first chunk's day, whether it has one)``, or
-    ``(-1 - i, 0, 0, 0)`` if record i has no ``prev_hash`` placeholder (cannot happen for
-    bodies built by ``Journal._append_native``)."""
+    ``(-1 - i, 0, 0, 0)`` if record i is too short or has no ``prev_hash`` placeholder (cannot
+    happen for bodies built by ``Journal._append_native``)."""
     n_rec = len(lens)
     ctx = ws[:CTX_BYTES]
     ws_p = np.uint64(ws.ctypes.data)

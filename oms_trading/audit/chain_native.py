@@ -12,12 +12,15 @@ bodies of every pending record, in order, and for each one:
    SHA-256 (``SHA256_Init/Update/Final`` of the ``libcrypto`` that Python's ``_hashlib`` uses,
    called from nopython mode; not our own SHA-256),
 4. writes the hex digest into the ``hash`` placeholder, its first 4 bytes into the header's
-   check, and the hex (plus a space) into ``hexes`` so that Python can hand the hashes back to the
-   returned records with one ``split``.
+   check, and the hex (plus a space) into the workspace so that Python can hand the hashes back
+   to the returned records with one ``split``,
+5. decides whether the record starts a new segment (size; UTC day of its integer ``ts``, read
+   from the JSON), by the rule of the Python path.
 
-The frames are byte for byte those of the pure-Python path (``Journal._append_py``): the
-payload is ``orjson.dumps(record)`` of the completed record, i.e. the canonical bytes with
-``,"hash":"<hex>"`` spliced in before the closing brace.
+The frames are byte for byte those of the pure-Python path (``Journal.append`` as written in
+journal.py, used when this module cannot load): the payload is ``orjson.dumps(record)`` of the
+completed record, i.e. the canonical bytes with ``,"hash":"<hex>"`` spliced in before the
+closing brace.
 
 Why ``SHA256_Init/Update/Final`` and not the one-shot ``SHA256()``: in OpenSSL 3 the one-shot
 goes through ``EVP_Q_digest`` and fetches the algorithm on every call (1.09 us for a 460-byte
@@ -41,7 +44,6 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 PENDING = "-" * 64               # placeholder of a hash not computed yet (64 chars, like a hash)
-PENDING_B = PENDING.encode()
 CTX_BYTES = 512                  # >= sizeof(SHA256_CTX) (112) of any OpenSSL
 HEX_STRIDE = 65                  # 64 hex + a space, per record in ``hexes``
 # the kernel's workspaces: ``ws`` (uint8) = SHA-256 context | chain head (64 hex) | hexes ...
@@ -60,6 +62,7 @@ def workspaces(records: int, chain_head: str, old_st=None):
     if old_st is not None:
         st[:ST_CUTS] = old_st[:ST_CUTS]
     return ws, st
+
 
 error: str | None = None         # why the native path is not available (after ``load``)
 _kernel = None

@@ -868,7 +868,8 @@ class Journal:
         if written != total:  # pragma: no cover - bodies built by _append_native always have both
             raise JournalError(f"native journal encoding failed at record {-1 - written}")
         prev = self._last_hash
-        for rec, h in zip(self._recs, str(self._ws_mv[_WS_HEX:_WS_HEX + _HEX_STRIDE * count], "ascii").split(" ")):
+        hexes = str(self._ws_mv[_WS_HEX:_WS_HEX + _HEX_STRIDE * count], "ascii").split(" ")
+        for rec, h in zip(self._recs, hexes):
             rec["prev_hash"] = prev
             rec["hash"] = prev = h
         self._last_hash = prev
