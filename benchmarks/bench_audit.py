@@ -8,6 +8,10 @@
    *adds* to the order path), ``--reps`` repetitions (medians); beside it, in the same run, the
    floor: the bare record copy + ``orjson.dumps`` + SHA-256 of the same events (no CRC-32: since
    2026-11-25 19:30 UTC the record's SHA-256 is the frame checksum).
+   ``journal_ab``: the same measurement with the native hash chain (``audit/chain_native``, the
+   default) and the pure-Python path (``OMS_JOURNAL_NATIVE=0``) alternating in one process,
+   ``--ab-reps`` pairs, medians; beside it the part of ``append`` that stays in Python either
+   way (type check + record copy + ``orjson.dumps``), same events, same run.
 2. Projection into a fresh DuckDB file, same events, same run:
    - ``catch_up()``: the journal files read back and parsed: what ``oms serve``'s projection
      process does all day (audit/projector.py), and any projection at startup or after a gap
@@ -88,7 +92,7 @@ def make_event(i: int) -> dict:
 
 
 def bench_journal(jdir: Path, events: int, batch: int, policy: str, keep: list | None = None,
-                  tap: list | None = None) -> dict:
+                  tap: list | None = None, native: bool | None = None) -> dict:
     """Journal append + flush per batch of ``batch`` events, as the engine thread does it.
 
     Besides wall time and process CPU (which includes the fsync thread), the engine thread's
@@ -97,7 +101,8 @@ def bench_journal(jdir: Path, events: int, batch: int, policy: str, keep: list |
     batching, the record handed to a list instead of the journal) is subtracted to give what
     journaling *adds* per event."""
     pool = [make_event(i) for i in range(4096)]
-    j = Journal(jdir, fsync=policy, fsync_interval_ms=5)
+    j = Journal(jdir, fsync=policy, fsync_interval_ms=5, native=native)
+    is_native = j.native
     if tap is not None:
         taps = j.tap()
     flush_ns = []
@@ -164,7 +169,7 @@ def bench_journal(jdir: Path, events: int, batch: int, policy: str, keep: list |
     crc_s = time.perf_counter() - t3
     size = sum(p.stat().st_size for p in jdir.glob("journal-*.log"))
     return {
-        "events": events, "batch": batch, "fsync": policy, "tap": tap is not None,
+        "events": events, "batch": batch, "fsync": policy, "tap": tap is not None, "native": is_native,
         "events_per_s": round(events / dt), "us_per_event": round(dt / events * 1e6, 3),
         "engine_thread_cpu_us_per_event": round(th / events * 1e6, 3),
         "cpu_us_per_event": round(cpu / events * 1e6, 3),  # process CPU incl. the fsync thread
@@ -192,6 +197,51 @@ def bench_journal_reps(base: Path, events: int, batch: int, reps: int) -> dict:
         vals = sorted(r[k] for r in runs)
         out[k + "_median"] = vals[len(vals) // 2]
         out[k + "_all"] = vals
+    return out
+
+
+def bench_journal_ab(base: Path, events: int, batch: int, reps: int) -> dict:
+    """Native hash chain vs pure-Python journal, alternating in one process (``reps`` pairs,
+    the order flipped every pair), fsync interval: what journaling adds per event, engine-thread
+    CPU and wall, medians and minima. Plus the Python part of ``append`` that no path avoids."""
+    from oms_trading.audit import chain_native
+    from oms_trading.audit.journal import _types_ok
+    runs: dict = {"native": [], "python": []}
+    for r in range(reps):
+        order = (True, False) if r % 2 == 0 else (False, True)
+        for native in order:
+            d = base / f"journal-ab-{r}-{int(native)}"
+            res = bench_journal(d, events, batch, "interval", native=native)
+            if res["native"] != native:
+                raise RuntimeError(f"native journal unavailable: {chain_native.error}")
+            runs["native" if native else "python"].append(res)
+            shutil.rmtree(d, ignore_errors=True)
+    out: dict = {"reps": reps, "events": events, "batch": batch, "fsync": "interval"}
+    for name, rs in runs.items():
+        for k in ("added_us_per_event_engine_cpu", "added_us_per_event_wall", "engine_thread_cpu_us_per_event",
+                  "floor_copy_dumps_sha256_us_per_event", "batch_us_p50", "batch_us_p99"):
+            vals = sorted(x[k] for x in rs)
+            out[f"{name}_{k}_median"] = vals[len(vals) // 2]
+            out[f"{name}_{k}_min"] = vals[0]
+    # what append does in Python on either path: type check + copy + seq + orjson.dumps
+    pool = [make_event(i) for i in range(4096)]
+    dumps = orjson.dumps
+    ph = "0" * 64
+    vals = []
+    for _ in range(max(3, reps)):
+        t = time.thread_time()
+        for k in range(events):
+            e = pool[k & 4095]
+            _types_ok(map(type, e.values()))
+            r = dict(e)
+            r["seq"] = k + 1
+            r["prev_hash"] = ph
+            r["hash"] = ph
+            dumps(r)
+        vals.append((time.thread_time() - t) / events * 1e6)
+    vals.sort()
+    out["python_part_check_copy_dumps_us_per_event_median"] = round(vals[len(vals) // 2], 3)
+    out["python_part_check_copy_dumps_us_per_event_min"] = round(vals[0], 3)
     return out
 
 
@@ -453,7 +503,8 @@ def bench_lifecycle(db: Path, n: int) -> dict:
 
 
 def run(events: int = 1_000_000, lifecycle_events: int = 10_000_000, batch: int = 10,
-        workdir: str | None = None, keep: bool = False, reps: int = 3, concurrent: bool = True) -> dict:
+        workdir: str | None = None, keep: bool = False, reps: int = 3, concurrent: bool = True,
+        ab_reps: int = 7) -> dict:
     base = Path(tempfile.mkdtemp(prefix="bench-audit-", dir=workdir))
     try:
         out = {"machine": machine()}
@@ -462,6 +513,8 @@ def run(events: int = 1_000_000, lifecycle_events: int = 10_000_000, batch: int 
         taps: list = []
         out["journal"] = bench_journal(jdir, events, batch, "interval", keep=records, tap=taps)
         out["journal_reps"] = bench_journal_reps(base, min(events, 100_000), batch, reps)
+        if ab_reps:
+            out["journal_ab"] = bench_journal_ab(base, min(events, 50_000), batch, ab_reps)
         out["journal_fsync_os"] = bench_journal(base / "journal-os", events, batch, "os")
         out["projection"] = bench_projection(jdir, base / "audit.duckdb", events, indexes=False)
         out["projection_with_indexes"] = bench_projection(jdir, base / "audit.duckdb", events, indexes=True)
@@ -490,8 +543,24 @@ def main(argv=None) -> int:
     ap.add_argument("--json", default=None, help="write the results to this file")
     ap.add_argument("--reps", type=int, default=3, help="repetitions of the journal measurement (medians)")
     ap.add_argument("--no-concurrent", action="store_true", help="skip the order path + projection thread run")
+    ap.add_argument("--ab-reps", type=int, default=7,
+                    help="pairs of native / pure-Python journal runs, alternating (0: skip)")
+    ap.add_argument("--journal-only", action="store_true",
+                    help="only the journal measurements (no DuckDB projection, no lifecycle)")
     a = ap.parse_args(argv)
-    res = run(a.events, a.lifecycle_events, a.batch, a.workdir, reps=a.reps, concurrent=not a.no_concurrent)
+    if a.journal_only:
+        base = Path(tempfile.mkdtemp(prefix="bench-audit-", dir=a.workdir))
+        try:
+            res = {"machine": machine()}
+            res["journal_reps"] = bench_journal_reps(base, min(a.events, 100_000), a.batch, a.reps)
+            if a.ab_reps:
+                res["journal_ab"] = bench_journal_ab(base, min(a.events, 50_000), a.batch, a.ab_reps)
+            res["machine"]["loadavg_end"] = os.getloadavg()
+        finally:
+            shutil.rmtree(base, ignore_errors=True)
+    else:
+        res = run(a.events, a.lifecycle_events, a.batch, a.workdir, reps=a.reps, concurrent=not a.no_concurrent,
+                  ab_reps=a.ab_reps)
     text = json.dumps(res, indent=2)
     print(text)
     if a.json:

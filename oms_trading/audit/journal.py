@@ -32,6 +32,7 @@ event of a batch, then ``flush`` once (one ``os.write``), then acknowledges. Wit
 """
 from __future__ import annotations
 
+import array
 import binascii
 import errno
 import fcntl
@@ -51,6 +52,7 @@ from typing import Any, Iterator, Mapping
 import numpy as np
 import orjson
 
+from . import chain_native
 from .chain import GENESIS_HASH, canonical_bytes
 
 log = logging.getLogger(__name__)
@@ -79,6 +81,8 @@ _unpack_from = HEADER.unpack_from
 _ALLOWED_TYPES = frozenset((int, str, type(None)))
 _types_ok = _ALLOWED_TYPES.issuperset
 _HASH_KEY = b',"hash":"'
+_PENDING = chain_native.PENDING   # a hash the native path computes at flush (64 chars)
+_WS_HEX, _WS_CHAIN, _HEX_STRIDE = chain_native.WS_HEX, chain_native.WS_CHAIN, chain_native.HEX_STRIDE
 
 
 class JournalError(Exception):
@@ -552,7 +556,8 @@ class Journal:
     """Append-only writer of one journal directory. Not thread-safe: one engine thread calls it."""
 
     def __init__(self, directory: Path | str, fsync: str = "interval", fsync_interval_ms: int = 5,
-                 rotate_bytes: int = 256 * 1024 * 1024, rotate_daily: bool = True):
+                 rotate_bytes: int = 256 * 1024 * 1024, rotate_daily: bool = True,
+                 native: bool | None = None):
         if fsync not in FSYNC_POLICIES:
             raise ValueError(f"fsync must be one of {FSYNC_POLICIES}, not {fsync!r}")
         if rotate_bytes < HLEN + 2:
@@ -574,6 +579,10 @@ class Journal:
         self._tap_on = False
         self._tap: JournalTap | None = None
         self._tap_pending: list[bytes] = []
+        # the hash chain in native code, one call per flush (chain_native); None: Python path.
+        # ``native=None`` follows OMS_JOURNAL_NATIVE (default on); False forces the Python path.
+        self._native_req = native
+        self._encode = None
         self.open()
 
     # -- properties
@@ -584,7 +593,15 @@ class Journal:
 
     @property
     def last_hash(self) -> str:
+        """Hash of the last appended record (including records not flushed yet)."""
+        if self._encode is not None and self._bodies:
+            return self._pending_last_hash()
         return self._last_hash
+
+    @property
+    def native(self) -> bool:
+        """Whether the hash chain is computed in native code at flush (``chain_native``)."""
+        return self._encode is not None
 
     @property
     def written_seq(self) -> int:
@@ -642,6 +659,7 @@ class Journal:
         self._tail_bytes = self._seg_size
         self._tail_day = self._seg_day
         self._needs_truncate: tuple[int, int] | None = None
+        self._open_native()
         self._closed = False
         self._stopping = False
         _OPEN_JOURNALS[str(self._dir.resolve())] = self
@@ -716,7 +734,9 @@ class Journal:
     def append(self, event: Mapping[str, Any]) -> dict:
         """Chain ``event`` (seq, prev_hash, hash), buffer it, and return the full record.
 
-        Nothing reaches the OS until ``flush``. Raises ``TypeError`` (journal unchanged) if a
+        (The pure-Python path. When ``chain_native`` is available, ``open`` binds ``append`` to
+        ``_append_native`` instead: same contract and same bytes on disk, the hashes computed
+        at ``flush``.) Nothing reaches the OS until ``flush``. Raises ``TypeError`` (journal unchanged) if a
         value is not int, str or None, a key is not a str, or an int does not fit 64 bits.
 
         The hashed bytes are the compact JSON of the record in its key order (the event's keys,
@@ -765,6 +785,133 @@ class Journal:
         rec["hash"] = h
         return rec
 
+    # -- hot path, native hash chain (chain_native): hashing and framing happen in ``flush``
+    def _open_native(self) -> None:
+        """Bind ``append`` to the native path if ``chain_native`` loads (compiled, or from numba's
+        cache, and self-checked: this is also its warm-up, before the first order)."""
+        want = self._native_req if self._native_req is not None else chain_native.enabled_by_env()
+        enc = chain_native.load() if want else None
+        self._encode = enc
+        self._bodies: list[bytes] = []
+        self._lens = array.array("q")
+        self._recs: list[dict] = []
+        if enc is None:
+            self.__dict__.pop("append", None)
+            return
+        self._out_cap = 1 << 16
+        self._out = np.empty(self._out_cap, dtype=np.uint8)
+        self._out_mv = memoryview(self._out)
+        self._ws, self._st = chain_native.workspaces(1024, self._last_hash)
+        self._ws_mv = memoryview(self._ws)
+        self._cap = 1024
+        self._st[chain_native.ROT_LIMIT] = self._rotate_bytes
+        self._st[chain_native.ROT_DAILY] = self._rotate_daily
+        self._set_rot()
+        self.append = self._append_native
+
+    def _set_rot(self) -> None:
+        """The open segment's size and day, for the native path's rotation."""
+        day = self._tail_day
+        st = self._st
+        st[chain_native.ROT_TAIL] = self._tail_bytes
+        st[chain_native.ROT_DAY] = day if day is not None else 0
+        st[chain_native.ROT_DAY_SET] = day is not None
+        st[chain_native.ST_FIRST_SEQ] = self._last_seq + 1   # (nothing pending here)
+
+    def _append_native(self, event: Mapping[str, Any]) -> dict:
+        """``append`` of the native path: the same contract, checks and record (key order, None
+        kept), encoded by ``orjson`` with placeholders for the two hashes; ``flush`` chains,
+        hashes and frames all pending records in one native call and then fills ``hash`` (and
+        ``prev_hash``, which holds the real value already for the first record after a flush) in
+        the returned dicts. Until then they hold ``chain_native.PENDING`` (64 dashes). Rotation
+        (by size and UTC day, the same rule) is decided there too, per record."""
+        if not _types_ok(map(type, event.values())):
+            bad = {k: type(v).__name__ for k, v in event.items()   # the journal sets these three
+                   if type(v) not in _ALLOWED_TYPES and k not in ("hash", "seq", "prev_hash")}
+            if bad:
+                raise TypeError(f"audit event values must be int, str or None; got {bad}")
+        rec = dict(event)
+        if "hash" in rec:
+            del rec["hash"]
+        seq = self._last_seq + 1
+        rec["seq"] = seq
+        recs = self._recs
+        rec["prev_hash"] = _PENDING if recs else self._last_hash   # known after a flush
+        rec["hash"] = _PENDING
+        body = _dumps(rec)  # TypeError (JSONEncodeError) on a non-str key or an int > 64 bits
+        self._bodies.append(body)
+        self._lens.append(len(body))   # the payload's length: the hashes fill the placeholders
+        recs.append(rec)
+        self._last_seq = seq
+        return rec
+
+    def _encode_pending(self) -> list:
+        """Hash, chain, frame and place in segments every pending record (one native call), fill
+        the hashes into the records ``append`` returned, and return the chunks to write, as
+        ``flush`` expects them: ``[(first seq, day, frames), ...]``, more than one when a record
+        starts a new segment."""
+        bodies = self._bodies
+        lens = self._lens
+        count = len(bodies)
+        blob = b"".join(bodies)
+        total = len(blob) + HLEN * count
+        if total > self._out_cap:
+            self._out_cap = max(total, 2 * self._out_cap)
+            self._out = np.empty(self._out_cap, dtype=np.uint8)
+            self._out_mv = memoryview(self._out)
+        if count > self._cap:
+            self._cap = 2 * count
+            self._ws, self._st = chain_native.workspaces(self._cap, self._last_hash, self._st)
+            self._ws_mv = memoryview(self._ws)
+        first_seq = self._last_seq - count + 1    # the kernel's st[ST_FIRST_SEQ] (it advances it)
+        written, nch, day, day_set = self._encode(blob, lens, self._out, self._ws, self._st)
+        if written != total:  # pragma: no cover - bodies built by _append_native always have both
+            raise JournalError(f"native journal encoding failed at record {-1 - written}")
+        prev = self._last_hash
+        hexes = str(self._ws_mv[_WS_HEX:_WS_HEX + _HEX_STRIDE * count], "ascii").split(" ")
+        for rec, h in zip(self._recs, hexes):
+            rec["prev_hash"] = prev
+            rec["hash"] = prev = h
+        self._last_hash = prev
+        self._bodies = []
+        self._lens = array.array("q")
+        self._recs = []
+        mv = self._out_mv
+        if self._tap_on:   # the payloads as bytes of their own (the buffers are reused)
+            pl = self._tap_pending
+            frames = mv[:total].tobytes()
+            off = 0
+            for n in lens:
+                off += HLEN
+                pl.append(frames[off:off + n])
+                off += n
+        if nch == 1:
+            return [(self._tail_first, day if day_set else None, mv[:total])]
+        cuts = self._st[chain_native.ST_CUTS:chain_native.ST_CUTS + 4 * nch].tolist()
+        chunks = []
+        first = self._tail_first
+        for k in range(nch):
+            i, start, day, day_set = cuts[4 * k:4 * k + 4]
+            if k:
+                first = first_seq + i
+            end = cuts[4 * k + 5] if k + 1 < nch else total
+            chunks.append((first, day if day_set else None, mv[start:end]))
+        self._tail_first = first
+        return chunks
+
+    def _pending_last_hash(self) -> str:
+        """Hash of the last pending record, computed here in Python (``last_hash`` between an
+        ``append`` and the ``flush`` of the native path)."""
+        prev = self._last_hash
+        for body in self._bodies:
+            q = len(body) - HASH_SUFFIX_LEN
+            ph = q - 65
+            if body[ph - 13:ph] != b'"prev_hash":"' or body[ph - 14] not in b",{":
+                i = body.find(b',"prev_hash":"')
+                ph = (i if i >= 0 else body.find(b'{"prev_hash":"')) + 14
+            prev = _sha256(body[:ph] + prev.encode() + body[ph + 64:q] + b"}").hexdigest()
+        return prev
+
     def _seal(self, seq: int) -> None:
         """Start a new segment at ``seq``: what is pending goes to the current one."""
         self._chunks.append((self._tail_first, self._tail_day, self._pending))
@@ -781,12 +928,17 @@ class Journal:
             raise JournalError("journal is closed")
         if self._needs_truncate is not None:
             self._retry_truncate()
-        if not self._pending and not self._chunks:
-            return
-        chunks = self._chunks
-        chunks.append((self._tail_first, self._tail_day, self._pending))
-        self._chunks = []
-        self._pending = bytearray()
+        if self._encode is not None:
+            if not self._bodies:
+                return
+            chunks = self._encode_pending()
+        else:
+            if not self._pending and not self._chunks:
+                return
+            chunks = self._chunks
+            chunks.append((self._tail_first, self._tail_day, self._pending))
+            self._chunks = []
+            self._pending = bytearray()
         i = 0
         done = 0
         seg_start = self._seg_size
@@ -883,9 +1035,16 @@ class Journal:
         self._last_hash = self._os_hash = new_hash
         self._chunks = []
         self._pending = bytearray()
+        if self._encode is not None:
+            self._bodies = []
+            self._lens = array.array("q")
+            self._recs = []
+            self._ws[_WS_CHAIN:_WS_CHAIN + 64] = np.frombuffer(new_hash.encode("ascii"), dtype=np.uint8)
         self._tail_first = self._seg_first if self._seg_first is not None else new_seq + 1
         self._tail_bytes = self._seg_size
         self._tail_day = self._seg_day if self._seg_size else None
+        if self._encode is not None:
+            self._set_rot()
         name = errno.errorcode.get(err.errno, str(err.errno)) if err.errno else "?"
         msg = (f"journal write to {self._dir} failed ({name}: {err.strerror or err}); records after "
                f"seq {new_seq} were discarded, the journal continues from seq {new_seq + 1}")
