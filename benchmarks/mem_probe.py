@@ -13,8 +13,8 @@ the server's reads. The server's gc policy (automatic collection off, ``collect(
 ``freeze()`` every few thousand operations) is applied too.
 
 After ``--warmup-ops`` (choose it past the point where ``[trading] finished_orders_in_memory``
-= ``--keep`` is reached) it takes a tracemalloc snapshot and counts the gc-tracked objects by
-type; after ``--ops`` more it does it again and prints
+= ``--keep`` is reached) it starts tracemalloc, runs ``--ops`` operations, takes a snapshot and
+counts the gc-tracked objects by type; after ``--ops`` more it does it again and prints
 
 * bytes per operation by allocation site (tracemalloc, grouped by file:line), the top ones;
 * object count growth by type;
@@ -221,10 +221,18 @@ def main(argv=None) -> int:
         counts0 = type_counts()
         rss0 = rss_kib()
         if not args.no_tracemalloc:
+            # traced from here, compared between two later points: blocks allocated and freed
+            # between them (the churn of finished orders) cancel out, only what stays counts
             tracemalloc.start(args.frames)
+            drive(clients, kinds, args.warmup_ops, args.ops, args.batch, args.gc_every)
+            gc.collect(1)
+            gc.freeze()
+            counts0 = type_counts()
+            rss0 = rss_kib()
             snap0 = tracemalloc.take_snapshot()
         t0 = time.perf_counter()
-        drive(clients, kinds, args.warmup_ops, args.ops, args.batch, args.gc_every)
+        drive(clients, kinds, args.warmup_ops + (0 if args.no_tracemalloc else args.ops), args.ops, args.batch,
+              args.gc_every)
         elapsed = time.perf_counter() - t0
         gc.collect(1)
         gc.freeze()

@@ -120,8 +120,14 @@ def rss_analysis(samples: list[tuple[float, int]], load_start: float, load_end: 
     return out
 
 
-def config_text(sessions: int, keep: int | None) -> str:
+def config_text(sessions: int, keep: int | None, server_path: Path) -> str:
+    """``oms bench fix``'s config (demo + BENCH2..BENCHK), from the server checkout's demo config
+    (an older checkout may not know this one's keys)."""
     text = bench_config_text(sessions)
+    demo = Path(server_path) / "oms_trading" / "demo_config.toml"
+    if demo.is_file():
+        from oms_trading.config import demo_config_text
+        text = text.replace(demo_config_text(), demo.read_text(encoding="utf-8"), 1)
     if keep is not None:
         text, n = re.subn(r"^finished_orders_in_memory = .*$", f"finished_orders_in_memory = {keep}", text, flags=re.M)
         if n != 1:
@@ -139,7 +145,7 @@ def run(args) -> dict:
     with tempfile.TemporaryDirectory(prefix="oms-soak-mem-") as tmpname:
         tmp = Path(tmpname)
         cfg = tmp / "soak.toml"
-        cfg.write_text(config_text(args.sessions, args.keep), encoding="utf-8")
+        cfg.write_text(config_text(args.sessions, args.keep, Path(args.server_path)), encoding="utf-8")
         server = Server(Path(args.server_path).resolve(), cfg, tmp / "data")
         sampler = RssSampler(server.proc.pid, 0.5)
         marks: dict[str, float] = {}
