@@ -216,8 +216,9 @@ def print_report(r: dict) -> None:
     print(f"RSS: idle {x['rss_idle_before_load_mib']} MiB, {x['rss_at_window_start_mib']} MiB at "
           f"t={x['window_s'][0]} s -> {x['rss_at_window_end_mib']} MiB at t={x['window_s'][1]} s, peak "
           f"{x['rss_peak_mib']} MiB")
+    halves = " / ".join("n/a" if x[k] is None else f"{x[k]:+.4f}" for k in ("first_half_mib_per_s", "second_half_mib_per_s"))
     print(f"RSS slope after warm-up: {x['slope_mib_per_s']:+.4f} MiB/s = {x['bytes_per_op']:+.1f} bytes per operation "
-          f"(halves: {x['first_half_mib_per_s']:+.4f} / {x['second_half_mib_per_s']:+.4f} MiB/s)")
+          f"(halves: {halves} MiB/s)")
     if not r["server_alive_at_end"]:
         print("oms serve was NOT alive at the end of the run")
 
