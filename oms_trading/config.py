@@ -81,6 +81,7 @@ class Config:
     rotate_mb: int = 256
     end_of_day: str = "21:00"
     finished_orders_in_memory: int = 100_000
+    finished_ids_capacity: int = 2_000_000
     instruments: list[Instrument] = field(default_factory=list)
     accounts: list[Account] = field(default_factory=list)
     risk_defaults: dict[str, Any] = field(default_factory=dict)
@@ -176,11 +177,14 @@ class _Reader:
         self.read_server(cfg)
         self.read_journal(cfg)
         trading = self.table(raw, "trading", "trading")
-        self.check_unknown(trading, {"end_of_day", "finished_orders_in_memory"}, "trading")
+        self.check_unknown(trading, {"end_of_day", "finished_orders_in_memory", "finished_ids_capacity"}, "trading")
         cfg.end_of_day = self.hhmm(trading, "end_of_day", "trading", "21:00")
         cfg.finished_orders_in_memory = self.get(trading, "finished_orders_in_memory", "trading", int, 100_000)
         if cfg.finished_orders_in_memory < 1:
             raise self.fail("trading.finished_orders_in_memory", "must be >= 1")
+        cfg.finished_ids_capacity = self.get(trading, "finished_ids_capacity", "trading", int, 2_000_000)
+        if not 1 <= cfg.finished_ids_capacity <= 2**34:
+            raise self.fail("trading.finished_ids_capacity", "must be between 1 and 2**34")
         self.read_instruments(cfg)
         self.read_accounts(cfg)
         self.read_risk(cfg)

@@ -208,3 +208,34 @@ def test_load_generator_counts_gaps_in_the_targets_msgseqnum():
     gen = asyncio.run(run())
     assert gen.stats.seq_gaps == 1
     assert gen.stats.error_reasons == {"MsgSeqNum from the target 5, expected 4": 1}
+
+
+def test_soak_mem_slope_and_config(tmp_path):
+    """The memory soak's analysis: a flat line after the settle window, bytes per operation."""
+    from pathlib import Path
+    from oms_trading.config import parse_config
+    from benchmarks import soak_mem
+    assert soak_mem.slope([(0, 1.0), (1, 3.0), (2, 5.0)]) == 2.0
+    # 10 MiB/s for 20 s of warm-up, then flat: the window after settle sees 0
+    samples = [(t / 2, int((100 + min(t / 2, 20) * 10) * 1024)) for t in range(0, 121)]
+    flat = soak_mem.rss_analysis(samples, load_start=0.0, load_end=60.0, settle=25.0, rate=1000.0)
+    assert flat["slope_mib_per_s"] == 0 and flat["bytes_per_op"] == 0 and flat["rss_peak_mib"] == 300.0
+    rising = soak_mem.rss_analysis(samples, load_start=0.0, load_end=60.0, settle=2.0, rate=1000.0)
+    assert rising["slope_mib_per_s"] > 0 and rising["first_half_mib_per_s"] > rising["second_half_mib_per_s"]
+    text = soak_mem.config_text(3, 1234, Path(soak_mem.ROOT))
+    cfg = parse_config(text, "soak", tmp_path)
+    assert cfg.finished_orders_in_memory == 1234 and {"BENCH", "BENCH2", "BENCH3"} <= {s.target_comp_id for s in cfg.sessions}
+
+
+def test_soak_mem_end_to_end(tmp_path, capsys):
+    """A short bounded soak against a real `oms serve`: every operation answered, RSS reported."""
+    from benchmarks import soak_mem
+    out = tmp_path / "soak.json"
+    assert soak_mem.main(["--rate", "300", "--duration", "3", "--settle", "1", "--sessions", "2",
+                          "--keep", "100", "--sample-every", "1", "--json", str(out)]) == 0
+    report = json.loads(out.read_text())
+    load = report["load"]
+    assert load["sent"] == load["acknowledged"] + load["rejected"] and load["errors"] == 0
+    assert load["seq_gaps"] == 0 and report["server_alive_at_end"]
+    assert report["rss"]["samples"] >= 3 and report["rss"]["slope_mib_per_s"] is not None
+    assert "RSS slope after warm-up" in capsys.readouterr().out

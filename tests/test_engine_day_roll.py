@@ -90,3 +90,24 @@ def test_fingerprint_set_matches_a_python_set():
         probes = [rnd.randrange(-2**63, 2**63) for _ in range(200)]
         assert all((p in fps) == ((p if p != 0 else 1) in ref) for p in probes)
     check()
+
+
+def test_fingerprint_set_past_its_capacity_grows_and_keeps_every_entry(caplog):
+    """A table sized for a few entries: it doubles (with a warning) and loses nothing."""
+    import random
+    from oms_trading.engine.fingerprints import FingerprintSet, slots_for
+    assert slots_for(2_000_000) == 1 << 22 and slots_for(1) == 1 << 12
+    rnd = random.Random(7)
+    fps, ref = FingerprintSet(capacity=10), set()
+    first = fps.nbytes
+    for _ in range(20_000):
+        v = rnd.randrange(-2**63, 2**63)
+        fps.add(v)
+        ref.add(v if v != 0 else 1)
+    assert len(fps) == len(ref) and all(v in fps for v in ref)
+    assert fps.nbytes > first and "past the capacity of 10" in caplog.text
+    big = FingerprintSet(capacity=20_000)      # sized for them: allocated once, never grows
+    size = big.nbytes
+    for v in ref:
+        big.add(v)
+    assert big.nbytes == size and big == fps

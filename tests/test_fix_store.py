@@ -73,17 +73,66 @@ def test_reset_starts_both_sides_at_one_and_keeps_the_old_log(tmp_path):
     assert len(list(tmp_path.glob("outbound-*.log"))) == 1
 
 
-def test_sent_index_finds_ranges_and_a_later_frame_wins():
-    from oms_trading.fix.store import SentIndex
-    index = SentIndex()
-    assert not index and list(index.between(1, 10)) == []
-    for seq in (1, 2, 3, 5, 6):
-        index.add(seq, seq * 100, seq)
-    assert len(index) == 5
-    assert [s for s, _, _ in index.between(2, 5)] == [2, 3, 5]
-    assert [s for s, _, _ in index.between(4, 4)] == []
-    assert list(index.between(6, 10**12)) == [(6, 600, 6)]
-    index.add(5, 999, 9)                       # a frame for a seq already there replaces it and what follows
-    assert list(index.between(1, 10)) == [(1, 100, 1), (2, 200, 2), (3, 300, 3), (5, 999, 9)]
-    index.clear()
-    assert not index
+def _msg(seq: int) -> bytes:
+    body = b"35=8\x0134=%d\x01" % seq
+    return b"8=FIX.4.4\x019=%d\x01%b10=000\x01" % (len(body), body)
+
+
+def test_a_later_frame_for_a_seq_replaces_it_and_what_follows(tmp_path):
+    store = MessageStore(tmp_path)
+    store.save_sent([(seq, _msg(seq), 0) for seq in (1, 2, 3, 5, 6)])
+    assert [s for s, _ in store.get_sent(2, 5)] == [2, 3, 5]
+    assert list(store.get_sent(4, 4)) == []
+    assert list(store.get_sent(6, 10**12)) == [(6, _msg(6))]
+    assert list(store.get_sent(5, 4)) == []
+    store.save_sent([(5, b"again", 0)])      # not expected: a later frame for a seq already there
+    expected = [(1, _msg(1)), (2, _msg(2)), (3, _msg(3)), (5, b"again")]
+    assert list(store.get_sent(1, 10)) == expected
+    assert list(store.get_sent(5, 6)) == [(5, b"again")]
+    store.close()
+    again = MessageStore(tmp_path)             # the same read from the log on open
+    assert list(again.get_sent(1, 10)) == expected
+    assert again.next_sender_seq == 6
+
+
+def test_the_index_holds_checkpoints_not_an_entry_per_message(tmp_path):
+    """Resends of any range come from the log; memory is a checkpoint per block of seqs."""
+    from oms_trading.fix.store import CHECKPOINT_EVERY
+    store = MessageStore(tmp_path)
+    n = CHECKPOINT_EVERY * 12 + 37
+    for first in range(1, n + 1, 100):         # batches, as the session writes them
+        store.save_sent([(seq, _msg(seq), seq * 3) for seq in range(first, min(first + 100, n + 1))])
+    assert store._index.nbytes <= 16 * (n // CHECKPOINT_EVERY + 1)
+    for begin, end in ((1, 1), (1, n), (CHECKPOINT_EVERY - 1, CHECKPOINT_EVERY + 1), (n - 3, n + 50),
+                       (2 * CHECKPOINT_EVERY, 2 * CHECKPOINT_EVERY), (777, 1555)):
+        assert list(store.get_sent(begin, end)) == [(s, _msg(s)) for s in range(begin, min(end, n) + 1)]
+    store.close()
+    again = MessageStore(tmp_path)             # restart: the same index from a scan of the log
+    assert again.next_sender_seq == n + 1 and again.event_seq == n * 3
+    assert again._index.nbytes == store._index.nbytes
+    assert list(again.get_sent(300, 900)) == [(s, _msg(s)) for s in range(300, 901)]
+    again.save_sent([(n + 1, _msg(n + 1), 0)])
+    assert list(again.get_sent(n, n + 1)) == [(n, _msg(n)), (n + 1, _msg(n + 1))]
+
+
+def test_a_log_larger_than_the_read_piece_is_scanned_whole(tmp_path, monkeypatch):
+    from oms_trading.fix import store as store_mod
+    monkeypatch.setattr(store_mod, "_READ_CHUNK", 64)     # frames straddle every piece
+    store = MessageStore(tmp_path)
+    store.next_target_seq = 9
+    store.save_sent([(seq, _msg(seq) * (seq % 5 + 1), 0) for seq in range(1, 301)])
+    store.close()
+    log = tmp_path / "outbound.log"
+    log.write_bytes(log.read_bytes()[:-7])     # and a torn last frame
+    again = MessageStore(tmp_path)
+    assert again.next_sender_seq == 300 and again.next_target_seq == 9
+    assert list(again.get_sent(1, 400)) == [(s, _msg(s) * (s % 5 + 1)) for s in range(1, 300)]
+
+
+def test_a_store_with_a_gap_serves_what_it_has(tmp_path):
+    store = MessageStore(tmp_path)
+    store.save_sent([(seq, _msg(seq), 0) for seq in range(1, 11)])
+    store.save_sent([(seq, _msg(seq), 0) for seq in range(600, 611)])   # a gap (not expected)
+    assert [s for s, _ in store.get_sent(5, 605)] == [*range(5, 11), *range(600, 606)]
+    assert [s for s, _ in store.get_sent(300, 599)] == []
+    assert [s for s, _ in store.get_sent(512, 700)] == list(range(600, 611))

@@ -79,7 +79,7 @@ class Engine:
         # hash((session, OrderID)) stay (duplicates refused, the owner's cancels answered "too
         # late") until the end of the day
         self._finished: deque[int] = deque()
-        self._gone_ids = FingerprintSet()
+        self._gone_ids = FingerprintSet(self.config.finished_ids_capacity)
         self.next_order_id = 1
         self.next_exec_id = 1
         self.next_trade_id = 1
@@ -547,7 +547,7 @@ class Engine:
         self.orders = {oid: o for oid, o in self.orders.items() if o.is_open}
         self.by_cl_ord_id = {key: oid for key, oid in self.by_cl_ord_id.items() if oid in self.orders}
         self._finished.clear()
-        self._gone_ids = FingerprintSet()
+        self._gone_ids = FingerprintSet(self.config.finished_ids_capacity)
 
     def _on_control(self, cmd: dict, out: list[dict]) -> None:
         if self.risk is None:
