@@ -38,6 +38,7 @@ MAX_QUEUED = 10_000          # messages held while waiting for a resend to fill 
 # the compiled inbound fast path (fastpath.py); OMS_FIX_FASTPATH=0 sends everything the general way
 FAST_PATH = os.environ.get("OMS_FIX_FASTPATH", "1") != "0"
 FAST_ROWS = 256              # messages per compiled scan
+RESEND_CHUNK_BYTES = 1 << 20  # a ResendRequest is answered in writes of about this size
 _fast_scan = fastpath.scan
 
 
@@ -501,23 +502,22 @@ class FixSession(asyncio.Protocol):
             return
         log.info("%s: serving ResendRequest %d..%d", self.key, begin, end)
         now = fix_timestamp(time.time_ns(), self.acceptor.config.sending_time_precision)
-        gap_start = None
-        seq = begin
-        stored = dict(self.store.get_sent(begin, end))
+        # streamed from the store in chunks: a resend of a whole day is never held at once
+        gap_start = begin            # first seq not resent yet: a gap fill covers it up to the next one
         out: list[bytes] = []
-        while seq <= end:
-            raw = stored.get(seq)
-            mt = _msg_type_of(raw) if raw else None
-            if raw is None or mt in ADMIN_TYPES:
-                if gap_start is None:
-                    gap_start = seq
-            else:
-                if gap_start is not None:
-                    out.append(self._gap_fill(gap_start, seq, now))
-                    gap_start = None
-                out.append(with_poss_dup(raw, now))
-            seq += 1
-        if gap_start is not None:
+        size = 0
+        for seq, raw in self.store.get_sent(begin, end):
+            if seq < gap_start or _msg_type_of(raw) in ADMIN_TYPES:
+                continue
+            if seq > gap_start:
+                out.append(self._gap_fill(gap_start, seq, now))
+            out.append(with_poss_dup(raw, now))
+            gap_start = seq + 1
+            size += len(raw)
+            if size >= RESEND_CHUNK_BYTES:
+                self._write(b"".join(out))
+                out, size = [], 0
+        if gap_start <= end:
             out.append(self._gap_fill(gap_start, end + 1, now))
         self._write(b"".join(out))
 
