@@ -38,6 +38,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.json as pa_json
 
+from .ingest import FastJournalReader
 from .journal import JournalReader, open_journal
 from .schema import COLUMN_NAMES, EVENT_COLUMNS
 
@@ -259,13 +260,17 @@ class Projection:
     """Ingests the journal into DuckDB, in bulk, idempotently (only seq > max(seq))."""
 
     def __init__(self, db_path: Path | str, journal_dir: Path | str, batch_rows: int = 122_880,
-                 interval_ms: int = 200, indexes: bool = True, threads: int | None = 1):
+                 interval_ms: int = 200, indexes: bool = True, threads: int | None = 1,
+                 fast_ingest: bool = True):
         self.db_path = Path(db_path)
         self.journal_dir = Path(journal_dir)
         self.batch_rows = int(batch_rows)
         self.interval = interval_ms / 1000.0
         self.indexes = indexes
         self.threads = threads
+        # catch_up reads and parses the journal files in compiled kernels (``ingest``); False:
+        # the reference path (``JournalReader.read_ndjson`` + Arrow's JSON reader)
+        self.fast_ingest = fast_ingest
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.RLock()
         self._reader: JournalReader | None = None
@@ -365,11 +370,16 @@ class Projection:
                         want = min(want, upto - self._db_max)
                         if want <= 0:
                             break
-                    count, blob = reader.read_ndjson(want)
-                    if not count:
-                        break
-                    tbl = ndjson_to_arrow(blob, count)
-                    del blob
+                    if self.fast_ingest:
+                        tbl = reader.read_arrow(want)
+                        if tbl is None:
+                            break
+                    else:
+                        count, blob = reader.read_ndjson(want)
+                        if not count:
+                            break
+                        tbl = ndjson_to_arrow(blob, count)
+                        del blob
                     first = tbl.column(0)[0].as_py()
                     if first != self._db_max + 1:  # pragma: no cover - reader guarantees it
                         raise RuntimeError(f"projection expected seq {self._db_max + 1}, got {first}")
@@ -592,9 +602,10 @@ class Projection:
         """A reader positioned after the table's last row, once that row is known to be the
         journal's record of the same seq (a table ahead of or forked from the journal, say after
         a power cut lost the journal's unsynced tail, is an error until ``rebuild``)."""
+        cls = FastJournalReader if self.fast_ingest else JournalReader
         if self._db_max == 0:
-            return JournalReader(self.journal_dir, 1)
-        reader = JournalReader(self.journal_dir, self._db_max)
+            return cls(self.journal_dir, 1)
+        reader = cls(self.journal_dir, self._db_max)
         got = reader.read_payloads(1)
         db_hash = con.execute(f"SELECT hash FROM {TABLE} WHERE seq = ?", [self._db_max]).fetchall()
         if not got:
