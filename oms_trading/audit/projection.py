@@ -261,7 +261,8 @@ class Projection:
 
     def __init__(self, db_path: Path | str, journal_dir: Path | str, batch_rows: int = 122_880,
                  interval_ms: int = 200, indexes: bool = True, threads: int | None = 1,
-                 fast_ingest: bool = True):
+                 fast_ingest: bool = True, bulk_threads: int | None = None,
+                 bulk_batch_rows: int | None = None, prefetch: bool = True):
         self.db_path = Path(db_path)
         self.journal_dir = Path(journal_dir)
         self.batch_rows = int(batch_rows)
@@ -271,6 +272,14 @@ class Projection:
         # catch_up reads and parses the journal files in compiled kernels (``ingest``); False:
         # the reference path (``JournalReader.read_ndjson`` + Arrow's JSON reader)
         self.fast_ingest = fast_ingest
+        # a catch-up that finds a backlog (a full batch) switches to bulk mode: batches of
+        # ``bulk_batch_rows``, DuckDB on ``bulk_threads`` threads, the next batch read and parsed
+        # (GIL released) while DuckDB inserts the current one. Defaults: the projection's
+        # ``threads`` and ``batch_rows`` (an in-process projection keeps to one core); the
+        # projection process (``projector``, SCHED_IDLE) and ``rebuild`` use every core.
+        self.bulk_threads = bulk_threads if bulk_threads is not None else threads
+        self.bulk_batch_rows = int(bulk_batch_rows or batch_rows)
+        self.prefetch = prefetch
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.RLock()
         self._reader: JournalReader | None = None
@@ -363,40 +372,55 @@ class Projection:
                 self._reader = self._open_reader(con)
             reader = self._reader
             added = 0
+            batch_rows = self.batch_rows
+            pending = None        # the next batch, being read and parsed in the prefetch thread
+            bulk = False
             try:
                 while True:
-                    want = self.batch_rows
-                    if upto is not None:
-                        want = min(want, upto - self._db_max)
-                        if want <= 0:
-                            break
-                    if self.fast_ingest:
-                        tbl = reader.read_arrow(want)
-                        if tbl is None:
-                            break
+                    if pending is not None:
+                        tbl = pending.result()
+                        pending = None
                     else:
-                        count, blob = reader.read_ndjson(want)
-                        if not count:
-                            break
-                        tbl = ndjson_to_arrow(blob, count)
-                        del blob
+                        tbl = self._read_batch(reader, self._want(upto, self._db_max, batch_rows))
+                    if tbl is None:
+                        break
+                    n = tbl.num_rows
                     first = tbl.column(0)[0].as_py()
                     if first != self._db_max + 1:  # pragma: no cover - reader guarantees it
                         raise RuntimeError(f"projection expected seq {self._db_max + 1}, got {first}")
+                    if n >= self.batch_rows and not bulk and self.fast_ingest:
+                        # a backlog: bigger batches, more DuckDB threads, and the next batch read
+                        # and parsed while this one is inserted
+                        bulk = True
+                        batch_rows = max(self.batch_rows, self.bulk_batch_rows)
+                        self._set_bulk(con, True)
+                    if bulk and self.prefetch:
+                        w = self._want(upto, self._db_max + n, batch_rows)
+                        if w > 0:
+                            pending = _prefetch_pool().submit(self._read_batch, reader, w)
                     con.register("_audit_ingest", tbl)
                     try:
                         con.execute(f"INSERT INTO {TABLE} SELECT * FROM _audit_ingest")
                     finally:
                         con.unregister("_audit_ingest")
-                    self._db_max += tbl.num_rows
-                    added += tbl.num_rows
+                    del tbl
+                    self._db_max += n
+                    added += n
             except BaseException:
+                if pending is not None:
+                    try:
+                        pending.result()
+                    except BaseException:
+                        pass
                 self._reader = None  # re-read max(seq) next time
                 try:
                     self._db_max = con.execute(f"SELECT coalesce(max(seq), 0) FROM {TABLE}").fetchall()[0][0]
                 except Exception:  # pragma: no cover
                     self.close()
                 raise
+            finally:
+                if bulk and self._con is not None:
+                    self._set_bulk(con, False)
             if not self._indexed:
                 self._ensure_indexes(con)
                 self._indexed = True
@@ -404,6 +428,33 @@ class Projection:
             self.rows_ingested += added
             self.rows_from_journal += added
             return added
+
+    @staticmethod
+    def _want(upto: int | None, db_max: int, batch_rows: int) -> int:
+        return batch_rows if upto is None else min(batch_rows, upto - db_max)
+
+    def _read_batch(self, reader, want: int) -> pa.Table | None:
+        """The next ``want`` journal records as an Arrow table (None when there are none)."""
+        if want <= 0:
+            return None
+        if self.fast_ingest:
+            return reader.read_arrow(want)
+        count, blob = reader.read_ndjson(want)
+        if not count:
+            return None
+        return ndjson_to_arrow(blob, count)
+
+    def _set_bulk(self, con, on: bool) -> None:
+        """DuckDB settings for a backlog: ``bulk_threads`` threads, and insertion order not
+        preserved (each thread appends whole runs of rows; every query orders by seq)."""
+        if not self.bulk_threads or self.bulk_threads == self.threads:
+            return
+        if on:
+            con.execute(f"SET threads = {int(self.bulk_threads)}")
+            con.execute("SET preserve_insertion_order = false")
+        else:
+            con.execute(f"SET threads = {int(self.threads or os.cpu_count() or 1)}")
+            con.execute("RESET preserve_insertion_order")
 
     def _insert(self, con, tbl: pa.Table) -> None:
         con.register("_audit_ingest", tbl)
@@ -627,7 +678,14 @@ class Projection:
             self._db_max = 0
             self._reader = None
             self._indexed = False
-            return self.catch_up()
+            # an offline bulk load: every core; the ART indexes are built once at the end
+            # (catch_up creates them after the load when the table has none)
+            saved = self.bulk_threads
+            self.bulk_threads = max(saved or 1, os.cpu_count() or 1)
+            try:
+                return self.catch_up()
+            finally:
+                self.bulk_threads = saved
 
     def max_seq(self) -> int:
         with self._lock:
@@ -723,6 +781,20 @@ class Projection:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+_POOL = None
+_POOL_LOCK = threading.Lock()
+
+
+def _prefetch_pool():
+    """One worker thread for catch-up prefetch (reads and parses the next batch)."""
+    global _POOL
+    with _POOL_LOCK:
+        if _POOL is None:
+            from concurrent.futures import ThreadPoolExecutor
+            _POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="audit-prefetch")
+        return _POOL
 
 
 def _seq_key(r: dict) -> int:

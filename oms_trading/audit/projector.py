@@ -7,8 +7,10 @@ without the projection to p50 1.6-2.1 / p99 12-15 ms with it. So ``oms serve`` r
 projection in a child process, scheduled SCHED_IDLE (a child at nice 10 still cost the order
 path as much: on two cores it competes with the server for the CPU; an idle-class task runs
 only when no other task wants the CPU and is preempted at once). The child follows the journal's files as the server flushes
-them (they are in the page cache), parses each batch with Arrow's JSON reader and inserts it
-(``Projection.catch_up``, the same code ``oms audit rebuild`` uses), and it answers the
+them (they are in the page cache), checks and parses each batch in compiled kernels
+(``ingest``) and inserts it (``Projection.catch_up``, the same code ``oms audit rebuild``
+uses; a backlog is inserted with DuckDB on every core, the idle class keeping it off the
+server's way), and it answers the
 server's audit queries over a pipe: DuckDB lets one process at a time open the file for
 writing, so the queries run where the connection is.
 
@@ -142,7 +144,10 @@ def _child_main(db_path: str, journal_dir: str, conn, db_max) -> None:
             pass
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .projection import Projection
-    projection = Projection(db_path, journal_dir)
+    # at idle priority the projection may use every core the machine leaves idle: a backlog
+    # (start-up, or after the server outran it) is inserted with DuckDB on all cores while the
+    # next batch is read and parsed (Projection's bulk mode); steady state stays one thread
+    projection = Projection(db_path, journal_dir, bulk_threads=os.cpu_count() or 1)
     last_error = None
 
     def catch_up() -> int:
