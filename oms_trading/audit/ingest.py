@@ -401,6 +401,12 @@ _I64_MAX = np.int64(9223372036854775807)
 _I32_LO, _I32_HI = -(1 << 31), (1 << 31) - 1
 
 
+# bytes that stand for themselves inside a JSON string: printable ASCII but '"' and '\\'
+_PLAIN = np.zeros(256, dtype=np.uint8)
+_PLAIN[32:128] = 1
+_PLAIN[34] = _PLAIN[92] = 0
+
+
 @numba.njit(nogil=True, cache=True, inline="always")
 def _hexval(c):
     if 48 <= c <= 57:
@@ -414,14 +420,16 @@ def _hexval(c):
 
 @numba.njit(nogil=True, cache=True)
 def _parse_kernel(buf, ps, pe, names, namelen, bylen, kinds, slot, ints, ivalid, sstart, slen, sesc,
-                  slow):
+                  slow, tot):
     """Parse each payload ``buf[ps[i]:pe[i]]`` (a compact JSON object) into the typed columns:
-    int columns into ``ints[slot, i]`` / ``ivalid``; str columns as (start, decoded length,
-    has-escapes) in ``sstart``/``slen``/``sesc`` (start -1: NULL). ``slow[i] = 1`` when the row
-    is not plain (the reference conversion takes it). Returns the number of slow rows."""
+    int columns into ``ints[i, slot]`` / ``ivalid``; str columns as (start, decoded length,
+    has-escapes) in ``sstart``/``slen``/``sesc`` (start -1: NULL), ``tot[slot]`` the bytes of each
+    str column. ``slow[i] = 1`` when the row is not plain (the reference conversion takes it;
+    its entries are reset to NULL). Returns the number of slow rows."""
     n = ps.shape[0]
     nslow = 0
     guess = np.full(names.shape[0] + 1, -1, dtype=np.int64)   # column seen after column k-1 last time
+    plain = _PLAIN
     for i in range(n):
         p = ps[i]
         e = pe[i]
@@ -502,6 +510,12 @@ def _parse_kernel(buf, ps, pe, names, namelen, bylen, kinds, slot, ints, ivalid,
                     dlen = 0
                     esc = 0
                     while q < e:
+                        q0 = q
+                        while q < e and plain[buf[q]]:   # the common bytes: one lookup each
+                            q += 1
+                        dlen += q - q0
+                        if q >= e:
+                            break
                         b = buf[q]
                         if b == 34:
                             break
@@ -602,20 +616,21 @@ def _parse_kernel(buf, ps, pe, names, namelen, bylen, kinds, slot, ints, ivalid,
                     ds = p
                     v = np.int64(0)
                     over = False
-                    while p < e and 48 <= buf[p] <= 57:
-                        d = np.int64(buf[p] - 48)
-                        if v > (_I64_MAX - d) // 10:
-                            # beyond +2**63-1; -2**63 itself is the one value still allowed
-                            if neg and v == np.int64(922337203685477580) and d == 8 \
-                                    and not (p + 1 < e and 48 <= buf[p + 1] <= 57):
-                                v = -v * 10 - 8
-                                neg = False
-                                p += 1
-                                break
-                            over = True
-                            break
-                        v = v * 10 + d
+                    # 18 digits cannot overflow int64: no check in the loop
+                    while p < e and p - ds < 18 and 48 <= buf[p] <= 57:
+                        v = v * 10 + np.int64(buf[p] - 48)
                         p += 1
+                    if p < e and 48 <= buf[p] <= 57:   # a 19th digit: at the edge of int64
+                        d = np.int64(buf[p] - 48)
+                        if v > np.int64(922337203685477580) or (v == np.int64(922337203685477580)
+                                                                and d > (8 if neg else 7)):
+                            over = True
+                        else:
+                            v = -v * 10 - d if neg else v * 10 + d   # -2**63 fits only this way
+                            neg = False
+                            p += 1
+                            if p < e and 48 <= buf[p] <= 57:
+                                over = True                          # 20 digits and more
                     nd = p - ds
                     if over or nd == 0 or (nd > 1 and buf[ds] == 48):
                         ok = False
@@ -660,11 +675,19 @@ def _parse_kernel(buf, ps, pe, names, namelen, bylen, kinds, slot, ints, ivalid,
         if not ok:
             slow[i] = 1
             nslow += 1
+            for j in range(sstart.shape[1]):
+                sstart[i, j] = -1
+                slen[i, j] = 0
+            for j in range(ivalid.shape[1]):
+                ivalid[i, j] = 0
+        else:
+            for j in range(sstart.shape[1]):
+                tot[j] += slen[i, j]
     return nslow
 
 
 @numba.njit(nogil=True, cache=True)
-def _gather_kernel(buf, sstart, slen, sesc, slow, bases, offsets, data):
+def _gather_kernel(buf, sstart, slen, sesc, slow, bases, offsets, data, svalid):
     """Str column j: Arrow offsets ``offsets[j]`` (int32, relative to the column's part of
     ``data``, which starts at ``bases[j]``) and the decoded bytes, in one pass over the rows
     (row-major: the payloads are read once, in order)."""
@@ -678,6 +701,7 @@ def _gather_kernel(buf, sstart, slen, sesc, slow, bases, offsets, data):
             s = sstart[i, j]
             pos = cur[j]
             if s >= 0 and not sl:
+                svalid[j, i] = 1
                 L = slen[i, j]
                 if not sesc[i, j]:
                     for m in range(L):
@@ -750,20 +774,14 @@ def frames_to_arrow(buf, ps: np.ndarray, pe: np.ndarray) -> pa.Table:
     arr = np.frombuffer(buf, dtype=np.uint8) if not isinstance(buf, np.ndarray) else buf
     ints = np.zeros((n, NINT), dtype=np.int64)
     ivalid = np.zeros((n, NINT), dtype=np.uint8)
-    sstart = np.full((n, NSTR), -1, dtype=np.int64)
-    slen = np.zeros((n, NSTR), dtype=np.int64)
+    pos_t = np.int32 if len(arr) < (1 << 31) else np.int64
+    sstart = np.full((n, NSTR), -1, dtype=pos_t)
+    slen = np.zeros((n, NSTR), dtype=np.int32)
     sesc = np.zeros((n, NSTR), dtype=np.uint8)
     slow = np.zeros(n, dtype=np.uint8)
+    tot = np.zeros(NSTR, dtype=np.int64)
     nslow = _parse_kernel(arr, ps, pe, _NAMES, _NAMELEN, _BYLEN, _KINDS, _SLOT, ints, ivalid, sstart,
-                          slen, sesc, slow)
-    if nslow:
-        sb = slow.astype(bool)
-        sstart[sb] = -1
-        ivalid[sb] = 0
-        slen[sb] = 0
-    svalid = sstart >= 0
-    slen[~svalid] = 0
-    tot = slen.sum(axis=0)
+                          slen, sesc, slow, tot)
     if int(tot.max()) >= (1 << 31) - 1:  # pragma: no cover - int32 offsets: split the batch
         h = n // 2
         return pa.concat_tables([frames_to_arrow(buf, ps[:h], pe[:h]), frames_to_arrow(buf, ps[h:], pe[h:])])
@@ -771,10 +789,10 @@ def frames_to_arrow(buf, ps: np.ndarray, pe: np.ndarray) -> pa.Table:
     np.cumsum(tot, out=bases[1:])
     offsets = np.empty((NSTR, n + 1), dtype=np.int32)
     data = np.empty(max(int(bases[-1]), 1), dtype=np.uint8)
-    _gather_kernel(arr, sstart, slen, sesc, slow, bases, offsets, data)
+    svalid_t = np.zeros((NSTR, n), dtype=np.uint8)
+    _gather_kernel(arr, sstart, slen, sesc, slow, bases, offsets, data, svalid_t)
     ints_t = np.ascontiguousarray(ints.T)
     ivalid_t = np.ascontiguousarray(ivalid.T)
-    svalid_t = np.ascontiguousarray(svalid.T).view(np.uint8)
     cols = {}
     for j, name in enumerate(_INT_COLS):
         vb, nulls = _validity(ivalid_t[j])
