@@ -48,6 +48,7 @@ from pathlib import Path
 
 import duckdb
 import orjson
+import pyarrow as pa
 
 from oms_trading.audit.journal import Journal
 from oms_trading.audit.projection import (TABLE, Projection, create_table_sql, order_lifecycle, payloads_to_arrow,
@@ -326,7 +327,9 @@ def bench_catch_up_parts(jdir: Path, db: Path, events: int, batch_rows: int = 12
                          "json_to_arrow_us_per_event": round(parse_cpu / n * 1e6, 3)},
            "fast": {"read_and_check_us_per_event": round(fread_cpu / n * 1e6, 3),
                     "json_to_arrow_us_per_event": round(fparse_cpu / n * 1e6, 3)}}
-    for threads in sorted({1, os.cpu_count() or 1}):
+    whole = pa.concat_tables(tbls).combine_chunks()
+    ncpu = os.cpu_count() or 1
+    for threads, one in sorted({(1, False), (ncpu, False), (ncpu, True)}):
         _remove_db(db)
         con = duckdb.connect(str(db), config={"threads": threads, "preserve_insertion_order": threads == 1})
         con.execute(create_table_sql())
@@ -334,13 +337,15 @@ def bench_catch_up_parts(jdir: Path, db: Path, events: int, batch_rows: int = 12
         con.execute(f"CREATE INDEX {TABLE}_cl_ord_id ON {TABLE}(cl_ord_id)")
         t = time.perf_counter()
         c = time.process_time()
-        for tb in tbls:
+        for tb in ([whole] if one else tbls):
             con.execute(f"INSERT INTO {TABLE} SELECT * FROM tb")
         con.execute("CHECKPOINT")
         ins_cpu = time.process_time() - c
         ins_wall = time.perf_counter() - t
         con.close()
-        out[f"insert_with_art_{threads}_thread"] = {
+        # batches of 122,880 rows (one row group each, as catch_up inserts), or the whole table
+        # in one INSERT (the most DuckDB can spread over its threads)
+        out[f"insert_with_art_{threads}_thread" + ("_one_insert" if one else "")] = {
             "us_cpu_per_event": round(ins_cpu / n * 1e6, 3),
             "events_per_s": round(n / ins_wall), "events_per_cpu_s": round(n / ins_cpu)}
     _remove_db(db)

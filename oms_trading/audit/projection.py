@@ -10,7 +10,10 @@ rows. Nothing here runs UPDATE or DELETE on audit rows.
 The journal is the truth: if DuckDB is locked or missing, the projection logs it and retries.
 
 Three ways in, same rows: ``catch_up`` reads the journal files back (start-up, ``oms audit``
-commands, after any gap or error). At run time, when the ``Journal`` is open in this process
+commands, after any gap or error, and all day in ``oms serve``'s projection process): frames
+walked and SHA-256-checked and the JSON parsed into typed columns by compiled kernels
+(``ingest.FastJournalReader``; ``fast_ingest=False`` keeps the reference path, Arrow's JSON
+reader), and a backlog inserted in bulk mode (``bulk_threads``, prefetch of the next batch). At run time, when the ``Journal`` is open in this process
 (``oms serve``), ``start`` attaches to its ``tap``: every flush hands over the payloads it wrote
 (already-encoded JSON bytes, no per-record work on the engine thread beyond a list append), and
 the background thread newline-joins them, parses them with Arrow's C++ JSON reader and INSERTs
@@ -19,7 +22,8 @@ the engine thread (it still needs a CPU core). Without a journal in the process,
 gateway's ``on_events`` hook) hands over the record dicts and the thread builds Arrow from them
 (``records_to_arrow``, GIL held). A gap in what memory holds (a lost tap entry, a failed write)
 is read from the journal files, bounded to the gap so that catch-up never chases a live writer.
-DuckDB runs with one thread so that it does not compete with the engine for the CPU.
+DuckDB runs with one thread so that it does not compete with the engine for the CPU (bulk mode
+on more threads is for the idle-class projection process and ``rebuild``).
 """
 from __future__ import annotations
 
@@ -262,7 +266,7 @@ class Projection:
     def __init__(self, db_path: Path | str, journal_dir: Path | str, batch_rows: int = 122_880,
                  interval_ms: int = 200, indexes: bool = True, threads: int | None = 1,
                  fast_ingest: bool = True, bulk_threads: int | None = None,
-                 bulk_batch_rows: int | None = None, prefetch: bool = True):
+                 bulk_batch_rows: int | None = None, prefetch: bool | None = None):
         self.db_path = Path(db_path)
         self.journal_dir = Path(journal_dir)
         self.batch_rows = int(batch_rows)
@@ -275,11 +279,12 @@ class Projection:
         # a catch-up that finds a backlog (a full batch) switches to bulk mode: batches of
         # ``bulk_batch_rows``, DuckDB on ``bulk_threads`` threads, the next batch read and parsed
         # (GIL released) while DuckDB inserts the current one. Defaults: the projection's
-        # ``threads`` and ``batch_rows`` (an in-process projection keeps to one core); the
-        # projection process (``projector``, SCHED_IDLE) and ``rebuild`` use every core.
+        # ``threads`` and ``batch_rows``, prefetch only with more than one bulk thread (an
+        # in-process projection keeps to one core); the projection process (``projector``,
+        # SCHED_IDLE) and ``rebuild`` use every core.
         self.bulk_threads = bulk_threads if bulk_threads is not None else threads
         self.bulk_batch_rows = int(bulk_batch_rows or batch_rows)
-        self.prefetch = prefetch
+        self.prefetch = prefetch if prefetch is not None else (self.bulk_threads or 2) > 1
         self._con: duckdb.DuckDBPyConnection | None = None
         self._lock = threading.RLock()
         self._reader: JournalReader | None = None
@@ -680,12 +685,13 @@ class Projection:
             self._indexed = False
             # an offline bulk load: every core; the ART indexes are built once at the end
             # (catch_up creates them after the load when the table has none)
-            saved = self.bulk_threads
-            self.bulk_threads = max(saved or 1, os.cpu_count() or 1)
+            saved = self.bulk_threads, self.prefetch
+            self.bulk_threads = max(saved[0] or 1, os.cpu_count() or 1)
+            self.prefetch = self.bulk_threads > 1
             try:
                 return self.catch_up()
             finally:
-                self.bulk_threads = saved
+                self.bulk_threads, self.prefetch = saved
 
     def max_seq(self) -> int:
         with self._lock:
