@@ -53,6 +53,7 @@ import pyarrow as pa
 from oms_trading.audit.journal import Journal
 from oms_trading.audit.projection import (TABLE, Projection, create_table_sql, order_lifecycle, payloads_to_arrow,
                                           records_to_arrow)
+from oms_trading.audit.projector import projection_options
 from oms_trading.audit.queries import lifecycle
 
 T0 = 1_700_000_000_000_000_000
@@ -246,7 +247,7 @@ def bench_rebuild(jdir: Path, db: Path, **kw) -> dict:
 CATCH_UP_PATHS = {
     "reference_1_thread": dict(fast_ingest=False),
     "fast_1_thread": dict(bulk_threads=1, prefetch=False),
-    "fast_serve_all_cores": dict(bulk_threads=os.cpu_count() or 1),
+    "fast_serve_all_cores": projection_options(),
 }
 REBUILD_PATHS = {
     "reference_1_thread": dict(fast_ingest=False),

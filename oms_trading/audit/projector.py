@@ -35,6 +35,13 @@ STOP_TIMEOUT_S = 120.0  # the final catch-up of a long backlog may take a while
 CALL_TIMEOUT_S = 600.0  # an export of the whole trail
 
 
+def projection_options() -> dict:
+    """``Projection`` options of the projection process: in bulk mode (a backlog) DuckDB on every
+    core and batches of two row groups (DuckDB spreads one INSERT over its threads by row group;
+    two batches in flight take ~0.5 GB), the next batch read and parsed meanwhile."""
+    return {"bulk_threads": os.cpu_count() or 1, "bulk_batch_rows": 2 * 122_880}
+
+
 class ProjectorError(RuntimeError):
     """The projection process failed or is not running."""
 
@@ -147,7 +154,7 @@ def _child_main(db_path: str, journal_dir: str, conn, db_max) -> None:
     # at idle priority the projection may use every core the machine leaves idle: a backlog
     # (start-up, or after the server outran it) is inserted with DuckDB on all cores while the
     # next batch is read and parsed (Projection's bulk mode); steady state stays one thread
-    projection = Projection(db_path, journal_dir, bulk_threads=os.cpu_count() or 1)
+    projection = Projection(db_path, journal_dir, **projection_options())
     last_error = None
 
     def catch_up() -> int:
