@@ -77,7 +77,7 @@ def _load_sha() -> bool:
     return False  # pragma: no cover - no usable libcrypto
 
 
-HAVE_NATIVE_SHA = not os.environ.get("OMS_INGEST_NO_LIBCRYPTO") and _load_sha()
+HAVE_NATIVE_SHA = _load_sha()
 
 _sha_init = types.ExternalFunction("SHA256_Init", types.int32(types.voidptr))
 _sha_update = types.ExternalFunction("SHA256_Update", types.int32(types.voidptr, types.voidptr, types.uintp))
@@ -119,13 +119,12 @@ _HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
 
 
 @numba.njit(nogil=True, cache=True)
-def _scan_kernel(buf, start, size, expected_seq, limit, skip_below, ps_out, pe_out, native_sha,
-                 sha_ok):
+def _scan_kernel(buf, start, size, expected_seq, limit, skip_below, ps_out, pe_out, native_sha):
     """Walk ``b'OMSH'`` frames of ``buf[start:size]`` (see ``journal._scan``). Returns
     ``(stop, end_offset, next_seq, count, collected)``; stop is ST_OTHER at the first frame
     this kernel does not accept (the reference scan takes over there). Without the native
-    SHA-256 (``native_sha`` False) the digest check is left to the caller: ``sha_ok`` is then
-    unused and the caller checks the collected frames itself."""
+    SHA-256 (``native_sha`` False) the digest check is left to the caller, which checks the
+    collected frames itself."""
     ctx = np.zeros(256, dtype=np.uint8)
     brace = np.full(1, 125, dtype=np.uint8)   # '}'
     digest = np.zeros(32, dtype=np.uint8)
@@ -228,10 +227,10 @@ def fast_scan(buf, size: int, expected_seq: int, *, skip_below: int = 0, start: 
     ps = np.empty(cap, dtype=np.int64)
     pe = np.empty(cap, dtype=np.int64)
     stop, off, nxt, count, ncoll = _scan_kernel(arr, start, size, expected_seq, limit, skip_below,
-                                                ps, pe, HAVE_NATIVE_SHA, True)
+                                                ps, pe, HAVE_NATIVE_SHA)
     ps = ps[:ncoll]
     pe = pe[:ncoll]
-    if not HAVE_NATIVE_SHA:  # pragma: no cover - exercised with OMS_INGEST_NO_LIBCRYPTO
+    if not HAVE_NATIVE_SHA:  # no libcrypto (tests: monkeypatched)
         good = _py_sha_ok(buf, ps, pe)
         if good < ncoll:
             # rewind to the first bad frame: the reference scan takes it from there
