@@ -682,9 +682,12 @@ class Projection:
             self._ensure_schema(con)
             self._db_max = 0
             self._reader = None
-            self._indexed = False
-            # an offline bulk load: every core; the ART indexes are built once at the end
-            # (catch_up creates them after the load when the table has none)
+            # the ART indexes first, maintained by every insert: building them after the load
+            # cost more (2026-11-25, 300k events, 5 interleaved pairs: 186k vs 200k events/s,
+            # 156k vs 165k events/CPU-s)
+            self._ensure_indexes(con)
+            self._indexed = True
+            # an offline bulk load: every core
             saved = self.bulk_threads, self.prefetch
             self.bulk_threads = max(saved[0] or 1, os.cpu_count() or 1)
             self.prefetch = self.bulk_threads > 1
