@@ -13,9 +13,9 @@ Three ways in, same rows: ``catch_up`` reads the journal files back (start-up, `
 commands, after any gap or error, and all day in ``oms serve``'s projection process): frames
 walked and SHA-256-checked and the JSON parsed into typed columns by compiled kernels
 (``ingest.FastJournalReader``; ``fast_ingest=False`` keeps the reference path, Arrow's JSON
-reader), and a backlog inserted in bulk mode (``bulk_threads``, prefetch of the next batch). At run time, when the ``Journal`` is open in this process
-(``oms serve``), ``start`` attaches to its ``tap``: every flush hands over the payloads it wrote
-(already-encoded JSON bytes, no per-record work on the engine thread beyond a list append), and
+reader), and a backlog inserted in bulk mode (``bulk_threads``, prefetch of the next batch).
+At run time, when the ``Journal`` is open in this process, ``start`` attaches to its ``tap``:
+every flush hands over the payloads it wrote (already-encoded JSON bytes, no per-record work on the engine thread beyond a list append), and
 the background thread newline-joins them, parses them with Arrow's C++ JSON reader and INSERTs
 the Arrow table: both steps run with the GIL released, so the projection hardly ever holds up
 the engine thread (it still needs a CPU core). Without a journal in the process, ``feed`` (the
