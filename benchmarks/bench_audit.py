@@ -15,8 +15,11 @@
 2. Projection into a fresh DuckDB file, same events, same run:
    - ``catch_up()``: the journal files read back and parsed: what ``oms serve``'s projection
      process does all day (audit/projector.py), and any projection at startup or after a gap
-     (``projection_with_indexes`` is that path as it runs, ART indexes on;
-     ``projection_catch_up_parts`` splits it into read + frame check, JSON -> Arrow, INSERT);
+     (``projection_with_indexes`` is that path as the projection process runs it, ART indexes
+     on; ``ingest_compare`` puts it beside the reference path and ``rebuild`` in one run,
+     interleaved repetitions, medians: **the headline DuckDB ingest figure**;
+     ``projection_catch_up_parts`` splits both paths into read + frame check, JSON -> Arrow,
+     and DuckDB's INSERT of the ready tables on 1 thread and on every core, the floor);
    - tap: the payload bytes the journal flushed (``Journal.tap``, for a projection thread in the
      journal's own process), newline-joined, Arrow's C++ JSON reader, INSERT (GIL released);
    - ``ingest_records()``: the record dicts ``Journal.append`` returned (the gateway's
@@ -49,10 +52,12 @@ from pathlib import Path
 
 import duckdb
 import orjson
+import pyarrow as pa
 
 from oms_trading.audit.journal import Journal
 from oms_trading.audit.projection import (TABLE, Projection, create_table_sql, order_lifecycle, payloads_to_arrow,
                                           records_to_arrow)
+from oms_trading.audit.projector import projection_options
 from oms_trading.audit.queries import lifecycle
 
 T0 = 1_700_000_000_000_000_000
@@ -252,10 +257,13 @@ def _remove_db(db: Path) -> None:
             f.unlink()
 
 
-def bench_projection(jdir: Path, db: Path, events: int, indexes: bool) -> dict:
+def bench_projection(jdir: Path, db: Path, events: int, indexes: bool, **kw) -> dict:
+    """``Projection.catch_up`` into a fresh file (``kw``: Projection options, e.g. the reference
+    path ``fast_ingest=False``); with ``indexes`` the ART indexes exist before the load (steady
+    state: every insert maintains them)."""
     _remove_db(db)
-    p = Projection(db, jdir, indexes=indexes)
-    if indexes:  # steady state: the ART indexes exist and are maintained by every insert
+    p = Projection(db, jdir, indexes=indexes, **kw)
+    if indexes:
         p._ensure_indexes(p._connect())
     t = time.perf_counter()
     c = time.process_time()
@@ -267,12 +275,74 @@ def bench_projection(jdir: Path, db: Path, events: int, indexes: bool) -> dict:
             "cpu_s": round(cpu, 3), "events_per_cpu_s": round(n / cpu)}
 
 
+def bench_rebuild(jdir: Path, db: Path, **kw) -> dict:
+    """``Projection.rebuild()`` (drop, load from the journal, ART indexes built at the end), as
+    ``oms audit rebuild`` runs it."""
+    _remove_db(db)
+    p = Projection(db, jdir, **kw)
+    p._connect()
+    t = time.perf_counter()
+    c = time.process_time()
+    n = p.rebuild()
+    dt = time.perf_counter() - t
+    cpu = time.process_time() - c
+    p.close()
+    return {"rows": n, "seconds": round(dt, 3), "events_per_s": round(n / dt), "cpu_s": round(cpu, 3),
+            "events_per_cpu_s": round(n / cpu)}
+
+
+# the catch-up paths compared in one run: the reference (Python frame walk + SHA-256 per frame,
+# Arrow's JSON reader, DuckDB on 1 thread: the path before 2026-11-25 21:30), the compiled
+# path on one core, and the path the projection process runs (compiled, bulk mode on every core)
+CATCH_UP_PATHS = {
+    "reference_1_thread": dict(fast_ingest=False),
+    "fast_1_thread": dict(bulk_threads=1, prefetch=False),
+    "fast_serve_all_cores": projection_options(),
+}
+REBUILD_PATHS = {
+    "reference_1_thread": dict(fast_ingest=False),
+    "fast_all_cores": dict(),
+}
+
+
+def bench_catch_up_compare(jdir: Path, base: Path, reps: int) -> dict:
+    """The catch-up paths (``CATCH_UP_PATHS``, ART on) and rebuild (``REBUILD_PATHS``) over the
+    same journal, repetitions interleaved (path A, B, C, A, B, C...), medians: the before/after of
+    the DuckDB ingest on the ``oms serve`` path, measured side by side."""
+    from oms_trading.audit import ingest
+    ingest.warm()
+    runs: dict = {f"catch_up.{k}": [] for k in CATCH_UP_PATHS}
+    runs.update({f"rebuild.{k}": [] for k in REBUILD_PATHS})
+    loads = []
+    for _ in range(reps):
+        for name, kw in CATCH_UP_PATHS.items():
+            runs[f"catch_up.{name}"].append(bench_projection(jdir, base / "cmp.duckdb", 0, True, **kw))
+            loads.append(os.getloadavg()[0])
+        for name, kw in REBUILD_PATHS.items():
+            runs[f"rebuild.{name}"].append(bench_rebuild(jdir, base / "cmp.duckdb", **kw))
+            loads.append(os.getloadavg()[0])
+    _remove_db(base / "cmp.duckdb")
+    out: dict = {"reps": reps, "loadavg_1min_min_max": [min(loads), max(loads)]}
+    for key, rs in runs.items():
+        out[key] = {"rows": rs[0]["rows"],
+                    "events_per_s_median": statistics.median(r["events_per_s"] for r in rs),
+                    "events_per_cpu_s_median": statistics.median(r["events_per_cpu_s"] for r in rs),
+                    "events_per_s_all": sorted(r["events_per_s"] for r in rs)}
+    return out
+
+
 def bench_catch_up_parts(jdir: Path, db: Path, events: int, batch_rows: int = 122_880) -> dict:
-    """What bounds ``catch_up`` (the ``oms serve`` path), step by step over the same journal:
-    read + frame check (``JournalReader.read_ndjson``), JSON -> Arrow (``ndjson_to_arrow``), and
-    DuckDB's INSERT of the ready Arrow tables into a fresh file with the ART indexes."""
+    """What bounds ``catch_up`` (the ``oms serve`` path), step by step over the same journal.
+
+    Reference path: read + frame check (``JournalReader.read_ndjson``, Python per frame), JSON ->
+    Arrow (``ndjson_to_arrow``, Arrow's JSON reader). Compiled path (``ingest``): read + frame
+    walk + SHA-256 check (``FastJournalReader``'s scan kernel), JSON -> typed Arrow columns
+    (``frames_to_arrow``). Then the floor both share: DuckDB's own INSERT of the ready Arrow
+    tables into a fresh file with the ART indexes, on 1 thread and on every core."""
+    from oms_trading.audit import ingest
     from oms_trading.audit.journal import JournalReader
     from oms_trading.audit.projection import ndjson_to_arrow
+    ingest.warm()
     r = JournalReader(jdir)
     c = time.process_time()
     blobs = []
@@ -286,25 +356,51 @@ def bench_catch_up_parts(jdir: Path, db: Path, events: int, batch_rows: int = 12
     tbls = [ndjson_to_arrow(b, n) for n, b in blobs]
     parse_cpu = time.process_time() - c
     del blobs
-    _remove_db(db)
-    con = duckdb.connect(str(db), config={"threads": 1})
-    con.execute(create_table_sql())
-    con.execute(f"CREATE INDEX {TABLE}_order_id ON {TABLE}(order_id)")
-    con.execute(f"CREATE INDEX {TABLE}_cl_ord_id ON {TABLE}(cl_ord_id)")
+    # compiled path, the same steps
+    fr = ingest.FastJournalReader(jdir)
     c = time.process_time()
-    for tb in tbls:
-        con.execute(f"INSERT INTO {TABLE} SELECT * FROM tb")
-    con.execute("CHECKPOINT")
-    ins_cpu = time.process_time() - c
-    con.close()
-    _remove_db(db)
+    frames = []
+    while True:
+        got = fr._read_frames_fast(batch_rows)
+        if not got:
+            break
+        frames.extend(got)
+    fread_cpu = time.process_time() - c
+    c = time.process_time()
+    ftbls = [ingest.frames_to_arrow(b, ps, pe) for b, ps, pe in frames]
+    fparse_cpu = time.process_time() - c
+    del frames
     n = sum(t.num_rows for t in tbls)
-    return {"rows": n, "read_and_check_events_per_cpu_s": round(n / read_cpu),
-            "json_to_arrow_events_per_cpu_s": round(n / parse_cpu),
-            "insert_with_art_events_per_cpu_s": round(n / ins_cpu),
-            "us_per_event": {"read_and_check": round(read_cpu / n * 1e6, 2),
-                             "json_to_arrow": round(parse_cpu / n * 1e6, 2),
-                             "insert_with_art": round(ins_cpu / n * 1e6, 2)}}
+    assert sum(t.num_rows for t in ftbls) == n
+    del ftbls
+    out = {"rows": n,
+           "reference": {"read_and_check_us_per_event": round(read_cpu / n * 1e6, 3),
+                         "json_to_arrow_us_per_event": round(parse_cpu / n * 1e6, 3)},
+           "fast": {"read_and_check_us_per_event": round(fread_cpu / n * 1e6, 3),
+                    "json_to_arrow_us_per_event": round(fparse_cpu / n * 1e6, 3)}}
+    whole = pa.concat_tables(tbls).combine_chunks()
+    ncpu = os.cpu_count() or 1
+    for threads, one in sorted({(1, False), (ncpu, False), (ncpu, True)}):
+        _remove_db(db)
+        con = duckdb.connect(str(db), config={"threads": threads, "preserve_insertion_order": threads == 1})
+        con.execute(create_table_sql())
+        con.execute(f"CREATE INDEX {TABLE}_order_id ON {TABLE}(order_id)")
+        con.execute(f"CREATE INDEX {TABLE}_cl_ord_id ON {TABLE}(cl_ord_id)")
+        t = time.perf_counter()
+        c = time.process_time()
+        for tb in ([whole] if one else tbls):
+            con.execute(f"INSERT INTO {TABLE} SELECT * FROM tb")
+        con.execute("CHECKPOINT")
+        ins_cpu = time.process_time() - c
+        ins_wall = time.perf_counter() - t
+        con.close()
+        # batches of 122,880 rows (one row group each, as catch_up inserts), or the whole table
+        # in one INSERT (the most DuckDB can spread over its threads)
+        out[f"insert_with_art_{threads}_thread" + ("_one_insert" if one else "")] = {
+            "us_cpu_per_event": round(ins_cpu / n * 1e6, 3),
+            "events_per_s": round(n / ins_wall), "events_per_cpu_s": round(n / ins_cpu)}
+    _remove_db(db)
+    return out
 
 
 def bench_feed(jdir: Path, db: Path, records: list, batch_rows: int = 122_880) -> dict:
@@ -517,7 +613,9 @@ def run(events: int = 1_000_000, lifecycle_events: int = 10_000_000, batch: int 
             out["journal_ab"] = bench_journal_ab(base, min(events, 50_000), batch, ab_reps)
         out["journal_fsync_os"] = bench_journal(base / "journal-os", events, batch, "os")
         out["projection"] = bench_projection(jdir, base / "audit.duckdb", events, indexes=False)
-        out["projection_with_indexes"] = bench_projection(jdir, base / "audit.duckdb", events, indexes=True)
+        out["projection_with_indexes"] = bench_projection(jdir, base / "audit.duckdb", events, indexes=True,
+                                                          **CATCH_UP_PATHS["fast_serve_all_cores"])
+        out["ingest_compare"] = bench_catch_up_compare(jdir, base, reps)
         out["projection_catch_up_parts"] = bench_catch_up_parts(jdir, base / "parts.duckdb", events)
         out["projection_tap"] = bench_tap(jdir, base / "tap.duckdb", taps)
         del taps
@@ -528,6 +626,20 @@ def run(events: int = 1_000_000, lifecycle_events: int = 10_000_000, batch: int 
         if lifecycle_events:
             out["lifecycle"] = bench_lifecycle(base / "lifecycle.duckdb", lifecycle_events)
         out["machine"]["loadavg_end"] = os.getloadavg()
+        cmp_ = out["ingest_compare"]
+        floor = {k: v for k, v in out["projection_catch_up_parts"].items() if k.startswith("insert_with_art")}
+        out["summary"] = {
+            "duckdb_ingest_target_events_per_s": 500_000,
+            "serve_path_catch_up_events_per_s": cmp_["catch_up.fast_serve_all_cores"]["events_per_s_median"],
+            "serve_path_catch_up_events_per_cpu_s": cmp_["catch_up.fast_serve_all_cores"]["events_per_cpu_s_median"],
+            "catch_up_fast_1_thread_events_per_s": cmp_["catch_up.fast_1_thread"]["events_per_s_median"],
+            "catch_up_reference_events_per_s": cmp_["catch_up.reference_1_thread"]["events_per_s_median"],
+            "catch_up_reference_events_per_cpu_s": cmp_["catch_up.reference_1_thread"]["events_per_cpu_s_median"],
+            "rebuild_events_per_s": cmp_["rebuild.fast_all_cores"]["events_per_s_median"],
+            "rebuild_reference_events_per_s": cmp_["rebuild.reference_1_thread"]["events_per_s_median"],
+            "floor_duckdb_insert_ready_arrow": {k: v["events_per_s"] for k, v in floor.items()},
+            "loadavg_1min_min_max": cmp_["loadavg_1min_min_max"],
+        }
         return out
     finally:
         if not keep:
@@ -563,6 +675,14 @@ def main(argv=None) -> int:
                   ab_reps=a.ab_reps)
     text = json.dumps(res, indent=2)
     print(text)
+    s = res.get("summary")
+    if s:
+        print(f"DuckDB ingest, oms serve path (catch_up from the journal files, ART on): "
+              f"{s['serve_path_catch_up_events_per_s']:,} events/s ({s['serve_path_catch_up_events_per_cpu_s']:,}"
+              f" events/CPU-s); reference path in the same run {s['catch_up_reference_events_per_s']:,} events/s; "
+              f"rebuild {s['rebuild_events_per_s']:,} events/s (reference {s['rebuild_reference_events_per_s']:,}); "
+              f"DuckDB's own insert of ready Arrow tables {s['floor_duckdb_insert_ready_arrow']}; target 500,000",
+              file=sys.stderr)
     if a.json:
         Path(a.json).write_text(text + "\n")
     return 0

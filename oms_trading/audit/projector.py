@@ -7,8 +7,10 @@ without the projection to p50 1.6-2.1 / p99 12-15 ms with it. So ``oms serve`` r
 projection in a child process, scheduled SCHED_IDLE (a child at nice 10 still cost the order
 path as much: on two cores it competes with the server for the CPU; an idle-class task runs
 only when no other task wants the CPU and is preempted at once). The child follows the journal's files as the server flushes
-them (they are in the page cache), parses each batch with Arrow's JSON reader and inserts it
-(``Projection.catch_up``, the same code ``oms audit rebuild`` uses), and it answers the
+them (they are in the page cache), checks and parses each batch in compiled kernels
+(``ingest``) and inserts it (``Projection.catch_up``, the same code ``oms audit rebuild``
+uses; a backlog is inserted with DuckDB on every core, the idle class keeping it off the
+server's way), and it answers the
 server's audit queries over a pipe: DuckDB lets one process at a time open the file for
 writing, so the queries run where the connection is.
 
@@ -31,6 +33,13 @@ log = logging.getLogger(__name__)
 POLL_S = 0.2           # how often the child looks for new journal records when nobody asks
 STOP_TIMEOUT_S = 120.0  # the final catch-up of a long backlog may take a while
 CALL_TIMEOUT_S = 600.0  # an export of the whole trail
+
+
+def projection_options() -> dict:
+    """``Projection`` options of the projection process: in bulk mode (a backlog) DuckDB on every
+    core and batches of two row groups (DuckDB spreads one INSERT over its threads by row group;
+    two batches in flight take ~0.5 GB), the next batch read and parsed meanwhile."""
+    return {"bulk_threads": os.cpu_count() or 1, "bulk_batch_rows": 2 * 122_880}
 
 
 class ProjectorError(RuntimeError):
@@ -142,7 +151,10 @@ def _child_main(db_path: str, journal_dir: str, conn, db_max) -> None:
             pass
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     from .projection import Projection
-    projection = Projection(db_path, journal_dir)
+    # at idle priority the projection may use every core the machine leaves idle: a backlog
+    # (start-up, or after the server outran it) is inserted with DuckDB on all cores while the
+    # next batch is read and parsed (Projection's bulk mode); steady state stays one thread
+    projection = Projection(db_path, journal_dir, **projection_options())
     last_error = None
 
     def catch_up() -> int:
