@@ -26,7 +26,6 @@ Python loop (slower, same result).
 from __future__ import annotations
 
 import hashlib
-import os
 
 import numba
 import numpy as np
@@ -35,7 +34,7 @@ from numba.core import cgutils, types
 from numba.extending import intrinsic
 
 from . import journal as _j
-from .journal import HLEN, JournalCorrupt, JournalReader, list_segments
+from .journal import HLEN, JournalReader
 from .schema import EVENT_COLUMNS
 
 # ---------------------------------------------------------------------------------------------
@@ -282,63 +281,13 @@ class FastJournalReader(JournalReader):
             return None
         return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
 
-    def _read_frames_fast(self, max_records: int) -> list:
-        """``JournalReader._read_frames`` with ``fast_scan``: ``[(buffer, ps, pe), ...]``."""
-        out: list = []
-        got = 0
-        if self._seg is None and not self._locate():
-            return out
-        while got < max_records:
-            first, path = self._seg
-            try:
-                fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
-            except FileNotFoundError:
-                raise JournalCorrupt("segment disappeared while reading", file=path) from None
-            try:
-                size = os.fstat(fd).st_size
-                avail = size - self._off
-                want = min(avail, self.chunk_bytes)
-                buf = os.pread(fd, want, self._off) if want > 0 else b""
-            finally:
-                os.close(fd)
-            n = len(buf)
-            r = fast_scan(buf, n, self._seg_seq, skip_below=self.next_seq, limit=max_records - got)
-            if len(r.ps):
-                out.append((buf, r.ps, r.pe))
-                got += len(r.ps)
-            self._off += r.end
-            self._seg_seq = r.next_seq
-            self.next_seq = max(self.next_seq, r.next_seq)
-            if r.stop == "limit":
-                return out
-            if r.stop != "end":
-                if r.stop == "short" and want < avail:
-                    if r.count == 0:  # one frame larger than the chunk: read more at once
-                        self.chunk_bytes = max(self.chunk_bytes * 2, 1 << 20)
-                    continue  # the chunk boundary cut a frame: read on
-                segs = list_segments(self.directory)
-                is_last = bool(segs) and segs[-1][0] == first
-                if is_last and r.stop == "short" and _j._is_torn_tail(buf, n, r):
-                    self.tail_bytes = n - r.end
-                    self.tail_reason = r.stop_msg
-                    return out
-                raise JournalCorrupt(r.stop_msg, file=path, offset=self._off, seq=self._seg_seq)
-            if want < avail:
-                continue
-            self.tail_bytes = 0
-            self.tail_reason = ""
-            nxt = [s for s in list_segments(self.directory) if s[0] > first]
-            if not nxt:
-                return out
-            if os.stat(path).st_size != self._off:
-                continue  # it grew before the next segment appeared
-            if nxt[0][0] != self._seg_seq:
-                raise JournalCorrupt(f"segment ends at seq {self._seg_seq - 1} but the next segment "
-                                     f"{nxt[0][1].name} starts at seq {nxt[0][0]}", file=path,
-                                     offset=self._off, seq=self._seg_seq)
-            self._seg = nxt[0]
-            self._off = 0
-        return out
+    def _scan_chunk(self, buf, n: int, limit: int):
+        """``JournalReader._read_frames`` walks the segments; each chunk is scanned by
+        ``fast_scan``, so ``_read_frames`` lists ``(buffer, ps, pe)``."""
+        r = fast_scan(buf, n, self._seg_seq, skip_below=self.next_seq, limit=limit)
+        return r, (buf, r.ps, r.pe), len(r.ps)
+
+    _read_frames_fast = JournalReader._read_frames
 
 
 # ---------------------------------------------------------------------------------------------

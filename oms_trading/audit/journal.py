@@ -403,8 +403,14 @@ class JournalReader:
             return 0, b""
         return count, parts[0] if len(parts) == 1 else b"".join(parts)
 
+    def _scan_chunk(self, buf, n: int, limit: int):
+        """Frames of one chunk read: (scan result, the item ``_read_frames`` lists, count)."""
+        r = _scan(buf, n, self._seg_seq, collect=True, skip_below=self.next_seq, limit=limit)
+        return r, (buf, r.frames), len(r.frames)
+
     def _read_frames(self, max_records: int) -> list:
-        """``[(buffer, [(payload start, payload end), ...]), ...]`` of the next complete records."""
+        """``[(buffer, [(payload start, payload end), ...]), ...]`` of the next complete records
+        (each item as ``_scan_chunk`` makes it; a subclass may scan differently)."""
         out: list = []
         got = 0
         if self._seg is None and not self._locate():
@@ -423,11 +429,10 @@ class JournalReader:
             finally:
                 os.close(fd)
             n = len(buf)
-            r = _scan(buf, n, self._seg_seq, collect=True, skip_below=self.next_seq,
-                      limit=max_records - got)
-            if r.frames:
-                out.append((buf, r.frames))
-                got += len(r.frames)
+            r, item, count = self._scan_chunk(buf, n, max_records - got)
+            if count:
+                out.append(item)
+                got += count
             self._off += r.end
             self._seg_seq = r.next_seq
             self.next_seq = max(self.next_seq, r.next_seq)
