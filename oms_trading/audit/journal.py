@@ -85,6 +85,15 @@ _PENDING = chain_native.PENDING   # a hash the native path computes at flush (64
 _WS_HEX, _WS_CHAIN, _HEX_STRIDE = chain_native.WS_HEX, chain_native.WS_CHAIN, chain_native.HEX_STRIDE
 
 
+def _check_value_types(event: Mapping[str, Any]) -> None:
+    """TypeError naming the values that are not int, str or None (the journal sets and replaces
+    ``hash``, ``seq`` and ``prev_hash`` itself, so theirs do not count)."""
+    bad = {k: type(v).__name__ for k, v in event.items()
+           if type(v) not in _ALLOWED_TYPES and k not in ("hash", "seq", "prev_hash")}
+    if bad:
+        raise TypeError(f"audit event values must be int, str or None; got {bad}")
+
+
 class JournalError(Exception):
     """Base class of journal errors."""
 
@@ -751,10 +760,7 @@ class Journal:
         payload built by concatenation, and two appends to the pending buffer.
         """
         if not _types_ok(map(type, event.values())):
-            bad = {k: type(v).__name__ for k, v in event.items()   # the journal sets these three
-                   if type(v) not in _ALLOWED_TYPES and k not in ("hash", "seq", "prev_hash")}
-            if bad:
-                raise TypeError(f"audit event values must be int, str or None; got {bad}")
+            _check_value_types(event)
         rec = dict(event)
         if "hash" in rec:
             del rec["hash"]
@@ -831,10 +837,7 @@ class Journal:
         the returned dicts. Until then they hold ``chain_native.PENDING`` (64 dashes). Rotation
         (by size and UTC day, the same rule) is decided there too, per record."""
         if not _types_ok(map(type, event.values())):
-            bad = {k: type(v).__name__ for k, v in event.items()   # the journal sets these three
-                   if type(v) not in _ALLOWED_TYPES and k not in ("hash", "seq", "prev_hash")}
-            if bad:
-                raise TypeError(f"audit event values must be int, str or None; got {bad}")
+            _check_value_types(event)
         rec = dict(event)
         if "hash" in rec:
             del rec["hash"]
