@@ -185,6 +185,29 @@ class RssSampler:
                 "samples": mib}
 
 
+def process_cpu_s(pid: int | None) -> float | None:
+    """User + system CPU seconds a process has used so far (Linux /proc), or None."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as handle:
+            fields = handle.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def add_server_cpu(result: dict, before: float | None, pid: int | None) -> None:
+    """The server's CPU over one measured run, in all and per operation answered: how close to
+    one busy core the run took it (its order path is one thread)."""
+    after = process_cpu_s(pid)
+    answered = (result.get("acknowledged") or 0) + (result.get("rejected") or 0)
+    if before is None or after is None or not answered:
+        return
+    cpu = after - before
+    result["server_cpu"] = {"cpu_s": round(cpu, 2), "us_per_operation": round(cpu / answered * 1e6, 1)}
+
+
 def bench_config_text(sessions: int) -> str:
     """The demo config plus BENCH2..BENCHK, each like BENCH."""
     from oms_trading.config import demo_config_text
@@ -604,7 +627,7 @@ def run(args) -> dict:
                   f"{bb['numba_batch_ops_per_s']:,} ops/s", flush=True)
     hists: dict = {}
     with tempfile.TemporaryDirectory(prefix="oms-bench-fix-") as tmp:
-        oms = echo = rss = None
+        oms = echo = rss = server_pid = None
         try:
             if args.target:
                 host, _, port = args.target.rpartition(":")
@@ -613,6 +636,7 @@ def run(args) -> dict:
                 oms = start_oms(Path(tmp), args.sessions)
                 oms_addr = (LOOPBACK, oms.port)
                 rss = RssSampler(oms.proc.pid) if sys.platform.startswith("linux") else None
+                server_pid = oms.proc.pid
             if not args.no_echo:
                 echo = start_echo()
             print(f"oms at {oms_addr[0]}:{oms_addr[1]}" + (f", echo floor at {LOOPBACK}:{echo.port}" if echo else ""),
@@ -634,8 +658,10 @@ def run(args) -> dict:
                     if echo:
                         report["floor"], hists["echo"] = measure_open(args, LOOPBACK, echo.port, "echo", rate,
                                                                       args.duration, args.probs)
+                    cpu0 = process_cpu_s(server_pid)
                     report["oms"], hists["oms"] = measure_open(args, *oms_addr, "oms", rate, args.duration,
                                                                args.probs)
+                    add_server_cpu(report["oms"], cpu0, server_pid)
                     if args.find_max:
                         ok, why = step_ok(report["oms"], args.p99_bound)
                         report["find_max"]["confirm"] = {
@@ -661,7 +687,9 @@ def run(args) -> dict:
                 report["pipelined"] = p = {}
                 if echo:
                     p["floor"] = measure_pipelined(args, LOOPBACK, echo.port, "echo")
+                cpu0 = process_cpu_s(server_pid)
                 p["oms"] = measure_pipelined(args, *oms_addr, "oms")
+                add_server_cpu(p["oms"], cpu0, server_pid)
                 p["targets"] = {"ge_50k_per_s_one_session": args.sessions == 1
                                 and (p["oms"]["orders_per_s"] or 0) >= 50_000}
             if rss is not None:
@@ -721,6 +749,11 @@ def print_report(report: dict) -> None:
                       f"{r['acknowledged']:,} + rejected {r['rejected']:,} + errors {r['errors']:,})")
         print(f"target >= 50,000 orders/s on one session: "
               f"{'met' if p['targets']['ge_50k_per_s_one_session'] else 'MISSED'}")
+    for r in (report.get("oms"), report.get("pipelined", {}).get("oms")):
+        cpu = (r or {}).get("server_cpu")
+        if cpu:
+            print(f"oms serve CPU during the oms run: {cpu['cpu_s']:,.2f} s, {cpu['us_per_operation']:,.1f} us "
+                  f"per operation answered (one core is 1 s per second of run)")
     r = report.get("server_rss")
     if r and r.get("available"):
         print(f"oms serve RSS (whole run, incl. the echo run and warm-up): first {r['first_mib']:,.1f} MiB, "
