@@ -103,10 +103,11 @@ def _die_with_parent() -> None:
 class Child:
     """A server process we start and stop ourselves (by its PID)."""
 
-    def __init__(self, name: str, cmd: list[str], ready: re.Pattern, timeout: float = 240.0) -> None:
+    def __init__(self, name: str, cmd: list[str], ready: re.Pattern, timeout: float = 240.0,
+                 cwd: Path | str = ROOT, env: dict[str, str] | None = None) -> None:
         self.name = name
-        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT,
-                                     env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=cwd,
+                                     env=dict(os.environ, PYTHONUNBUFFERED="1", **(env or {})),
                                      preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
         self.stderr: list[str] = []
         threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()

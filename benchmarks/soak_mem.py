@@ -25,11 +25,9 @@ commit) with this same client, to compare before/after in the same conditions.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import re
-import subprocess
 import sys
 import tempfile
 import threading
@@ -37,50 +35,18 @@ import time
 from pathlib import Path
 
 from benchmarks import loadgen
-from benchmarks.bench_fix import LOOPBACK, ROOT, RssSampler, _die_with_parent, bench_config_text, machine
+from benchmarks.bench_fix import LOOPBACK, ROOT, Child, RssSampler, bench_config_text, machine
 
 
-class Server:
-    """`oms serve` started here (and stopped by its PID), from ``path``."""
+class Server(Child):
+    """`oms serve` started here (and stopped by its PID), from the checkout at ``path``."""
 
     def __init__(self, path: Path, config: Path, data: Path, timeout: float = 240.0) -> None:
-        env = dict(os.environ, PYTHONUNBUFFERED="1", PYTHONPATH=str(path))
-        self.proc = subprocess.Popen(
+        super().__init__(
+            "oms serve",
             [sys.executable, "-m", "oms_trading.cli", "serve", "--config", str(config), "--data-dir", str(data),
              "--host", LOOPBACK, "--fix-port", "0", "--http-port", "0"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=path, env=env,
-            preexec_fn=_die_with_parent if sys.platform.startswith("linux") else None)
-        self.stderr: list[str] = []
-        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
-        ready = re.compile(r"FIX listening on [\d.]+:(\d+)")
-        deadline = time.monotonic() + timeout
-        self.port = 0
-        try:
-            while time.monotonic() < deadline:
-                line = self.proc.stdout.readline()
-                if not line:
-                    if self.proc.poll() is not None:
-                        time.sleep(0.2)
-                        raise RuntimeError(f"oms serve exited with {self.proc.returncode}: {''.join(self.stderr)[-2000:]}")
-                    continue
-                if m := ready.search(line):
-                    self.port = int(m.group(1))
-                    break
-            else:
-                raise RuntimeError(f"oms serve not ready in {timeout:.0f} s")
-        except BaseException:
-            self.stop()
-            raise
-        threading.Thread(target=lambda: [None for _ in self.proc.stdout], daemon=True).start()
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
+            re.compile(r"FIX listening on [\d.]+:(\d+)"), timeout, cwd=path, env={"PYTHONPATH": str(path)})
 
 
 def slope(points: list[tuple[float, float]]) -> float | None:
