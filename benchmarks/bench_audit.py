@@ -265,14 +265,19 @@ def bench_projection(jdir: Path, db: Path, events: int, indexes: bool, **kw) -> 
     p = Projection(db, jdir, indexes=indexes, **kw)
     if indexes:
         p._ensure_indexes(p._connect())
+    return {"indexes": indexes, **_timed_load(p, p.catch_up)}
+
+
+def _timed_load(p: Projection, load) -> dict:
+    """Run ``load()`` (rows loaded), close ``p``; rows, wall and CPU time, rates."""
     t = time.perf_counter()
     c = time.process_time()
-    n = p.catch_up()
+    n = load()
     dt = time.perf_counter() - t
     cpu = time.process_time() - c
     p.close()
-    return {"rows": n, "indexes": indexes, "seconds": round(dt, 3), "events_per_s": round(n / dt),
-            "cpu_s": round(cpu, 3), "events_per_cpu_s": round(n / cpu)}
+    return {"rows": n, "seconds": round(dt, 3), "events_per_s": round(n / dt), "cpu_s": round(cpu, 3),
+            "events_per_cpu_s": round(n / cpu)}
 
 
 def bench_rebuild(jdir: Path, db: Path, **kw) -> dict:
@@ -281,14 +286,7 @@ def bench_rebuild(jdir: Path, db: Path, **kw) -> dict:
     _remove_db(db)
     p = Projection(db, jdir, **kw)
     p._connect()
-    t = time.perf_counter()
-    c = time.process_time()
-    n = p.rebuild()
-    dt = time.perf_counter() - t
-    cpu = time.process_time() - c
-    p.close()
-    return {"rows": n, "seconds": round(dt, 3), "events_per_s": round(n / dt), "cpu_s": round(cpu, 3),
-            "events_per_cpu_s": round(n / cpu)}
+    return _timed_load(p, p.rebuild)
 
 
 # the catch-up paths compared in one run: the reference (Python frame walk + SHA-256 per frame,

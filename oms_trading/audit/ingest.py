@@ -343,6 +343,15 @@ def _hexval(c):
     return -1
 
 
+@numba.njit(nogil=True, cache=True, inline="always")
+def _name_is(names, c, buf, ks, n):
+    """Column ``c``'s name equals the ``n`` key bytes at ``buf[ks:]``."""
+    for m in range(n):
+        if names[c, m] != buf[ks + m]:
+            return False
+    return True
+
+
 @numba.njit(nogil=True, cache=True)
 def _parse_kernel(buf, ps, pe, names, namelen, bylen, kinds, slot, ints, ivalid, sstart, slen, sesc,
                   slow, tot):
@@ -380,25 +389,14 @@ def _parse_kernel(buf, ps, pe, names, namelen, bylen, kinds, slot, ints, ivalid,
                 L = k - ks
                 col = -1
                 g = guess[prev]
-                if g >= 0 and namelen[g] == L:
-                    same = True
-                    for m in range(L):
-                        if names[g, m] != buf[ks + m]:
-                            same = False
-                            break
-                    if same:
-                        col = g
+                if g >= 0 and namelen[g] == L and _name_is(names, g, buf, ks, L):
+                    col = g
                 if col < 0 and L <= names.shape[1]:
                     for j in range(bylen.shape[1]):
                         c = bylen[L, j]
                         if c < 0:
                             break
-                        same = True
-                        for m in range(L):
-                            if names[c, m] != buf[ks + m]:
-                                same = False
-                                break
-                        if same:
+                        if _name_is(names, c, buf, ks, L):
                             col = c
                             break
                 if col < 0:

@@ -287,7 +287,7 @@ class Engine:
         try:
             if not cl_ord_id:
                 raise Rejection(OrdRejReason.OTHER, "Missing ClOrdID", "missing_cl_ord_id")
-            if key in self.by_cl_ord_id or (self._gone_ids.count > 0 and hash(key) in self._gone_ids):
+            if self._cl_ord_id_used(key):
                 raise Rejection(OrdRejReason.DUPLICATE_ORDER, f"Duplicate ClOrdID {cmd['cl_ord_id']!r}",
                                 "duplicate_cl_ord_id")
             inst, account_idx, price_ticks = self._validate_new(cmd)

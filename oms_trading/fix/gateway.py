@@ -210,26 +210,19 @@ class Gateway:
             events = [e if "seq" not in e else self._refusal(e, self.journal_failed) for e in events
                       if "seq" not in e or e["type"] in (ev.ORDER_RECEIVED, ev.CANCEL_REQUESTED,
                                                          ev.REPLACE_REQUESTED)]
-        sessions = self.sessions
-        dirty = self._dirty
+        deliver = self._deliver
         drop_copies = self.drop_copies
         for event in events:
             kind = event["type"]
             if kind in EXEC_REPORT_TYPES:
-                # _route and _deliver inline for the common case: a report to its own session
                 key = event.get("session")
-                target = sessions.get(key)
-                if target is not None and target.logged_on:
-                    target.queue_report(event)
-                    dirty.add(target)
-                elif key is not None and "seq" in event:
-                    self._offline.setdefault(key, []).append(event)
+                deliver(key, event)
                 if drop_copies and kind != "order_status":
                     for copy_key in drop_copies:
                         if copy_key != key:
-                            self._deliver(copy_key, event)
+                            deliver(copy_key, event)
             elif kind in CANCEL_REJECT_TYPES or kind == ev.MASS_CANCEL_DONE:
-                self._deliver(event.get("session"), event)
+                deliver(event.get("session"), event)
         if self._offline:
             offline, self._offline = self._offline, {}
             if self.offline_sink is not None:

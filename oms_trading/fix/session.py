@@ -16,11 +16,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..config import DAY_NS, Config, SessionConfig, previous_utc_time_ns
-from . import dictionary
 import numpy as np
 
-from . import fastpath
+from ..config import DAY_NS, Config, SessionConfig, previous_utc_time_ns
+from . import dictionary, fastpath
 from .codec import FixMessage, FixParser, Garbled, encode, split_message, with_poss_dup
 from ..audit.journal import iter_records
 from .reports import EXEC_REPORT_TYPES, JOURNALED_REPORT_TYPES, ReportWriter, safe_text
@@ -92,7 +91,7 @@ class FixSession(asyncio.Protocol):
         self._fast: fastpath.FastTables | None = None   # the fast path's tables, set at logon
         self._fast_ids: tuple | None = None
         self._fast_out = None
-        self._now_ms, self._now_prec, self._now_text = -1, "", b""   # _now()'s last millisecond
+        self._now_ms, self._now_text = -1, b""   # _now()'s last millisecond and its text
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -535,11 +534,13 @@ class FixSession(asyncio.Protocol):
 
     def _now(self) -> bytes:
         ns = time.time_ns()
-        if ns // 1_000_000 == self._now_ms and self._now_prec == "ms":
-            return self._now_text          # a batch's reports share their millisecond
-        text = fix_timestamp(ns, self.acceptor.config.sending_time_precision)
-        self._now_ms, self._now_prec, self._now_text = ns // 1_000_000, self.acceptor.config.sending_time_precision, text
-        return text
+        precision = self.acceptor.config.sending_time_precision
+        if precision != "ms":
+            return fix_timestamp(ns, precision)
+        ms = ns // 1_000_000
+        if ms != self._now_ms:             # a batch's reports share their millisecond
+            self._now_ms, self._now_text = ms, fix_timestamp(ns, precision)
+        return self._now_text
 
     def send(self, msg_type: bytes, body: list[tuple[int, object]]) -> None:
         if self.gateway.has_pending():
