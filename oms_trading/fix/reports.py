@@ -6,9 +6,11 @@ reached the journal but not the store.
 """
 from __future__ import annotations
 
+from zlib import adler32 as _adler32
+
 from ..audit import schema as ev
 from ..config import SessionConfig
-from .codec import ExecReportTemplate, encode
+from .codec import ExecReportTemplate, checksum, encode
 from .timefmt import fix_timestamp
 
 # events that become an ExecutionReport (35=8)
@@ -19,6 +21,8 @@ EXEC_REPORT_TYPES = frozenset({
 CANCEL_REJECT_TYPES = frozenset({ev.CANCEL_REJECTED, ev.REPLACE_REJECTED})
 # what a journaled event is sent as: everything above but the (unjournaled) status answers
 JOURNALED_REPORT_TYPES = (EXEC_REPORT_TYPES - {"order_status"}) | CANCEL_REJECT_TYPES | {ev.MASS_CANCEL_DONE}
+
+_TT_DIV = {"ms": 1_000_000, "us": 1_000, "s": 1_000_000_000}   # ns per TransactTime unit
 
 _UNPRINTABLE = {i: f"\\x{i:02x}" for i in (*range(0x20), *range(0x7f, 0x100))}
 
@@ -40,6 +44,19 @@ class ReportWriter:
         self.target = cfg.target_comp_id.encode()
         self.precision = precision
         self.template = ExecReportTemplate(self.begin, self.sender, self.target)
+        # the ExecutionReport as one str template, encoded once (fewer objects per report than
+        # encoding each field); ExecReportTemplate stays the reference and the fallback
+        etx = "20=0\x01" if self.begin == b"FIX.4.2" else ""
+        self._er_head = b"8=" + self.begin + b"\x019="
+        self._er_fmt = ("35=8\x0149=" + cfg.sender_comp_id.replace("%", "%%") + "\x0156="
+                        + cfg.target_comp_id.replace("%", "%%") + "\x0134=%d\x0152=%s\x01"
+                        "37=%s\x0111=%s\x01%s17=%s\x01" + etx + "150=%s\x0139=%s\x01%s%s55=%s\x0154=%s\x01"
+                        "38=%d\x0140=%s\x01%s%s32=%d\x0131=%s\x01151=%d\x0114=%d\x016=%s\x0160=%s\x01%s")
+        self._now_b = b""          # SendingTime bytes last seen -> its text
+        self._now_s = ""
+        self._tt_key = -1          # TransactTime of the last report, per unit of the precision
+        self._tt_s = ""
+        self._tt_div = _TT_DIV.get(precision, 0)
 
     def now(self, ns: int) -> bytes:
         return fix_timestamp(ns, self.precision)
@@ -59,6 +76,47 @@ class ReportWriter:
                 exec_type = "2" if event["ord_status"] == "2" else "1"
             elif exec_type == "I":
                 return self._status_42(seq, now, event)
+        get = event.get
+        if now is not self._now_b:
+            self._now_b, self._now_s = now, now.decode("ascii")
+        ts = event["ts"]
+        div = self._tt_div
+        if div and type(ts) is int and ts // div == self._tt_key:
+            transact = self._tt_s          # reports of one batch share their millisecond
+        else:
+            transact = fix_timestamp(ts, self.precision).decode("ascii")
+            if div and type(ts) is int:
+                self._tt_key, self._tt_s = ts // div, transact
+        orig = get("orig_cl_ord_id")
+        rej = get("rej_reason")
+        account = get("account")
+        price = get("price")
+        tif = get("tif")
+        text = get("text")
+        qty = get("qty") or 0
+        last_qty = get("last_qty") or 0
+        leaves = event["leaves_qty"]
+        cum = event["cum_qty"]
+        if type(qty) is not int or type(last_qty) is not int or type(leaves) is not int or type(cum) is not int:
+            # %d would truncate a float quantity: anything but an exact int takes the general path
+            return self._execution_report_general(seq, now, event, exec_type)
+        try:
+            body = (self._er_fmt % (
+                seq, self._now_s, get("order_id") or "NONE", get("cl_ord_id") or "NONE",
+                "41=%s\x01" % orig if orig else "", event["exec_id"], exec_type, event["ord_status"],
+                "103=%d\x01" % rej if rej is not None and event["exec_type"] in ("8", "I") else "",
+                "1=%s\x01" % account if account else "", get("symbol") or "", get("side") or "1",
+                qty, get("ord_type") or "2", "44=%s\x01" % price if price else "",
+                "59=%s\x01" % tif if tif else "", last_qty, get("last_px") or "0",
+                leaves, cum, event["avg_px"], transact,
+                "58=%s\x01" % safe_text(text).decode("ascii") if text else "")).encode()
+        except TypeError:     # a value of an unexpected type: the general encoder takes anything
+            return self._execution_report_general(seq, now, event, exec_type)
+        msg = b"%b%d\x01%b" % (self._er_head, len(body), body)
+        return b"%b10=%03d\x01" % (msg, (_adler32(msg, 0) & 0xFF) if len(msg) <= 256 else checksum(msg))
+
+    def _execution_report_general(self, seq: int, now: bytes, event: dict, exec_type: str) -> bytes:
+        """``execution_report`` through ``ExecReportTemplate`` (same bytes; any value type)."""
         price = event.get("price")
         rej = event.get("rej_reason")
         text = event.get("text")
