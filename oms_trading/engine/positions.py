@@ -112,6 +112,11 @@ class Positions:
         self.A = self.mem[n_ai:n_ai + n_a].reshape(self.n_acct, A_COLS)
         self.I = self.mem[n_ai + n_a:n_ai + n_a + n_i].reshape(self.n_inst, I_COLS)
         self.OUT = self.mem[n_ai + n_a + n_i:]
+        # the hot-path updates go through a memoryview of ``mem``: an item += with Python ints
+        # costs less than half of numpy's 2-D scalar indexing (and raises, rather than wraps,
+        # past int64); flat index of AI[row, col] = row * AI_COLS + col, of A[a, col] = _a0 + a * A_COLS + col
+        self._m = memoryview(self.mem)
+        self._a0 = n_ai
         self.mult: list[int] = []
         self.fx: list[tuple[int, int] | None] = []   # (num, den); None: the base currency
         for inst in config.instruments:
@@ -146,39 +151,40 @@ class Positions:
     def open_add(self, order) -> None:
         """The order rests (or is about to be matched) with its leaves."""
         inst_idx = order.instrument.index
-        row = order.account_idx * self.n_inst + inst_idx
-        money = order.leaves_qty * order.price_ticks * self.mult[inst_idx]
+        r = (order.account_idx * self.n_inst + inst_idx) * AI_COLS
+        leaves = order.leaves_qty
+        money = leaves * order.price_ticks * self.mult[inst_idx]
         order.open_money = money
         base = money if self.fx[inst_idx] is None else self.to_base(inst_idx, money)
         order.open_base = base
-        AI = self.AI
+        m = self._m
         if order.is_buy:
-            AI[row, OPEN_BUY] += order.leaves_qty
-            AI[row, OPEN_BUY_MONEY] += money
+            m[r + OPEN_BUY] += leaves
+            m[r + OPEN_BUY_MONEY] += money
         else:
-            AI[row, OPEN_SELL] += order.leaves_qty
-            AI[row, OPEN_SELL_MONEY] += money
-        self.A[order.account_idx, A_OPEN_MONEY] += base
+            m[r + OPEN_SELL] += leaves
+            m[r + OPEN_SELL_MONEY] += money
+        m[self._a0 + order.account_idx * A_COLS + A_OPEN_MONEY] += base
 
     def open_remove(self, order) -> None:
         """The order's leaves leave the market (cancel, expire, replace-out)."""
-        row = order.account_idx * self.n_inst + order.instrument.index
+        r = (order.account_idx * self.n_inst + order.instrument.index) * AI_COLS
         money = order.open_money
-        AI = self.AI
+        m = self._m
         if order.is_buy:
-            AI[row, OPEN_BUY] -= order.leaves_qty
-            AI[row, OPEN_BUY_MONEY] -= money
+            m[r + OPEN_BUY] -= order.leaves_qty
+            m[r + OPEN_BUY_MONEY] -= money
         else:
-            AI[row, OPEN_SELL] -= order.leaves_qty
-            AI[row, OPEN_SELL_MONEY] -= money
-        self.A[order.account_idx, A_OPEN_MONEY] -= order.open_base
+            m[r + OPEN_SELL] -= order.leaves_qty
+            m[r + OPEN_SELL_MONEY] -= money
+        m[self._a0 + order.account_idx * A_COLS + A_OPEN_MONEY] -= order.open_base
         order.open_money = 0
         order.open_base = 0
 
     def fill(self, order, qty: int, price: int) -> None:
         """``qty`` of the order traded at ``price`` ticks; order.leaves_qty is already reduced."""
         inst_idx = order.instrument.index
-        row = order.account_idx * self.n_inst + inst_idx
+        r = (order.account_idx * self.n_inst + inst_idx) * AI_COLS
         mult = self.mult[inst_idx]
         money = qty * price * mult
         open_money = order.leaves_qty * order.price_ticks * mult
@@ -191,22 +197,22 @@ class Positions:
             open_base = self.to_base(inst_idx, open_money)
             released_base, order.open_base = order.open_base - open_base, open_base
             money_base = self.to_base(inst_idx, money)
-        AI = self.AI
+        m = self._m
         if order.is_buy:
-            AI[row, POS] += qty
-            AI[row, BOUGHT] += qty
-            AI[row, BOUGHT_MONEY] += money
-            AI[row, OPEN_BUY] -= qty
-            AI[row, OPEN_BUY_MONEY] -= released
+            m[r + POS] += qty
+            m[r + BOUGHT] += qty
+            m[r + BOUGHT_MONEY] += money
+            m[r + OPEN_BUY] -= qty
+            m[r + OPEN_BUY_MONEY] -= released
         else:
-            AI[row, POS] -= qty
-            AI[row, SOLD] += qty
-            AI[row, SOLD_MONEY] += money
-            AI[row, OPEN_SELL] -= qty
-            AI[row, OPEN_SELL_MONEY] -= released
-        A = self.A
-        A[order.account_idx, A_OPEN_MONEY] -= released_base
-        A[order.account_idx, A_FILLED_MONEY] += money_base
+            m[r + POS] -= qty
+            m[r + SOLD] += qty
+            m[r + SOLD_MONEY] += money
+            m[r + OPEN_SELL] -= qty
+            m[r + OPEN_SELL_MONEY] -= released
+        a = self._a0 + order.account_idx * A_COLS
+        m[a + A_OPEN_MONEY] -= released_base
+        m[a + A_FILLED_MONEY] += money_base
 
     def trade_price(self, inst_idx: int, price: int) -> None:
         self.I[inst_idx, I_REF] = price
