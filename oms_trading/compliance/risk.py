@@ -157,11 +157,6 @@ class RiskEngine:
         """Called by the server with the FIX acceptor (rate limits are enforced in the engine)."""
         self.acceptor = acceptor
 
-    def session_rate_exceeded(self, session, command) -> bool:
-        """Always False: the engine itself rejects over-rate orders with an ExecutionReport
-        (rule message_rate), deterministically from the commands' ts."""
-        return False
-
     def reset(self) -> None:
         """Back to the configured limits (the state before the first journaled command)."""
         cfg = self.config

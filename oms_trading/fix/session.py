@@ -328,17 +328,13 @@ class FixSession(asyncio.Protocol):
         key = self.key
         account = self.cfg.account
         build = self.gateway.command_from_row
-        rate_limited = self.acceptor.rate_limited
         submit = self.gateway.submit
         for row in out[:rows].tolist():
             if self.closing:
                 return
             store.next_target_seq = row[1] + 1
             try:
-                command = build(key, account, buf, row)
-                if rate_limited(self, command):
-                    continue
-                submit(command)
+                submit(build(key, account, buf, row))
             except Exception as exc:   # the application could not take it: say so, keep the session
                 msg = split_message(buf[row[2]:row[3]])
                 log.exception("%s: application failed on %s seq %d", key, msg.msg_type, row[1])
@@ -445,8 +441,6 @@ class FixSession(asyncio.Protocol):
                 command = self.gateway.command_from_fix(self.key, self.cfg.account, msg)
                 if command is None:
                     self.send_business_reject(msg, 3, 35, f"Unsupported message type {mt.decode('latin-1')}")
-                    return
-                if self.acceptor.rate_limited(self, command):
                     return
                 self.gateway.submit(command)
             except Exception as exc:   # the application could not take it: say so, keep the session
@@ -796,14 +790,6 @@ class FixAcceptor:
         if last == 0:
             return False
         return last < previous_utc_time_ns(reset_at, time.time_ns() if now_ns is None else now_ns)
-
-    def rate_limited(self, session: FixSession, command: dict | None) -> bool:
-        """Message-rate check (per session) lives in compliance; None means unlimited."""
-        if command is None:
-            return False
-        if self.risk is not None:
-            return self.risk.session_rate_exceeded(session, command)
-        return False
 
     def record_session_event(self, kind: str, key: str | None, text: str, **extra: object) -> None:
         record = getattr(self.gateway.engine, "record", None)
