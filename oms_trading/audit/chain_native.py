@@ -28,9 +28,10 @@ non-str keys), and ``encode`` refuses at flush what it encoded but the journal d
 
 What neither catches, because ``orjson`` encodes it as an allowed JSON value: an ``enum.Enum``
 member of any kind (IntEnum and StrEnum included) is journaled as its value, a ``uuid.UUID`` as
-its canonical string, a float NaN or infinity as ``null``, an ``orjson.Fragment`` as the raw JSON
-it holds (refused if that is not one string, integer or null). The pure-Python path refuses all
-of these at append (it checks each value's type).
+its canonical string, a float NaN or infinity as ``null``. An ``orjson.Fragment`` is raw JSON
+that ``orjson`` copies as given: the walk refuses some malformed ones, not all (it can add keys,
+or make the record unreadable): never put one in an event. The pure-Python path refuses all of
+these at append (it checks each value's type).
 
 The frames are byte for byte those of the pure-Python path (``Journal.append`` as written in
 journal.py, used when this module cannot load) for every record both accept: the payload is

@@ -884,7 +884,8 @@ class Journal:
         int beyond 64 bits. A float, bool, list, tuple or dict value is refused by ``flush``
         (``JournalRecordError``, nothing of the batch written). Journaled by their value, as
         ``orjson`` encodes them: Enum members (IntEnum and StrEnum too), UUIDs (as the string),
-        float NaN and infinities (as null), ``orjson.Fragment`` (raw JSON, if one value)."""
+        float NaN and infinities (as null). Never pass an ``orjson.Fragment``: its raw JSON is
+        copied as given and only partly checked (see ``chain_native``)."""
         rec = dict(event)
         if "hash" in rec:
             del rec["hash"]
