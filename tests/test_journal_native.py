@@ -99,13 +99,13 @@ def _run(d, stream, native, **kw):
         batch_got, batch_ops, batch_recs = [], [], []
 
         def flush():
-            before = j.written_seq, j.last_hash if not batch_recs else None
+            before = j.written_seq
             try:
                 j.flush()
             except JournalRecordError as e:
                 assert native, "the Python path refuses at append"
                 seqs = [r["seq"] for r in batch_recs]
-                assert e.seq in seqs and e.last_seq == before[0] == j.last_seq == j.written_seq
+                assert e.seq in seqs and e.last_seq == before == j.last_seq == j.written_seq
                 assert any(type(v) not in (int, str, type(None)) for v in batch_recs[seqs.index(e.seq)].values())
                 batch_got.clear(), batch_ops.clear(), batch_recs.clear()
                 return False
