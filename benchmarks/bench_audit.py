@@ -10,8 +10,10 @@
    2026-11-25 19:30 UTC the record's SHA-256 is the frame checksum).
    ``journal_ab``: the same measurement with the native hash chain (``audit/chain_native``, the
    default) and the pure-Python path (``OMS_JOURNAL_NATIVE=0``) alternating in one process,
-   ``--ab-reps`` pairs, medians; beside it the part of ``append`` that stays in Python either
-   way (type check + record copy + ``orjson.dumps``), same events, same run.
+   ``--ab-reps`` pairs, medians and minima; also per flush of 2 records (``batch2``: the order
+   path's common flush, an order's command and its event); beside them the part of ``append``
+   each path does in Python (record copy + ``orjson.dumps``, plus the type check on the Python
+   path; the native path checks types at flush), same events, same run.
 2. Projection into a fresh DuckDB file, same events, same run:
    - ``catch_up()``: the journal files read back and parsed: what ``oms serve``'s projection
      process does all day (audit/projector.py), and any projection at startup or after a gap
@@ -208,18 +210,26 @@ def bench_journal_reps(base: Path, events: int, batch: int, reps: int) -> dict:
 def bench_journal_ab(base: Path, events: int, batch: int, reps: int) -> dict:
     """Native hash chain vs pure-Python journal, alternating in one process (``reps`` pairs,
     the order flipped every pair), fsync interval: what journaling adds per event, engine-thread
-    CPU and wall, medians and minima. Plus the Python part of ``append`` that no path avoids."""
+    CPU and wall, medians and minima; the same for flushes of 2 records (the order path flushes
+    once per socket read, often with just an order's command and its event), per flush. Plus the
+    part of ``append`` each path does in Python: type check + copy + ``orjson.dumps`` (Python
+    path); copy + ``orjson.dumps`` with the passthrough options, types checked at flush (native)."""
     from oms_trading.audit import chain_native
-    from oms_trading.audit.journal import _types_ok
+    from oms_trading.audit.journal import _PASSTHROUGH, _types_ok
     runs: dict = {"native": [], "python": []}
+    small: dict = {"native": [], "python": []}
+    small_events = max(2, min(events, 20_000) // 2 * 2)
     for r in range(reps):
         order = (True, False) if r % 2 == 0 else (False, True)
         for native in order:
+            name = "native" if native else "python"
             d = base / f"journal-ab-{r}-{int(native)}"
             res = bench_journal(d, events, batch, "interval", native=native)
             if res["native"] != native:
                 raise RuntimeError(f"native journal unavailable: {chain_native.error}")
-            runs["native" if native else "python"].append(res)
+            runs[name].append(res)
+            shutil.rmtree(d, ignore_errors=True)
+            small[name].append(bench_journal(d, small_events, 2, "interval", native=native))
             shutil.rmtree(d, ignore_errors=True)
     out: dict = {"reps": reps, "events": events, "batch": batch, "fsync": "interval"}
     for name, rs in runs.items():
@@ -228,11 +238,16 @@ def bench_journal_ab(base: Path, events: int, batch: int, reps: int) -> dict:
             vals = sorted(x[k] for x in rs)
             out[f"{name}_{k}_median"] = vals[len(vals) // 2]
             out[f"{name}_{k}_min"] = vals[0]
-    # what append does in Python on either path: type check + copy + seq + orjson.dumps
+    for name, rs in small.items():   # 2 appends + 1 flush, engine-thread CPU, per flush
+        vals = sorted(2 * x["added_us_per_event_engine_cpu"] for x in rs)
+        out[f"{name}_batch2_added_us_per_flush_engine_cpu_median"] = round(vals[len(vals) // 2], 3)
+        out[f"{name}_batch2_added_us_per_flush_engine_cpu_min"] = round(vals[0], 3)
+    # what append does in Python: the Python path (type check + copy + seq + orjson.dumps) and the
+    # native path (copy + seq + orjson.dumps with passthrough options; the kernel checks at flush)
     pool = [make_event(i) for i in range(4096)]
     dumps = orjson.dumps
     ph = "0" * 64
-    vals = []
+    parts: dict = {"python_part_check_copy_dumps": [], "native_part_copy_dumps": []}
     for _ in range(max(3, reps)):
         t = time.thread_time()
         for k in range(events):
@@ -243,10 +258,19 @@ def bench_journal_ab(base: Path, events: int, batch: int, reps: int) -> dict:
             r["prev_hash"] = ph
             r["hash"] = ph
             dumps(r)
-        vals.append((time.thread_time() - t) / events * 1e6)
-    vals.sort()
-    out["python_part_check_copy_dumps_us_per_event_median"] = round(vals[len(vals) // 2], 3)
-    out["python_part_check_copy_dumps_us_per_event_min"] = round(vals[0], 3)
+        parts["python_part_check_copy_dumps"].append((time.thread_time() - t) / events * 1e6)
+        t = time.thread_time()
+        for k in range(events):
+            r = dict(pool[k & 4095])
+            r["seq"] = k + 1
+            r["prev_hash"] = ph
+            r["hash"] = ph
+            dumps(r, option=_PASSTHROUGH)
+        parts["native_part_copy_dumps"].append((time.thread_time() - t) / events * 1e6)
+    for name, vals in parts.items():
+        vals.sort()
+        out[f"{name}_us_per_event_median"] = round(vals[len(vals) // 2], 3)
+        out[f"{name}_us_per_event_min"] = round(vals[0], 3)
     return out
 
 

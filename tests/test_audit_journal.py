@@ -11,8 +11,8 @@ import pytest
 from oms_trading.audit import journal as jmod
 from oms_trading.audit.chain import GENESIS_HASH, canonical_bytes, record_hash
 from oms_trading.audit.journal import (
-    HLEN, NS_PER_DAY, Journal, JournalCorrupt, JournalError, JournalReader, JournalWriteError,
-    iter_records, list_segments, split_payload,
+    HLEN, NS_PER_DAY, Journal, JournalCorrupt, JournalError, JournalReader, JournalRecordError,
+    JournalWriteError, iter_records, list_segments, split_payload,
 )
 
 T0 = 1_700_000_000_000_000_000  # 2023-11-14T22:13:20Z
@@ -105,20 +105,41 @@ def test_payload_layout(tmp_path):
     assert orjson.loads(payload) == r and payload == orjson.dumps(r)
 
 
-@pytest.mark.parametrize("bad", [1.5, True, [1], {"a": 1}, b"x"])
-def test_rejects_values_outside_contract(tmp_path, bad):
-    with Journal(tmp_path, fsync="os") as j:
+@pytest.mark.parametrize("native", [False, True])
+@pytest.mark.parametrize("bad", [1.5, True, [1], (1,), {"a": 1}, b"x"])
+def test_rejects_values_outside_contract(tmp_path, bad, native):
+    """The pure-Python path refuses a bad value at ``append``; the native path refuses it at
+    ``append`` when orjson cannot encode it (bytes) and else at ``flush`` with the whole batch
+    (a JournalRecordError, also a TypeError). Either way nothing of it is written and the
+    journal goes on from its last written record."""
+    with Journal(tmp_path, fsync="os", native=native) as j:
         j.append(ev(1))
-        with pytest.raises(TypeError):
-            j.append(ev(2, qty=bad))
-        assert j.last_seq == 1
-        assert j.append(ev(2))["seq"] == 2
-    with Journal(tmp_path, fsync="os") as j:
+        j.flush()
+        j.append(ev(2))
+        try:
+            j.append(ev(3, qty=bad))
+        except TypeError:
+            assert not native or type(bad) is bytes
+            assert j.last_seq == 2
+            kept = 2
+        else:
+            assert native and type(bad) is not bytes
+            with pytest.raises(JournalRecordError) as ei:
+                j.flush()
+            e = ei.value
+            assert isinstance(e, TypeError) and isinstance(e, JournalError)
+            assert (e.seq, e.key, e.last_seq) == (3, "qty", 1)
+            assert "seq 3" in str(e) and "'qty'" in str(e) and "continues from seq 2" in str(e)
+            assert j.last_seq == j.written_seq == 1
+            kept = 1
+        assert j.append(ev(kept + 1))["seq"] == kept + 1
+    with Journal(tmp_path, fsync="os", native=native) as j:
+        assert j.last_seq == kept + 1
         with pytest.raises(TypeError):
             j.append(ev(3, qty=2**64))  # does not fit 64 bits
         with pytest.raises(TypeError):
             j.append({1: "x", "type": "x"})  # non-str key
-        assert j.last_seq == 2
+        assert j.last_seq == kept + 1
     check_chain(list(iter_records(tmp_path)))
 
 
