@@ -89,3 +89,12 @@ def test_non_int_quantity_is_not_truncated():
              "leaves_qty": 100, "cum_qty": 0, "avg_px": "0"}
     raw = w.execution_report(7, w.now(TS0), event)
     assert b"\x0138=100.5\x01" in raw
+
+
+def test_order_qty_text_never_raises_out_of_the_gateway():
+    """OrderQty (38) text becomes an int or None (the engine then rejects it with a reason):
+    a float too large for int() (inf) included."""
+    from oms_trading.fix.gateway import _int
+    assert _int(b"100") == 100 and _int(b"100.0") == 100
+    assert _int(b"1.5") is None and _int(b"abc") is None and _int(b"") is None
+    assert _int(b"9" * 400 + b".0") is None

@@ -59,12 +59,12 @@ def _int(value: bytes | None) -> int | None:
         return None
     try:
         number = float(value) if b"." in value else int(value)
-    except ValueError:
+        if isinstance(number, float):
+            if number != int(number):
+                return None
+            number = int(number)
+    except (ValueError, OverflowError):   # not a number; or a float too large for int() (inf)
         return None
-    if isinstance(number, float):
-        if number != int(number):
-            return None
-        number = int(number)
     return number
 
 
