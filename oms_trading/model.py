@@ -6,6 +6,7 @@ only at the edges. A price off the tick grid or outside int64 is rejected, never
 from __future__ import annotations
 
 import enum
+import functools
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 
@@ -129,14 +130,14 @@ class Instrument:
     @property
     def price_scale(self) -> int:
         """Digits after the decimal point needed to print a price on the tick grid."""
-        exponent = self.tick_size.normalize().as_tuple().exponent
-        return max(0, -int(exponent))
+        return _tick_grid(self.tick_size)[1]
 
     def to_ticks(self, text: str | bytes | Decimal) -> int:
         return price_to_ticks(text, self.tick_size)
 
     def format_price(self, ticks: int) -> str:
-        return ticks_to_price(ticks, self.tick_size, self.price_scale)
+        mult, scale = _tick_grid(self.tick_size)
+        return _units_text(ticks * mult, scale)
 
     @property
     def reference_ticks(self) -> int | None:
@@ -194,12 +195,29 @@ def price_to_ticks(text: str | bytes | Decimal, tick_size: Decimal) -> int:
     return result
 
 
+@functools.lru_cache(maxsize=1024)
+def _tick_grid(tick_size: Decimal) -> tuple[int, int]:
+    """(units per tick, scale): the tick as a whole number of 10**-scale units, scale being the
+    digits after the point a price on this grid needs (once per tick size, not per price)."""
+    scale = max(0, -int(tick_size.normalize().as_tuple().exponent))
+    return int(tick_size.scaleb(scale)), scale
+
+
+def _units_text(units: int, scale: int) -> str:
+    """``units`` * 10**-scale as decimal text with exactly ``scale`` decimals (integers only:
+    the same text as formatting the exact Decimal, without Decimal arithmetic per call)."""
+    if not scale:
+        return str(units)
+    q, r = divmod(-units if units < 0 else units, 10 ** scale)
+    return f"{'-' if units < 0 else ''}{q}.{r:0{scale}d}"
+
+
 def ticks_to_price(ticks: int, tick_size: Decimal, scale: int | None = None) -> str:
     """Decimal text for a tick count, with exactly ``scale`` decimals (default: the tick's)."""
-    value = tick_size * ticks
-    if scale is None:
-        scale = max(0, -int(tick_size.normalize().as_tuple().exponent))
-    return f"{value:.{scale}f}"
+    mult, grid_scale = _tick_grid(tick_size)
+    if scale is None or scale == grid_scale:
+        return _units_text(ticks * mult, grid_scale)
+    return f"{tick_size * ticks:.{scale}f}"
 
 
 def format_avg_px(notional_ticks: int, qty: int, tick_size: Decimal, extra_digits: int = 6) -> str:
@@ -207,15 +225,19 @@ def format_avg_px(notional_ticks: int, qty: int, tick_size: Decimal, extra_digit
 
     Computed with integers and Decimal so no float drift creeps in; the last digit is rounded
     half-even, which only matters when the average is not representable in that many digits.
+    An average that falls on the tick grid (every fill at one price, the common case) is the
+    price text itself, formatted with integers.
     """
     if qty <= 0:
         return "0"
-    scale = max(0, -int(tick_size.normalize().as_tuple().exponent)) + extra_digits
+    mult, base_scale = _tick_grid(tick_size)
+    if notional_ticks % qty == 0:
+        return _units_text(notional_ticks // qty * mult, base_scale)
+    scale = base_scale + extra_digits
     value = (Decimal(notional_ticks) * tick_size) / Decimal(qty)
     text = f"{value:.{scale}f}"
     # trim trailing zeros but keep at least the tick scale so it reads like a price
     if "." in text:
-        base_scale = scale - extra_digits
         head, tail = text.split(".")
         tail = tail.rstrip("0")
         if len(tail) < base_scale:

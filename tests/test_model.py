@@ -61,3 +61,38 @@ def test_avg_px_is_exact():
     assert format_avg_px(19000 * 100 + 19001 * 200, 300, tick) == "190.00666667"
     assert format_avg_px(19000 * 3, 3, tick) == "190.00"
     assert format_avg_px(0, 0, tick) == "0"
+
+
+# -- integer price formatting agrees with the exact Decimal formulas it replaced -------------
+
+_TICKS = st.sampled_from([Decimal(t) for t in ("0.01", "0.010", "0.25", "0.5", "1", "5", "1E+1", "0.0001",
+                                                 "0.00000001", "12.5")])
+
+
+def _decimal_avg(notional: int, qty: int, tick: Decimal, extra: int = 6) -> str:
+    if qty <= 0:
+        return "0"
+    scale = max(0, -int(tick.normalize().as_tuple().exponent)) + extra
+    text = f"{(Decimal(notional) * tick) / Decimal(qty):.{scale}f}"
+    if "." in text:
+        head, tail = text.split(".")
+        tail = tail.rstrip("0")
+        base = scale - extra
+        if len(tail) < base:
+            tail += "0" * (base - len(tail))
+        text = head + ("." + tail if tail else "")
+    return text
+
+
+@given(st.integers(min_value=-10**15, max_value=10**15), _TICKS)
+def test_ticks_to_price_matches_decimal(ticks, tick):
+    scale = max(0, -int(tick.normalize().as_tuple().exponent))
+    assert ticks_to_price(ticks, tick) == f"{tick * ticks:.{scale}f}"
+    assert ticks_to_price(ticks, tick, scale + 3) == f"{tick * ticks:.{scale + 3}f}"
+
+
+@given(st.integers(min_value=1, max_value=10**9), st.integers(min_value=1, max_value=10**9), _TICKS,
+        st.booleans())
+def test_avg_px_matches_decimal(price_ticks, qty, tick, on_grid):
+    notional = price_ticks * qty if on_grid else price_ticks * qty + (qty // 3 or 1)
+    assert format_avg_px(notional, qty, tick) == _decimal_avg(notional, qty, tick)
