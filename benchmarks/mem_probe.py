@@ -91,8 +91,6 @@ def build(tmp: Path, sessions: int, keep: int):
     metrics = Metrics()
     gateway.on_events.append(metrics.observe_events)
     acceptor = FixAcceptor(cfg, gateway, tmp)
-    if risk is not None and hasattr(risk, "attach"):
-        risk.attach(acceptor)
     return cfg, journal, engine, gateway, acceptor
 
 

@@ -97,8 +97,6 @@ class OmsServer:
         self.gateway.on_events.append(self.metrics.observe_events)
         self.acceptor = FixAcceptor(cfg, self.gateway, opts.data_dir, opts.timing)
         self.acceptor.recover_reports()
-        if self.risk is not None and hasattr(self.risk, "attach"):
-            self.risk.attach(self.acceptor)
         tls = None
         if cfg.tls_cert is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -247,3 +247,21 @@ TestEngineReference.settings = settings(max_examples=60, stateful_step_count=30,
 TestEngineNumba = NumbaEngineMachine.TestCase
 TestEngineNumba.settings = settings(max_examples=15, stateful_step_count=25, deadline=None,
                                     suppress_health_check=[HealthCheck.too_slow])
+
+
+def test_order_value_beyond_the_sanity_cap_is_rejected_and_changes_nothing():
+    """Limits off, an order whose value would not fit the int64 sums (2**53 money units) gets a
+    rejected ExecutionReport with a reason; the positions stay as they were, and a replace to
+    such a value is refused the same way."""
+    from oms_trading.engine.positions import ORDER_VALUE_CAP
+    from tests.test_engine_common import make_engine, new, replace, reports
+    eng = make_engine(risk=False, numba=True)
+    before = eng.pos.mem.copy()
+    out = reports(eng.process(new("HUGE", "1", 10**6, price="50000000000.00")))
+    assert len(out) == 1 and out[0]["ord_status"] == "8" and out[0]["rej_reason"] == 3
+    assert out[0]["rule"] == "order_value_cap" and "out of range" in out[0]["text"]
+    assert (eng.pos.mem == before).all()
+    assert reports(eng.process(new("OK", "1", 10, price="100.00")))[0]["ord_status"] == "0"
+    out = reports(eng.process(replace("OK2", "OK", 10**6, price="50000000000.00")))
+    assert out[0]["type"] == "replace_rejected" and "out of range" in out[0]["text"]
+    assert 10**6 * 5 * 10**12 * eng.pos.mult[0] > ORDER_VALUE_CAP

@@ -146,16 +146,11 @@ class RiskEngine:
         self.inst_index = {i.symbol: i.index for i in config.instruments}
         self.session_account = {s.key: self.acct_index.get(s.account) for s in config.sessions if s.account}
         self._check_new, self._check_replace, self._new_order, self._rate, self._replace_order = K.compiled()
-        self.acceptor = None
 
     # -- engine interface ------------------------------------------------------------------
 
     def bind(self, engine: "Engine") -> None:
         self.engine = engine
-
-    def attach(self, acceptor) -> None:
-        """Called by the server with the FIX acceptor (rate limits are enforced in the engine)."""
-        self.acceptor = acceptor
 
     def reset(self) -> None:
         """Back to the configured limits (the state before the first journaled command)."""

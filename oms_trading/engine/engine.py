@@ -20,7 +20,7 @@ from ..config import Config
 from ..model import MAX_QTY, CxlRejReason, Instrument, OrdRejReason, PriceError, format_avg_px
 from .fingerprints import FingerprintSet
 from .orders import CANCELED, EXPIRED, FILLED, NEW, PARTIALLY_FILLED, REJECTED, Order
-from .positions import Positions
+from .positions import ORDER_VALUE_CAP, Positions
 
 log = logging.getLogger(__name__)
 
@@ -273,6 +273,10 @@ class Engine:
                     memo[price] = price_ticks
             if price_ticks <= 0:
                 raise Rejection(OrdRejReason.OTHER, f"Price must be positive, got {price}", "bad_price")
+            if qty * price_ticks * self.pos.mult[inst.index] > ORDER_VALUE_CAP:
+                raise Rejection(OrdRejReason.ORDER_EXCEEDS_LIMIT, f"Order value {qty} x {price} is out of range",
+                                "order_value_cap", self.pos.money_text(ORDER_VALUE_CAP),
+                                self.pos.money_text(qty * price_ticks * self.pos.mult[inst.index]))
         elif cmd.get("tif") in ("0", "1"):
             raise Rejection(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC, "A market order must be IOC or FOK here (it never rests)",
                             "market_tif")

@@ -71,6 +71,9 @@ OUT_COLS = 4
 
 INT64_MAX = 2**63 - 1
 LIMIT_CAP = 2**62     # limits are clipped here: a cap this large is "no limit" in practice
+# the largest value of one order, money units: a hard sanity bound whatever the risk limits say,
+# so an order, its fills and the running sums stay well inside int64 (2**10 such orders at once)
+ORDER_VALUE_CAP = 2**53
 
 
 def fx_fraction(config: Config, currency: str) -> tuple[int, int]:

@@ -13,7 +13,7 @@ import time
 from typing import TYPE_CHECKING, Callable
 
 from ..audit import schema as ev
-from ..audit.journal import JournalError
+from ..audit.journal import JournalError, JournalRecordError
 from ..engine.engine import Engine
 
 if TYPE_CHECKING:
@@ -66,6 +66,10 @@ def _int(value: bytes | None) -> int | None:
     except (ValueError, OverflowError):   # not a number; or a float too large for int() (inf)
         return None
     return number
+
+
+def _unavailable(why: str) -> str:
+    return f"Not accepted: audit journal unavailable ({why})"
 
 
 def _order_id(value: bytes | None) -> int | None:
@@ -166,7 +170,7 @@ class Gateway:
                                                                     ev.REPLACE_REQUESTED) \
                 and time.monotonic() - self._journal_failed_at < JOURNAL_RETRY_S:
             # the journal cannot be written: acknowledge nothing, refuse clearly
-            event = self._refusal(command, self.journal_failed)
+            event = self._refusal(command, _unavailable(self.journal_failed))
             self._events.append(event)
             return [event]
         events = self.engine.process(command)
@@ -174,9 +178,8 @@ class Gateway:
         return events
 
     @staticmethod
-    def _refusal(command: dict, why: str) -> dict:
-        """An unjournaled reject for a command the journal could not take."""
-        text = f"Not accepted: audit journal unavailable ({why})"
+    def _refusal(command: dict, text: str) -> dict:
+        """An unjournaled reject (with ``text``) for a command the journal could not take."""
         if command["type"] == ev.ORDER_RECEIVED:
             return {"type": ev.ORDER_REJECTED, "ts": command["ts"], "order_id": None,
                     "cl_ord_id": command.get("cl_ord_id"), "session": command.get("session"),
@@ -201,13 +204,21 @@ class Gateway:
             self.engine.flush()
             self.journal_failed = None
         except (OSError, JournalError) as exc:
-            self.journal_failed = str(exc)
-            self._journal_failed_at = time.monotonic()
-            log.error("journal write failed: %d events not acknowledged, their commands refused: %s",
-                      len(events), exc)
+            if isinstance(exc, JournalRecordError):
+                # a record the journal refused (a bug upstream, not the disk): this batch is
+                # refused, the journal itself is fine, so the next command is tried as usual
+                text = "Not accepted: an event of this batch could not be journaled (see the server log)"
+                log.error("journal refused a record: %d events not acknowledged, their commands refused: %s",
+                          len(events), exc)
+            else:
+                self.journal_failed = str(exc)
+                text = _unavailable(self.journal_failed)
+                self._journal_failed_at = time.monotonic()
+                log.error("journal write failed: %d events not acknowledged, their commands refused: %s",
+                          len(events), exc)
             self._recover_after_journal_failure()
             # nothing journaled leaves; each refused command gets a clear reject instead
-            events = [e if "seq" not in e else self._refusal(e, self.journal_failed) for e in events
+            events = [e if "seq" not in e else self._refusal(e, text) for e in events
                       if "seq" not in e or e["type"] in (ev.ORDER_RECEIVED, ev.CANCEL_REQUESTED,
                                                          ev.REPLACE_REQUESTED)]
         deliver = self._deliver

@@ -54,7 +54,7 @@ class ReportWriter:
                         "38=%d\x0140=%s\x01%s%s32=%d\x0131=%s\x01151=%d\x0114=%d\x016=%s\x0160=%s\x01%s")
         self._now_b = b""          # SendingTime bytes last seen -> its text
         self._now_s = ""
-        self._tt_key = -1          # TransactTime of the last report, per unit of the precision
+        self._tt_key: int | None = None   # TransactTime of the last report, per unit of the precision
         self._tt_s = ""
         self._tt_div = _TT_DIV.get(precision, 0)
 
@@ -116,7 +116,8 @@ class ReportWriter:
         return b"%b10=%03d\x01" % (msg, (_adler32(msg, 0) & 0xFF) if len(msg) <= 256 else checksum(msg))
 
     def _execution_report_general(self, seq: int, now: bytes, event: dict, exec_type: str) -> bytes:
-        """``execution_report`` through ``ExecReportTemplate`` (same bytes; any value type)."""
+        """``execution_report`` through ``ExecReportTemplate``: the same bytes for the str and
+        int values engine events carry; it also takes float quantities (never truncated)."""
         price = event.get("price")
         rej = event.get("rej_reason")
         text = event.get("text")

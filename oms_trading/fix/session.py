@@ -682,8 +682,6 @@ class FixAcceptor:
         gateway.offline_sink = self.store_offline
         self._server: asyncio.AbstractServer | None = None
         self._ticker: asyncio.Task | None = None
-        self._rate: dict[str, list[int]] = {}
-        self.risk = None   # set by the server: message-rate limits live in compliance
 
     def find_config(self, sender: bytes | None, target: bytes | None) -> SessionConfig | None:
         return self._configs.get((sender or b"", target or b""))
