@@ -526,3 +526,71 @@ def test_read_ndjson_gives_the_payloads_as_newline_delimited_json(tmp_path):
         assert len(lines) == n
         got += [orjson.loads(ln) for ln in lines]
     assert got == want[4:]
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_records_appended_while_a_partial_write_cannot_be_cut_never_reach_the_journal(tmp_path, monkeypatch, native):
+    """A failed write leaves a partial frame and its truncate fails too: every flush until the
+    truncate works refuses its batch (JournalWriteError), and those records are discarded, so
+    the journal never holds a record whose command was refused."""
+    j = Journal(tmp_path, fsync="os", native=native)
+    j.append(ev(1))
+    j.flush()
+    recs = [j.append(ev(i)) for i in range(2, 4)]
+    _FailingWrite(monkeypatch, errno.EIO, partial=HLEN + len(orjson.dumps(recs[0])) + 5)
+    real_truncate = os.ftruncate
+    fails = {"n": 2}
+
+    def ftruncate(fd, size):
+        if fails["n"]:
+            fails["n"] -= 1
+            raise OSError(errno.EIO, "I/O error")
+        return real_truncate(fd, size)
+
+    monkeypatch.setattr(jmod.os, "ftruncate", ftruncate)
+    with pytest.raises(JournalWriteError):
+        j.flush()                              # record 2 reached the OS; the tail of 3 could not be cut
+    assert j.last_seq == 2
+    j.append(ev(50))
+    with pytest.raises(JournalWriteError):
+        j.flush()                              # the truncate fails again: record 50 is refused
+    assert j.last_seq == 2
+    j.append(ev(60))
+    j.flush()                                  # the truncate works: 60 goes on after 2
+    j.close()
+    got = list(iter_records(tmp_path))
+    assert [g["order_id"] for g in got] == [1, 2, 60]
+    check_chain(got)
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_new_segment_with_data_in_it_fails_the_flush_cleanly(tmp_path, native):
+    """A file already sitting at the next segment's name (left by something else) is not
+    appended to: the flush fails with JournalWriteError, the journal rolls back to what reached
+    the OS, and goes on once the file is moved away."""
+    j = Journal(tmp_path, fsync="os", rotate_bytes=1200, native=native)
+    n = 0
+    while len(list_segments(tmp_path)) < 2:
+        n += 1
+        j.append(ev(n))
+        j.flush()
+    squatters = [tmp_path / jmod.segment_name(s) for s in range(j.last_seq + 1, j.last_seq + 60)]
+    for path in squatters:
+        path.write_bytes(b"not ours")
+    head = (j.last_seq, j.last_hash)
+    with pytest.raises(JournalWriteError):
+        for _ in range(50):
+            n += 1
+            j.append(ev(n))
+            j.flush()
+            head = (j.last_seq, j.last_hash)
+    assert (j.last_seq, j.last_hash) == head        # back to the last record that reached the OS
+    for path in squatters:
+        path.unlink()
+    n += 1
+    assert j.append(ev(n))["seq"] == head[0] + 1
+    j.flush()
+    j.close()
+    got = list(iter_records(tmp_path))
+    assert got[-1]["order_id"] == n and got[-1]["seq"] == head[0] + 1
+    check_chain(got)

@@ -1109,7 +1109,7 @@ class Journal:
                 except OSError:
                     done = 0  # nothing of the last chunk is known durable: cut it off
                     raise
-        except OSError as e:
+        except (OSError, JournalError) as e:   # JournalError: a new segment that already has data
             self._tap_pending = []
             self._rollback(chunks, i, done, seg_start, e)
         if self._tap_on and self._tap_pending:
@@ -1151,7 +1151,7 @@ class Journal:
         self._seg_size = 0
         self._seg_day = day
 
-    def _rollback(self, chunks, i: int, done: int, seg_start: int, err: OSError) -> None:
+    def _rollback(self, chunks, i: int, done: int, seg_start: int, err: Exception) -> None:
         """Undo what did not reach the OS after a failed write of chunk ``i``: ``done`` bytes of
         it were written at offset ``seg_start`` of the current segment. Raises JournalWriteError."""
         new_seq, new_hash = self._os_seq, self._os_hash
@@ -1177,17 +1177,22 @@ class Journal:
         self._os_seq = new_seq
         self._os_hash = new_hash
         self._discard_pending()
-        name = errno.errorcode.get(err.errno, str(err.errno)) if err.errno else "?"
-        msg = (f"journal write to {self._dir} failed ({name}: {err.strerror or err}); records after "
+        code = getattr(err, "errno", None)
+        name = errno.errorcode.get(code, str(code)) if code else type(err).__name__
+        msg = (f"journal write to {self._dir} failed ({name}: {getattr(err, 'strerror', None) or err}); records after "
                f"seq {new_seq} were discarded, the journal continues from seq {new_seq + 1}")
         log.error(msg)
-        raise JournalWriteError(msg, errno_=err.errno, last_seq=new_seq) from err
+        raise JournalWriteError(msg, errno_=code, last_seq=new_seq) from err
 
     def _retry_truncate(self) -> None:
+        """Cut the partial write a failed rollback left. While that fails, records appended since
+        are discarded too (their commands are refused): none may reach the journal later."""
         fd, size = self._needs_truncate
         try:
             os.ftruncate(fd, size)
         except OSError as e:
+            self._tap_pending = []
+            self._discard_pending()
             raise JournalWriteError(f"journal {self._dir}: cannot truncate a partial write: {e}",
                                     errno_=e.errno, last_seq=self._os_seq) from e
         self._needs_truncate = None
