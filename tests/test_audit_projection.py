@@ -42,6 +42,42 @@ def rows(con):
     return [dict(zip(names, r)) for r in cur.fetchall()]
 
 
+def test_catch_up_of_a_live_journal_stops_at_the_end_it_reached(tmp_path):
+    """A follower of a journal that a writer keeps growing (the projection process) must not
+    chase it: the read that reaches the end is the call's last batch, and what came after is
+    the next call's, in one batch (before: one INSERT per few records, in a call that only
+    ended when the writer paused)."""
+    jdir, db = tmp_path / "journal", tmp_path / "audit.duckdb"
+    j = Journal(jdir, fsync="os")
+    written = 0
+
+    def write(n):
+        nonlocal written
+        for _ in range(n):
+            j.append(ev(written))
+            written += 1
+        j.flush()
+
+    write(40)
+    p = Projection(db, jdir, batch_rows=1000)
+    real_read = p._read_batch
+    reads = []
+
+    def read_while_writing(reader, want):
+        tbl = real_read(reader, want)
+        reads.append(0 if tbl is None else tbl.num_rows)
+        write(3)                       # the writer goes on after every read
+        return tbl
+
+    p._read_batch = read_while_writing
+    assert p.catch_up() == 40 and reads == [40]
+    assert p.catch_up() == 3 and reads == [40, 3]
+    write(500)
+    assert p.catch_up() == 503 and reads == [40, 3, 503]
+    p.close()
+    j.close()
+
+
 def test_catch_up_is_idempotent(tmp_path):
     jdir, db = tmp_path / "journal", tmp_path / "audit.duckdb"
     fill(jdir, 120)
