@@ -239,3 +239,13 @@ def test_soak_mem_end_to_end(tmp_path, capsys):
     assert load["seq_gaps"] == 0 and report["server_alive_at_end"]
     assert report["rss"]["samples"] >= 3 and report["rss"]["slope_mib_per_s"] is not None
     assert "RSS slope after warm-up" in capsys.readouterr().out
+
+
+def test_inproc_path_runs_the_whole_order_path():
+    """benchmarks/inproc_path.py: every order answered (ExecutionReport bytes out), the stages
+    timed, the figures positive."""
+    from benchmarks import inproc_path
+    r = inproc_path.run(200, 20, True, warm=100)
+    assert r["orders"] == 200 and r["cpu_us_per_order"] > 0 and r["calibration_us"] > 0
+    assert r["bytes_out"] > 300 * 150          # 300 ExecutionReports of ~200 bytes (warm-up included)
+    assert {"engine (per command)", "journal flush", "ExecutionReport render"} <= set(r["stages_us_per_order"])
