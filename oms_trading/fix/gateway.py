@@ -91,6 +91,9 @@ class Gateway:
         self.on_events: list[Callable[[list[dict]], None]] = []   # metrics, projection wake-up
         # reports for sessions that are not logged on, stored for their next logon's resend
         self.offline_sink: Callable[[dict[str, list[dict]]], None] | None = None
+        # sessions whose offline reports the sink would drop (never logged on: no store to
+        # resend from); the acceptor shares its set, so a first logon takes a key out of it
+        self.no_offline: set[str] = set()
         self._offline: dict[str, list[dict]] = {}
 
     # -- inbound --------------------------------------------------------------------------
@@ -257,7 +260,7 @@ class Gateway:
         if target is not None and target.logged_on:
             target.queue_report(event)
             self._dirty.add(target)
-        elif key is not None and "seq" in event:
+        elif key is not None and "seq" in event and key not in self.no_offline:
             self._offline.setdefault(key, []).append(event)
 
     def has_pending(self) -> bool:

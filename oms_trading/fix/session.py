@@ -680,6 +680,7 @@ class FixAcceptor:
         self._no_store: set[str] = set()        # sessions known to have no store yet
         gateway.drop_copies = {s.key for s in config.sessions if s.drop_copy}
         gateway.offline_sink = self.store_offline
+        gateway.no_offline = self._no_store
         self._server: asyncio.AbstractServer | None = None
         self._ticker: asyncio.Task | None = None
 
