@@ -111,3 +111,39 @@ def test_fingerprint_set_past_its_capacity_grows_and_keeps_every_entry(caplog):
     for v in ref:
         big.add(v)
     assert big.nbytes == size and big == fps
+
+
+def test_fingerprint_add_many_keeps_the_same_entries_as_add():
+    import random
+    from oms_trading.engine.fingerprints import FingerprintSet
+    rnd = random.Random(11)
+    values = [rnd.randrange(-2**63, 2**63) for _ in range(5000)] + [0, 1, 0]
+    one, many = FingerprintSet(capacity=100), FingerprintSet(capacity=100)
+    for v in values:
+        one.add(v)
+    for i in range(0, len(values), 700):
+        many.add_many(values[i:i + 700])
+    many.add_many([])
+    assert len(one) == len(many) and all(v in many for v in values) and 0 in many
+
+
+def test_finished_orders_leave_memory_in_chunks_and_replay_ends_equal():
+    """With a bound of 160, finished orders leave memory once 10 more (1/16) have finished,
+    down to the bound, all at once; a replay of the journal ends with the same state."""
+    from tests.test_engine_common import make_config
+    cfg = make_config("\n[trading]\nfinished_orders_in_memory = 160\n")
+    journal = MemJournal()
+    eng = make_engine(journal=journal, config=cfg)
+    for i in range(170):
+        eng.process(new(f"N{i}", "1", 10, "97.00", ts=i))
+        eng.process(cancel(f"X{i}", f"N{i}", ts=i))
+    assert len(eng._finished) == 170 and eng._gone_ids.count == 0       # 170 <= 160 + 10
+    eng.process(new("N170", "1", 10, "97.00", ts=999))
+    eng.process(cancel("X170", "N170", ts=999))                       # the 171st: 11 leave at once
+    assert len(eng._finished) == 160 and eng._gone_ids.count == 11 * 3
+    dup = reports(eng.process(new("N0", "1", 10, "97.00", ts=1000)))[0]
+    assert "Duplicate ClOrdID" in dup["text"]
+    replayed = make_engine(journal=MemJournal(), config=cfg)
+    replayed.replay(journal.records)
+    assert sorted(replayed.orders) == sorted(eng.orders) and replayed.by_cl_ord_id == eng.by_cl_ord_id
+    assert replayed._gone_ids == eng._gone_ids

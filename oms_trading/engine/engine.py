@@ -32,6 +32,7 @@ SIDE_CODES = {"1": BUY, "2": SELL, "5": SELL, "6": SELL}
 
 
 TICKS_MEMO_SIZE = 65536    # distinct prices remembered per instrument before the memo starts over
+EVICT_CHUNK = 4096        # finished orders past the bound leave memory this many at a time at most
 CXL_BROKER_OPTION = 2     # CxlRejReason for a replace refused by a risk check
 
 
@@ -80,6 +81,10 @@ class Engine:
         # late") until the end of the day
         self._finished: deque[int] = deque()
         self._gone_ids = FingerprintSet(self.config.finished_ids_capacity)
+        # finished orders leave memory in chunks (one compiled call for their fingerprints,
+        # not one per order): up to 1/16 of the bound (at most EVICT_CHUNK) more stay meanwhile
+        keep = self.config.finished_orders_in_memory
+        self._evict_above = keep + min(EVICT_CHUNK, keep // 16)
         self.next_order_id = 1
         self.next_exec_id = 1
         self.next_trade_id = 1
@@ -109,7 +114,7 @@ class Engine:
         if kind != ev.STATUS_REQUESTED:   # a status query changes nothing: not journaled
             self._emit(out, command)
         handler(self, command, out)
-        if len(self._finished) > self.config.finished_orders_in_memory:
+        if len(self._finished) > self._evict_above:
             self._let_go_of_finished()
         return out
 
@@ -119,10 +124,12 @@ class Engine:
         self._finished.append(order.order_id)
 
     def _let_go_of_finished(self) -> None:
-        """The oldest finished orders past the bound leave memory; their ClOrdIDs and OrderID,
-        each with its session, stay known as fingerprints (a 64-bit hash: a false duplicate is
-        ~n / 2**64 per order)."""
+        """The oldest finished orders past the bound leave memory (``process`` calls this once
+        the bound is passed by a chunk, see ``_evict_above``); their ClOrdIDs and OrderID, each
+        with its session, stay known as fingerprints (a 64-bit hash: a false duplicate is
+        ~n / 2**64 per order), added in one compiled call."""
         keep = self.config.finished_orders_in_memory
+        gone: list[int] = []
         while len(self._finished) > keep:
             order = self.orders.pop(self._finished.popleft(), None)
             if order is None:
@@ -131,9 +138,10 @@ class Engine:
                 key = (order.session, cl_ord_id)
                 if self.by_cl_ord_id.get(key) == order.order_id:
                     del self.by_cl_ord_id[key]
-                    self._gone_ids.add(hash(key))
+                    gone.append(hash(key))
             # its OrderID too, tied to its session: another session naming it stays "unknown"
-            self._gone_ids.add(hash((order.session, order.order_id)))
+            gone.append(hash((order.session, order.order_id)))
+        self._gone_ids.add_many(gone)
 
     def _cl_ord_id_used(self, key: tuple) -> bool:
         return key in self.by_cl_ord_id or (self._gone_ids.count > 0 and hash(key) in self._gone_ids)
@@ -169,7 +177,7 @@ class Engine:
                 if record["type"] in ev.COMMAND_TYPES:
                     command = {k: v for k, v in record.items() if k not in ("seq", "prev_hash", "hash")}
                     self._handlers[record["type"]](self, command, [])
-                    if len(self._finished) > self.config.finished_orders_in_memory:
+                    if len(self._finished) > self._evict_above:
                         self._let_go_of_finished()     # as process() does, so replay ends equal
                     count += 1
         finally:
