@@ -30,30 +30,10 @@ from oms_trading.fix import session as session_mod
 from oms_trading.fix.codec import checksum
 from oms_trading.fix.gateway import Gateway
 from oms_trading.fix.session import FixAcceptor, FixSession
+from tests.memtransport import MemoryTransport as Transport
 
 SOH = b"\x01"
 CFG = load_config()
-
-
-class Transport:
-    def __init__(self) -> None:
-        self.out = bytearray()
-        self.closed = False
-
-    def write(self, data: bytes) -> None:
-        self.out += data
-
-    def is_closing(self) -> bool:
-        return self.closed
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def get_extra_info(self, key):
-        return None
-
-    def close(self) -> None:
-        self.closed = True
 
 
 class Stack:

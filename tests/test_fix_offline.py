@@ -15,26 +15,7 @@ from oms_trading.engine.engine import Engine
 from oms_trading.fix.gateway import Gateway
 from oms_trading.fix.session import FixAcceptor, FixSession
 from oms_trading.fix.timefmt import fix_timestamp
-
-
-class Transport:
-    def __init__(self) -> None:
-        self.out = bytearray()
-
-    def write(self, data: bytes) -> None:
-        self.out += data
-
-    def is_closing(self) -> bool:
-        return False
-
-    def get_write_buffer_size(self) -> int:
-        return 0
-
-    def get_extra_info(self, key: str):
-        return None
-
-    def close(self) -> None:
-        pass
+from tests.memtransport import MemoryTransport as Transport
 
 
 def msg(sender: str, msg_type: str, seq: int, fields: list) -> bytes:
