@@ -116,16 +116,26 @@ def summarize(h: HdrHistogram) -> dict:
 
 
 def record_all(h: HdrHistogram, values: list[int]) -> int:
-    """Record nanosecond values; returns how many had to be clamped into range."""
+    """Record nanosecond values; returns how many had to be clamped into range.
+
+    hdrh's ``record_value`` is Python (~2-3 us a call), and the load generator shares the
+    machine with the server it measures: so the values are first cut with numpy to the
+    histogram's own resolution (the low bits that do not change which bucket a value falls
+    in, one bit finer than that to be safe) and each distinct value is recorded once with its
+    count. The histogram ends up exactly as if every value had been recorded one by one."""
+    if not values:
+        return 0
+    import numpy as np
+    arr = np.asarray(values, dtype=np.int64)
+    clamped = int(np.count_nonzero(arr > HIST_MAX_NS))
+    arr = np.clip(arr, 1, HIST_MAX_NS)
+    bits = np.frexp(arr.astype(np.float64))[1].astype(np.int64)        # bit length (values < 2**53)
+    shift = np.maximum(bits - (h.sub_bucket_half_count_magnitude + h.unit_magnitude + 2), 0)
+    cut = (arr >> shift) << shift
+    uniq, counts = np.unique(cut, return_counts=True)
     rec = h.record_value
-    clamped = 0
-    for v in values:
-        if v < 1:
-            v = 1
-        elif v > HIST_MAX_NS:
-            v = HIST_MAX_NS
-            clamped += 1
-        rec(v)
+    for v, c in zip(uniq.tolist(), counts.tolist()):
+        rec(v, c)
     return clamped
 
 

@@ -249,3 +249,24 @@ def test_inproc_path_runs_the_whole_order_path():
     assert r["orders"] == 200 and r["cpu_us_per_order"] > 0 and r["calibration_us"] > 0
     assert r["bytes_out"] > 300 * 150          # 300 ExecutionReports of ~200 bytes (warm-up included)
     assert {"engine (per command)", "journal flush", "ExecutionReport render"} <= set(r["stages_us_per_order"])
+
+
+def test_record_all_gives_the_histogram_one_by_one_recording_gives():
+    """record_all cuts values to the histogram's resolution and records each distinct one with
+    its count: same bucket counts, percentiles, min, max, mean and clamp count as recording every
+    value (clamped into range) one at a time."""
+    import random
+    rnd = random.Random(5)
+    values = [int(rnd.lognormvariate(11, 2.5)) for _ in range(20000)]
+    values += [0, -3, 1, 2047, 2048, 2049, 4095, 4096, loadgen.HIST_MAX_NS, loadgen.HIST_MAX_NS + 7]
+    fast, slow = loadgen.new_histogram(), loadgen.new_histogram()
+    clamped = loadgen.record_all(fast, values)
+    expect = 0
+    for v in values:
+        if v > loadgen.HIST_MAX_NS:
+            expect += 1
+        slow.record_value(min(max(v, 1), loadgen.HIST_MAX_NS))
+    assert clamped == expect == 1
+    assert list(fast.counts) == list(slow.counts) and fast.get_total_count() == slow.get_total_count()
+    assert loadgen.summarize(fast) == loadgen.summarize(slow)
+    assert loadgen.record_all(fast, []) == 0
