@@ -127,17 +127,11 @@ class Instrument:
         if self.lot_size <= 0:
             raise ValueError(f"{self.symbol}: lot_size must be positive")
 
-    @property
-    def price_scale(self) -> int:
-        """Digits after the decimal point needed to print a price on the tick grid."""
-        return _tick_grid(self.tick_size)[1]
-
     def to_ticks(self, text: str | bytes | Decimal) -> int:
         return price_to_ticks(text, self.tick_size)
 
     def format_price(self, ticks: int) -> str:
-        mult, scale = _tick_grid(self.tick_size)
-        return _units_text(ticks * mult, scale)
+        return ticks_to_price(ticks, self.tick_size)
 
     @property
     def reference_ticks(self) -> int | None:
