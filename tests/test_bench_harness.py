@@ -251,6 +251,41 @@ def test_inproc_path_runs_the_whole_order_path():
     assert {"engine (per command)", "journal flush", "ExecutionReport render"} <= set(r["stages_us_per_order"])
 
 
+def test_inproc_path_mix_answers_every_operation_over_several_sessions():
+    """``--mix``: the load generator's operations over several sessions, each answered; a
+    cancel or replace names an order its own session sent before."""
+    import collections
+    import re
+    from benchmarks import inproc_path
+    per = inproc_path.mix_messages(300, 3, [0.4, 0.1, 0.4, 0.1])
+    assert sum(map(len, per)) == 300
+    for k, msgs in enumerate(per):
+        sent = set()
+        for m in msgs:
+            assert (b"\x0149=BENCH\x01" if k == 0 else b"\x0149=BENCH%d\x01" % (k + 1)) in m
+            orig = re.search(rb"\x0141=([^\x01]+)", m)
+            if orig:
+                assert orig.group(1) in sent
+            sent.add(re.search(rb"\x0111=([^\x01]+)", m).group(1))
+    out = []
+
+    class Keep(inproc_path.CountingTransport):
+        def write(self, data):
+            out.append(data)
+            super().write(data)
+
+    real = inproc_path.CountingTransport
+    inproc_path.CountingTransport = Keep
+    try:
+        r = inproc_path.run_mix(400, 2, 3, "passive=45,cross=5,cancel=45,replace=5", True, warm=100)
+    finally:
+        inproc_path.CountingTransport = real
+    assert r["orders"] == 400 and r["sessions"] == 3 and r["cpu_us_per_order"] > 0
+    kinds = collections.Counter(re.findall(rb"\x01150=(.)", b"".join(out)))
+    assert kinds[b"8"] == 0 and kinds[b"4"] > 50 and kinds[b"0"] > 100      # nothing rejected
+    assert {"engine (per command)", "FIX store write"} <= set(r["stages_us_per_order"])
+
+
 def test_record_all_gives_the_histogram_one_by_one_recording_gives():
     """record_all cuts values to the histogram's resolution and records each distinct one with
     its count: same bucket counts, percentiles, min, max, mean and clamp count as recording every
