@@ -59,6 +59,13 @@ def _field(b, s, e, t0, t1, t2, tlen):
 
 
 @numba.njit(cache=True, nogil=True)
+def _mark(r, kind, start, end):
+    r[KIND] = kind
+    r[START] = start
+    r[END] = end
+
+
+@numba.njit(cache=True, nogil=True)
 def scan_answers(b, pos, n, out):
     """Frame ``b[pos:n]``; returns ``(rows, pos, trim)``: ``rows`` of ``out`` filled, the
     offset where the next scan starts, and whether the bytes before ``max(pos, n - 4)`` are to
@@ -85,9 +92,7 @@ def scan_answers(b, pos, n, out):
         r = out[rows]
         if e1 < 0:
             if n - pos >= 32:
-                r[KIND] = GARBLED_BEGIN
-                r[START] = pos
-                r[END] = min(n, pos + 32)
+                _mark(r, GARBLED_BEGIN, pos, min(n, pos + 32))
                 rows += 1
                 pos += 1
                 continue
@@ -113,9 +118,7 @@ def scan_answers(b, pos, n, out):
         if e2 < 0 or not digits:
             if e2 < 0 and n - e1 < 13:
                 return rows, pos, False
-            r[KIND] = GARBLED_LENGTH
-            r[START] = pos
-            r[END] = min(n, e1 + 13)
+            _mark(r, GARBLED_LENGTH, pos, min(n, e1 + 13))
             rows += 1
             pos += 1
             continue
@@ -138,15 +141,11 @@ def scan_answers(b, pos, n, out):
                 total += b[k]
             ok = (total & 0xFF) == cs
         if not ok:
-            r[KIND] = GARBLED_FRAME
-            r[START] = pos
-            r[END] = end
+            _mark(r, GARBLED_FRAME, pos, end)
             rows += 1
             pos += 1
             continue
-        r[KIND] = OK
-        r[START] = pos
-        r[END] = end
+        _mark(r, OK, pos, end)
         # MsgType: first "\x0135=" from e2 - 1 on (LiteParser's raw.find(b"\x0135=", e2 - pos - 1))
         ms, me = _field(b, e2 - 1, end, 51, 53, 0, 2)
         if ms < 0:
