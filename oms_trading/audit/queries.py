@@ -420,9 +420,10 @@ def _cat_order_fields(r: dict, key_ts: int) -> dict:
     return d
 
 
-def cat_events(rows: Iterable[dict]) -> Iterable[dict]:
-    """CAT-style events of audit rows (dicts with the table's columns), in seq order."""
-    key_ts: dict[int, int] = {}       # order_id -> current orderKeyDate (ts)
+def cat_events(rows: Iterable[dict], key_ts: dict[int, int] | None = None) -> Iterable[dict]:
+    """CAT-style events of audit rows (dicts with the table's columns), in seq order.
+    ``key_ts``: order_id -> orderKeyDate (ts) of orders accepted before the first row."""
+    key_ts = dict(key_ts or {})       # order_id -> current orderKeyDate (ts)
     cancel_cmd: set[int] = set()      # seqs of client cancel requests
     fills: dict[int, dict] = {}       # trade_id -> first side seen
     for r in rows:
@@ -488,6 +489,12 @@ def _export_cat(con, out, a, b) -> int:
     cond = f"type IN ({', '.join('?' * len(_CAT_SOURCE_TYPES))})"
     where = (where + " AND " + cond) if where else " WHERE " + cond
     # orderKeyDate of an order accepted before the range: its latest accept/replace before it
+    key_ts: dict[int, int] = {}
+    if a is not None:
+        key_ts = dict(con.execute(
+            f"SELECT order_id, arg_max(ts, seq) FROM {TABLE} WHERE ts < ? AND type IN (?, ?) "
+            f"AND order_id IN (SELECT order_id FROM {TABLE}{where}) GROUP BY order_id",
+            [a, ev.ORDER_ACCEPTED, ev.ORDER_REPLACED, *params, *_CAT_SOURCE_TYPES]).fetchall())
     cols = ("seq", "ts", "type", "order_id", "cl_ord_id", "account", "symbol", "side", "ord_type", "tif",
             "price", "qty", "cum_qty", "leaves_qty", "last_px", "last_qty", "trade_id")
     sel = ", ".join(f'"{c}"' for c in cols)
@@ -509,7 +516,7 @@ def _export_cat(con, out, a, b) -> int:
                 for row in batch:
                     yield dict(zip(cols, row))
         buf = []
-        for d in cat_events(gen()):
+        for d in cat_events(gen(), key_ts):
             buf.append(dumps(d))
             n += 1
             if len(buf) >= 10_000:
