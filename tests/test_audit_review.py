@@ -86,3 +86,18 @@ def test_cat_order_key_date_of_order_accepted_before_the_window(two_days, tmp_pa
 def _cat(con, path, **kw):
     Q.export(con, "cat", path, **kw)
     return path.read_text().splitlines()
+
+
+def test_eod_lists_orders_open_from_earlier_days(two_days):
+    """G-1 (GTC) rests from day 1 and has no event on day 2: day 2's blotter and its
+    'orders left open' exception must still account for it."""
+    _, con = two_days
+    data = Q.eod_data(con, date=DAY2)
+    ended = {o["cl_ord_id"]: o["ended"] for o in data["blotter"]}
+    assert ended == {"G-1": "open", "G-2b": "partly filled, canceled", "D-1": "filled"}
+    assert [o["cl_ord_id"] for o in data["exceptions"]["pending"]] == ["G-1"]
+    g1 = [o for o in data["blotter"] if o["cl_ord_id"] == "G-1"][0]
+    assert g1["entered"] == Q.iso_ns(T0) and g1["leaves_qty"] == 100
+    # day 1: both GTC orders open at its end
+    day1 = Q.eod_data(con, date="2026-11-25")
+    assert sorted(o["cl_ord_id"] for o in day1["exceptions"]["pending"]) == ["G-1", "G-2"]

@@ -666,6 +666,7 @@ def limits_at(con, *, account: str, at: int | None = None, baseline: dict | None
 # ---------------------------------------------------------------------------------------------
 # end-of-day report
 
+_OPEN_STATUSES = ("0", "1", "A", "E", "6")
 _ENDED = {"2": "filled", "4": "canceled", "C": "expired", "8": "rejected", "0": "open", "1": "partly filled, open"}
 
 
@@ -693,9 +694,15 @@ def eod_data(con, *, date: str | None = None) -> dict:
     """The end-of-day report as data (what ``eod_report`` renders): day, blotter, fills,
     positions and exceptions; a UTC day ``[00:00, 24:00)``."""
     day, a, b = _day_bounds(con, date)
-    # orders with any event of the day; their state as of the end of the day
+    # orders with any event of the day, and orders still open when it began (a GTC order resting
+    # from an earlier day with no event today); their state as of the end of the day
+    states = (ev.ORDER_ACCEPTED, ev.ORDER_PARTIALLY_FILLED, ev.ORDER_FILLED, ev.ORDER_CANCELED,
+              ev.ORDER_REPLACED, ev.ORDER_EXPIRED, "order_status")
     rows = _rows(con.execute(
-        f"""WITH ids AS (SELECT DISTINCT order_id FROM {TABLE} WHERE ts >= ? AND ts < ? AND order_id IS NOT NULL),
+        f"""WITH ids AS (SELECT DISTINCT order_id FROM {TABLE} WHERE ts >= ? AND ts < ? AND order_id IS NOT NULL
+                         UNION
+                         SELECT order_id FROM {TABLE} WHERE ts < ? AND type IN (?, ?, ?, ?, ?, ?, ?)
+                         GROUP BY order_id HAVING arg_max(ord_status, seq) IN (?, ?, ?, ?, ?)),
                  last AS (SELECT t.*, row_number() OVER (PARTITION BY t.order_id ORDER BY t.seq DESC) AS rn
                           FROM {TABLE} t JOIN ids USING (order_id)
                           WHERE t.ts < ? AND t.type IN (?, ?, ?, ?, ?, ?, ?)),
@@ -705,8 +712,7 @@ def eod_data(con, *, date: str | None = None) -> dict:
                    last.tif, last.price, last.qty, last.cum_qty, last.leaves_qty, last.avg_px, last.ord_status,
                    last.type, last.text, last.ts, firsts.first_ts
             FROM last LEFT JOIN firsts USING (order_id) WHERE rn = 1 ORDER BY last.account, last.order_id""",
-        [a, b, b, ev.ORDER_ACCEPTED, ev.ORDER_PARTIALLY_FILLED, ev.ORDER_FILLED, ev.ORDER_CANCELED,
-         ev.ORDER_REPLACED, ev.ORDER_EXPIRED, "order_status", ev.ORDER_ACCEPTED]))
+        [a, b, a, *states, *_OPEN_STATUSES, b, *states, ev.ORDER_ACCEPTED]))
     blotter = []
     for r in rows:
         st = r["ord_status"]
@@ -760,7 +766,7 @@ def eod_data(con, *, date: str | None = None) -> dict:
         p["avg_sell_px"] = str((p["sell_notional"] / p["sold"]).quantize(Decimal("0.000001"))) if p["sold"] else None
         p["buy_notional"], p["sell_notional"] = str(p["buy_notional"]), str(p["sell_notional"])
         positions.append(p)
-    pending = [o for o in blotter if o["ord_status"] in ("0", "1", "A", "E", "6")]
+    pending = [o for o in blotter if o["ord_status"] in _OPEN_STATUSES]
     reject_counts = _rows(con.execute(
         f"""SELECT type, coalesce(rule, '') AS rule, rej_reason, count(*) AS count, min(text) AS example
             FROM {TABLE} WHERE ts >= ? AND ts < ? AND type IN (?, ?, ?, ?)
