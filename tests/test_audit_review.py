@@ -122,3 +122,43 @@ def test_eod_csv_neutralizes_formulas_from_clients(tmp_path):
     cells = [c for row in csv.reader(io.StringIO(text)) for c in row]
     assert not [c for c in cells if c[:1] in ("=", "+", "@", "\t", "\r") or (c[:1] == "-" and c != "-5")]
     assert "'" + evil in cells and "'@SUM(1+1)" in cells and "'+R-1" in cells and "-5" in cells
+
+
+@pytest.fixture(scope="module")
+def chains(tmp_path_factory):
+    """S1: A -> B (replaced), B -> C rejected (side change), canceled by its first ClOrdID A,
+    then a replace Y of the canceled order (too late). S2 uses ClOrdID A for an order of its own,
+    and sends a cancel naming S1's OrderID 1 (tag 37) that the engine rejects as unknown."""
+    data = tmp_path_factory.mktemp("chains")
+    foreign = dict(_cancel("Z-1", "NOPE", session=S2, ts=T0 + 6 * MIN), order_id=1)
+    _run(data, [
+        _new("A", "1", 100, "185.00", ts=T0),
+        _replace("B", "A", 200, "186.00", ts=T0 + MIN),
+        dict(_replace("C", "B", 200, "186.00", ts=T0 + 2 * MIN), side="2"),
+        _new("A", "2", 100, "199.00", session=S2, account="ACC2", ts=T0 + 3 * MIN),
+        _cancel("X", "A", ts=T0 + 4 * MIN),
+        _replace("Y", "B", 300, ts=T0 + 5 * MIN),
+        foreign,
+    ])
+    proj, con = _open(data)
+    yield data, con
+    con.close()
+    proj.close()
+
+
+CHAIN_TYPES = ["order_received", "order_accepted", "replace_requested", "order_replaced", "replace_requested",
+               "replace_rejected", "cancel_requested", "order_canceled", "replace_requested", "replace_rejected"]
+
+
+def test_lifecycle_leaves_out_other_sessions_requests_naming_the_order_id(chains):
+    """A command's order_id is the OrderID (37) the client wrote, not the order the engine acted
+    on: S2's cancel naming OrderID 1, rejected as unknown, is not an event of S1's order 1."""
+    _, con = chains
+    rows = Q.lifecycle(con, order_id=1)
+    assert [r["type"] for r in rows] == CHAIN_TYPES
+    assert {r["session"] for r in rows} == {S1}
+    for cl in ("A", "B", "C", "X", "Y"):
+        assert Q.lifecycle(con, cl_ord_id=cl, session=S1) == rows
+    # S2's own request is still found by its ClOrdID, with its answer
+    z = Q.lifecycle(con, cl_ord_id="Z-1")
+    assert [r["type"] for r in z] == ["cancel_requested", "cancel_rejected"]

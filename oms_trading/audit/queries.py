@@ -191,7 +191,9 @@ def _order_rows(con, order_ids: Iterable[int]) -> list[dict]:
     rows: dict[int, dict] = {}
     for oid in order_ids:
         cur = con.execute(f"SELECT {_COLS_SQL} FROM {TABLE} WHERE order_id = ?", [oid])
-        own = _rows(cur)
+        # a command's order_id is the OrderID (37) its client wrote, maybe another session's
+        # order: the order's commands are the ones its answers follow (seq - 1), below
+        own = [r for r in _rows(cur) if r["type"] not in ev.COMMAND_TYPES]
         for r in own:
             rows[r["seq"]] = r
         want = sorted(r["seq"] - 1 for r in own if r["type"] in _ANSWER_TYPES)
@@ -227,8 +229,8 @@ def lifecycle(con, *, order_id: int | None = None, cl_ord_id: str | None = None,
         sql += " AND session = ?"
         params.append(session)
     hits = _rows(con.execute(sql, params))
-    order_ids = sorted({r["order_id"] for r in hits if r["order_id"] is not None})
-    loose = [r for r in hits if r["order_id"] is None]
+    order_ids = sorted({r["order_id"] for r in hits if r["order_id"] is not None and r["type"] not in ev.COMMAND_TYPES})
+    loose = [r for r in hits if r["order_id"] is None or r["type"] in ev.COMMAND_TYPES]
     if not order_ids and loose:
         # a request that never reached an order (say a cancel rejected as unknown whose
         # OrigClOrdID named an order on the session): follow OrigClOrdID back to it
