@@ -162,3 +162,14 @@ def test_lifecycle_leaves_out_other_sessions_requests_naming_the_order_id(chains
     # S2's own request is still found by its ClOrdID, with its answer
     z = Q.lifecycle(con, cl_ord_id="Z-1")
     assert [r["type"] for r in z] == ["cancel_requested", "cancel_rejected"]
+
+
+def test_lifecycle_of_a_cl_ord_id_used_by_two_sessions_is_not_merged(chains):
+    """ClOrdID A is S1's order 1 and S2's order 2 (a ClOrdID is unique per session only):
+    without --session the answer must not interleave the two orders as if they were one."""
+    _, con = chains
+    with pytest.raises(Q.QueryError, match="session"):
+        Q.lifecycle(con, cl_ord_id="A")
+    assert [r["type"] for r in Q.lifecycle(con, cl_ord_id="A", session=S1)] == CHAIN_TYPES
+    assert [r["type"] for r in Q.lifecycle(con, cl_ord_id="A", session=S2)] == ["order_received", "order_accepted"]
+    assert [r["type"] for r in Q.lifecycle(con, cl_ord_id="C")] == CHAIN_TYPES   # one order: no session needed

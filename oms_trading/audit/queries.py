@@ -213,7 +213,8 @@ def lifecycle(con, *, order_id: int | None = None, cl_ord_id: str | None = None,
               session: str | None = None) -> list[dict]:
     """Every event of an order in seq order (see the module docstring). Give ``order_id`` or
     ``cl_ord_id`` (any ClOrdID of the order's chain; ``session`` narrows it to one FIX session,
-    since a ClOrdID is unique only per session). Returns [] when nothing matches."""
+    since a ClOrdID is unique only per session). Returns [] when nothing matches; QueryError
+    when the ClOrdID names more than one order."""
     if order_id is not None:
         if isinstance(order_id, bool) or not isinstance(order_id, int):
             raise QueryError(f"order_id must be an integer, got {order_id!r}")
@@ -231,6 +232,12 @@ def lifecycle(con, *, order_id: int | None = None, cl_ord_id: str | None = None,
     hits = _rows(con.execute(sql, params))
     order_ids = sorted({r["order_id"] for r in hits if r["order_id"] is not None and r["type"] not in ev.COMMAND_TYPES})
     loose = [r for r in hits if r["order_id"] is None or r["type"] in ev.COMMAND_TYPES]
+    if len(order_ids) > 1:
+        # one ClOrdID, several orders (other sessions, or reused on another day): not one lifecycle
+        found = sorted({(r["order_id"], r["session"]) for r in hits if r["order_id"] in order_ids})
+        raise QueryError(f"ClOrdID {cl_ord_id!r} names {len(order_ids)} orders ("
+                         + ", ".join(f"order_id {o} on {s}" for o, s in found)
+                         + "): give the session, or the order_id")
     if not order_ids and loose:
         # a request that never reached an order (say a cancel rejected as unknown whose
         # OrigClOrdID named an order on the session): follow OrigClOrdID back to it
