@@ -199,3 +199,17 @@ def test_live_writer_projection_and_verify(tmp_path):
     assert len(list_segments(journal_dir(tmp_path))) > 10
     r = verify(tmp_path)
     assert r.ok and r.checked_journal == r.checked_table == 1500, r
+
+
+@pytest.mark.parametrize("sql,seq", [
+    # the value moves from its column into details: the record a row stands for is unchanged,
+    # but a query on the column (symbol = 'AAPL', order_id = 6) no longer finds the row
+    (f"""UPDATE {TABLE} SET symbol = NULL, details = '{{"symbol":"AAPL"}}' WHERE seq = 17""", 17),
+    (f"""UPDATE {TABLE} SET order_id = NULL, details = json_merge_patch(details, '{{"order_id":3}}')
+         WHERE seq = 8""", 8),
+])
+def test_value_moved_out_of_its_column_is_found(data, sql, seq):
+    with raw(data) as con:
+        con.execute(sql)
+    r = verify(data)
+    assert not r.ok and r.where == "duckdb" and r.first_bad_seq == seq, r

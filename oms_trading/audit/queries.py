@@ -191,7 +191,9 @@ def _order_rows(con, order_ids: Iterable[int]) -> list[dict]:
     rows: dict[int, dict] = {}
     for oid in order_ids:
         cur = con.execute(f"SELECT {_COLS_SQL} FROM {TABLE} WHERE order_id = ?", [oid])
-        own = _rows(cur)
+        # a command's order_id is the OrderID (37) its client wrote, maybe another session's
+        # order: the order's commands are the ones its answers follow (seq - 1), below
+        own = [r for r in _rows(cur) if r["type"] not in ev.COMMAND_TYPES]
         for r in own:
             rows[r["seq"]] = r
         want = sorted(r["seq"] - 1 for r in own if r["type"] in _ANSWER_TYPES)
@@ -211,7 +213,8 @@ def lifecycle(con, *, order_id: int | None = None, cl_ord_id: str | None = None,
               session: str | None = None) -> list[dict]:
     """Every event of an order in seq order (see the module docstring). Give ``order_id`` or
     ``cl_ord_id`` (any ClOrdID of the order's chain; ``session`` narrows it to one FIX session,
-    since a ClOrdID is unique only per session). Returns [] when nothing matches."""
+    since a ClOrdID is unique only per session). Returns [] when nothing matches; QueryError
+    when the ClOrdID names more than one order."""
     if order_id is not None:
         if isinstance(order_id, bool) or not isinstance(order_id, int):
             raise QueryError(f"order_id must be an integer, got {order_id!r}")
@@ -227,8 +230,14 @@ def lifecycle(con, *, order_id: int | None = None, cl_ord_id: str | None = None,
         sql += " AND session = ?"
         params.append(session)
     hits = _rows(con.execute(sql, params))
-    order_ids = sorted({r["order_id"] for r in hits if r["order_id"] is not None})
-    loose = [r for r in hits if r["order_id"] is None]
+    order_ids = sorted({r["order_id"] for r in hits if r["order_id"] is not None and r["type"] not in ev.COMMAND_TYPES})
+    loose = [r for r in hits if r["order_id"] is None or r["type"] in ev.COMMAND_TYPES]
+    if len(order_ids) > 1:
+        # one ClOrdID, several orders (other sessions, or reused on another day): not one lifecycle
+        found = sorted({(r["order_id"], r["session"]) for r in hits if r["order_id"] in order_ids})
+        raise QueryError(f"ClOrdID {cl_ord_id!r} names {len(order_ids)} orders ("
+                         + ", ".join(f"order_id {o} on {s}" for o, s in found)
+                         + "): give the session, or the order_id")
     if not order_ids and loose:
         # a request that never reached an order (say a cancel rejected as unknown whose
         # OrigClOrdID named an order on the session): follow OrigClOrdID back to it
@@ -420,9 +429,10 @@ def _cat_order_fields(r: dict, key_ts: int) -> dict:
     return d
 
 
-def cat_events(rows: Iterable[dict]) -> Iterable[dict]:
-    """CAT-style events of audit rows (dicts with the table's columns), in seq order."""
-    key_ts: dict[int, int] = {}       # order_id -> current orderKeyDate (ts)
+def cat_events(rows: Iterable[dict], key_ts: dict[int, int] | None = None) -> Iterable[dict]:
+    """CAT-style events of audit rows (dicts with the table's columns), in seq order.
+    ``key_ts``: order_id -> orderKeyDate (ts) of orders accepted before the first row."""
+    key_ts = dict(key_ts or {})       # order_id -> current orderKeyDate (ts)
     cancel_cmd: set[int] = set()      # seqs of client cancel requests
     fills: dict[int, dict] = {}       # trade_id -> first side seen
     for r in rows:
@@ -488,6 +498,12 @@ def _export_cat(con, out, a, b) -> int:
     cond = f"type IN ({', '.join('?' * len(_CAT_SOURCE_TYPES))})"
     where = (where + " AND " + cond) if where else " WHERE " + cond
     # orderKeyDate of an order accepted before the range: its latest accept/replace before it
+    key_ts: dict[int, int] = {}
+    if a is not None:
+        key_ts = dict(con.execute(
+            f"SELECT order_id, arg_max(ts, seq) FROM {TABLE} WHERE ts < ? AND type IN (?, ?) "
+            f"AND order_id IN (SELECT order_id FROM {TABLE}{where}) GROUP BY order_id",
+            [a, ev.ORDER_ACCEPTED, ev.ORDER_REPLACED, *params, *_CAT_SOURCE_TYPES]).fetchall())
     cols = ("seq", "ts", "type", "order_id", "cl_ord_id", "account", "symbol", "side", "ord_type", "tif",
             "price", "qty", "cum_qty", "leaves_qty", "last_px", "last_qty", "trade_id")
     sel = ", ".join(f'"{c}"' for c in cols)
@@ -509,7 +525,7 @@ def _export_cat(con, out, a, b) -> int:
                 for row in batch:
                     yield dict(zip(cols, row))
         buf = []
-        for d in cat_events(gen()):
+        for d in cat_events(gen(), key_ts):
             buf.append(dumps(d))
             n += 1
             if len(buf) >= 10_000:
@@ -659,6 +675,7 @@ def limits_at(con, *, account: str, at: int | None = None, baseline: dict | None
 # ---------------------------------------------------------------------------------------------
 # end-of-day report
 
+_OPEN_STATUSES = ("0", "1", "A", "E", "6")
 _ENDED = {"2": "filled", "4": "canceled", "C": "expired", "8": "rejected", "0": "open", "1": "partly filled, open"}
 
 
@@ -686,9 +703,15 @@ def eod_data(con, *, date: str | None = None) -> dict:
     """The end-of-day report as data (what ``eod_report`` renders): day, blotter, fills,
     positions and exceptions; a UTC day ``[00:00, 24:00)``."""
     day, a, b = _day_bounds(con, date)
-    # orders with any event of the day; their state as of the end of the day
+    # orders with any event of the day, and orders still open when it began (a GTC order resting
+    # from an earlier day with no event today); their state as of the end of the day
+    states = (ev.ORDER_ACCEPTED, ev.ORDER_PARTIALLY_FILLED, ev.ORDER_FILLED, ev.ORDER_CANCELED,
+              ev.ORDER_REPLACED, ev.ORDER_EXPIRED, "order_status")
     rows = _rows(con.execute(
-        f"""WITH ids AS (SELECT DISTINCT order_id FROM {TABLE} WHERE ts >= ? AND ts < ? AND order_id IS NOT NULL),
+        f"""WITH ids AS (SELECT DISTINCT order_id FROM {TABLE} WHERE ts >= ? AND ts < ? AND order_id IS NOT NULL
+                         UNION
+                         SELECT order_id FROM {TABLE} WHERE ts < ? AND type IN (?, ?, ?, ?, ?, ?, ?)
+                         GROUP BY order_id HAVING arg_max(ord_status, seq) IN (?, ?, ?, ?, ?)),
                  last AS (SELECT t.*, row_number() OVER (PARTITION BY t.order_id ORDER BY t.seq DESC) AS rn
                           FROM {TABLE} t JOIN ids USING (order_id)
                           WHERE t.ts < ? AND t.type IN (?, ?, ?, ?, ?, ?, ?)),
@@ -698,8 +721,7 @@ def eod_data(con, *, date: str | None = None) -> dict:
                    last.tif, last.price, last.qty, last.cum_qty, last.leaves_qty, last.avg_px, last.ord_status,
                    last.type, last.text, last.ts, firsts.first_ts
             FROM last LEFT JOIN firsts USING (order_id) WHERE rn = 1 ORDER BY last.account, last.order_id""",
-        [a, b, b, ev.ORDER_ACCEPTED, ev.ORDER_PARTIALLY_FILLED, ev.ORDER_FILLED, ev.ORDER_CANCELED,
-         ev.ORDER_REPLACED, ev.ORDER_EXPIRED, "order_status", ev.ORDER_ACCEPTED]))
+        [a, b, a, *states, *_OPEN_STATUSES, b, *states, ev.ORDER_ACCEPTED]))
     blotter = []
     for r in rows:
         st = r["ord_status"]
@@ -753,7 +775,7 @@ def eod_data(con, *, date: str | None = None) -> dict:
         p["avg_sell_px"] = str((p["sell_notional"] / p["sold"]).quantize(Decimal("0.000001"))) if p["sold"] else None
         p["buy_notional"], p["sell_notional"] = str(p["buy_notional"]), str(p["sell_notional"])
         positions.append(p)
-    pending = [o for o in blotter if o["ord_status"] in ("0", "1", "A", "E", "6")]
+    pending = [o for o in blotter if o["ord_status"] in _OPEN_STATUSES]
     reject_counts = _rows(con.execute(
         f"""SELECT type, coalesce(rule, '') AS rule, rej_reason, count(*) AS count, min(text) AS example
             FROM {TABLE} WHERE ts >= ? AND ts < ? AND type IN (?, ?, ?, ?)
@@ -794,13 +816,28 @@ def _sections(data: dict) -> list[tuple[str, tuple, list[dict]]]:
             ("Exceptions: limit changes and kill switch", _CONTROL_COLS, ex["controls"])]
 
 
+_NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
+
+
+def _csv_cell(v) -> Any:
+    """A CSV value that a spreadsheet will not run: text from clients (ClOrdID, Account, Price
+    as sent...) starting with = + - @ TAB or CR gets a leading ' (OWASP CSV injection);
+    numbers, and decimal text like -5, stay as they are."""
+    if v is None:
+        return ""
+    if isinstance(v, str) and v[:1] in ("=", "+", "-", "@", "\t", "\r") and not _NUMBER.fullmatch(v):
+        return "'" + v
+    return v
+
+
 def eod_report(con, *, date: str | None = None, fmt: str = "csv") -> str:
     """End-of-day report of a UTC ``date`` (YYYY-MM-DD; default: the day of the latest event):
     blotter per account (every order and how it ended), fills, positions, and exceptions (orders
     left open, rejects by reason, limit changes and kill-switch actions), as ``fmt`` csv or html.
 
     CSV: one section after another, each a ``section,<name>`` line, a header line and its
-    rows, a blank line between sections."""
+    rows, a blank line between sections; text that a spreadsheet would take for a formula
+    starts with ``'``."""
     if fmt not in ("csv", "html"):
         raise QueryError(f"format must be csv or html, not {fmt!r}")
     data = eod_data(con, date=date)
@@ -813,7 +850,7 @@ def eod_report(con, *, date: str | None = None, fmt: str = "csv") -> str:
             w.writerow(["section", name])
             w.writerow(cols)
             for r in rows:
-                w.writerow(["" if r.get(c) is None else r.get(c) for c in cols])
+                w.writerow([_csv_cell(r.get(c)) for c in cols])
         return buf.getvalue()
     return _html(data)
 

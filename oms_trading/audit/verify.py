@@ -4,8 +4,8 @@ Journal: every frame's checksum (the record's SHA-256, or the CRC-32 of older fr
 stored payload bytes (see ``chain``), and the payload in canonical form (``canonical_bytes`` of the
 parsed record gives back the hashed bytes). Table (ordered by seq): each row rebuilt into a record
 (columns + details) and compared with the hash-verified journal record of the same seq: every
-value, ``prev_hash`` and ``hash``; a missing, extra, duplicated or edited row is reported with the
-first bad seq.
+value, ``prev_hash`` and ``hash``, and each value in its own column (not moved into details);
+a missing, extra, duplicated or edited row is reported with the first bad seq.
 
 What this cannot see: records cut from the *end* of both the journal and the table (a chain
 has no memory of its own length); anchor ``last_seq``/``last_hash`` elsewhere for that.
@@ -22,7 +22,7 @@ import orjson
 from .chain import GENESIS_HASH, canonical_bytes
 from .journal import JournalCorrupt, JournalReader, _sha256, split_payload
 from .paths import duckdb_path, journal_dir
-from .projection import TABLE, connect_readonly, row_to_record
+from .projection import TABLE, connect_readonly, record_to_row, row_to_record
 from .schema import COLUMN_NAMES
 
 _loads = orjson.loads
@@ -150,6 +150,14 @@ def verify_table(con: duckdb.DuckDBPyConnection, jdir: Path, res: VerifyResult) 
         if jrec != rec:
             diff = sorted(k for k in set(jrec) | set(rec) if jrec.get(k) != rec.get(k))
             return _bad(res, "duckdb", seq, f"row differs from the journal record in {diff}: the row was edited")
+        if row["details"] is not None:
+            # same record, but a value moved from its column into details hides the row from
+            # queries on that column: the row must be laid out as the projection writes it
+            want = record_to_row(jrec)
+            moved = [c for c in COLUMN_NAMES if c != "details" and row[c] != want.get(c)]
+            if moved:
+                return _bad(res, "duckdb", seq, f"row keeps {moved} in details instead of its column"
+                                                f"{'s' if len(moved) > 1 else ''}: the row was edited")
         prev = jh
         expected += 1
         res.checked_table += 1
