@@ -1,0 +1,79 @@
+"""Review findings on the HTTP API and the pre-trade limits behind it, each against a real
+in-process server (engine, journal, DuckDB projection, aiohttp on a free port)."""
+from __future__ import annotations
+
+import io
+import json
+import time
+
+import aiohttp
+import pytest
+import pytest_asyncio
+
+from oms_trading.config import load_config
+from oms_trading.server import OmsServer, ServeOptions
+
+pytestmark = pytest.mark.asyncio(loop_scope="module")
+
+TOKENS = {"risk1": "demo-risk1-token", "risk2": "demo-risk2-token", "compliance1": "demo-compliance1-token",
+          "viewer1": "demo-viewer1-token"}
+
+
+class Api:
+    def __init__(self, server: OmsServer, session: aiohttp.ClientSession) -> None:
+        self.server = server
+        self.session = session
+        host, port = server.http_address
+        self.base = f"http://{host}:{port}"
+
+    async def call(self, method: str, path: str, user: str | None = "risk1", body=None):
+        h = {"Authorization": f"Bearer {TOKENS[user]}"} if user else {}
+        kwargs = {"json": body} if body is not None else {}
+        async with self.session.request(method, self.base + path, headers=h, **kwargs) as resp:
+            data = await resp.read()
+            ctype = resp.headers.get("Content-Type", "")
+            return resp.status, (json.loads(data) if ctype.startswith("application/json") else data)
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def api(tmp_path_factory):
+    config = load_config(None)
+    data = tmp_path_factory.mktemp("http-review") / "data"
+    server = OmsServer(config, ServeOptions(data, "127.0.0.1", 0, 0, book="reference"), out=io.StringIO())
+    await server.start()
+    async with aiohttp.ClientSession() as session:
+        yield Api(server, session)
+    await server.stop()
+
+
+def order(server: OmsServer, cl_ord_id: str, symbol="AAPL", side="1", qty=100, price="190.00",
+          account="ACC1", session="CLIENT1->OMS") -> list[dict]:
+    events = server.gateway.submit({"type": "order_received", "ts": time.time_ns(), "session": session,
+                                    "cl_ord_id": cl_ord_id, "account": account, "symbol": symbol, "side": side,
+                                    "ord_type": "2", "tif": "1", "price": price, "qty": qty})
+    server.gateway.end_batch()
+    return events
+
+
+# -- non-ASCII digits: str.isdigit() is true for "²", int() refuses it -> 500 --------------------
+
+
+@pytest.mark.parametrize("path, user", [
+    ("/api/books/AAPL?levels=%C2%B2", "viewer1"),
+    ("/api/audit/search?limit=%C2%B2", "compliance1"),
+    ("/api/audit/search?order_id=1%C2%B2", "compliance1"),
+    ("/api/audit/search?from=%C2%B2", "compliance1"),
+    ("/api/audit/limits?account=ACC1&at=%C2%B2", "compliance1"),
+])
+async def test_superscript_digits_in_query_parameters_are_a_400(api, path, user):
+    status, out = await api.call("GET", path, user=user)
+    assert status == 400, (path, status, out)
+    assert out["error"]
+
+
+async def test_superscript_digits_as_an_integer_limit_value_are_a_400(api):
+    before = api.server.journal.last_seq
+    status, out = await api.call("PUT", "/api/risk/limits", body={
+        "scope": "account:ACC1", "limit": "max_order_qty", "value": "\u00b2", "reason": "r"})
+    assert status == 400 and "whole number" in out["error"], (status, out)
+    assert api.server.journal.last_seq == before
