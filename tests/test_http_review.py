@@ -55,6 +55,15 @@ def order(server: OmsServer, cl_ord_id: str, symbol="AAPL", side="1", qty=100, p
     return events
 
 
+def control(server: OmsServer, scope: str, limit: str, value, **extra) -> list[dict]:
+    """A limit change straight into the sequencer (no four eyes), as the HTTP API submits it."""
+    events = server.gateway.submit({"type": "limit_change_requested", "ts": time.time_ns(), "user": "test",
+                                    "approver": None, "reason": "test", "scope": scope, "limit": limit,
+                                    "new_value": value, "expires_ts": None, "request_id": None, **extra})
+    server.gateway.end_batch()
+    return events
+
+
 # -- non-ASCII digits: str.isdigit() is true for "²", int() refuses it -> 500 --------------------
 
 
@@ -77,3 +86,39 @@ async def test_superscript_digits_as_an_integer_limit_value_are_a_400(api):
         "scope": "account:ACC1", "limit": "max_order_qty", "value": "\u00b2", "reason": "r"})
     assert status == 400 and "whole number" in out["error"], (status, out)
     assert api.server.journal.last_seq == before
+
+
+# -- a positive limit below the engine's resolution became 0 (= check off) in the kernel's arrays ---
+
+
+@pytest.mark.parametrize("limit, value, rule, kwargs", [
+    ("max_order_notional", "0.001", "max_order_notional", {}),
+    ("credit_limit", "0.000001", "credit_limit", {}),
+    ("price_collar_pct", "0.00001", "price_collar_pct", {"price": "199.00"}),
+])
+async def test_a_limit_too_small_for_the_engine_does_not_switch_the_check_off(api, limit, value, rule, kwargs):
+    """The API said the limit was set (200, no four eyes since it is a *lowering*), while the
+    engine's integer arrays held 0, which means "off": every order passed that check."""
+    server = api.server
+    risk = server.engine.risk
+    before = risk.value(limit, "ACC1")
+    status, out = await api.call("PUT", "/api/risk/limits", body={
+        "scope": "account:ACC1", "limit": limit, "value": value, "reason": "tighten"})
+    if status == 200:       # applied: the engine must then enforce it (not treat it as off)
+        events = order(server, f"TINY-{limit}", qty=1, **kwargs)
+        assert events[-1]["type"] == "order_rejected" and events[-1]["rule"] == rule, events[-1]
+        control(server, "account:ACC1", limit, None)
+    else:
+        assert status == 400 and "smallest" in out["error"], out
+        assert risk.value(limit, "ACC1") == before
+
+
+async def test_the_engine_refuses_a_limit_too_small_for_its_arrays(api):
+    risk = api.server.engine.risk
+    before = risk.value("max_order_notional", "ACC2")
+    events = control(api.server, "account:ACC2", "max_order_notional", "0.001")
+    assert events[-1]["type"] == "limit_change_rejected" and "smallest money unit 0.01" in events[-1]["text"]
+    assert risk.value("max_order_notional", "ACC2") == before
+    events = control(api.server, "account:ACC2", "max_order_notional", "0.01")     # one unit: fine
+    assert events[-1]["type"] == "limit_changed"
+    control(api.server, "account:ACC2", "max_order_notional", str(before))

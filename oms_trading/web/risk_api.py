@@ -102,7 +102,7 @@ def _parse_scope(server: "OmsServer", scope: str) -> tuple[str, str | None, str 
                      f"got {scope!r}")
 
 
-def _limit_value(name: str, kind: str, value, scope: str):
+def _limit_value(name: str, kind: str, value, scope: str, risk=None):
     """Validate a new value; returns (command text or None, parsed value or None)."""
     if name in FLAGS:
         if kind not in FLAGS[name]:
@@ -129,6 +129,8 @@ def _limit_value(name: str, kind: str, value, scope: str):
         parsed = LIMIT_DEFS[name].parse(value)
     except LimitValueError as exc:
         raise BadRequest(f"value: {exc}") from None
+    if risk is not None and (too_fine := risk.too_fine(name, parsed)) is not None:
+        raise BadRequest(f"value: {too_fine}")
     return str(parsed), parsed
 
 
@@ -187,7 +189,7 @@ async def _limit_request(request: web.Request) -> tuple[dict, str | None]:
     scope = text(body["scope"], "scope", max_len=2 * MAX_NAME + 24)
     kind, _a, _s = _parse_scope(server, scope)
     name = text(body["limit"], "limit", max_len=MAX_NAME)
-    value_text, parsed = _limit_value(name, kind, body["value"], scope)
+    value_text, parsed = _limit_value(name, kind, body["value"], scope, _risk(server))
     reason = text(body["reason"], "reason")
     expires_in = integer(body.get("expires_in_s"), "expires_in_s", lo=1, hi=MAX_EXPIRES_S)
     command = {"type": ev.LIMIT_CHANGE_REQUESTED, "user": _user(request), "approver": None, "reason": reason,
@@ -419,7 +421,7 @@ async def create_approval(request: web.Request) -> web.Response:
         scope = text(body["scope"], "scope", max_len=2 * MAX_NAME + 24)
         skind, _a, _s = _parse_scope(server, scope)
         name = text(body["limit"], "limit", max_len=MAX_NAME)
-        value_text, parsed = _limit_value(name, skind, body["value"], scope)
+        value_text, parsed = _limit_value(name, skind, body["value"], scope, risk)
         command = {"type": ev.LIMIT_CHANGE_REQUESTED, "user": _user(request), "approver": None,
                    "reason": text(body["reason"], "reason"), "scope": scope, "limit": name,
                    "new_value": value_text, "expires_ts": None, "request_id": None,
