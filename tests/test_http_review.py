@@ -122,3 +122,30 @@ async def test_the_engine_refuses_a_limit_too_small_for_its_arrays(api):
     events = control(api.server, "account:ACC2", "max_order_notional", "0.01")     # one unit: fine
     assert events[-1]["type"] == "limit_changed"
     control(api.server, "account:ACC2", "max_order_notional", str(before))
+
+
+# -- four eyes: a temporary raise could be made permanent (or extended) by one user ----------------
+
+
+async def test_a_temporary_raise_cannot_be_made_permanent_or_extended_without_four_eyes(api):
+    server = api.server
+    risk = server.engine.risk
+    # an approved temporary raise of HOUSE's max_order_qty: 100000 -> 1000000 for ten minutes
+    events = control(server, "account:HOUSE", "max_order_qty", "1000000",
+                     expires_ts=time.time_ns() + 600 * 10**9)
+    assert events[-1]["type"] == "limit_changed"
+    assert risk.value("max_order_qty", "HOUSE") == 1_000_000
+    try:
+        for extra in ({}, {"expires_in_s": 7 * 86_400}):
+            status, out = await api.call("PUT", "/api/risk/limits", body={
+                "scope": "account:HOUSE", "limit": "max_order_qty", "value": 1_000_000, "reason": "keep it", **extra})
+            assert status == 202, (extra, status, out)
+            assert "100000" in out["approval"]["why"]
+        assert [(p["scope"], p["restore_value"]) for p in risk.snapshot()["pending_expiries"]
+                if p["limit"] == "max_order_qty"] == [("account:HOUSE", None)]
+        # a change within the factor of what the scope returns to still applies at once
+        status, out = await api.call("PUT", "/api/risk/limits", body={
+            "scope": "account:HOUSE", "limit": "max_order_qty", "value": 150_000, "reason": "smaller"})
+        assert status == 200, out
+    finally:
+        control(server, "account:HOUSE", "max_order_qty", None)

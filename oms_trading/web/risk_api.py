@@ -159,6 +159,12 @@ def four_eyes_reason(server: "OmsServer", scope: str, name: str, new_value) -> s
         olds = [Decimal(str(risk.value(name, a, symbol))) for a in server.engine.account_index]
     else:
         olds = [Decimal(str(risk.value(name, account, None)))]
+    if (scope, name) in risk.pending:
+        # a temporary value is in force: judge the change against what the scope returns to as
+        # well, or one user could make an approved temporary raise permanent (or extend it)
+        restore = risk.pending[(scope, name)][1]
+        olds += [Decimal(str(v)) for v in ([restore] if restore is not None
+                                           else _fallback(server, risk, kind, account, symbol, name))]
     if new_value is None:
         news = [Decimal(str(v)) for v in _fallback(server, risk, kind, account, symbol, name)]
     else:
