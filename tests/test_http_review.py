@@ -149,3 +149,22 @@ async def test_a_temporary_raise_cannot_be_made_permanent_or_extended_without_fo
         assert status == 200, out
     finally:
         control(server, "account:HOUSE", "max_order_qty", None)
+
+
+# -- GET /api/risk/limits?account=ACC1 also listed the layers of ACC10, ACC1X, ... ---------------
+
+
+async def test_limits_of_one_account_do_not_list_another_accounts_layers(api):
+    risk = api.server.engine.risk
+    # an account whose name starts with ACC1 (the demo config has none: a layer stands in for it)
+    risk.layers["account:ACC10"] = {"max_order_qty": 7}
+    risk.layers["account:ACC10/instrument:AAPL"] = {"restricted": True}
+    control(api.server, "account:ACC1/instrument:TSLA", "restricted", "true")
+    try:
+        status, out = await api.call("GET", "/api/risk/limits?account=ACC1")
+        assert status == 200
+        assert "account:ACC1/instrument:TSLA" in out["layers"]
+        assert not any(s.startswith("account:ACC10") for s in out["layers"]), sorted(out["layers"])
+    finally:
+        del risk.layers["account:ACC10"], risk.layers["account:ACC10/instrument:AAPL"]
+        control(api.server, "account:ACC1/instrument:TSLA", "restricted", "false")

@@ -274,7 +274,8 @@ async def get_limits(request: web.Request) -> web.Response:
     layers = snap["layers"]
     if account is not None or symbol is not None:
         layers = {s: v for s, v in layers.items()
-                  if s == "default" or (account and f"account:{account}" in s)
+                  if s == "default"
+                  or (account and (s == f"account:{account}" or s.startswith(f"account:{account}/")))
                   or (symbol and s.endswith(f"instrument:{symbol}") and (s.startswith("instrument:") or
                                                                           (account and s.startswith(f"account:{account}/"))))}
     return json_response({
