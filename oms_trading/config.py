@@ -491,6 +491,7 @@ class _Reader:
         if not isinstance(entries, list):
             raise self.fail("http.users", "must be an array of tables ([[http.users]])")
         names: set[str] = set()
+        by_digest: dict[str, str] = {}
         for i, entry in enumerate(entries):
             key = f"http.users[{i}]"
             if not isinstance(entry, dict):
@@ -508,6 +509,10 @@ class _Reader:
             digest = entry.get("token_sha256")
             if not isinstance(digest, str) or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
                 raise self.fail(f"{key}.token_sha256", "required: 64 lowercase hex digits (sha256 of the token)")
+            if digest in by_digest:
+                # one token would authenticate as one of them only: requests audited under the wrong name
+                raise self.fail(f"{key}.token_sha256", f"the same token as user {by_digest[digest]!r}")
+            by_digest[digest] = name
             demo = self.get(entry, "demo_token", key, str, None)
             if demo is not None and hashlib.sha256(demo.encode()).hexdigest() != digest:
                 raise self.fail(f"{key}.demo_token", "does not match token_sha256")

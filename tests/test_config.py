@@ -62,6 +62,9 @@ def test_csv_reference_data(tmp_path: Path):
     (('account = "ACC1"', 'account = "ZZZ"'), "fix.sessions[0].account", "no such account"),
     (('role = "viewer"', 'role = "admin"'), "http.users[3].role", "must be one of"),
     (('demo_token = "demo-risk1-token"', 'demo_token = "other"'), "http.users[0].demo_token", "does not match"),
+    (('token_sha256 = "da72fad47287700b038b5a4ccb98bc95d2439a6c529a496318353ef7d3d5c69b"\ndemo_token = "demo-risk2-token"',
+      'token_sha256 = "91894f5ee1864bc923c1f24edf5e021db104a2d4df5a7d99511be0fb1bee02c4"'),
+     "http.users[1].token_sha256", "same token as user 'risk1'"),
 ])
 def test_bad_config_names_file_key_and_problem(edit, key, problem):
     old, new = edit

@@ -27,7 +27,7 @@ class LimitDef:
             raise LimitValueError(f"{self.name} must be true or false, got {value!r}")
         if self.kind == "int":
             if isinstance(value, bool) or not isinstance(value, int):
-                if isinstance(value, str) and value.strip().isdigit():
+                if isinstance(value, str) and value.strip().isascii() and value.strip().isdigit():
                     value = int(value.strip())
                 else:
                     raise LimitValueError(f"{self.name} must be a whole number, got {value!r}")

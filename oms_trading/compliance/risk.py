@@ -588,6 +588,9 @@ class RiskEngine:
         else:
             known = ", ".join(sorted([*LIMIT_DEFS, *FLAGS]))
             raise ControlError(f"Unknown limit {name!r} (known: {known})")
+        too_fine = self.too_fine(name, value)
+        if too_fine is not None:
+            raise ControlError(too_fine)
         expires = cmd.get("expires_ts")
         if expires is not None and (not isinstance(expires, int) or isinstance(expires, bool) or expires <= cmd["ts"]):
             raise ControlError(f"expires_ts must be a time (int ns) after the request, got {expires!r}")
@@ -610,6 +613,18 @@ class RiskEngine:
                                                    new_value=_text(value), expires_ts=expires,
                                                    old_effective=old_effective,
                                                    new_effective=self._effective_text(kind, _acct, _sym, name)))
+
+    def too_fine(self, name: str, value) -> str | None:
+        """Why a positive value would be 0 in the kernel's integer columns (which switches the
+        check off: money in money units rounded down, the collar in 1/10000 %), or None."""
+        if name not in ("max_order_notional", "credit_limit", "price_collar_pct") or not value:
+            return None
+        if name == "price_collar_pct":
+            if int(Decimal(value) * 10_000) == 0:
+                return f"{name} {value} is below the smallest step 0.0001 (0 would switch the check off)"
+        elif self.pos.to_units(Decimal(value)) == 0:
+            return f"{name} {value} is below the smallest money unit {self.pos.unit:f} (0 would switch the check off)"
+        return None
 
     def _effective_text(self, kind: str, account: str | None, symbol: str | None, name: str) -> str:
         """The value in force at a scope, inherited or not (for the audit of a change)."""

@@ -102,7 +102,7 @@ def _parse_scope(server: "OmsServer", scope: str) -> tuple[str, str | None, str 
                      f"got {scope!r}")
 
 
-def _limit_value(name: str, kind: str, value, scope: str):
+def _limit_value(name: str, kind: str, value, scope: str, risk=None):
     """Validate a new value; returns (command text or None, parsed value or None)."""
     if name in FLAGS:
         if kind not in FLAGS[name]:
@@ -129,6 +129,8 @@ def _limit_value(name: str, kind: str, value, scope: str):
         parsed = LIMIT_DEFS[name].parse(value)
     except LimitValueError as exc:
         raise BadRequest(f"value: {exc}") from None
+    if risk is not None and (too_fine := risk.too_fine(name, parsed)) is not None:
+        raise BadRequest(f"value: {too_fine}")
     return str(parsed), parsed
 
 
@@ -157,6 +159,12 @@ def four_eyes_reason(server: "OmsServer", scope: str, name: str, new_value) -> s
         olds = [Decimal(str(risk.value(name, a, symbol))) for a in server.engine.account_index]
     else:
         olds = [Decimal(str(risk.value(name, account, None)))]
+    if (scope, name) in risk.pending:
+        # a temporary value is in force: judge the change against what the scope returns to as
+        # well, or one user could make an approved temporary raise permanent (or extend it)
+        restore = risk.pending[(scope, name)][1]
+        olds += [Decimal(str(v)) for v in ([restore] if restore is not None
+                                           else _fallback(server, risk, kind, account, symbol, name))]
     if new_value is None:
         news = [Decimal(str(v)) for v in _fallback(server, risk, kind, account, symbol, name)]
     else:
@@ -187,7 +195,7 @@ async def _limit_request(request: web.Request) -> tuple[dict, str | None]:
     scope = text(body["scope"], "scope", max_len=2 * MAX_NAME + 24)
     kind, _a, _s = _parse_scope(server, scope)
     name = text(body["limit"], "limit", max_len=MAX_NAME)
-    value_text, parsed = _limit_value(name, kind, body["value"], scope)
+    value_text, parsed = _limit_value(name, kind, body["value"], scope, _risk(server))
     reason = text(body["reason"], "reason")
     expires_in = integer(body.get("expires_in_s"), "expires_in_s", lo=1, hi=MAX_EXPIRES_S)
     command = {"type": ev.LIMIT_CHANGE_REQUESTED, "user": _user(request), "approver": None, "reason": reason,
@@ -266,7 +274,8 @@ async def get_limits(request: web.Request) -> web.Response:
     layers = snap["layers"]
     if account is not None or symbol is not None:
         layers = {s: v for s, v in layers.items()
-                  if s == "default" or (account and f"account:{account}" in s)
+                  if s == "default"
+                  or (account and (s == f"account:{account}" or s.startswith(f"account:{account}/")))
                   or (symbol and s.endswith(f"instrument:{symbol}") and (s.startswith("instrument:") or
                                                                           (account and s.startswith(f"account:{account}/"))))}
     return json_response({
@@ -419,7 +428,7 @@ async def create_approval(request: web.Request) -> web.Response:
         scope = text(body["scope"], "scope", max_len=2 * MAX_NAME + 24)
         skind, _a, _s = _parse_scope(server, scope)
         name = text(body["limit"], "limit", max_len=MAX_NAME)
-        value_text, parsed = _limit_value(name, skind, body["value"], scope)
+        value_text, parsed = _limit_value(name, skind, body["value"], scope, risk)
         command = {"type": ev.LIMIT_CHANGE_REQUESTED, "user": _user(request), "approver": None,
                    "reason": text(body["reason"], "reason"), "scope": scope, "limit": name,
                    "new_value": value_text, "expires_ts": None, "request_id": None,

@@ -64,7 +64,8 @@ def integer(value: Any, name: str, *, lo: int, hi: int, required: bool = False) 
         return None
     if isinstance(value, str):
         v = value.strip()
-        if not (v.isdigit() or (v.startswith("-") and v[1:].isdigit())) or len(v) > 20:
+        # ASCII only: str.isdigit() is also true for "²", which int() refuses
+        if not v.isascii() or not (v.isdigit() or (v.startswith("-") and v[1:].isdigit())) or len(v) > 20:
             raise BadRequest(f"{name} must be a whole number, got {value!r}")
         value = int(v)
     if isinstance(value, bool) or not isinstance(value, int):
@@ -80,7 +81,7 @@ def timestamp(value: str | None, name: str) -> int | None:
     if value is None or value.strip() == "":
         return None
     v = value.strip()
-    if v.isdigit():
+    if v.isascii() and v.isdigit():
         ns = int(v) if len(v) <= 20 else MAX_TS + 1
     else:
         try:
