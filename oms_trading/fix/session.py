@@ -266,7 +266,8 @@ class FixSession(asyncio.Protocol):
         get = msg._d.get
         if get(49) != self._target or get(56) != self._sender:
             self.send_reject(msg, 9, None, "CompID problem")
-            self._advance(seq)
+            if seq == self.store.next_target_seq:    # a seq off the expected one leaves it as it is
+                self._advance(seq)
             self.send_logout("CompID problem")
             self.flush()
             self.disconnect("CompID problem")

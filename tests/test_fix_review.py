@@ -1,0 +1,58 @@
+"""Session-layer defects found in review, each driven through FixSession in memory
+(tests/memtransport.py) on the demo config's BENCH session (FIX.4.4, reset on logon)."""
+from __future__ import annotations
+
+import re
+
+from oms_trading.fix import session as session_mod
+from tests.test_fix_fastpath import Stack, frame, logon, now_ts
+
+
+def _msg(msg_type: bytes, seq: int, fields=(), target: bytes = b"OMS", sending_time: bytes | None = None) -> bytes:
+    header = [(b"35", msg_type), (b"49", b"BENCH"), (b"56", target), (b"34", str(seq).encode())]
+    if sending_time is not False:
+        header.append((b"52", sending_time or now_ts()))
+    return frame(b"FIX.4.4", header + list(fields))
+
+
+def _sent(stack: Stack, start: int = 0) -> list[dict[int, bytes]]:
+    """What the session wrote from byte ``start`` on, each message as {tag: value}."""
+    msgs = re.findall(rb"8=FIX.*?\x0110=\d{3}\x01", bytes(stack.transport.out[start:]), re.S)
+    return [{int(t): v for t, v in (f.split(b"=", 1) for f in m.split(b"\x01")[:-1])} for m in msgs]
+
+
+def _logged_on(tmp_path) -> Stack:
+    s = Stack(tmp_path, False)
+    s.feed(logon(b"FIX.4.4"))
+    assert s.session.logged_on
+    return s
+
+
+def test_compid_problem_on_a_message_past_a_gap_does_not_skip_the_gap(tmp_path):
+    """A CompID problem on a message whose seq is not the expected one must not move the
+    expected inbound seq (QuickFIX/J QFJ-557): the gap behind it was never filled."""
+    s = _logged_on(tmp_path)
+    try:
+        s.feed(_msg(b"1", 5, [(b"112", b"T5")]))                       # 2..4 missing: queued
+        assert s.session.store.next_target_seq == 2
+        start = len(s.transport.out)
+        s.feed(_msg(b"1", 9, [(b"112", b"T9")], target=b"SOMEONE"))    # wrong TargetCompID
+        sent = _sent(s, start)
+        assert [m[35] for m in sent] == [b"3", b"5"] and sent[0][373] == b"9"
+        assert s.transport.closed
+        assert s.session.store.next_target_seq == 2                     # still waiting for 2
+    finally:
+        s.close()
+
+
+def test_compid_problem_on_a_too_low_seq_does_not_lower_the_expected_seq(tmp_path):
+    s = _logged_on(tmp_path)
+    try:
+        for seq in range(2, 6):
+            s.feed(_msg(b"1", seq, [(b"112", b"T%d" % seq)]))
+        assert s.session.store.next_target_seq == 6
+        s.feed(_msg(b"1", 3, [(b"112", b"X")], target=b"SOMEONE"))
+        assert s.transport.closed
+        assert s.session.store.next_target_seq == 6
+    finally:
+        s.close()
