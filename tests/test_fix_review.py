@@ -56,3 +56,18 @@ def test_compid_problem_on_a_too_low_seq_does_not_lower_the_expected_seq(tmp_pat
         assert s.session.store.next_target_seq == 6
     finally:
         s.close()
+
+
+def test_queue_overflow_logout_reaches_the_counterparty(tmp_path, monkeypatch):
+    monkeypatch.setattr(session_mod, "MAX_QUEUED", 3)
+    s = _logged_on(tmp_path)
+    try:
+        start = len(s.transport.out)
+        for seq in range(5, 10):                                        # 2..4 never come
+            s.feed(_msg(b"1", seq, [(b"112", b"T%d" % seq)]))
+        assert s.transport.closed
+        sent = _sent(s, start)
+        assert [m[35] for m in sent] == [b"2", b"5"], sent
+        assert b"Too many messages queued" in sent[-1][58]
+    finally:
+        s.close()

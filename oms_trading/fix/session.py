@@ -287,6 +287,7 @@ class FixSession(asyncio.Protocol):
                 return
             if len(self._queued) >= MAX_QUEUED:
                 self.send_logout("Too many messages queued behind a sequence gap")
+                self.flush()
                 self.disconnect("queue overflow")
                 return
             self._queued[seq] = msg
