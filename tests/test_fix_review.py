@@ -71,3 +71,37 @@ def test_queue_overflow_logout_reaches_the_counterparty(tmp_path, monkeypatch):
         assert b"Too many messages queued" in sent[-1][58]
     finally:
         s.close()
+
+
+def test_missing_sending_time_is_a_required_tag_reject_not_an_accuracy_logout(tmp_path):
+    s = _logged_on(tmp_path)
+    try:
+        start = len(s.transport.out)
+        s.feed(_msg(b"1", 2, [(b"112", b"NO52")], sending_time=False))
+        sent = _sent(s, start)
+        assert [m[35] for m in sent] == [b"3"], sent
+        assert (sent[0][373], sent[0][371], sent[0][45]) == (b"1", b"52", b"2")
+        assert not s.transport.closed
+        s.feed(_msg(b"1", 3, [(b"112", b"NEXT")]))                      # the seq was consumed
+        assert _sent(s, start)[-1][112] == b"NEXT"
+    finally:
+        s.close()
+
+
+def test_malformed_sending_time_is_a_format_reject_not_an_accuracy_logout(tmp_path):
+    s = _logged_on(tmp_path)
+    try:
+        start = len(s.transport.out)
+        s.feed(_msg(b"1", 2, [(b"112", b"BAD52")], sending_time=b"2026x101-00:00:00.000"))
+        sent = _sent(s, start)
+        assert [m[35] for m in sent] == [b"3"], sent
+        assert (sent[0][373], sent[0][371]) == (b"6", b"52")
+        assert not s.transport.closed
+        start = len(s.transport.out)
+        s.feed(frame(b"FIX.4.4", [(b"35", b"1"), (b"49", b"BENCH"), (b"56", b"OMS"), (b"34", b"3"), (b"52", b""),
+                                  (b"112", b"EMPTY52")]))
+        sent = _sent(s, start)
+        assert [(m[35], m[373], m[371]) for m in sent] == [(b"3", b"4", b"52")], sent
+        assert not s.transport.closed
+    finally:
+        s.close()

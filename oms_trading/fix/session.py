@@ -414,6 +414,17 @@ class FixSession(asyncio.Protocol):
                 self._advance(seq)
                 return
         elif not self._sending_time_ok(get(52)):
+            sending = get(52)
+            if not sending or parse_fix_timestamp(sending) is None:
+                # no time to judge: rejected as any other required field, the session goes on
+                if sending is None:
+                    self.send_reject(msg, 1, 52, "Required tag missing: 52 (SendingTime)")
+                elif not sending:
+                    self.send_reject(msg, 4, 52, "Tag specified without a value: 52 (SendingTime)")
+                else:
+                    self.send_reject(msg, 6, 52, "Incorrect data format for value: 52 (SendingTime)")
+                self._advance(seq)
+                return
             self.send_reject(msg, 10, 52, "SendingTime accuracy problem")
             self._advance(seq)
             self.send_logout("SendingTime accuracy problem")
