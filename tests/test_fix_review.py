@@ -105,3 +105,23 @@ def test_malformed_sending_time_is_a_format_reject_not_an_accuracy_logout(tmp_pa
         assert not s.transport.closed
     finally:
         s.close()
+
+
+def _order(seq: int, cl: bytes) -> bytes:
+    return _msg(b"D", seq, [(b"11", cl), (b"55", b"AAPL"), (b"54", b"1"), (b"60", now_ts()), (b"38", b"100"),
+                            (b"40", b"2"), (b"44", b"190.00")])
+
+
+def test_in_session_reset_answer_is_seq_1_even_after_an_order_in_the_same_read(tmp_path):
+    """An order and an in-session reset Logon (141=Y, seq 1) in one read: the order's report
+    belongs to the old numbering; the Logon answer is the first message of the new one."""
+    s = _logged_on(tmp_path)
+    try:
+        start = len(s.transport.out)
+        s.feed(_order(2, b"BEFORE") + _msg(b"A", 1, [(b"98", b"0"), (b"108", b"30"), (b"141", b"Y")]))
+        sent = [(m[35], m[34]) for m in _sent(s, start)]
+        assert sent == [(b"8", b"2"), (b"A", b"1")], sent
+        s.feed(_msg(b"1", 2, [(b"112", b"AFTER")]))
+        assert [(m[35], m[34], m.get(112)) for m in _sent(s, start)][-1] == (b"0", b"2", b"AFTER")
+    finally:
+        s.close()

@@ -369,6 +369,7 @@ class FixSession(asyncio.Protocol):
     def _in_session_reset(self, msg: FixMessage) -> None:
         """Logon with ResetSeqNumFlag=Y while logged on: both sides start again at 1."""
         log.info("%s: in-session sequence reset requested by the counterparty", self.key)
+        self.gateway.end_batch()    # reports of earlier messages of this read keep the old numbering
         self.flush()
         self.store.reset()
         self.next_out = 1
