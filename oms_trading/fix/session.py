@@ -266,7 +266,8 @@ class FixSession(asyncio.Protocol):
         get = msg._d.get
         if get(49) != self._target or get(56) != self._sender:
             self.send_reject(msg, 9, None, "CompID problem")
-            self._advance(seq)
+            if seq == self.store.next_target_seq:    # a seq off the expected one leaves it as it is
+                self._advance(seq)
             self.send_logout("CompID problem")
             self.flush()
             self.disconnect("CompID problem")
@@ -286,6 +287,7 @@ class FixSession(asyncio.Protocol):
                 return
             if len(self._queued) >= MAX_QUEUED:
                 self.send_logout("Too many messages queued behind a sequence gap")
+                self.flush()
                 self.disconnect("queue overflow")
                 return
             self._queued[seq] = msg
@@ -367,6 +369,7 @@ class FixSession(asyncio.Protocol):
     def _in_session_reset(self, msg: FixMessage) -> None:
         """Logon with ResetSeqNumFlag=Y while logged on: both sides start again at 1."""
         log.info("%s: in-session sequence reset requested by the counterparty", self.key)
+        self.gateway.end_batch()    # reports of earlier messages of this read keep the old numbering
         self.flush()
         self.store.reset()
         self.next_out = 1
@@ -412,6 +415,17 @@ class FixSession(asyncio.Protocol):
                 self._advance(seq)
                 return
         elif not self._sending_time_ok(get(52)):
+            sending = get(52)
+            if not sending or parse_fix_timestamp(sending) is None:
+                # no time to judge: rejected as any other required field, the session goes on
+                if sending is None:
+                    self.send_reject(msg, 1, 52, "Required tag missing: 52 (SendingTime)")
+                elif not sending:
+                    self.send_reject(msg, 4, 52, "Tag specified without a value: 52 (SendingTime)")
+                else:
+                    self.send_reject(msg, 6, 52, "Incorrect data format for value: 52 (SendingTime)")
+                self._advance(seq)
+                return
             self.send_reject(msg, 10, 52, "SendingTime accuracy problem")
             self._advance(seq)
             self.send_logout("SendingTime accuracy problem")
