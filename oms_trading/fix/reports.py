@@ -24,6 +24,12 @@ JOURNALED_REPORT_TYPES = (EXEC_REPORT_TYPES - {"order_status"}) | CANCEL_REJECT_
 
 _TT_DIV = {"ms": 1_000_000, "us": 1_000, "s": 1_000_000_000}   # ns per TransactTime unit
 
+# FIX 4.2 ends OrdRejReason (103) at 8 and CxlRejReason (102) at 3: the later codes the engine
+# uses (FIX 4.4's 11, 13, 15, 99; 6 Duplicate ClOrdID) go to a 4.2 session as Broker option,
+# the Text saying why (a 4.2 data dictionary refuses them as out of range)
+_ORD_REJ_42_MAX, _ORD_REJ_42_OTHER = 8, 0
+_CXL_REJ_42_MAX, _CXL_REJ_42_OTHER = 3, 2
+
 _UNPRINTABLE = {i: f"\\x{i:02x}" for i in (*range(0x20), *range(0x7f, 0x100))}
 
 
@@ -89,6 +95,8 @@ class ReportWriter:
                 self._tt_key, self._tt_s = ts // div, transact
         orig = get("orig_cl_ord_id")
         rej = get("rej_reason")
+        if rej is not None and self.begin == b"FIX.4.2" and type(rej) is int and rej > _ORD_REJ_42_MAX:
+            rej = _ORD_REJ_42_OTHER
         account = get("account")
         price = get("price")
         tif = get("tif")
@@ -120,6 +128,8 @@ class ReportWriter:
         int values engine events carry; it also takes float quantities (never truncated)."""
         price = event.get("price")
         rej = event.get("rej_reason")
+        if rej is not None and self.begin == b"FIX.4.2" and type(rej) is int and rej > _ORD_REJ_42_MAX:
+            rej = _ORD_REJ_42_OTHER
         text = event.get("text")
         account = event.get("account")
         orig = event.get("orig_cl_ord_id")
@@ -147,9 +157,12 @@ class ReportWriter:
         return encode(self.begin, b"8", self.sender, self.target, seq, now, body)
 
     def cancel_reject(self, seq: int, now: bytes, event: dict) -> bytes:
+        reason = event["rej_reason"]
+        if self.begin == b"FIX.4.2" and type(reason) is int and reason > _CXL_REJ_42_MAX:
+            reason = _CXL_REJ_42_OTHER
         body = [(37, str(event.get("order_id") or "NONE")), (11, event.get("cl_ord_id") or "NONE"),
                 (41, event.get("orig_cl_ord_id") or "NONE"), (39, event.get("ord_status") or "8"),
-                (434, event["response_to"]), (102, str(event["rej_reason"])),
+                (434, event["response_to"]), (102, str(reason)),
                 (58, safe_text(event.get("text") or ""))]
         if self.begin == b"FIX.4.4":
             body.append((60, fix_timestamp(event["ts"], self.precision)))

@@ -1,0 +1,105 @@
+"""FIX messages <-> engine commands and events, in process: FIX 4.2/4.4 report fields, mass
+cancel, cancel on disconnect and journal failures (the demo config's sessions)."""
+from __future__ import annotations
+
+import re
+import time
+
+import simplefix
+
+from oms_trading.audit.journal import Journal
+from oms_trading.book import NumbaBook
+from oms_trading.compliance.risk import RiskEngine
+from oms_trading.config import SessionConfig, load_config
+from oms_trading.engine.engine import Engine
+from oms_trading.fix.gateway import Gateway
+from oms_trading.fix.reports import ReportWriter
+from oms_trading.fix.session import FixAcceptor, FixSession
+from oms_trading.fix.timefmt import fix_timestamp
+from tests.memtransport import MemoryTransport as Transport
+
+TS0 = 1_764_000_000_000_000_000
+BEGIN = {"CLIENT1": "FIX.4.4", "CLIENT2": "FIX.4.2", "BENCH": "FIX.4.4", "DROPCOPY": "FIX.4.4"}
+
+
+def msg(sender: str, msg_type: str, seq: int, fields: list) -> bytes:
+    m = simplefix.FixMessage()
+    for tag, value in ((8, BEGIN[sender]), (35, msg_type), (49, sender), (56, "OMS"), (34, seq),
+                       (52, fix_timestamp(time.time_ns()).decode())):
+        m.append_pair(tag, value, header=True)
+    for tag, value in fields:
+        m.append_pair(tag, value)
+    return m.encode()
+
+
+def now() -> str:
+    return fix_timestamp(time.time_ns()).decode()
+
+
+def order(sender: str, cl: str, seq: int, side: str = "1", qty: int = 100, price: str = "185.00") -> bytes:
+    extra = [(21, "1")] if BEGIN[sender] == "FIX.4.2" else []
+    return msg(sender, "D", seq, [(11, cl)] + extra + [(55, "AAPL"), (54, side), (60, now()), (38, qty),
+                                                      (40, "2"), (44, price), (59, "0")])
+
+
+def fields_of(transport: Transport) -> list[dict[int, bytes]]:
+    out = []
+    for m in re.findall(rb"8=FIX.*?\x0110=\d{3}\x01", bytes(transport.out), re.S):
+        out.append({int(f.split(b"=", 1)[0]): f.split(b"=", 1)[1] for f in m.split(b"\x01") if b"=" in f})
+    return out
+
+
+class Stack:
+    def __init__(self, tmp_path) -> None:
+        self.cfg = load_config()
+        self.journal = Journal(tmp_path / "journal", fsync="os")
+        self.engine = Engine(self.cfg, self.journal, lambda: NumbaBook(capacity=1 << 10), risk=RiskEngine(self.cfg))
+        self.gateway = Gateway(self.engine)
+        self.acceptor = FixAcceptor(self.cfg, self.gateway, tmp_path)
+
+    def logon(self, sender: str, reset: str = "Y", seq: int = 1) -> tuple[FixSession, Transport]:
+        session, transport = FixSession(self.acceptor), Transport()
+        session.connection_made(transport)
+        fields = [(98, 0), (108, 30), (141, reset)]
+        if sender == "CLIENT1":
+            fields += [(553, "CLIENT1"), (554, "demo1")]
+        session.data_received(msg(sender, "A", seq, fields))
+        assert session.logged_on
+        return session, transport
+
+    def close(self) -> None:
+        self.journal.close()
+
+
+def test_fix42_reject_reasons_stay_within_the_fix42_enumerations():
+    """FIX 4.2 OrdRejReason (103) stops at 8 and CxlRejReason (102) at 3: the engine's FIX 4.4
+    codes (99 Other, 11, 13, 15; 6 duplicate ClOrdID) would be refused by a 4.2 counterparty's
+    data dictionary (value out of range)."""
+    w42 = ReportWriter(SessionConfig("OMS", "CLIENT2", "FIX.4.2"), "ms")
+    w44 = ReportWriter(SessionConfig("OMS", "CLIENT1", "FIX.4.4"), "ms")
+    rejected = {"type": "order_rejected", "ts": TS0, "order_id": None, "cl_ord_id": "A", "symbol": "AAPL",
+                "side": "1", "ord_type": "2", "qty": 10, "price": "190.005", "exec_id": "3", "exec_type": "8",
+                "ord_status": "8", "cum_qty": 0, "leaves_qty": 0, "avg_px": "0", "text": "Invalid price"}
+    for reason, want42 in ((99, b"0"), (13, b"0"), (15, b"0"), (11, b"0"), (1, b"1"), (6, b"6"), (8, b"8")):
+        event = dict(rejected, rej_reason=reason)
+        raw = w42.execution_report(5, w42.now(TS0), event)
+        assert b"\x01103=" + want42 + b"\x01" in raw
+        assert raw == w42._execution_report_general(5, w42.now(TS0), event, "8")
+        assert b"\x01103=%d\x01" % reason in w44.execution_report(5, w44.now(TS0), event)
+    cxl = {"type": "cancel_rejected", "ts": TS0, "order_id": 7, "cl_ord_id": "B", "orig_cl_ord_id": "A",
+           "ord_status": "0", "response_to": "1", "text": "Duplicate ClOrdID"}
+    for reason, want42 in ((6, b"2"), (99, b"2"), (0, b"0"), (1, b"1"), (2, b"2"), (3, b"3")):
+        event = dict(cxl, rej_reason=reason)
+        assert b"\x01102=" + want42 + b"\x01" in w42.cancel_reject(5, w42.now(TS0), event)
+        assert b"\x01102=%d\x01" % reason in w44.cancel_reject(5, w44.now(TS0), event)
+
+
+def test_fix42_session_gets_a_fix42_reject_reason_for_an_off_tick_price(tmp_path):
+    s = Stack(tmp_path)
+    try:
+        _session, transport = s.logon("CLIENT2")
+        _session.data_received(order("CLIENT2", "S1", 2, price="190.005"))
+        rej = [f for f in fields_of(transport) if f[35] == b"8"][-1]
+        assert rej[39] == b"8" and int(rej[103]) <= 8 and b"Invalid price" in rej[58]
+    finally:
+        s.close()
