@@ -103,3 +103,21 @@ def test_fix42_session_gets_a_fix42_reject_reason_for_an_off_tick_price(tmp_path
         assert rej[39] == b"8" and int(rej[103]) <= 8 and b"Invalid price" in rej[58]
     finally:
         s.close()
+
+
+def test_order_qty_with_a_tiny_fraction_is_not_rounded_to_a_whole_number(tmp_path):
+    """OrderQty 100.000000000000000001 is not a whole number: float() rounded it to 100.0 and the
+    order was accepted for 100 (on the fast path too, which hands such a value to ``_int``)."""
+    from oms_trading.fix.gateway import _int
+    assert _int(b"100.000000000000000001") is None
+    assert _int(b"100.0000000000000000000") == 100 and _int(b"0100.00") == 100
+    s = Stack(tmp_path)
+    try:
+        session, transport = s.logon("BENCH")
+        raw = msg("BENCH", "D", 2, [(11, "Q1"), (55, "AAPL"), (54, "1"), (60, now()),
+                                    (38, "100.000000000000000001"), (40, "2"), (44, "185.00"), (59, "0")])
+        session.data_received(raw)
+        rep = [f for f in fields_of(transport) if f[35] == b"8"][-1]
+        assert rep[11] == b"Q1" and rep[39] == b"8" and rep[103] == b"13"
+    finally:
+        s.close()

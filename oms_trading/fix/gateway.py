@@ -60,7 +60,8 @@ def _int(value: bytes | None) -> int | None:
     try:
         number = float(value) if b"." in value else int(value)
         if isinstance(number, float):
-            if number != int(number):
+            # a fraction float() rounds away (100.000000000000000001) is still not a whole number
+            if number != int(number) or value.partition(b".")[2].strip(b"0"):
                 return None
             number = int(number)
     except (ValueError, OverflowError):   # not a number; or a float too large for int() (inf)
