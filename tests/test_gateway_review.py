@@ -121,3 +121,34 @@ def test_order_qty_with_a_tiny_fraction_is_not_rounded_to_a_whole_number(tmp_pat
         assert rep[11] == b"Q1" and rep[39] == b"8" and rep[103] == b"13"
     finally:
         s.close()
+
+
+def mass_cancel(sender: str, cl: str, seq: int) -> bytes:
+    return msg(sender, "q", seq, [(11, cl), (530, "7"), (60, now())])
+
+
+def test_mass_cancel_is_refused_with_a_report_when_the_journal_cannot_be_written(tmp_path):
+    """A mass cancel whose events the journal could not take was dropped without any answer
+    (only D/F/G got a refusal); within the retry window it even ran on the engine again."""
+    s = Stack(tmp_path)
+    try:
+        session, transport = s.logon("BENCH")
+        session.data_received(order("BENCH", "O1", 2))
+        real_flush = s.engine.flush
+
+        def full():
+            raise OSError(28, "No space left on device")
+
+        s.engine.flush = full
+        session.data_received(mass_cancel("BENCH", "MC1", 3))
+        s.engine.flush = real_flush
+        session.data_received(mass_cancel("BENCH", "MC2", 4))   # within the retry window: refused at once
+        got = fields_of(transport)
+        reports = [f for f in got if f[35] == b"r"]
+        assert [r[11] for r in reports] == [b"MC1", b"MC2"]
+        for r in reports:
+            assert r[531] == b"0" and r[533] == b"0" and b"audit journal unavailable" in r[58]
+        assert not [f for f in got if f[35] == b"8" and f[39] == b"4"]     # nothing canceled
+        assert [o.cl_ord_id for o in s.engine.open_orders()] == ["O1"]
+    finally:
+        s.close()

@@ -171,7 +171,7 @@ class Gateway:
     def submit(self, command: dict) -> list[dict]:
         """Run one command now; its reports go out at ``end_batch``."""
         if self.journal_failed is not None and command["type"] in (ev.ORDER_RECEIVED, ev.CANCEL_REQUESTED,
-                                                                    ev.REPLACE_REQUESTED) \
+                                                                    ev.REPLACE_REQUESTED, ev.MASS_CANCEL_REQUESTED) \
                 and time.monotonic() - self._journal_failed_at < JOURNAL_RETRY_S:
             # the journal cannot be written: acknowledge nothing, refuse clearly
             event = self._refusal(command, _unavailable(self.journal_failed))
@@ -192,6 +192,11 @@ class Gateway:
                     "price": command.get("price"), "qty": command.get("qty"), "exec_id": "0", "exec_type": "8",
                     "ord_status": "8", "cum_qty": 0, "leaves_qty": 0, "avg_px": "0", "rej_reason": 0,
                     "text": text}
+        if command["type"] == ev.MASS_CANCEL_REQUESTED:   # OrderMassCancelReport: rejected, 532=99 Other
+            return {"type": ev.MASS_CANCEL_DONE, "ts": command["ts"], "session": command.get("session"),
+                    "cl_ord_id": command.get("cl_ord_id"), "symbol": command.get("symbol"),
+                    "mass_cancel_type": command.get("mass_cancel_type"), "mass_cancel_response": "0",
+                    "affected": 0, "rej_reason": 99, "text": text}
         replace = command["type"] == ev.REPLACE_REQUESTED
         return {"type": ev.REPLACE_REJECTED if replace else ev.CANCEL_REJECTED, "ts": command["ts"],
                 "order_id": command.get("order_id"), "cl_ord_id": command.get("cl_ord_id"),
@@ -224,7 +229,7 @@ class Gateway:
             # nothing journaled leaves; each refused command gets a clear reject instead
             events = [e if "seq" not in e else self._refusal(e, text) for e in events
                       if "seq" not in e or e["type"] in (ev.ORDER_RECEIVED, ev.CANCEL_REQUESTED,
-                                                         ev.REPLACE_REQUESTED)]
+                                                         ev.REPLACE_REQUESTED, ev.MASS_CANCEL_REQUESTED)]
         deliver = self._deliver
         drop_copies = self.drop_copies
         for event in events:
