@@ -152,3 +152,21 @@ def test_mass_cancel_is_refused_with_a_report_when_the_journal_cannot_be_written
         assert [o.cl_ord_id for o in s.engine.open_orders()] == ["O1"]
     finally:
         s.close()
+
+
+def test_cancel_on_disconnect_sends_the_cancels_but_no_unrequested_mass_cancel_report(tmp_path):
+    """CLIENT2 (FIX 4.2, cancel on disconnect) leaves with a resting order: it gets the Canceled
+    ExecutionReport at its next logon, but no OrderMassCancelReport answering a request it never
+    sent (11=NONE; and 35=r does not even exist in FIX 4.2)."""
+    s = Stack(tmp_path)
+    try:
+        session, transport = s.logon("CLIENT2")
+        session.data_received(order("CLIENT2", "S1", 2, side="2", price="195.00"))
+        session.connection_lost(None)
+        assert not s.engine.open_orders()
+        store = s.acceptor.store_for(next(c for c in s.cfg.sessions if c.target_comp_id == "CLIENT2"))
+        kept = [raw for _seq, raw in store.get_sent(1, store.next_sender_seq - 1)]
+        assert [raw for raw in kept if b"\x0135=8\x01" in raw and b"\x0139=4\x01" in raw and b"\x0111=S1\x01" in raw]
+        assert not [raw for raw in kept if b"\x0135=r\x01" in raw]
+    finally:
+        s.close()

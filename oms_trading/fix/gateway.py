@@ -241,7 +241,9 @@ class Gateway:
                     for copy_key in drop_copies:
                         if copy_key != key:
                             deliver(copy_key, event)
-            elif kind in CANCEL_REJECT_TYPES or kind == ev.MASS_CANCEL_DONE:
+            elif kind in CANCEL_REJECT_TYPES or (kind == ev.MASS_CANCEL_DONE and event.get("cl_ord_id") is not None):
+                # a mass cancel without ClOrdID is the session's cancel on disconnect: its owner
+                # gets the Canceled reports, not an OrderMassCancelReport to a request never sent
                 deliver(event.get("session"), event)
         if self._offline:
             offline, self._offline = self._offline, {}
