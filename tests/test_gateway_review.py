@@ -170,3 +170,29 @@ def test_cancel_on_disconnect_sends_the_cancels_but_no_unrequested_mass_cancel_r
         assert not [raw for raw in kept if b"\x0135=r\x01" in raw]
     finally:
         s.close()
+
+
+def status(sender: str, cl: str, seq: int) -> bytes:
+    return msg(sender, "H", seq, [(11, cl), (55, "AAPL"), (54, "1")])
+
+
+def test_status_answer_never_reports_state_the_journal_did_not_keep(tmp_path):
+    """An order and a status request for it in one read, the journal write failing: the order is
+    refused (nothing of it journaled, the engine rebuilt without it), so the status answer must
+    not report it New with an OrderID (an id the next accepted order then gets again)."""
+    s = Stack(tmp_path)
+    try:
+        session, transport = s.logon("BENCH")
+        real_flush = s.engine.flush
+
+        def full():
+            raise OSError(28, "No space left on device")
+
+        s.engine.flush = full
+        session.data_received(order("BENCH", "O1", 2) + status("BENCH", "O1", 3))
+        s.engine.flush = real_flush
+        reports = [f for f in fields_of(transport) if f[35] == b"8"]
+        assert [(r[11], r[150], r[39]) for r in reports] == [(b"O1", b"8", b"8"), (b"O1", b"I", b"8")]
+        assert reports[1][37] == b"NONE" and reports[1][103] == b"5"
+    finally:
+        s.close()

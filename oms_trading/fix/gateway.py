@@ -86,6 +86,7 @@ class Gateway:
         self.sessions: dict[str, "FixSession"] = {}     # session key -> live session
         self.drop_copies: set[str] = set()               # keys of drop-copy sessions
         self._events: list[dict] = []
+        self._asked: list[tuple[int, dict]] = []        # status requests of the batch: (index in _events, command)
         self._dirty: set["FixSession"] = set()
         self.journal_failed: str | None = None
         self._journal_failed_at = 0.0
@@ -178,6 +179,8 @@ class Gateway:
             self._events.append(event)
             return [event]
         events = self.engine.process(command)
+        if command["type"] == ev.STATUS_REQUESTED:
+            self._asked.append((len(self._events), command))
         self._events.extend(events)
         return events
 
@@ -209,6 +212,7 @@ class Gateway:
         if not events and not self._dirty:
             return
         self._events = []
+        asked, self._asked = self._asked, []
         try:
             self.engine.flush()
             self.journal_failed = None
@@ -226,6 +230,10 @@ class Gateway:
                 log.error("journal write failed: %d events not acknowledged, their commands refused: %s",
                           len(events), exc)
             self._recover_after_journal_failure()
+            # status answers of the batch saw what the journal did not keep: asked again of the
+            # rebuilt engine (a status request changes nothing and is not journaled)
+            for i, command in asked:
+                events[i:i + 1] = self.engine.process(command)
             # nothing journaled leaves; each refused command gets a clear reject instead
             events = [e if "seq" not in e else self._refusal(e, text) for e in events
                       if "seq" not in e or e["type"] in (ev.ORDER_RECEIVED, ev.CANCEL_REQUESTED,
