@@ -196,3 +196,30 @@ def test_status_answer_never_reports_state_the_journal_did_not_keep(tmp_path):
         assert reports[1][37] == b"NONE" and reports[1][103] == b"5"
     finally:
         s.close()
+
+
+def test_client_ids_are_echoed_as_the_bytes_the_client_sent(tmp_path):
+    """ClOrdID (and OrigClOrdID, Symbol... in rejects) are decoded from the wire as latin-1; the
+    reports encoded them back as UTF-8, so any byte above 0x7F came back as two different bytes
+    and the client could not match the report to its order (FIX 4.4 and 4.2, 35=8 and 35=9)."""
+    s = Stack(tmp_path)
+    try:
+        for sender in ("BENCH", "CLIENT2"):
+            session, transport = s.logon(sender)
+            extra = [(21, "1")] if BEGIN[sender] == "FIX.4.2" else []
+            session.data_received(msg(sender, "D", 2, [(11, b"A\xe9B")] + extra + [
+                (55, "AAPL"), (54, "1"), (60, now()), (38, 100), (40, "2"), (44, "185.00"), (59, "0")]))
+            session.data_received(msg(sender, "F", 3, [(41, b"\xff1"), (11, b"C\xe9"), (55, "AAPL"), (54, "1"),
+                                                       (60, now())]))
+            session.data_received(msg(sender, "H", 4, [(11, b"A\xe9B"), (55, "AAPL"), (54, "1")]))
+            session.data_received(msg(sender, "D", 5, [(11, b"R\xe9")] + extra + [
+                (55, b"N\xe9PE"), (54, "1"), (60, now()), (38, 100), (40, "2"), (44, "185.00"), (59, "0")]))
+            got = fields_of(transport)
+            ack, cxl, stat, rej = [f for f in got if f[35] in (b"8", b"9")]
+            assert ack[11] == b"A\xe9B" and ack[39] == b"0"
+            assert cxl[35] == b"9" and cxl[11] == b"C\xe9" and cxl[41] == b"\xff1"
+            assert stat[11] == b"A\xe9B" and stat[39] == b"0"
+            assert rej[11] == b"R\xe9" and rej[55] == b"N\xe9PE" and rej[39] == b"8"
+            session.connection_lost(None)
+    finally:
+        s.close()

@@ -41,6 +41,15 @@ def safe_text(text: str) -> bytes:
     return text.translate(_UNPRINTABLE).encode("ascii", "backslashreplace")
 
 
+def _wire(text: str) -> bytes:
+    """A value the gateway decoded from the client's bytes (latin-1: ClOrdID, Symbol...) as those
+    same bytes again; text no client byte can give (past U+00FF) as UTF-8."""
+    try:
+        return text.encode("latin-1")
+    except UnicodeEncodeError:
+        return text.encode()
+
+
 class ReportWriter:
     """Encodes reports for one session (its BeginString and CompIDs) at a given seq."""
 
@@ -54,8 +63,10 @@ class ReportWriter:
         # encoding each field); ExecReportTemplate stays the reference and the fallback
         etx = "20=0\x01" if self.begin == b"FIX.4.2" else ""
         self._er_head = b"8=" + self.begin + b"\x019="
-        self._er_fmt = ("35=8\x0149=" + cfg.sender_comp_id.replace("%", "%%") + "\x0156="
-                        + cfg.target_comp_id.replace("%", "%%") + "\x0134=%d\x0152=%s\x01"
+        # encoded as latin-1, as the gateway decodes what it receives (the CompIDs keep their
+        # UTF-8 bytes, those logons are matched on)
+        self._er_fmt = ("35=8\x0149=" + self.sender.decode("latin-1").replace("%", "%%") + "\x0156="
+                        + self.target.decode("latin-1").replace("%", "%%") + "\x0134=%d\x0152=%s\x01"
                         "37=%s\x0111=%s\x01%s17=%s\x01" + etx + "150=%s\x0139=%s\x01%s%s55=%s\x0154=%s\x01"
                         "38=%d\x0140=%s\x01%s%s32=%d\x0131=%s\x01151=%d\x0114=%d\x016=%s\x0160=%s\x01%s")
         self._now_b = b""          # SendingTime bytes last seen -> its text
@@ -117,8 +128,8 @@ class ReportWriter:
                 qty, get("ord_type") or "2", "44=%s\x01" % price if price else "",
                 "59=%s\x01" % tif if tif else "", last_qty, get("last_px") or "0",
                 leaves, cum, event["avg_px"], transact,
-                "58=%s\x01" % safe_text(text).decode("ascii") if text else "")).encode()
-        except TypeError:     # a value of an unexpected type: the general encoder takes anything
+                "58=%s\x01" % safe_text(text).decode("ascii") if text else "")).encode("latin-1")
+        except (TypeError, UnicodeEncodeError):   # a value of an unexpected type or past U+00FF
             return self._execution_report_general(seq, now, event, exec_type)
         msg = b"%b%d\x01%b" % (self._er_head, len(body), body)
         return b"%b10=%03d\x01" % (msg, (_adler32(msg, 0) & 0xFF) if len(msg) <= 256 else checksum(msg))
@@ -134,23 +145,24 @@ class ReportWriter:
         account = event.get("account")
         orig = event.get("orig_cl_ord_id")
         return self.template.encode(
-            seq, now, str(event.get("order_id") or "NONE").encode(), (event.get("cl_ord_id") or "NONE").encode(),
+            seq, now, str(event.get("order_id") or "NONE").encode(), _wire(event.get("cl_ord_id") or "NONE"),
             event["exec_id"].encode(), exec_type.encode(), event["ord_status"].encode(),
-            (event.get("symbol") or "").encode(), (event.get("side") or "1").encode(), event.get("qty") or 0,
-            (event.get("ord_type") or "2").encode(), event.get("last_qty") or 0,
+            _wire(event.get("symbol") or ""), _wire(event.get("side") or "1"), event.get("qty") or 0,
+            _wire(event.get("ord_type") or "2"), event.get("last_qty") or 0,
             (event.get("last_px") or "0").encode(), event["leaves_qty"], event["cum_qty"],
             event["avg_px"].encode(), fix_timestamp(event["ts"], self.precision),
-            orig_cl_ord_id=orig.encode() if orig else None,
-            price=price.encode() if price else None,
-            time_in_force=event["tif"].encode() if event.get("tif") else None,
-            account=account.encode() if account else None,
+            orig_cl_ord_id=_wire(orig) if orig else None,
+            price=_wire(price) if price else None,
+            time_in_force=_wire(event["tif"]) if event.get("tif") else None,
+            account=_wire(account) if account else None,
             ord_rej_reason=str(rej).encode() if rej is not None and event["exec_type"] in ("8", "I") else None,
             text=safe_text(text) if text else None)
 
     def _status_42(self, seq: int, now: bytes, event: dict) -> bytes:
-        body = [(37, str(event.get("order_id") or "NONE")), (11, event.get("cl_ord_id") or "NONE"),
+        body = [(37, str(event.get("order_id") or "NONE")), (11, _wire(event.get("cl_ord_id") or "NONE")),
                 (17, "0"), (20, "3"), (150, event["ord_status"]), (39, event["ord_status"]),
-                (55, event.get("symbol") or ""), (54, event.get("side") or "1"), (38, event.get("qty") or 0),
+                (55, _wire(event.get("symbol") or "")), (54, _wire(event.get("side") or "1")),
+                (38, event.get("qty") or 0),
                 (32, 0), (31, "0"), (151, event["leaves_qty"]), (14, event["cum_qty"]), (6, event["avg_px"])]
         if event.get("text"):
             body.append((58, safe_text(event["text"])))
@@ -160,8 +172,8 @@ class ReportWriter:
         reason = event["rej_reason"]
         if self.begin == b"FIX.4.2" and type(reason) is int and reason > _CXL_REJ_42_MAX:
             reason = _CXL_REJ_42_OTHER
-        body = [(37, str(event.get("order_id") or "NONE")), (11, event.get("cl_ord_id") or "NONE"),
-                (41, event.get("orig_cl_ord_id") or "NONE"), (39, event.get("ord_status") or "8"),
+        body = [(37, str(event.get("order_id") or "NONE")), (11, _wire(event.get("cl_ord_id") or "NONE")),
+                (41, _wire(event.get("orig_cl_ord_id") or "NONE")), (39, event.get("ord_status") or "8"),
                 (434, event["response_to"]), (102, str(reason)),
                 (58, safe_text(event.get("text") or ""))]
         if self.begin == b"FIX.4.4":
@@ -169,13 +181,13 @@ class ReportWriter:
         return encode(self.begin, b"9", self.sender, self.target, seq, now, body)
 
     def mass_cancel_report(self, seq: int, now: bytes, event: dict) -> bytes:
-        body = [(37, f"MC{event.get('seq', 0)}"), (11, event.get("cl_ord_id") or "NONE"),
+        body = [(37, f"MC{event.get('seq', 0)}"), (11, _wire(event.get("cl_ord_id") or "NONE")),
                 (530, event.get("mass_cancel_type") or "7"), (531, event.get("mass_cancel_response") or "0"),
                 (533, event.get("affected", 0))]
         if event.get("rej_reason") is not None:
             body.append((532, str(event["rej_reason"])))
         if event.get("symbol"):
-            body.append((55, event["symbol"]))
+            body.append((55, _wire(event["symbol"])))
         if event.get("text"):
             body.append((58, safe_text(event["text"])))
         return encode(self.begin, b"r", self.sender, self.target, seq, now, body)
