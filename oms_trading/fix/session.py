@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,6 +93,11 @@ class FixSession(asyncio.Protocol):
         self._fast_ids: tuple | None = None
         self._fast_out = None
         self._now_ms, self._now_text = -1, b""   # _now()'s last millisecond and its text
+        # a resend being served under the transport's flow control: its chunk iterators and
+        # what the session sent meanwhile (bytes), written in this order as the transport drains
+        self._held: deque = deque()
+        self._held_bytes = 0
+        self._paused = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -110,6 +116,9 @@ class FixSession(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.acceptor.connections.discard(self)
+        self._drop_resends()
+        self._held.clear()
+        self._held_bytes = 0
         if self.logged_on:
             self.logged_on = False
             self.acceptor.session_ended(self, "connection lost" if exc is None else f"connection lost: {exc}")
@@ -143,7 +152,11 @@ class FixSession(asyncio.Protocol):
             self.flush()
 
     def pause_writing(self) -> None:  # the transport's buffer is over its high-water mark
-        pass
+        self._paused = True
+
+    def resume_writing(self) -> None:  # drained below its low-water mark: go on with a resend
+        self._paused = False
+        self._pump()
 
     # -- logon --------------------------------------------------------------------------
 
@@ -371,6 +384,7 @@ class FixSession(asyncio.Protocol):
         log.info("%s: in-session sequence reset requested by the counterparty", self.key)
         self.gateway.end_batch()    # reports of earlier messages of this read keep the old numbering
         self.flush()
+        self._drop_resends()          # the rest of a resend under way is of the old numbering
         self.store.reset()
         self.next_out = 1
         self._queued.clear()
@@ -508,8 +522,15 @@ class FixSession(asyncio.Protocol):
                      self.key, begin, end_raw.decode(), last)
             return
         log.info("%s: serving ResendRequest %d..%d", self.key, begin, end)
+        # written as the transport takes it (pause_writing / resume_writing); what the session
+        # sends meanwhile waits behind it, so the counterparty sees the resent seqs first
+        self._held.append(self._resend_chunks(begin, end))
+        self._pump()
+
+    def _resend_chunks(self, begin: int, end: int):
+        """The answer to a ResendRequest in writes of about RESEND_CHUNK_BYTES, streamed from
+        the store: a resend of a whole day is never held at once."""
         now = fix_timestamp(time.time_ns(), self.acceptor.config.sending_time_precision)
-        # streamed from the store in chunks: a resend of a whole day is never held at once
         gap_start = begin            # first seq not resent yet: a gap fill covers it up to the next one
         out: list[bytes] = []
         size = 0
@@ -522,11 +543,38 @@ class FixSession(asyncio.Protocol):
             gap_start = seq + 1
             size += len(raw)
             if size >= RESEND_CHUNK_BYTES:
-                self._write(b"".join(out))
+                yield b"".join(out)
                 out, size = [], 0
         if gap_start <= end:
             out.append(self._gap_fill(gap_start, end + 1, now))
-        self._write(b"".join(out))
+        if out:
+            yield b"".join(out)
+
+    def _pump(self) -> None:
+        """Write what waits in ``_held`` while the transport takes it."""
+        held = self._held
+        while held and not self._paused:
+            transport = self.transport
+            if transport is None or transport.is_closing():
+                return
+            item = held[0]
+            if isinstance(item, bytes):
+                held.popleft()
+                self._held_bytes -= len(item)
+            else:
+                item = next(item, None)
+                if item is None:
+                    held.popleft()
+                    continue
+            transport.write(item)
+            self.last_sent = time.monotonic()
+
+    def _drop_resends(self) -> None:
+        """Give up the resends under way (closing, or a sequence reset); what the session sent
+        meanwhile stays to be written."""
+        for item in [i for i in self._held if not isinstance(i, bytes)]:
+            self._held.remove(item)
+            item.close()
 
     def _gap_fill(self, seq: int, new_seq: int, now: bytes) -> bytes:
         return encode(self._begin, b"4", self._sender, self._target, seq, now,
@@ -607,9 +655,19 @@ class FixSession(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing() or not data:
             return
+        limit = self.acceptor.config.max_outbound_buffer_kb * 1024
+        if self._held:
+            # a resend is being served: this follows it, and what waits is bounded the same way
+            self._held.append(data)
+            self._held_bytes += len(data)
+            if self._held_bytes > limit:
+                log.warning("%s %s: %d KiB waiting behind a resend (client not reading): disconnecting",
+                            self.key, self.peer, self._held_bytes // 1024)
+                self.closing = True
+                transport.abort()
+            return
         transport.write(data)
         self.last_sent = time.monotonic()
-        limit = self.acceptor.config.max_outbound_buffer_kb * 1024
         if transport.get_write_buffer_size() > limit:
             log.warning("%s %s: outbound buffer over %d KiB (client not reading): disconnecting",
                         self.key, self.peer, limit // 1024)
@@ -620,6 +678,10 @@ class FixSession(asyncio.Protocol):
         if self.closing and self.transport is None:
             return
         self.closing = True
+        if self._held:                 # a Logout waiting behind a resend goes out, the resend not
+            self._drop_resends()
+            self._paused = False
+            self._pump()
         if self.transport is not None and not self.transport.is_closing():
             log.info("%s %s: disconnecting (%s)", self.key or "-", self.peer, why)
             self.transport.close()

@@ -1,0 +1,130 @@
+"""Session-layer defects found in the second review, driven through FixSession in memory on the
+demo config's BENCH session (FIX.4.4, reset on logon) unless a test says otherwise."""
+from __future__ import annotations
+
+import re
+
+from oms_trading.fix import session as session_mod
+from tests.memtransport import MemoryTransport
+from tests.test_fix_fastpath import Stack, frame, logon, now_ts
+
+
+class FlowTransport(MemoryTransport):
+    """A transport whose buffer fills: what the session writes waits in ``buffered`` until the
+    counterparty reads it (``read``); past ``high`` bytes the protocol is paused, and resumed
+    once the buffer is down to ``low``, as asyncio's transports do."""
+
+    def __init__(self, protocol, high: int = 4096, low: int = 1024) -> None:
+        super().__init__()
+        self.protocol = protocol
+        self.buffered = bytearray()
+        self.high, self.low = high, low
+        self.paused = False
+        self.aborted = False
+
+    def write(self, data: bytes) -> None:
+        assert not self.closed
+        self.buffered += data
+        if not self.paused and len(self.buffered) > self.high:
+            self.paused = True
+            self.protocol.pause_writing()
+
+    def get_write_buffer_size(self) -> int:
+        return len(self.buffered)
+
+    def abort(self) -> None:
+        self.closed = self.aborted = True
+
+    def read(self, n: int | None = None) -> int:
+        n = len(self.buffered) if n is None else n
+        self.out += self.buffered[:n]
+        del self.buffered[:n]
+        if self.paused and len(self.buffered) <= self.low:
+            self.paused = False
+            self.protocol.resume_writing()
+        return n
+
+
+def _msg(msg_type: bytes, seq: int, fields=(), begin: bytes = b"FIX.4.4", sender: bytes = b"BENCH") -> bytes:
+    return frame(begin, [(b"35", msg_type), (b"49", sender), (b"56", b"OMS"), (b"34", str(seq).encode()),
+                         (b"52", now_ts())] + list(fields))
+
+
+def _order(seq: int, cl: bytes) -> bytes:
+    return _msg(b"D", seq, [(b"11", cl), (b"55", b"AAPL"), (b"54", b"1"), (b"60", now_ts()), (b"38", b"100"),
+                            (b"40", b"2"), (b"44", b"190.00")])
+
+
+def _sent(data: bytes) -> list[dict[int, bytes]]:
+    msgs = re.findall(rb"8=FIX.*?\x0110=\d{3}\x01", data, re.S)
+    return [{int(t): v for t, v in (f.split(b"=", 1) for f in m.split(b"\x01")[:-1])} for m in msgs]
+
+
+def _flow_stack(tmp_path, monkeypatch, orders: int) -> tuple[Stack, FlowTransport]:
+    """Logged on through a FlowTransport with ``orders`` orders acknowledged (and read)."""
+    monkeypatch.setattr(session_mod, "RESEND_CHUNK_BYTES", 2000)
+    s = Stack(tmp_path, False)
+    monkeypatch.setattr(s.acceptor.config, "max_outbound_buffer_kb", 16)
+    t = FlowTransport(s.session)
+    s.transport = t
+    s.session.connection_made(t)
+    s.feed(logon(b"FIX.4.4"))
+    for i in range(orders):
+        s.feed(_order(i + 2, b"O%d" % i))
+        t.read()
+    assert s.session.logged_on and not t.closed
+    return s, t
+
+
+def test_resend_larger_than_the_buffer_bound_follows_flow_control(tmp_path, monkeypatch):
+    """A resend far larger than max_outbound_buffer_kb is served as the counterparty reads it,
+    and what the session sends meanwhile (an ExecutionReport, a Heartbeat) follows it."""
+    s, t = _flow_stack(tmp_path, monkeypatch, 150)
+    try:
+        start = len(t.out)
+        s.feed(_msg(b"2", 152, [(b"7", b"1"), (b"16", b"0")]))
+        assert not t.closed, "a resend the counterparty reads slowly must not abort the connection"
+        assert t.paused and len(t.buffered) < t.high + 2 * session_mod.RESEND_CHUNK_BYTES
+        s.feed(_order(153, b"LATE") + _msg(b"1", 154, [(b"112", b"PING")]))
+        rounds = 0
+        while t.buffered:
+            t.read(1500)
+            rounds += 1
+        assert not t.closed and rounds > 20
+        sent = _sent(bytes(t.out[start:]))
+        assert [(m[34], m[35], m.get(43)) for m in sent] == \
+            [(b"1", b"4", b"Y")] + [(b"%d" % q, b"8", b"Y") for q in range(2, 152)] + \
+            [(b"152", b"8", None), (b"153", b"0", None)]
+        assert sent[-2][11] == b"LATE" and sent[-1][112] == b"PING"
+        s.feed(_order(155, b"AFTER"))            # afterwards, writes go straight out again
+        assert _sent(bytes(t.buffered))[-1][11] == b"AFTER"
+    finally:
+        s.close()
+
+
+def test_client_that_stops_reading_during_a_resend_is_still_cut_off(tmp_path, monkeypatch):
+    """What waits behind a stalled resend is bounded by max_outbound_buffer_kb as well."""
+    s, t = _flow_stack(tmp_path, monkeypatch, 150)
+    try:
+        s.feed(_msg(b"2", 152, [(b"7", b"1"), (b"16", b"0")]))
+        assert not t.closed
+        seq = 153
+        while not t.closed and seq < 400:
+            s.feed(_order(seq, b"N%d" % seq))
+            seq += 1
+        assert t.aborted, "the session kept queueing for a client that does not read"
+    finally:
+        s.close()
+
+
+def test_client_that_stops_reading_normal_traffic_is_still_cut_off(tmp_path, monkeypatch):
+    s, t = _flow_stack(tmp_path, monkeypatch, 0)
+    try:
+        seq = 2
+        while not t.closed and seq < 400:
+            s.feed(_order(seq, b"N%d" % seq))
+            seq += 1
+        assert t.aborted and len(t.buffered) > 16 * 1024
+    finally:
+        s.close()
+
