@@ -128,3 +128,27 @@ def test_client_that_stops_reading_normal_traffic_is_still_cut_off(tmp_path, mon
     finally:
         s.close()
 
+
+def _logged_on(tmp_path) -> Stack:
+    s = Stack(tmp_path, False)
+    s.feed(logon(b"FIX.4.4"))
+    assert s.session.logged_on
+    return s
+
+
+def test_orig_sending_time_malformed_is_6_missing_is_1_empty_is_4(tmp_path):
+    """PossDupFlag=Y: a missing OrigSendingTime (122) is reason 1, one in the wrong format 6
+    (incorrect data format), an empty one 4, as for SendingTime; the session goes on."""
+    s = _logged_on(tmp_path)
+    try:
+        cases = [(None, b"1"), (b"2026x101-00:00:00.000", b"6"), (b"yesterday", b"6"), (b"", b"4")]
+        for seq, (orig, reason) in enumerate(cases, start=2):
+            start = len(s.transport.out)
+            fields = [(b"43", b"Y")] + ([(b"122", orig)] if orig is not None else []) + [(b"112", b"T%d" % seq)]
+            s.feed(_msg(b"1", seq, fields))
+            sent = _sent(bytes(s.transport.out[start:]))
+            assert [(m[35], m[373], m[371], m[45]) for m in sent] == [(b"3", reason, b"122", b"%d" % seq)], orig
+            assert not s.transport.closed
+        assert s.session.store.next_target_seq == 2 + len(cases)
+    finally:
+        s.close()

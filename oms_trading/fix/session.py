@@ -418,10 +418,17 @@ class FixSession(asyncio.Protocol):
         mt = msg.msg_type
         get = msg._d.get
         if get(43) == b"Y" and mt != b"4":
-            orig = parse_fix_timestamp(msg.get(122) or b"")
+            orig_raw = get(122)
+            orig = parse_fix_timestamp(orig_raw or b"")
             sending = parse_fix_timestamp(msg.get(52) or b"")
             if orig is None:
-                self.send_reject(msg, 1, 122, "Required tag missing: 122 (OrigSendingTime)")
+                # as for SendingTime: absent 1, empty 4, present but not a UTCTimestamp 6
+                if orig_raw is None:
+                    self.send_reject(msg, 1, 122, "Required tag missing: 122 (OrigSendingTime)")
+                elif not orig_raw:
+                    self.send_reject(msg, 4, 122, "Tag specified without a value: 122 (OrigSendingTime)")
+                else:
+                    self.send_reject(msg, 6, 122, "Incorrect data format for value: 122 (OrigSendingTime)")
                 self._advance(seq)
                 return
             if sending is not None and orig > sending:
