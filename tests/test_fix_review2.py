@@ -152,3 +152,41 @@ def test_orig_sending_time_malformed_is_6_missing_is_1_empty_is_4(tmp_path):
         assert s.session.store.next_target_seq == 2 + len(cases)
     finally:
         s.close()
+
+
+def test_in_session_reset_logon_seq_above_1_is_the_new_numbering_with_a_gap(tmp_path):
+    """An in-session Logon with ResetSeqNumFlag=Y must carry MsgSeqNum 1. As QuickFIX/J does,
+    both sides start again at 1 whatever its seq, and one above 1 is a gap in the new
+    numbering: the Logon is answered (seq 1, 141=Y) and 1.. is asked for, instead of taking
+    the Logon as seq 1 and expecting 2 next (it used to, for any seq below the expected one)."""
+    s = _logged_on(tmp_path)
+    try:
+        for seq in range(2, 6):
+            s.feed(_msg(b"1", seq, [(b"112", b"T%d" % seq)]))
+        start = len(s.transport.out)
+        s.feed(_msg(b"A", 3, [(b"98", b"0"), (b"108", b"30"), (b"141", b"Y")]))
+        sent = _sent(bytes(s.transport.out[start:]))
+        assert [(m[35], m[34]) for m in sent] == [(b"A", b"1"), (b"2", b"2")], sent
+        assert sent[0][141] == b"Y" and (sent[1][7], sent[1][16]) == (b"1", b"0")
+        assert s.session.store.next_target_seq == 1 and not s.transport.closed
+        s.feed(_msg(b"4", 1, [(b"43", b"Y"), (b"122", now_ts()), (b"123", b"Y"), (b"36", b"3")]))
+        assert s.session.store.next_target_seq == 4          # 1..2 filled, the Logon was 3
+        start = len(s.transport.out)
+        s.feed(_msg(b"1", 4, [(b"112", b"AFTER")]))
+        assert [(m[35], m[34], m[112]) for m in _sent(bytes(s.transport.out[start:]))] == [(b"0", b"3", b"AFTER")]
+    finally:
+        s.close()
+
+
+def test_in_session_reset_logon_at_the_expected_seq_resets(tmp_path):
+    """141=Y on a Logon at (or above) the expected seq resets as well, rather than being
+    rejected as 'Already logged on' or queued behind a gap."""
+    s = _logged_on(tmp_path)
+    try:
+        s.feed(_msg(b"1", 2, [(b"112", b"T2")]))
+        start = len(s.transport.out)
+        s.feed(_msg(b"A", 3, [(b"98", b"0"), (b"108", b"30"), (b"141", b"Y")]))
+        sent = _sent(bytes(s.transport.out[start:]))
+        assert [(m[35], m[34]) for m in sent] == [(b"A", b"1"), (b"2", b"2")], sent
+    finally:
+        s.close()

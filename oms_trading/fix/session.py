@@ -290,6 +290,10 @@ class FixSession(asyncio.Protocol):
         if mt == b"4" and get(123) != b"Y":
             self._sequence_reset(msg)
             return
+        if mt == b"A" and get(141) == b"Y" and get(43) != b"Y":
+            # whatever its seq, as QuickFIX/J: it starts the new numbering (a seq above 1 is a gap in it)
+            self._in_session_reset(msg)
+            return
         if seq > expected:
             if mt == b"2":
                 # answer at once (the counterparty waits for it to fill our side), not again later
@@ -313,9 +317,6 @@ class FixSession(asyncio.Protocol):
         if seq < expected:
             if msg.get(43) == b"Y":
                 return  # a duplicate we already processed
-            if mt == b"A" and msg.get(141) == b"Y":
-                self._in_session_reset(msg)
-                return
             self.send_logout(f"MsgSeqNum too low, expecting {expected} but received {seq}")
             self.flush()
             self.disconnect("MsgSeqNum too low")
@@ -390,8 +391,19 @@ class FixSession(asyncio.Protocol):
         self._queued.clear()
         self._served_early.clear()
         self._resend_until = 0
-        self.store.next_target_seq = 2
+        self._logon_msg = None
         self.send(b"A", [(98, b"0"), (108, str(self.heartbeat_s).encode()), (141, b"Y")])
+        seq = msg.seq_num
+        if seq > 1:
+            # the spec wants MsgSeqNum 1 here; QuickFIX/J takes a higher one as a gap in the new
+            # numbering: 1.. is asked for, the Logon waits in the queue as a marker (as at logon)
+            log.warning("%s: in-session reset Logon with MsgSeqNum %d (should be 1): asking for 1..%d",
+                        self.key, seq, seq - 1)
+            self._logon_msg = msg
+            self._queued[seq] = msg
+            self._request_resend(1, seq)
+        else:
+            self.store.next_target_seq = 2
         self.acceptor.record_session_event("session_logon", self.key, "in-session sequence reset")
 
     def _sending_time_ok(self, raw: bytes | None) -> bool:
