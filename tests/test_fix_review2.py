@@ -190,3 +190,38 @@ def test_in_session_reset_logon_at_the_expected_seq_resets(tmp_path):
         assert [(m[35], m[34]) for m in sent] == [(b"A", b"1"), (b"2", b"2")], sent
     finally:
         s.close()
+
+
+def _configure(s: Stack, **changes) -> None:
+    """The demo's FIX 4.2 session CLIENT2 with ``changes`` (SessionConfig is frozen)."""
+    import dataclasses
+    pair = (b"CLIENT2", b"OMS")
+    s.acceptor._configs[pair] = dataclasses.replace(s.acceptor._configs[pair], **changes)
+
+
+def test_fix42_logon_with_username_and_password_is_accepted(tmp_path):
+    """553/554 are not in the FIX 4.2 Logon, but many 4.2 counterparties send them and a 4.2
+    session configured with a password has no other way to log on: the 4.2 Logon takes them."""
+    from oms_trading.fix.dictionary import validate
+    from oms_trading.fix.codec import split_message
+    raw = _msg(b"A", 1, [(b"98", b"0"), (b"108", b"30"), (b"553", b"CLIENT2"), (b"554", b"pw42")],
+               begin=b"FIX.4.2", sender=b"CLIENT2")
+    assert validate(split_message(raw), b"FIX.4.2") is None
+    s = Stack(tmp_path, False)
+    try:
+        _configure(s, password="pw42", username="CLIENT2")
+        s.feed(raw)
+        assert s.session.logged_on and not s.transport.closed
+        assert [(m[35], m[34]) for m in _sent(bytes(s.transport.out))] == [(b"A", b"1")]
+    finally:
+        s.close()
+    s = Stack(tmp_path / "wrong", False)
+    try:
+        _configure(s, password="other")
+        s.feed(raw)
+        assert not s.session.logged_on and s.transport.closed
+    finally:
+        s.close()
+    # elsewhere than the Logon they stay undefined for 4.2
+    hb = _msg(b"0", 2, [(b"553", b"CLIENT2")], begin=b"FIX.4.2", sender=b"CLIENT2")
+    assert validate(split_message(hb), b"FIX.4.2").reason == 2
