@@ -225,3 +225,37 @@ def test_fix42_logon_with_username_and_password_is_accepted(tmp_path):
     # elsewhere than the Logon they stay undefined for 4.2
     hb = _msg(b"0", 2, [(b"553", b"CLIENT2")], begin=b"FIX.4.2", sender=b"CLIENT2")
     assert validate(split_message(hb), b"FIX.4.2").reason == 2
+
+
+def test_reports_stored_while_logged_off_do_not_postpone_the_daily_reset(tmp_path, monkeypatch):
+    """The daily reset is decided from the store's last activity (file modification times).
+    A report stored for a session that is logged off (a fill after it left) is not activity of
+    the session: it used to count, so a session last active before the reset time that got a
+    report stored after it was not reset at its next logon and, logging on with MsgSeqNum 1 as
+    a counterparty does after its own daily reset, was refused as 'MsgSeqNum too low'."""
+    import os
+    import time
+    from datetime import datetime, timezone
+    s = Stack(tmp_path, False)
+    try:
+        cfg = s.acceptor.find_config(b"CLIENT2", b"OMS")
+        store = s.acceptor.store_for(cfg)
+        store.save_sent([(i, _msg(b"0", i), 0) for i in (1, 2, 3)])
+        store.next_target_seq = 4
+        store.save_target_seq()
+        two_hours_ago = time.time_ns() - 2 * 3600 * 10**9
+        for name in ("outbound.log", "inbound.seq"):
+            os.utime(store.directory / name, ns=(two_hours_ago, two_hours_ago))
+        an_hour_ago = datetime.fromtimestamp(time.time() - 3600, timezone.utc).strftime("%H:%M")
+        monkeypatch.setattr(s.acceptor.config, "daily_reset", an_hour_ago)
+        assert s.acceptor.daily_reset_due(store)
+        events = []
+        s.gateway.on_events.append(events.extend)
+        s.feed(logon(b"FIX.4.4"))
+        s.feed(_order(2, b"FILLME"))
+        report = next(e for e in events if e.get("seq"))
+        s.acceptor.store_offline({cfg.key: [dict(report, session=cfg.key)]})
+        assert store.next_sender_seq == 5                  # stored for the next logon's resend
+        assert s.acceptor.daily_reset_due(store), "a report stored while logged off postponed the daily reset"
+    finally:
+        s.close()

@@ -839,7 +839,7 @@ class FixAcceptor:
                 if event["seq"] > store.event_seq:
                     messages.append((seq, writer.render(seq, now, event), event["seq"]))
                     seq += 1
-            store.save_sent(messages)
+            store.save_sent(messages, activity=False)    # not the session's: no daily reset postponed
 
     def recover_reports(self) -> int:
         """Rebuild reports whose events reached the journal but not the session's store (a
