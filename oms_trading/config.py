@@ -47,7 +47,7 @@ class SessionConfig:
     begin_string: str
     account: str | None = None
     password: str | None = None
-    username: str | None = None    # FIX 4.4 Logon Username (553) required to match when set
+    username: str | None = None    # Logon Username (553) required to match when set (4.2 too)
     heartbeat: int = 30            # 0: take HeartBtInt from the client's Logon
     reset_on_logon: bool = False
     cancel_on_disconnect: bool = False

@@ -19,6 +19,9 @@ Profile (deviations from the bare specification, on purpose):
   Reject instead of a later business reject.
 * OrderMassCancelRequest (q) was introduced in FIX 4.3; it is accepted on FIX 4.2 sessions
   too, with the FIX 4.4 layout (common venue extension).
+* Username (553) and Password (554) are FIX 4.3+ Logon fields; they are accepted in FIX 4.2
+  Logons too, as many 4.2 counterparties send them there and a 4.2 session configured with a
+  password has no other field to send it in.
 * Tags >= 5000 (user-defined range) are allowed in any message and not type-checked.
 """
 
@@ -452,6 +455,7 @@ _MSGS_44["r"] = ([11, 526, R(37), R(530), R(531), 532, 533, G(534, 41, 535, 536)
                  _PARTIES + _INSTRUMENT_44 + _UNDERLYING_FLAT_44 + [54, 60] + _TEXT)
 
 _MSGS_42 = dict(_COMMON_SESSION)
+_MSGS_42["A"] = _COMMON_SESSION["A"] + [553, 554]   # extension: Username/Password (module doc)
 _MSGS_42["D"] = (
     [R(11), 109, 76, 1] + _ALLOCS_42 + [63, 64, R(21), 18, 110, 111, 100] + _SESSIONS_42 + [81] +
     _INSTRUMENT_42 + [140, R(54), 114, R(60), 38, 152, R(40), 44, 99, 15, 376, 377, 23, 117, 59,

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -92,6 +93,11 @@ class FixSession(asyncio.Protocol):
         self._fast_ids: tuple | None = None
         self._fast_out = None
         self._now_ms, self._now_text = -1, b""   # _now()'s last millisecond and its text
+        # a resend being served under the transport's flow control: its chunk iterators and
+        # what the session sent meanwhile (bytes), written in this order as the transport drains
+        self._held: deque = deque()
+        self._held_bytes = 0
+        self._paused = False
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -110,6 +116,9 @@ class FixSession(asyncio.Protocol):
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.acceptor.connections.discard(self)
+        self._drop_resends()
+        self._held.clear()
+        self._held_bytes = 0
         if self.logged_on:
             self.logged_on = False
             self.acceptor.session_ended(self, "connection lost" if exc is None else f"connection lost: {exc}")
@@ -143,7 +152,11 @@ class FixSession(asyncio.Protocol):
             self.flush()
 
     def pause_writing(self) -> None:  # the transport's buffer is over its high-water mark
-        pass
+        self._paused = True
+
+    def resume_writing(self) -> None:  # drained below its low-water mark: go on with a resend
+        self._paused = False
+        self._pump()
 
     # -- logon --------------------------------------------------------------------------
 
@@ -277,6 +290,10 @@ class FixSession(asyncio.Protocol):
         if mt == b"4" and get(123) != b"Y":
             self._sequence_reset(msg)
             return
+        if mt == b"A" and get(141) == b"Y" and get(43) != b"Y":
+            # whatever its seq, as QuickFIX/J: it starts the new numbering (a seq above 1 is a gap in it)
+            self._in_session_reset(msg)
+            return
         if seq > expected:
             if mt == b"2":
                 # answer at once (the counterparty waits for it to fill our side), not again later
@@ -300,9 +317,6 @@ class FixSession(asyncio.Protocol):
         if seq < expected:
             if msg.get(43) == b"Y":
                 return  # a duplicate we already processed
-            if mt == b"A" and msg.get(141) == b"Y":
-                self._in_session_reset(msg)
-                return
             self.send_logout(f"MsgSeqNum too low, expecting {expected} but received {seq}")
             self.flush()
             self.disconnect("MsgSeqNum too low")
@@ -371,13 +385,25 @@ class FixSession(asyncio.Protocol):
         log.info("%s: in-session sequence reset requested by the counterparty", self.key)
         self.gateway.end_batch()    # reports of earlier messages of this read keep the old numbering
         self.flush()
+        self._drop_resends()          # the rest of a resend under way is of the old numbering
         self.store.reset()
         self.next_out = 1
         self._queued.clear()
         self._served_early.clear()
         self._resend_until = 0
-        self.store.next_target_seq = 2
+        self._logon_msg = None
         self.send(b"A", [(98, b"0"), (108, str(self.heartbeat_s).encode()), (141, b"Y")])
+        seq = msg.seq_num
+        if seq > 1:
+            # the spec wants MsgSeqNum 1 here; QuickFIX/J takes a higher one as a gap in the new
+            # numbering: 1.. is asked for, the Logon waits in the queue as a marker (as at logon)
+            log.warning("%s: in-session reset Logon with MsgSeqNum %d (should be 1): asking for 1..%d",
+                        self.key, seq, seq - 1)
+            self._logon_msg = msg
+            self._queued[seq] = msg
+            self._request_resend(1, seq)
+        else:
+            self.store.next_target_seq = 2
         self.acceptor.record_session_event("session_logon", self.key, "in-session sequence reset")
 
     def _sending_time_ok(self, raw: bytes | None) -> bool:
@@ -404,10 +430,17 @@ class FixSession(asyncio.Protocol):
         mt = msg.msg_type
         get = msg._d.get
         if get(43) == b"Y" and mt != b"4":
-            orig = parse_fix_timestamp(msg.get(122) or b"")
+            orig_raw = get(122)
+            orig = parse_fix_timestamp(orig_raw or b"")
             sending = parse_fix_timestamp(msg.get(52) or b"")
             if orig is None:
-                self.send_reject(msg, 1, 122, "Required tag missing: 122 (OrigSendingTime)")
+                # as for SendingTime: absent 1, empty 4, present but not a UTCTimestamp 6
+                if orig_raw is None:
+                    self.send_reject(msg, 1, 122, "Required tag missing: 122 (OrigSendingTime)")
+                elif not orig_raw:
+                    self.send_reject(msg, 4, 122, "Tag specified without a value: 122 (OrigSendingTime)")
+                else:
+                    self.send_reject(msg, 6, 122, "Incorrect data format for value: 122 (OrigSendingTime)")
                 self._advance(seq)
                 return
             if sending is not None and orig > sending:
@@ -508,8 +541,15 @@ class FixSession(asyncio.Protocol):
                      self.key, begin, end_raw.decode(), last)
             return
         log.info("%s: serving ResendRequest %d..%d", self.key, begin, end)
+        # written as the transport takes it (pause_writing / resume_writing); what the session
+        # sends meanwhile waits behind it, so the counterparty sees the resent seqs first
+        self._held.append(self._resend_chunks(begin, end))
+        self._pump()
+
+    def _resend_chunks(self, begin: int, end: int):
+        """The answer to a ResendRequest in writes of about RESEND_CHUNK_BYTES, streamed from
+        the store: a resend of a whole day is never held at once."""
         now = fix_timestamp(time.time_ns(), self.acceptor.config.sending_time_precision)
-        # streamed from the store in chunks: a resend of a whole day is never held at once
         gap_start = begin            # first seq not resent yet: a gap fill covers it up to the next one
         out: list[bytes] = []
         size = 0
@@ -522,11 +562,38 @@ class FixSession(asyncio.Protocol):
             gap_start = seq + 1
             size += len(raw)
             if size >= RESEND_CHUNK_BYTES:
-                self._write(b"".join(out))
+                yield b"".join(out)
                 out, size = [], 0
         if gap_start <= end:
             out.append(self._gap_fill(gap_start, end + 1, now))
-        self._write(b"".join(out))
+        if out:
+            yield b"".join(out)
+
+    def _pump(self) -> None:
+        """Write what waits in ``_held`` while the transport takes it."""
+        held = self._held
+        while held and not self._paused:
+            transport = self.transport
+            if transport is None or transport.is_closing():
+                return
+            item = held[0]
+            if isinstance(item, bytes):
+                held.popleft()
+                self._held_bytes -= len(item)
+            else:
+                item = next(item, None)
+                if item is None:
+                    held.popleft()
+                    continue
+            transport.write(item)
+            self.last_sent = time.monotonic()
+
+    def _drop_resends(self) -> None:
+        """Give up the resends under way (closing, or a sequence reset); what the session sent
+        meanwhile stays to be written."""
+        for item in [i for i in self._held if not isinstance(i, bytes)]:
+            self._held.remove(item)
+            item.close()
 
     def _gap_fill(self, seq: int, new_seq: int, now: bytes) -> bytes:
         return encode(self._begin, b"4", self._sender, self._target, seq, now,
@@ -607,9 +674,19 @@ class FixSession(asyncio.Protocol):
         transport = self.transport
         if transport is None or transport.is_closing() or not data:
             return
+        limit = self.acceptor.config.max_outbound_buffer_kb * 1024
+        if self._held:
+            # a resend is being served: this follows it, and what waits is bounded the same way
+            self._held.append(data)
+            self._held_bytes += len(data)
+            if self._held_bytes > limit:
+                log.warning("%s %s: %d KiB waiting behind a resend (client not reading): disconnecting",
+                            self.key, self.peer, self._held_bytes // 1024)
+                self.closing = True
+                transport.abort()
+            return
         transport.write(data)
         self.last_sent = time.monotonic()
-        limit = self.acceptor.config.max_outbound_buffer_kb * 1024
         if transport.get_write_buffer_size() > limit:
             log.warning("%s %s: outbound buffer over %d KiB (client not reading): disconnecting",
                         self.key, self.peer, limit // 1024)
@@ -620,6 +697,10 @@ class FixSession(asyncio.Protocol):
         if self.closing and self.transport is None:
             return
         self.closing = True
+        if self._held:                 # a Logout waiting behind a resend goes out, the resend not
+            self._drop_resends()
+            self._paused = False
+            self._pump()
         if self.transport is not None and not self.transport.is_closing():
             log.info("%s %s: disconnecting (%s)", self.key or "-", self.peer, why)
             self.transport.close()
@@ -758,7 +839,7 @@ class FixAcceptor:
                 if event["seq"] > store.event_seq:
                     messages.append((seq, writer.render(seq, now, event), event["seq"]))
                     seq += 1
-            store.save_sent(messages)
+            store.save_sent(messages, activity=False)    # not the session's: no daily reset postponed
 
     def recover_reports(self) -> int:
         """Rebuild reports whose events reached the journal but not the session's store (a

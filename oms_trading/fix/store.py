@@ -20,7 +20,7 @@ never disagree. Memory: the log is scanned in pieces on open and only a checkpoi
 ``CHECKPOINT_EVERY`` messages stays in memory (``SentIndex``); a resend reads the frames from
 the file, so what a session sent all day costs the process ~0.06 bytes a message. A torn last frame (crash mid-write) is cut off on open. The files'
 modification times are the session's last activity, which decides a daily reset
-(``last_activity_ns``).
+(``last_activity_ns``); reports stored while the session is logged off leave them as they were.
 """
 from __future__ import annotations
 
@@ -201,10 +201,13 @@ class MessageStore:
         """The session has used this store (so it expects what happens while it is away)."""
         return bool(self._index) or self._events_path.exists() or self.next_target_seq > 1
 
-    def save_sent(self, messages: list[tuple[int, bytes, int]]) -> None:
-        """Persist sent messages (seq, raw, journal seq) with one write, before the socket."""
+    def save_sent(self, messages: list[tuple[int, bytes, int]], activity: bool = True) -> None:
+        """Persist sent messages (seq, raw, journal seq) with one write, before the socket.
+        ``activity=False`` (reports stored for a session that is logged off) keeps the log's
+        modification time: they are not the session's activity (``last_activity_ns``)."""
         if not messages:
             return
+        kept = None if activity else os.fstat(self._out_fd)
         buf = bytearray()
         offset = self._out_size
         event_seq = self.event_seq
@@ -221,6 +224,8 @@ class MessageStore:
             written = os.write(self._out_fd, view)
             view = view[written:]
         self._out_size += len(buf)
+        if kept is not None:
+            os.utime(self._out_fd, ns=(kept.st_atime_ns, kept.st_mtime_ns))
         self.next_sender_seq = messages[-1][0] + 1
         self.event_seq = event_seq
         self._saved_target_seq = target      # the frames carry it: no second write
