@@ -39,3 +39,18 @@ def test_mass_cancel_scopes_symbol_side_and_session():
     out = reports(eng.process(mass_cancel("M2", "7")))
     assert sorted(e["cl_ord_id"] for e in out[:-1]) == ["B2", "S1"] and out[-1]["affected"] == 2
     assert [o.cl_ord_id for o in eng.open_orders()] == ["O1"]
+
+
+def test_mass_cancel_of_the_sell_side_includes_short_sells():
+    """Side 2 on an OrderMassCancelRequest names the sell side of the market: sell short (5)
+    and sell short exempt (6) orders rest on it too and must not be left working."""
+    eng = make_engine()
+    eng.process(new("S", "2", 10, "101.00"))
+    eng.process(new("SS", "5", 10, "101.00"))
+    eng.process(new("SX", "6", 10, "102.00"))
+    eng.process(new("B", "1", 10, "99.00"))
+    out = reports(eng.process(mass_cancel("M1", "7", side="2")))
+    assert sorted(e["cl_ord_id"] for e in out if e["type"] == ev.ORDER_CANCELED) == ["S", "SS", "SX"]
+    assert out[-1]["affected"] == 3
+    assert [o.cl_ord_id for o in eng.open_orders()] == ["B"]
+    assert eng.book_depth("AAPL")["asks"] == []

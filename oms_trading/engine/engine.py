@@ -542,7 +542,7 @@ class Engine:
                    and (session is None or o.session == session)
                    and (account is None or o.account == account)
                    and (request_type != "1" or o.instrument.symbol == symbol)
-                   and (side is None or o.side == side)]
+                   and (side is None or o.side == side or (side == "2" and SIDE_CODES[o.side] == SELL))]
         self.cancel_orders(victims, cmd["ts"], out, "Mass cancel")
         self._emit(out, {"type": ev.MASS_CANCEL_DONE, "ts": cmd["ts"], "session": session,
                          "cl_ord_id": cmd.get("cl_ord_id"), "symbol": symbol, "mass_cancel_type": request_type,
