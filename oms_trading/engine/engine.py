@@ -524,6 +524,14 @@ class Engine:
         session = cmd.get("session")
         account = cmd.get("account")
         request_type = cmd.get("mass_cancel_type", "7")
+        if request_type not in ("1", "7"):
+            # underlying, product, CFICode, SecurityType, trading session: scopes we cannot apply,
+            # so refuse (532=0 "not supported") rather than cancel every order of the session
+            self._emit(out, {"type": ev.MASS_CANCEL_DONE, "ts": cmd["ts"], "session": session,
+                             "cl_ord_id": cmd.get("cl_ord_id"), "symbol": symbol, "mass_cancel_type": request_type,
+                             "mass_cancel_response": "0", "affected": 0, "rej_reason": 0,
+                             "text": f"Mass cancel type {request_type!r} is not supported (only 1 and 7)"})
+            return
         if request_type == "1" and (symbol is None or symbol not in self.instruments):
             self._emit(out, {"type": ev.MASS_CANCEL_DONE, "ts": cmd["ts"], "session": session,
                              "cl_ord_id": cmd.get("cl_ord_id"), "symbol": symbol, "mass_cancel_type": request_type,
@@ -534,7 +542,7 @@ class Engine:
                    and (session is None or o.session == session)
                    and (account is None or o.account == account)
                    and (request_type != "1" or o.instrument.symbol == symbol)
-                   and (side is None or o.side == side)]
+                   and (side is None or o.side == side or (side == "2" and SIDE_CODES[o.side] == SELL))]
         self.cancel_orders(victims, cmd["ts"], out, "Mass cancel")
         self._emit(out, {"type": ev.MASS_CANCEL_DONE, "ts": cmd["ts"], "session": session,
                          "cl_ord_id": cmd.get("cl_ord_id"), "symbol": symbol, "mass_cancel_type": request_type,

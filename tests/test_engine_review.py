@@ -1,0 +1,56 @@
+"""Engine review: order semantics found wrong, each pinned by a test."""
+from __future__ import annotations
+
+from oms_trading.audit import schema as ev
+from tests.test_engine_common import S1, S2, make_engine, new, reports
+
+
+def mass_cancel(cl, request_type, session=S1, symbol=None, side=None, account=None, ts=2):
+    return {"type": ev.MASS_CANCEL_REQUESTED, "ts": ts, "session": session, "cl_ord_id": cl,
+            "mass_cancel_type": request_type, "symbol": symbol, "side": side, "account": account}
+
+
+def test_mass_cancel_of_an_unsupported_scope_is_refused_and_cancels_nothing():
+    """MassCancelRequestType 2-6 (underlying, product, CFICode, SecurityType, trading session)
+    name scopes the engine cannot apply: the request is rejected (531=0, 532=0 "not
+    supported") rather than treated as "cancel all orders"."""
+    for request_type in ("2", "3", "4", "5", "6"):
+        eng = make_engine()
+        eng.process(new("B1", "1", 100, "99.00"))
+        eng.process(new("B2", "1", 100, "50.00", symbol="VOD"))
+        eng.process(new("O1", "1", 100, "99.00", session=S2))
+        out = reports(eng.process(mass_cancel("M1", request_type)))
+        assert [e["type"] for e in out] == [ev.MASS_CANCEL_DONE], (request_type, out)
+        done = out[0]
+        assert done["mass_cancel_response"] == "0" and done["rej_reason"] == 0 and done["affected"] == 0
+        assert done["text"]
+        assert len(eng.open_orders()) == 3
+
+
+def test_mass_cancel_scopes_symbol_side_and_session():
+    eng = make_engine()
+    eng.process(new("B1", "1", 100, "99.00"))
+    eng.process(new("S1", "2", 100, "101.00"))
+    eng.process(new("B2", "1", 100, "50.00", symbol="VOD"))
+    eng.process(new("O1", "1", 100, "99.00", session=S2))
+    out = reports(eng.process(mass_cancel("M1", "1", symbol="AAPL", side="1")))
+    assert [(e["type"], e.get("cl_ord_id")) for e in out] == [(ev.ORDER_CANCELED, "B1"), (ev.MASS_CANCEL_DONE, "M1")]
+    assert out[-1]["mass_cancel_response"] == "1" and out[-1]["affected"] == 1
+    out = reports(eng.process(mass_cancel("M2", "7")))
+    assert sorted(e["cl_ord_id"] for e in out[:-1]) == ["B2", "S1"] and out[-1]["affected"] == 2
+    assert [o.cl_ord_id for o in eng.open_orders()] == ["O1"]
+
+
+def test_mass_cancel_of_the_sell_side_includes_short_sells():
+    """Side 2 on an OrderMassCancelRequest names the sell side of the market: sell short (5)
+    and sell short exempt (6) orders rest on it too and must not be left working."""
+    eng = make_engine()
+    eng.process(new("S", "2", 10, "101.00"))
+    eng.process(new("SS", "5", 10, "101.00"))
+    eng.process(new("SX", "6", 10, "102.00"))
+    eng.process(new("B", "1", 10, "99.00"))
+    out = reports(eng.process(mass_cancel("M1", "7", side="2")))
+    assert sorted(e["cl_ord_id"] for e in out if e["type"] == ev.ORDER_CANCELED) == ["S", "SS", "SX"]
+    assert out[-1]["affected"] == 3
+    assert [o.cl_ord_id for o in eng.open_orders()] == ["B"]
+    assert eng.book_depth("AAPL")["asks"] == []
