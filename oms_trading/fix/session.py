@@ -22,6 +22,7 @@ import numpy as np
 from ..config import DAY_NS, Config, SessionConfig, previous_utc_time_ns
 from . import dictionary, fastpath
 from .codec import FixMessage, FixParser, Garbled, encode, split_message, with_poss_dup
+from ..audit import schema as ev
 from ..audit.journal import iter_records
 from .reports import EXEC_REPORT_TYPES, JOURNALED_REPORT_TYPES, ReportWriter, safe_text
 from .store import MessageStore
@@ -858,6 +859,8 @@ class FixAcceptor:
                     kind = record["type"]
                     if kind not in JOURNALED_REPORT_TYPES:
                         continue
+                    if kind == ev.MASS_CANCEL_DONE and record.get("cl_ord_id") is None:
+                        continue    # a cancel on disconnect: its owner gets the cancels, no 35=r (as live)
                     owner = record.get("session")
                     targets = [owner]
                     if kind in EXEC_REPORT_TYPES:
@@ -896,7 +899,6 @@ class FixAcceptor:
         log.info("FIX session %s ended: %s", session.key, why)
         self.record_session_event("session_logout", session.key, why)
         if session.cfg is not None and session.cfg.cancel_on_disconnect:
-            from ..audit import schema as ev
             self.gateway.submit({"type": ev.MASS_CANCEL_REQUESTED, "ts": time.time_ns(), "session": session.key,
                                  "cl_ord_id": None, "mass_cancel_type": "7", "symbol": None, "side": None,
                                  "account": None, "reason": "cancel on disconnect"})
