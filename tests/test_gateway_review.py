@@ -223,3 +223,46 @@ def test_client_ids_are_echoed_as_the_bytes_the_client_sent(tmp_path):
             session.connection_lost(None)
     finally:
         s.close()
+
+
+def test_order_qty_not_a_plain_whole_number_in_range_is_rejected_with_a_report(tmp_path):
+    """OrderQty is read as FIX spells a number (digits, an optional fraction of zeros): what
+    int()/float() would also take (exponent, spaces, '+', '_') is not a quantity, and one of more
+    than 18 digits, which the journal could not keep as a 64-bit int, is answered with a rejected
+    ExecutionReport (it was a BusinessMessageReject 'Integer exceeds 64-bit range')."""
+    from oms_trading.fix.gateway import _int
+    assert _int(b"9" * 18) == int("9" * 18) and _int(b"0" * 30 + b"7") == 7 and _int(b"-5") == -5
+    for bad in (b"9" * 19, b"1e5", b" 100", b"100 ", b"1_000", b"+5", b".5", b"inf", b"nan", b"\xd9\xa1"):
+        assert _int(bad) is None, bad
+    s = Stack(tmp_path)
+    try:
+        session, transport = s.logon("BENCH")
+        session.data_received(msg("BENCH", "D", 2, [(11, "HUGE"), (55, "AAPL"), (54, "1"), (60, now()),
+                                                    (38, "9" * 21), (40, "2"), (44, "185.00"), (59, "0")]))
+        got = fields_of(transport)
+        assert not [f for f in got if f[35] in (b"j", b"3")]
+        rep = [f for f in got if f[35] == b"8"][-1]
+        assert rep[11] == b"HUGE" and rep[39] == b"8" and rep[103] == b"13" and b"quantity" in rep[58]
+        assert not s.engine.open_orders()
+    finally:
+        s.close()
+
+
+def test_reports_rebuilt_after_a_crash_leave_out_the_cancel_on_disconnect_mass_cancel_report(tmp_path):
+    """Reports journaled but not stored (a crash between the two) are rebuilt at start; the
+    cancel on disconnect's mass cancel (no ClOrdID) is not answered with a 35=r there either."""
+    s = Stack(tmp_path)
+    try:
+        session, transport = s.logon("CLIENT2")
+        session.data_received(order("CLIENT2", "S1", 2, side="2", price="195.00"))
+        s.gateway.offline_sink = lambda offline: None      # the crash: journaled, never stored
+        session.connection_lost(None)
+        assert not s.engine.open_orders()
+        store = s.acceptor.store_for(next(c for c in s.cfg.sessions if c.target_comp_id == "CLIENT2"))
+        before = store.next_sender_seq
+        assert s.acceptor.recover_reports() >= 1
+        kept = [raw for _seq, raw in store.get_sent(before, store.next_sender_seq - 1)]
+        assert [raw for raw in kept if b"\x0139=4\x01" in raw and b"\x0111=S1\x01" in raw]
+        assert not [raw for raw in kept if b"\x0135=r\x01" in raw]
+    finally:
+        s.close()

@@ -253,6 +253,9 @@ class Engine:
         if cmd.get("tif") not in TIF_CODES:
             raise Rejection(OrdRejReason.UNSUPPORTED_ORDER_CHARACTERISTIC, f"Unsupported time in force {cmd.get('tif')!r}", "bad_tif")
         qty = cmd.get("qty")
+        if qty is None:
+            raise Rejection(OrdRejReason.INCORRECT_QUANTITY, "Order quantity (38) missing, not a whole number, "
+                            "or out of range", "bad_qty")
         if not isinstance(qty, int) or qty <= 0:
             raise Rejection(OrdRejReason.INCORRECT_QUANTITY, f"Order quantity must be a positive whole number, got {qty!r}",
                             "bad_qty")

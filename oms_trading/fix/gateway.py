@@ -9,6 +9,7 @@ one store write and one socket write.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from typing import TYPE_CHECKING, Callable
 
@@ -54,19 +55,25 @@ def _word(value: bytes | None) -> str | None:
     return text
 
 
+# a FIX Qty/Int value as a whole number: optional minus, ASCII digits, an optional fraction of
+# zeros (FIX has no exponent, spaces, '+' or '_', which int()/float() would take)
+_WHOLE = re.compile(rb"(-?)0*(\d{1,18})(?:\.(\d*))?")
+
+
 def _int(value: bytes | None) -> int | None:
+    """The whole number ``value`` spells, or None: not a plain decimal number, a fraction that is
+    not all zeros (100.000000000000000001 too), or more than 18 digits (it could not be journaled
+    as a 64-bit int; the engine answers None as an unusable quantity)."""
     if value is None:
         return None
-    try:
-        number = float(value) if b"." in value else int(value)
-        if isinstance(number, float):
-            # a fraction float() rounds away (100.000000000000000001) is still not a whole number
-            if number != int(number) or value.partition(b".")[2].strip(b"0"):
-                return None
-            number = int(number)
-    except (ValueError, OverflowError):   # not a number; or a float too large for int() (inf)
+    m = _WHOLE.fullmatch(value)
+    if m is None:
         return None
-    return number
+    sign, digits, fraction = m.groups()
+    if fraction and fraction.strip(b"0"):
+        return None
+    number = int(digits)
+    return -number if sign else number
 
 
 def _unavailable(why: str) -> str:
