@@ -266,3 +266,43 @@ def test_reports_rebuilt_after_a_crash_leave_out_the_cancel_on_disconnect_mass_c
         assert not [raw for raw in kept if b"\x0135=r\x01" in raw]
     finally:
         s.close()
+
+
+def test_cancel_on_disconnect_refused_by_the_journal_runs_once_it_takes_writes(tmp_path):
+    """CLIENT2 (cancel on disconnect) leaves while the journal cannot be written: its mass cancel
+    is refused, so its orders would keep working after the disk came back. It is tried again by
+    the acceptor's timer once the journal takes writes, unless the session logged on again."""
+    s = Stack(tmp_path)
+    try:
+        session, _ = s.logon("CLIENT2")
+        session.data_received(order("CLIENT2", "S1", 2, side="2", price="195.00"))
+        real_flush = s.engine.flush
+
+        def full():
+            raise OSError(28, "No space left on device")
+
+        s.engine.flush = full
+        session.connection_lost(None)
+        assert [o.cl_ord_id for o in s.engine.open_orders()] == ["S1"]       # refused: still working
+        assert s.gateway.retry_cancel_on_disconnect() == 0                      # the journal is still down
+        s.engine.flush = real_flush
+        s.gateway._journal_failed_at -= 1.0                                     # past the retry pause
+        assert s.gateway.retry_cancel_on_disconnect() == 1
+        assert not s.engine.open_orders()
+        assert s.gateway.retry_cancel_on_disconnect() == 0                      # done once
+        store = s.acceptor.store_for(next(c for c in s.cfg.sessions if c.target_comp_id == "CLIENT2"))
+        kept = [raw for _seq, raw in store.get_sent(1, store.next_sender_seq - 1)]
+        assert [raw for raw in kept if b"\x0139=4\x01" in raw and b"\x0111=S1\x01" in raw]
+
+        # the same, but the session is back before the journal is: its orders are its own again
+        session, _ = s.logon("CLIENT2")
+        session.data_received(order("CLIENT2", "S2", 2, side="2", price="195.00"))
+        s.engine.flush = full
+        session.connection_lost(None)
+        s.engine.flush = real_flush
+        s.gateway._journal_failed_at -= 1.0
+        s.logon("CLIENT2")
+        assert s.gateway.retry_cancel_on_disconnect() == 0
+        assert [o.cl_ord_id for o in s.engine.open_orders()] == ["S2"]
+    finally:
+        s.close()

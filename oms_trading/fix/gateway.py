@@ -28,6 +28,7 @@ from .reports import CANCEL_REJECT_TYPES, EXEC_REPORT_TYPES
 # through to try the journal again: trading resumes by itself when space returns, without a
 # rebuild of the engine from the journal on every message while the disk stays full.
 JOURNAL_RETRY_S = 0.5
+COD_REASON = "cancel on disconnect"     # the reason of the mass cancel a session's disconnect runs
 
 
 def _text(value: bytes | None) -> str | None:
@@ -94,6 +95,9 @@ class Gateway:
         self.drop_copies: set[str] = set()               # keys of drop-copy sessions
         self._events: list[dict] = []
         self._asked: list[tuple[int, dict]] = []        # status requests of the batch: (index in _events, command)
+        # cancels on disconnect the journal could not take: session key -> the command, tried
+        # again once the journal takes writes (``retry_cancel_on_disconnect``)
+        self._cod_retry: dict[str, dict] = {}
         self._dirty: set["FixSession"] = set()
         self.journal_failed: str | None = None
         self._journal_failed_at = 0.0
@@ -183,6 +187,7 @@ class Gateway:
                 and time.monotonic() - self._journal_failed_at < JOURNAL_RETRY_S:
             # the journal cannot be written: acknowledge nothing, refuse clearly
             event = self._refusal(command, _unavailable(self.journal_failed))
+            self._keep_cancel_on_disconnect(command)
             self._events.append(event)
             return [event]
         events = self.engine.process(command)
@@ -241,6 +246,9 @@ class Gateway:
             # rebuilt engine (a status request changes nothing and is not journaled)
             for i, command in asked:
                 events[i:i + 1] = self.engine.process(command)
+            for e in events:
+                if "seq" in e:
+                    self._keep_cancel_on_disconnect(e)
             # nothing journaled leaves; each refused command gets a clear reject instead
             events = [e if "seq" not in e else self._refusal(e, text) for e in events
                       if "seq" not in e or e["type"] in (ev.ORDER_RECEIVED, ev.CANCEL_REQUESTED,
@@ -269,6 +277,37 @@ class Gateway:
         dirty, self._dirty = self._dirty, set()
         for session in dirty:
             session.flush()
+
+    def _keep_cancel_on_disconnect(self, command: dict) -> None:
+        """A session's cancel on disconnect the journal refused: kept to be tried again, so its
+        orders do not stay working once the journal takes writes again."""
+        if command["type"] == ev.MASS_CANCEL_REQUESTED and command.get("reason") == COD_REASON \
+                and command.get("session") is not None:
+            self._cod_retry[command["session"]] = command
+            log.error("cancel on disconnect of %s refused by the journal: tried again when it takes writes",
+                      command["session"])
+
+    def retry_cancel_on_disconnect(self) -> int:
+        """Run the cancels on disconnect the journal refused (the acceptor's timer calls this),
+        unless the session logged on again meanwhile (its trader is back and sees its orders).
+        Returns how many ran; one the journal refuses again stays for the next try."""
+        if not self._cod_retry or (self.journal_failed is not None
+                                   and time.monotonic() - self._journal_failed_at < JOURNAL_RETRY_S):
+            return 0
+        pending, self._cod_retry = self._cod_retry, {}
+        ran = 0
+        for key, command in pending.items():
+            target = self.sessions.get(key)
+            if target is not None and target.logged_on:
+                log.info("cancel on disconnect of %s dropped: the session logged on again", key)
+                continue
+            self.submit({"type": ev.MASS_CANCEL_REQUESTED, "ts": self.clock_ns(), "session": key, "cl_ord_id": None,
+                         "mass_cancel_type": "7", "symbol": None, "side": None, "account": None,
+                         "reason": COD_REASON})
+            ran += 1
+        if ran:
+            self.end_batch()
+        return ran
 
     def _recover_after_journal_failure(self) -> None:
         """The engine applied changes the journal did not keep: rebuild it from the journal."""

@@ -24,6 +24,7 @@ from . import dictionary, fastpath
 from .codec import FixMessage, FixParser, Garbled, encode, split_message, with_poss_dup
 from ..audit import schema as ev
 from ..audit.journal import iter_records
+from .gateway import COD_REASON
 from .reports import EXEC_REPORT_TYPES, JOURNALED_REPORT_TYPES, ReportWriter, safe_text
 from .store import MessageStore
 from .timefmt import fix_timestamp, parse_fix_timestamp
@@ -901,7 +902,7 @@ class FixAcceptor:
         if session.cfg is not None and session.cfg.cancel_on_disconnect:
             self.gateway.submit({"type": ev.MASS_CANCEL_REQUESTED, "ts": time.time_ns(), "session": session.key,
                                  "cl_ord_id": None, "mass_cancel_type": "7", "symbol": None, "side": None,
-                                 "account": None, "reason": "cancel on disconnect"})
+                                 "account": None, "reason": COD_REASON})
         self.gateway.end_batch()
 
     async def start(self, host: str, port: int, ssl=None) -> tuple[str, int]:
@@ -922,6 +923,10 @@ class FixAcceptor:
                     session.tick(now)
                 except Exception:   # one broken session must not stop the others' timers
                     log.exception("timer of session %s failed", session.key)
+            try:
+                self.gateway.retry_cancel_on_disconnect()
+            except Exception:
+                log.exception("retrying a cancel on disconnect failed")
 
     async def stop(self) -> None:
         if self._server is not None:
