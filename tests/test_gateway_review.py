@@ -306,3 +306,17 @@ def test_cancel_on_disconnect_refused_by_the_journal_runs_once_it_takes_writes(t
         assert [o.cl_ord_id for o in s.engine.open_orders()] == ["S2"]
     finally:
         s.close()
+
+
+def test_fix42_status_answer_for_an_unknown_order_carries_ord_rej_reason(tmp_path):
+    """FIX 4.4 answers a status request for an unknown order with OrdRejReason 5; the FIX 4.2
+    answer left 103 out (5 'Unknown order' exists in FIX 4.2 too)."""
+    s = Stack(tmp_path)
+    try:
+        for sender in ("CLIENT2", "CLIENT1"):
+            session, transport = s.logon(sender)
+            session.data_received(status(sender, "NOPE", 2))
+            rep = [f for f in fields_of(transport) if f[35] == b"8"][-1]
+            assert rep[11] == b"NOPE" and rep[39] == b"8" and rep[103] == b"5", (sender, rep)
+    finally:
+        s.close()

@@ -164,6 +164,9 @@ class ReportWriter:
                 (55, _wire(event.get("symbol") or "")), (54, _wire(event.get("side") or "1")),
                 (38, event.get("qty") or 0),
                 (32, 0), (31, "0"), (151, event["leaves_qty"]), (14, event["cum_qty"]), (6, event["avg_px"])]
+        rej = event.get("rej_reason")
+        if rej is not None:      # a status request for an order we do not know: 103=5 Unknown order
+            body.append((103, str(rej if type(rej) is int and rej <= _ORD_REJ_42_MAX else _ORD_REJ_42_OTHER)))
         if event.get("text"):
             body.append((58, safe_text(event["text"])))
         return encode(self.begin, b"8", self.sender, self.target, seq, now, body)
