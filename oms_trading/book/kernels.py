@@ -995,12 +995,14 @@ def slot_delete(mem, slot):
 # ---------------------------------------------------------------- matching
 @njit(cache=True)
 def fok_ok(mem, side, acct, market, price, qty, stp):
-    """Would an incoming order of qty fill completely? Walks exactly like match()."""
+    """Would an incoming order of qty fill completely? Walks exactly like match().
+    Counts down what is still needed (a running sum of the visited quantity could pass
+    int64 max and wrap)."""
     opp = SELL if side == BUY else BUY
     doff, hn, _ = _dir(mem, opp)
     olvl = mem[H_OLVL]
     oslot = mem[H_OSLOT]
-    avail = 0
+    need = qty
     j = mem[hn] - 1
     while j >= 0:
         bb = _bb(mem, mem[doff + j])
@@ -1015,8 +1017,8 @@ def fok_ok(mem, side, acct, market, price, qty, stp):
                 elif lp < price:
                     return False
             if stp == STP_NONE:
-                avail += mem[b + L_TOTAL]
-                if avail >= qty:
+                need -= mem[b + L_TOTAL]
+                if need <= 0:
                     return True
             else:
                 slot = mem[b + L_HEAD]
@@ -1026,8 +1028,8 @@ def fok_ok(mem, side, acct, market, price, qty, stp):
                         if stp != STP_CANCEL_RESTING:
                             return False
                     else:
-                        avail += mem[s + S_QTY]
-                        if avail >= qty:
+                        need -= mem[s + S_QTY]
+                        if need <= 0:
                             return True
                     slot = s_next(mem, s)
             i -= 1
