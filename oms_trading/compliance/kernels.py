@@ -173,6 +173,17 @@ def _sat_add(a, b):
 
 
 @nb.njit(cache=True, inline="always")
+def _collar_ticks(pct, ref):
+    """The largest deviation from ``ref`` (> 0) that ``pct`` (percent * 10**4, > 0) allows,
+    floor(pct * ref / 10**6), saturated; exact where pct * ref itself passes int64 max (both
+    sides of dev * 10**6 > pct * ref saturated would compare BIG > BIG and pass any price)."""
+    q = pct // 1_000_000
+    r = pct - q * 1_000_000
+    a = ref // 1_000_000
+    return _sat_add(_sat_mul(q, ref), r * a + r * (ref - a * 1_000_000) // 1_000_000)
+
+
+@nb.njit(cache=True, inline="always")
 def _rules(mem, a, i, is_buy, price, qty, old_qty, old_money):
     """First failing rule for an order of ``qty`` at ``price`` ticks (0: market order).
 
@@ -223,7 +234,7 @@ def _rules(mem, a, i, is_buy, price, qty, old_qty, old_money):
     px = ref if is_market else price
     if not is_market:
         dev = price - ref if price > ref else ref - price
-        if pct > 0 and _sat_mul(dev, np.int64(1_000_000)) > _sat_mul(pct, ref):
+        if pct > 0 and dev > _collar_ticks(pct, ref):
             mem[o + O_LIMIT] = pct
             mem[o + O_ACTUAL] = dev
             return R_COLLAR_PCT

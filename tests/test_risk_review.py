@@ -1,0 +1,59 @@
+"""Review findings on the pre-trade kernel (compliance.kernels), called directly on a
+hand-made Positions.mem of one account x one instrument."""
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+
+from oms_trading.compliance import kernels as K
+from oms_trading.engine.positions import (AI_COLS, A_COLS, A_CREDIT, I_COLS, I_FX_DEN, I_FX_NUM, I_MULT, I_REF,
+                                          L_COLLAR_PCT, OUT_COLS)
+
+
+def _mem(ref=0, mult=1, pct=0, credit=0, fx=(1, 1)):
+    mem = np.zeros(AI_COLS + A_COLS + I_COLS + OUT_COLS, dtype=np.int64)
+    ai, a, i = 0, AI_COLS, AI_COLS + A_COLS
+    mem[ai + L_COLLAR_PCT] = pct
+    mem[a + A_CREDIT] = credit
+    mem[i + I_REF] = ref
+    mem[i + I_MULT] = mult
+    mem[i + I_FX_NUM], mem[i + I_FX_DEN] = fx
+    mem[-OUT_COLS + K.O_CTX] = K.context_word(1, 1, False)
+    return mem
+
+
+def _check(mem, price, qty, is_buy=True):
+    check_new = K.compiled()[0]
+    return check_new(mem, 0, 0, is_buy, price, qty)
+
+
+@pytest.mark.parametrize("pct,ref,price", [
+    (1_000_000, 10**13, 25 * 10**12),         # 100 %: 1.5e13 ticks off, 1e13 allowed
+    (1_000_000, 10**13, 2 * 10**13 + 1),      # one tick past 100 %
+    (10**7, 10**12, 11 * 10**12 + 1),         # 1000 %, one tick past
+    (2**62, 2**40, 2**62),                    # a capped limit far away: passes (below)
+])
+def test_price_collar_pct_exact_when_both_products_saturate(pct, ref, price):
+    """|price - ref| * 10**6 > pct * ref was compared with both products saturated at int64
+    max: once both saturate, BIG > BIG is false and any price passed the collar."""
+    mem = _mem(ref=ref, pct=pct)
+    dev = abs(price - ref)
+    outside = dev * 1_000_000 > pct * ref
+    rule = _check(mem, price, 1)
+    assert rule == (K.R_COLLAR_PCT if outside else K.R_OK)
+    if outside:
+        assert mem[-OUT_COLS + K.O_ACTUAL] == dev
+
+
+@pytest.mark.parametrize("pct,ref,price", [(1, 1, 2), (100_000, 1000, 1100), (100_000, 1000, 1101),
+                                           (100_001, 999, 1099), (99_999, 10**6, 1_100_000), (3, 333_333, 333_334),
+                                           (3, 333_334, 333_335)])
+def test_price_collar_pct_boundaries(pct, ref, price):
+    for p in (price, 2 * ref - price):
+        if p <= 0:
+            continue   # 0 is a market order
+        mem = _mem(ref=ref, pct=pct)
+        outside = abs(p - ref) * 1_000_000 > pct * ref
+        assert _check(mem, p, 1) == (K.R_COLLAR_PCT if outside else K.R_OK)
