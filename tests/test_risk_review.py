@@ -57,3 +57,20 @@ def test_price_collar_pct_boundaries(pct, ref, price):
         mem = _mem(ref=ref, pct=pct)
         outside = abs(p - ref) * 1_000_000 > pct * ref
         assert _check(mem, p, 1) == (K.R_COLLAR_PCT if outside else K.R_OK)
+
+
+@pytest.mark.parametrize("rate", ["1.23456789", "1.08567", "150.12345678", "0.00006250", "15000.5"])
+@pytest.mark.parametrize("money", [10**11, 10**13, 2**53])
+def test_credit_fx_conversion_is_exact_for_large_orders(rate, money):
+    """The order's notional was converted with ceil(sat(money * num) / den): past int64 max
+    the product saturated, then the division made it small (money 1e13 at rate 1.23456789
+    counted as ~9.2e10 base units instead of ~1.23e13), so the credit check let it pass."""
+    num, den = Fraction(rate).as_integer_ratio()
+    base = -(-money * num // den)
+    for credit, rule in ((base, K.R_OK), (base - 1, K.R_CREDIT)):
+        if credit > 2**62:
+            continue
+        mem = _mem(ref=1, credit=credit, fx=(num, den))
+        assert _check(mem, 1, money) == rule
+        if rule == K.R_CREDIT:
+            assert mem[-OUT_COLS + K.O_ACTUAL] == base

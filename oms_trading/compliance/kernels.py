@@ -184,6 +184,16 @@ def _collar_ticks(pct, ref):
 
 
 @nb.njit(cache=True, inline="always")
+def _fx_up(money, num, den):
+    """ceil(money * num / den), saturated, without forming money * num (which passes int64 max
+    for a large order: saturating it and then dividing made the amount small). Exact for
+    den < 3 * 10**9 (the config allows 8 decimals: den <= 10**8)."""
+    q = money // den
+    r = money - q * den
+    return _sat_add(_sat_mul(q, num), r * (num // den) - (-(r * (num % den)) // den))
+
+
+@nb.njit(cache=True, inline="always")
 def _rules(mem, a, i, is_buy, price, qty, old_qty, old_money):
     """First failing rule for an order of ``qty`` at ``price`` ticks (0: market order).
 
@@ -274,8 +284,8 @@ def _rules(mem, a, i, is_buy, price, qty, old_qty, old_money):
         # the account's sums are in the base currency: convert this order's notional, rounded up
         num = mem[ri + I_FX_NUM]
         den = mem[ri + I_FX_DEN]
-        if num != den:
-            money = -(-_sat_mul(money, num) // den)
+        if num != den and money < _BIG:
+            money = _fx_up(money, num, den)
         exposure = _sat_add(_sat_add(mem[ra + A_OPEN_MONEY], mem[ra + A_FILLED_MONEY]) - old_money, money)
         if exposure > credit:
             mem[o + O_LIMIT] = credit
