@@ -74,3 +74,31 @@ def test_credit_fx_conversion_is_exact_for_large_orders(rate, money):
         assert _check(mem, 1, money) == rule
         if rule == K.R_CREDIT:
             assert mem[-OUT_COLS + K.O_ACTUAL] == base
+
+
+def test_rate_window_after_the_clock_is_set_back():
+    """Times come from the gateway's wall clock, which a clock step can set back. The ring
+    was trimmed from its oldest entry while <= ts - 1 s: a time from before the step (an
+    hour ahead) stopped the trimming, so the session was refused for the whole hour at 2
+    messages a second under a limit of 3. A time later than the message's is dropped now;
+    the same commands replayed give the same answers."""
+    from oms_trading.audit import schema as ev
+    from tests.test_engine_common import limit, make_engine, new
+
+    second = 1_000_000_000
+
+    def run():
+        eng = make_engine()
+        eng.process(limit("account:A1", "max_messages_per_second", "3"))
+        cmds = [new("a", "1", 1, "100.00", ts=3600 * second)]
+        cmds += [new(f"b{k}", "1", 1, "100.00", ts=k * second // 2) for k in range(10)]   # set back an hour
+        cmds += [new(f"c{k}", "1", 1, "100.00", ts=6 * second + k) for k in range(4)]     # 4 within 1 s
+        out = []
+        for cmd in cmds:
+            out += [e.get("rule") or "ok" for e in eng.process(cmd)
+                    if e["type"] in (ev.ORDER_ACCEPTED, ev.ORDER_REJECTED)]
+        return out
+
+    out = run()
+    assert out == ["ok"] * 14 + ["message_rate"]
+    assert run() == out

@@ -22,13 +22,16 @@ address (an int64 costs ~15 ns to unbox, an array ~50 ns). The header holds the 
 arrays stay alive in RiskEngine, which rewrites every header when a limit changes or the
 arrays are replaced (reset), and swaps in a window twice the size when a ring is full
 (``RATE_RING_FULL``: nothing was counted, the caller grows the ring and calls again). Every
-counted message first drops the times <= its ts - 1 s (amortised O(1): each time is dropped
-once), then is refused (rated kinds only) if the window still holds ``limit`` times, else
+counted message first drops, oldest first, the times <= its ts - 1 s and the times > its ts
+(amortised O(1): each time is dropped once), then is refused (rated kinds only) if the window still holds ``limit`` times, else
 appended. Messages that are never refused (cancels, mass cancels) of a session where every
 message counts need no kernel at all: RiskEngine appends their times to the window's
 *pending* buffer (an array.array, ~20 ns an item from Python), which the next kernel call
 moves into the ring first, in order. That defers their trimming, which gives the same
-counts as long as times do not go backwards (commands are sequenced with their ts). A
+counts as long as times do not go backwards. They can (the gateway stamps commands with
+the wall clock, which a clock step sets back): a time later than the message's is from
+before the step and is dropped, else the oldest such time would stop the trimming and the
+session would be refused for as long as the clock was set back. A
 replace is counted and checked with ``rate`` (four ints).
 
 Those two, taking only ints, are also compiled as C functions (``cfunc``) and called through
@@ -134,7 +137,10 @@ def _rate(w, mem, ts, a, rated):
     mask = w[W_MASK]
     head = w[W_HEAD]
     count = w[W_COUNT]
-    while count > 0 and w[W_RING + (head & mask)] <= horizon:
+    while count > 0:
+        t = w[W_RING + (head & mask)]
+        if horizon < t <= ts:
+            break
         head += 1
         count -= 1
     w[W_HEAD] = head
