@@ -37,7 +37,10 @@ Semantics (identical in :class:`oms_trading.book.reference.ReferenceBook`)
   the resting order) for i < n_fills, stp_order_id/stp_qty for i < n_stp_cancels. They
   are views into the book's memory, valid until the next call.
 
-Arguments are Python ints within int64 (a larger int raises OverflowError). The facade
+Arguments are Python ints within int64 (a larger int raises OverflowError). The quantities
+resting at one price level must also sum to at most int64 max (level totals are int64: past
+it best/depth totals and the FOK check of STP_NONE, which reads them, would be wrong; the
+engine caps an order at 10**12). The facade
 calls the compiled kernels' entry points directly (skipping numba's type dispatch, which
 costs more than the kernel itself) and passes the book array's address as an int64, not
 the array (unboxing an array argument costs more than a small kernel); a book's add,
