@@ -460,6 +460,7 @@ class JournalReader:
             finally:
                 os.close(fd)
             n = len(buf)
+            read_end = self._off + n
             r, item, count = self._scan_chunk(buf, n, max_records - got)
             if count:
                 out.append(item)
@@ -480,6 +481,8 @@ class JournalReader:
                     self.tail_bytes = n - r.end
                     self.tail_reason = r.stop_msg
                     return out
+                if r.stop == "short" and os.stat(path).st_size > read_end:
+                    continue  # a write in progress ended (and the writer may have rotated): read on
                 raise JournalCorrupt(r.stop_msg, file=path, offset=self._off, seq=self._seg_seq)
             if want < avail:
                 continue
