@@ -72,3 +72,25 @@ def test_reader_of_a_live_journal_is_not_fooled_by_a_write_that_completes_and_ro
     while (c := r.read_payloads()):
         got += [orjson.loads(p)["seq"] for p in c]
     assert got == [x["seq"] for x in recs]
+
+
+@pytest.mark.parametrize("field", ["check", "length"])
+def test_a_damaged_header_of_an_intact_last_record_is_corruption_not_a_torn_tail(tmp_path, field):
+    """A crash leaves a prefix of the last write: it never leaves a complete record whose
+    SHA-256 verifies behind a header that disagrees with it. Such a header was damaged at rest;
+    cutting the (acknowledged) record off as a torn tail would lose it silently."""
+    _write(tmp_path, 4)
+    (_, path), = list_segments(tmp_path)
+    data = bytearray(path.read_bytes())
+    off = _last_frame_offset(bytes(data))
+    if field == "check":
+        data[off + 8] ^= 0x01
+    else:
+        n = int.from_bytes(data[off + 4:off + 8], "little")
+        data[off + 4:off + 8] = (n + 4096).to_bytes(4, "little")
+    path.write_bytes(bytes(data))
+    with pytest.raises(JournalCorrupt) as ei:
+        Journal(tmp_path)
+    assert ei.value.seq == 4
+    assert path.read_bytes() == bytes(data)   # nothing cut
+    assert not list(tmp_path.glob("*.torn-*"))

@@ -346,13 +346,30 @@ def _valid_frame_after(buf, start: int, size: int) -> bool:
     return False
 
 
+def _intact_sha_payload(buf, ps: int, pe: int) -> bool:
+    """Whether ``buf[ps:pe]`` is a whole ``b'OMSH'`` payload: its stored hash is the SHA-256 of
+    its hashed bytes (a prefix of a payload never is)."""
+    mv = memoryview(buf)
+    if pe - ps < HASH_SUFFIX_LEN + 2 or mv[pe - HASH_SUFFIX_LEN:pe - 66] != HASH_KEY_PREFIX \
+            or mv[pe - 2:pe] != b'"}':
+        return False
+    h = _sha256(mv[ps:pe - HASH_SUFFIX_LEN])
+    h.update(b"}")
+    return bytes(mv[pe - 66:pe - 2]) == h.hexdigest().encode()
+
+
 def _is_torn_tail(buf, size: int, r: _Scan) -> bool:
     """Whether the stop of scan ``r`` looks like a write cut short by a crash (tail of the file).
 
     A crash leaves a prefix of the last write, so no complete, valid frame can follow the stop
-    point; if one does (say a bit flip in a length field), it is corruption, not a torn tail."""
+    point; if one does (say a bit flip in a length field), it is corruption, not a torn tail.
+    Nor does it leave a whole record (its hash verifies) behind a header that disagrees with it
+    (a length or check damaged at rest)."""
     off = r.stop_off
     if r.stop in ("short", "crc") and _valid_frame_after(buf, off + 1, size):
+        return False
+    if r.stop in ("short", "crc") and size - off > HLEN and bytes(buf[off:off + 4]) == MAGIC_SHA \
+            and _intact_sha_payload(buf, off + HLEN, size):
         return False
     if r.stop == "short":
         # a prefix of a frame: the bytes that are there must not contradict a header
