@@ -738,6 +738,12 @@ class Journal:
         self._seg_day = None
         if segs and segs[0][0] != 1:
             raise JournalCorrupt(f"first segment starts at seq {segs[0][0]}, not 1", file=segs[0][1])
+        # empty segments at the end were created by a rotation that a crash cut short before any
+        # record reached them (after a power cut under fsync "os" the segment before them may also
+        # have lost its unsynced tail): the journal ends in the last segment with data, and they go
+        empty = []
+        while len(segs) > 1 and os.path.getsize(segs[-1][1]) == 0:
+            empty.append(segs.pop()[1])
         expected = 1
         for i, (first, path) in enumerate(segs):
             is_last = i == len(segs) - 1
@@ -789,6 +795,16 @@ class Journal:
                 self._seg_first = first
                 self._seg_size = size
                 self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        if empty:
+            for p in empty:
+                os.unlink(p)
+            dfd = os.open(self._dir, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            log.warning("journal %s: empty segment(s) %s of an interrupted rotation removed; the journal "
+                        "continues from seq %d", self._dir, ", ".join(p.name for p in reversed(empty)), expected)
         self._last_seq = self._os_seq = last_seq
         self._last_hash = self._os_hash = last_hash
 
