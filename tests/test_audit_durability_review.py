@@ -201,3 +201,35 @@ def test_power_cut_after_a_rotation_created_the_next_segment_but_lost_the_old_on
     assert [r["hash"] for r in got[:keep]] == [r["hash"] for r in recs[:keep]]
     from oms_trading.audit.verify import verify_journal
     assert verify_journal(tmp_path).ok
+
+
+@pytest.mark.parametrize("native", [False, True])
+def test_untap_from_another_thread_during_a_flush_does_not_fail_the_written_flush(tmp_path, native):
+    """``Projection.stop`` (``detach_journal`` -> ``Journal.untap``) runs on another thread than
+    the engine's flush. An untap between the flush's look at ``_tap_on`` and its hand-over to
+    the tap made ``flush`` raise AttributeError *after* the batch reached the OS: the gateway
+    would treat journaled records as not journaled (and the exception is not a JournalError)."""
+    j = Journal(tmp_path, fsync="os", native=native)
+    j.tap()
+
+    class _Racing(list):
+        def __bool__(self):
+            j.untap()       # the other thread, at the worst moment
+            return True
+
+    j.append(ev(1))
+    if native:
+        orig = j._native_chunks
+
+        def chunks(*a):
+            out = orig(*a)
+            j._tap_pending = _Racing(j._tap_pending)
+            return out
+        j._native_chunks = chunks
+    else:
+        j._tap_pending = _Racing(j._tap_pending)
+    j.flush()
+    assert j.written_seq == 1
+    j.append(ev(2))
+    j.close()
+    assert [r["seq"] for r in iter_records(tmp_path)] == [1, 2]

@@ -1148,8 +1148,9 @@ class Journal:
         except (OSError, JournalError) as e:   # JournalError: a new segment that already has data
             self._tap_pending = []
             self._rollback(chunks, i, done, seg_start, e)
-        if self._tap_on and self._tap_pending:
-            self._tap._push(self._last_seq - len(self._tap_pending) + 1, self._tap_pending)
+        tap = self._tap   # once: ``untap`` may run on another thread meanwhile
+        if self._tap_on and self._tap_pending and tap is not None:
+            tap._push(self._last_seq - len(self._tap_pending) + 1, self._tap_pending)
             self._tap_pending = []
         self._os_seq = self._last_seq
         self._os_hash = self._last_hash
