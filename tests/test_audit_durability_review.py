@@ -233,3 +233,15 @@ def test_untap_from_another_thread_during_a_flush_does_not_fail_the_written_flus
     j.append(ev(2))
     j.close()
     assert [r["seq"] for r in iter_records(tmp_path)] == [1, 2]
+
+
+def test_kill_9_right_after_a_rotation_created_its_segment_goes_on_in_that_segment(tmp_path):
+    recs = _write(tmp_path, 10, rotate_bytes=1500)
+    (_, old), = list_segments(tmp_path)[-1:]
+    nxt = old.with_name(jmod.segment_name(11))
+    nxt.write_bytes(b"")    # created, nothing written yet
+    with Journal(tmp_path, fsync="os", rotate_bytes=1500) as j:
+        assert j.last_seq == 10 and j.last_hash == recs[-1]["hash"]
+        j.append(ev(11))
+    assert nxt.stat().st_size > 0 and list_segments(tmp_path)[-1][1] == nxt
+    assert [r["seq"] for r in iter_records(tmp_path)] == list(range(1, 12))

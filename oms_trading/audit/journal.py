@@ -740,7 +740,8 @@ class Journal:
             raise JournalCorrupt(f"first segment starts at seq {segs[0][0]}, not 1", file=segs[0][1])
         # empty segments at the end were created by a rotation that a crash cut short before any
         # record reached them (after a power cut under fsync "os" the segment before them may also
-        # have lost its unsynced tail): the journal ends in the last segment with data, and they go
+        # have lost its unsynced tail): the journal ends in the last segment with data; the first
+        # of them goes on being the open segment if it continues the chain, else they go
         empty = []
         while len(segs) > 1 and os.path.getsize(segs[-1][1]) == 0:
             empty.append(segs.pop()[1])
@@ -795,6 +796,11 @@ class Journal:
                 self._seg_first = first
                 self._seg_size = size
                 self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        if empty and empty[-1].name == segment_name(expected):
+            keep = empty.pop()
+            os.close(self._fd)
+            self._fd = os.open(keep, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            self._seg_first, self._seg_size, self._seg_day = expected, 0, None
         if empty:
             for p in empty:
                 os.unlink(p)
