@@ -307,3 +307,21 @@ def test_lag_sees_the_open_journal(tmp_path):
     finally:
         j.close()
         p.stop()
+
+
+def test_database_file_deleted_while_the_projection_runs_is_made_again(tmp_path):
+    """The DuckDB file removed under a running projection (its connection still writes to the
+    unlinked file): the next catch-up notices, opens a new file and fills it from the journal,
+    rather than projecting into a file nobody can open any more."""
+    jdir, db = tmp_path / "journal", tmp_path / "audit.duckdb"
+    fill(jdir, 30)
+    p = Projection(db, jdir)
+    assert p.catch_up() == 30
+    for f in tmp_path.glob("audit.duckdb*"):
+        f.unlink()
+    fill(jdir, 20, start=30)
+    p.catch_up()
+    assert db.exists()
+    p.stop()
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert con.execute(f"SELECT count(*), min(seq), max(seq) FROM {TABLE}").fetchall() == [(50, 1, 50)]

@@ -346,13 +346,30 @@ def _valid_frame_after(buf, start: int, size: int) -> bool:
     return False
 
 
+def _intact_sha_payload(buf, ps: int, pe: int) -> bool:
+    """Whether ``buf[ps:pe]`` is a whole ``b'OMSH'`` payload: its stored hash is the SHA-256 of
+    its hashed bytes (a prefix of a payload never is)."""
+    mv = memoryview(buf)
+    if pe - ps < HASH_SUFFIX_LEN + 2 or mv[pe - HASH_SUFFIX_LEN:pe - 66] != HASH_KEY_PREFIX \
+            or mv[pe - 2:pe] != b'"}':
+        return False
+    h = _sha256(mv[ps:pe - HASH_SUFFIX_LEN])
+    h.update(b"}")
+    return bytes(mv[pe - 66:pe - 2]) == h.hexdigest().encode()
+
+
 def _is_torn_tail(buf, size: int, r: _Scan) -> bool:
     """Whether the stop of scan ``r`` looks like a write cut short by a crash (tail of the file).
 
     A crash leaves a prefix of the last write, so no complete, valid frame can follow the stop
-    point; if one does (say a bit flip in a length field), it is corruption, not a torn tail."""
+    point; if one does (say a bit flip in a length field), it is corruption, not a torn tail.
+    Nor does it leave a whole record (its hash verifies) behind a header that disagrees with it
+    (a length or check damaged at rest)."""
     off = r.stop_off
     if r.stop in ("short", "crc") and _valid_frame_after(buf, off + 1, size):
+        return False
+    if r.stop in ("short", "crc") and size - off > HLEN and bytes(buf[off:off + 4]) == MAGIC_SHA \
+            and _intact_sha_payload(buf, off + HLEN, size):
         return False
     if r.stop == "short":
         # a prefix of a frame: the bytes that are there must not contradict a header
@@ -460,6 +477,7 @@ class JournalReader:
             finally:
                 os.close(fd)
             n = len(buf)
+            read_end = self._off + n
             r, item, count = self._scan_chunk(buf, n, max_records - got)
             if count:
                 out.append(item)
@@ -480,6 +498,8 @@ class JournalReader:
                     self.tail_bytes = n - r.end
                     self.tail_reason = r.stop_msg
                     return out
+                if r.stop == "short" and os.stat(path).st_size > read_end:
+                    continue  # a write in progress ended (and the writer may have rotated): read on
                 raise JournalCorrupt(r.stop_msg, file=path, offset=self._off, seq=self._seg_seq)
             if want < avail:
                 continue
@@ -718,6 +738,13 @@ class Journal:
         self._seg_day = None
         if segs and segs[0][0] != 1:
             raise JournalCorrupt(f"first segment starts at seq {segs[0][0]}, not 1", file=segs[0][1])
+        # empty segments at the end were created by a rotation that a crash cut short before any
+        # record reached them (after a power cut under fsync "os" the segment before them may also
+        # have lost its unsynced tail): the journal ends in the last segment with data; the first
+        # of them goes on being the open segment if it continues the chain, else they go
+        empty = []
+        while len(segs) > 1 and os.path.getsize(segs[-1][1]) == 0:
+            empty.append(segs.pop()[1])
         expected = 1
         for i, (first, path) in enumerate(segs):
             is_last = i == len(segs) - 1
@@ -769,6 +796,21 @@ class Journal:
                 self._seg_first = first
                 self._seg_size = size
                 self._fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        if empty and empty[-1].name == segment_name(expected):
+            keep = empty.pop()
+            os.close(self._fd)
+            self._fd = os.open(keep, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            self._seg_first, self._seg_size, self._seg_day = expected, 0, None
+        if empty:
+            for p in empty:
+                os.unlink(p)
+            dfd = os.open(self._dir, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+            log.warning("journal %s: empty segment(s) %s of an interrupted rotation removed; the journal "
+                        "continues from seq %d", self._dir, ", ".join(p.name for p in reversed(empty)), expected)
         self._last_seq = self._os_seq = last_seq
         self._last_hash = self._os_hash = last_hash
 
@@ -1112,8 +1154,9 @@ class Journal:
         except (OSError, JournalError) as e:   # JournalError: a new segment that already has data
             self._tap_pending = []
             self._rollback(chunks, i, done, seg_start, e)
-        if self._tap_on and self._tap_pending:
-            self._tap._push(self._last_seq - len(self._tap_pending) + 1, self._tap_pending)
+        tap = self._tap   # once: ``untap`` may run on another thread meanwhile
+        if self._tap_on and self._tap_pending and tap is not None:
+            tap._push(self._last_seq - len(self._tap_pending) + 1, self._tap_pending)
             self._tap_pending = []
         self._os_seq = self._last_seq
         self._os_hash = self._last_hash

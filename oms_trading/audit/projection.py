@@ -286,6 +286,7 @@ class Projection:
         self.bulk_batch_rows = int(bulk_batch_rows or batch_rows)
         self.prefetch = prefetch if prefetch is not None else (self.bulk_threads or 2) > 1
         self._con: duckdb.DuckDBPyConnection | None = None
+        self._con_file: tuple[int, int] | None = None   # (device, inode) of the file it opened
         self._lock = threading.RLock()
         self._reader: JournalReader | None = None
         self._db_max = 0
@@ -311,9 +312,21 @@ class Projection:
         self._tap_journal = None
 
     # -- connection
+    def _file_id(self) -> tuple[int, int] | None:
+        try:
+            st = os.stat(self.db_path)
+        except OSError:
+            return None
+        return st.st_dev, st.st_ino
+
     def _connect(self) -> duckdb.DuckDBPyConnection:
         if self._con is not None:
-            return self._con
+            if self._file_id() == self._con_file:
+                return self._con
+            # the file was removed or replaced under the connection (which would go on writing
+            # to a file nobody can open): a new one, filled from the journal
+            log.warning("audit projection: %s was removed or replaced; projecting into a new file", self.db_path)
+            self.close()
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
         config = {}
         if self.threads:
@@ -326,6 +339,7 @@ class Projection:
             con.close()
             raise
         self._con = con
+        self._con_file = self._file_id()
         self._reader = None
         self._indexed = False
         with _OPEN_LOCK:
