@@ -31,6 +31,18 @@ def _cmd_serve(args: argparse.Namespace) -> int:
         return 1
 
 
+def _port(text: str) -> int:
+    """A TCP port for --fix-port/--http-port: out of range is an error (the socket layer
+    would take 70000 as 70000 % 65536 and listen somewhere else)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port 0..65535, got {text!r}")
+    return port
+
+
 def _cmd_init(args: argparse.Namespace) -> int:
     path = Path(args.path)
     if path.exists() and not args.force:
@@ -61,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML config file (default: the built-in demo config)")
     serve.add_argument("--data-dir", help="journal, FIX store and DuckDB folder (default ./oms-data)")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
-    serve.add_argument("--fix-port", type=int, help="FIX port (default 9878; 0 picks a free one)")
-    serve.add_argument("--http-port", type=int, help="HTTP port (default 8080; 0 picks a free one)")
+    serve.add_argument("--fix-port", type=_port, help="FIX port (default 9878; 0 picks a free one)")
+    serve.add_argument("--http-port", type=_port, help="HTTP port (default 8080; 0 picks a free one)")
     serve.add_argument("--book", choices=("numba", "reference"), default="numba",
                        help="order book implementation (default numba)")
     serve.set_defaults(func=_cmd_serve)
