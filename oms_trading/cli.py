@@ -16,6 +16,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"oms serve: bad configuration: {exc}", file=sys.stderr)
         return 2
+    from .audit.journal import JournalError
     from .server import ServeOptions, serve
     options = ServeOptions(
         data_dir=Path(args.data_dir) if args.data_dir else config.data_dir,
@@ -26,7 +27,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     try:
         return serve(config, options)
-    except OSError as exc:
+    except (OSError, JournalError) as exc:   # a port in use, the data dir, a journal in use or damaged
         print(f"oms serve: {exc}", file=sys.stderr)
         return 1
 

@@ -16,3 +16,34 @@ def test_a_port_out_of_range_on_the_command_line_is_refused(flag, value, capsys,
     assert exit_.value.code == 2 and not served      # not a listener on 70000 % 65536 = 4464
     err = capsys.readouterr().err
     assert "0..65535" in err and value in err and "Traceback" not in err
+
+
+def _serve(*args: str, timeout: float = 120) -> "subprocess.CompletedProcess[str]":
+    import subprocess
+    import sys
+    return subprocess.run([sys.executable, "-m", "oms_trading.cli", "serve", "--fix-port", "0", "--http-port", "0",
+                           *args], capture_output=True, text=True, timeout=timeout)
+
+
+def test_a_data_dir_another_server_has_open_is_one_line_not_a_traceback(tmp_path):
+    from oms_trading.audit.journal import Journal
+    from oms_trading.audit.paths import journal_dir
+    holder = Journal(journal_dir(tmp_path), fsync="os")     # stands for the `oms serve` already running
+    try:
+        result = _serve("--data-dir", str(tmp_path))
+    finally:
+        holder.close()
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("oms serve: ")
+    assert "open by another writer" in result.stderr
+
+
+def test_a_corrupt_journal_is_one_line_not_a_traceback(tmp_path):
+    from oms_trading.audit.paths import journal_dir
+    journal_dir(tmp_path).mkdir()
+    (journal_dir(tmp_path) / "journal-000000000005.log").write_bytes(b"x" * 64)   # seq 1..4 gone
+    result = _serve("--data-dir", str(tmp_path))
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("oms serve: ")
