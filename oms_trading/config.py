@@ -259,7 +259,11 @@ class _Reader:
             if isinstance(lot, bool) or not isinstance(lot, int) or lot < 1:
                 raise self.fail(f"{key}.lot_size", f"must be a whole number >= 1, got {lot!r}")
             ref_price = self.decimal(entry, "reference_price", key, required=False)
-            if ref_price is not None and (ref_price <= 0 or ref_price % tick != 0):
+            try:
+                off_tick = ref_price is not None and ref_price % tick != 0
+            except ArithmeticError:      # a quotient past the decimal precision: no multiple of it
+                off_tick = True
+            if ref_price is not None and (ref_price <= 0 or off_tick):
                 raise self.fail(f"{key}.reference_price",
                                 f"must be a positive multiple of the tick size {tick}, got {ref_price}")
             currency = entry.get("currency") or "USD"
@@ -369,13 +373,14 @@ class _Reader:
             raise ConfigError(self.source, key, problem) from None
         restricted = self.get(risk, "restricted", "risk", list, [])
         for symbol in restricted:
-            if symbol not in symbols:
+            if not isinstance(symbol, str) or symbol not in symbols:
                 raise self.fail("risk.restricted", f"no such instrument {symbol!r}")
         cfg.restricted = list(restricted)
         for name, symbols_list in self.table(risk, "restricted_by_account", "risk.restricted_by_account").items():
             if name not in accounts:
                 raise self.fail(f"risk.restricted_by_account.{name}", "no such account")
-            if not isinstance(symbols_list, list) or any(s not in symbols for s in symbols_list):
+            if not isinstance(symbols_list, list) or any(not isinstance(s, str) or s not in symbols
+                                                         for s in symbols_list):
                 raise self.fail(f"risk.restricted_by_account.{name}", "must be a list of known symbols")
             cfg.restricted_by_account[name] = list(symbols_list)
         self.read_fx(cfg, risk)
@@ -487,6 +492,8 @@ class _Reader:
                 raise self.fail("http.four_eyes_factor", "must be >= 1")
             cfg.four_eyes_factor = factor
         cfg.max_body_kb = self.get(http, "max_body_kb", "http", int, 64)
+        if cfg.max_body_kb < 1:
+            raise self.fail("http.max_body_kb", "must be >= 1")     # 0 would refuse every request body
         entries = http.get("users", [])
         if not isinstance(entries, list):
             raise self.fail("http.users", "must be an array of tables ([[http.users]])")

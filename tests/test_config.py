@@ -105,3 +105,25 @@ def test_oms_init_writes_the_demo_config(tmp_path):
     again = subprocess.run([sys.executable, "-m", "oms_trading.cli", "init", str(target)],
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "exists" in again.stderr
+
+
+@pytest.mark.parametrize("edit,key,problem", [
+    (('restricted = []', 'restricted = [["TSLA"]]'), "risk.restricted", "no such instrument"),
+    (('restricted = []', 'restricted = [{ symbol = "TSLA" }]'), "risk.restricted", "no such instrument"),
+    (('# restricted lists per account: [risk.restricted_by_account] ACC1 = ["TSLA"]',
+      '[risk.restricted_by_account]\nACC1 = [["TSLA"]]'), "risk.restricted_by_account.ACC1", "known symbols"),
+    (('reference_price = "190.00"', 'reference_price = "1000000000000000000000000000000"'),
+     "instruments[0].reference_price", "tick"),
+    (('max_body_kb = 64', 'max_body_kb = 0'), "http.max_body_kb", ">= 1"),
+])
+def test_a_value_of_the_wrong_shape_is_a_config_error_not_a_crash(edit, key, problem):
+    """Found by putting values of every type in every key: these raised TypeError or
+    decimal.InvalidOperation (a traceback from `oms serve`), or were taken silently."""
+    old, new = edit
+    text = demo_config_text()
+    assert old in text, old
+    with pytest.raises(ConfigError) as info:
+        parse_config(text.replace(old, new, 1), "my.toml", Path("."))
+    message = str(info.value)
+    assert message.startswith("my.toml: ") and key in message and problem in message, message
+
