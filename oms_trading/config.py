@@ -439,6 +439,7 @@ class _Reader:
             raise self.fail("fix.sessions", "must be an array of tables ([[fix.sessions]])")
         accounts = {a.name for a in cfg.accounts}
         seen: set[tuple[str, str]] = set()
+        folders: dict[str, str] = {}       # the store folder DATA/fix/<TARGET>-<SENDER> of each session
         allowed = {"sender_comp_id", "target_comp_id", "begin_string", "account", "password", "username",
                    "heartbeat",
                    "reset_on_logon", "cancel_on_disconnect", "drop_copy", "sending_time_tolerance_s", "validate"}
@@ -453,12 +454,20 @@ class _Reader:
                 if not isinstance(value, str) or not value.strip():
                     raise self.fail(f"{key}.{name}", "required: a non-empty string")
                 values[name] = value.strip()
+                if name != "begin_string" and any(c == "/" or c < " " or c == "\x7f" for c in values[name]):
+                    raise self.fail(f"{key}.{name}", f"no '/' or control characters (it names the session's "
+                                    f"message store folder and goes into every message), got {value!r}")
             if values["begin_string"] not in BEGIN_STRINGS:
                 raise self.fail(f"{key}.begin_string", f"must be FIX.4.2 or FIX.4.4, got {values['begin_string']!r}")
             pair = (values["sender_comp_id"], values["target_comp_id"])
             if pair in seen:
                 raise self.fail(f"{key}.target_comp_id", f"duplicate session {pair[1]}->{pair[0]}")
             seen.add(pair)
+            folder = f"{pair[1]}-{pair[0]}"
+            if folder in folders:
+                raise self.fail(f"{key}.target_comp_id", f"the message store folder fix/{folder} is already "
+                                f"that of session {folders[folder]}")
+            folders[folder] = f"{pair[1]}->{pair[0]}"
             account = self.get(entry, "account", key, str, None)
             if account is not None and account not in accounts:
                 raise self.fail(f"{key}.account", f"no such account {account!r}")

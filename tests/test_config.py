@@ -127,3 +127,24 @@ def test_a_value_of_the_wrong_shape_is_a_config_error_not_a_crash(edit, key, pro
     message = str(info.value)
     assert message.startswith("my.toml: ") and key in message and problem in message, message
 
+
+def _with_session(sender: str, target: str) -> str:
+    return demo_config_text().replace("[http]", f'[[fix.sessions]]\nsender_comp_id = "{sender}"\n'
+                                      f'target_comp_id = "{target}"\nbegin_string = "FIX.4.4"\n\n[http]', 1)
+
+
+def test_two_sessions_that_would_share_a_message_store_folder_are_refused():
+    # DATA/fix/<TARGET>-<SENDER>: "CLIENT1-X" + "OMS" and "CLIENT1" + "X-OMS" are one folder,
+    # where two stores would interleave their frames and sequence numbers
+    text = _with_session("OMS", "CLIENT1-X").replace("[http]", '[[fix.sessions]]\nsender_comp_id = "X-OMS"\n'
+                                                     'target_comp_id = "CLIENT1"\nbegin_string = "FIX.4.4"\n\n[http]', 1)
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "my.toml", Path("."))
+    assert "fix.sessions[5]" in str(info.value) and "CLIENT1-X-OMS" in str(info.value)
+
+
+@pytest.mark.parametrize("sender,target", [("OMS", "../../x"), ("a/b", "CLIENT9"), ("OMS", "CL\\u0001X")])
+def test_a_comp_id_that_cannot_name_a_store_folder_or_a_fix_field_is_refused(sender, target):
+    with pytest.raises(ConfigError) as info:
+        parse_config(_with_session(sender, target), "my.toml", Path("."))
+    assert "fix.sessions[4]" in str(info.value) and "comp_id" in str(info.value)
