@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import ssl
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -434,6 +435,8 @@ class _Reader:
                 setattr(cfg, name, path if path.is_absolute() else self.base_dir / path)
         if (cfg.tls_cert is None) != (cfg.tls_key is None):
             raise self.fail("fix.tls_cert", "tls_cert and tls_key must be set together")
+        if cfg.tls_cert is not None:
+            self.check_tls(cfg.tls_cert, cfg.tls_key)
         entries = fix.get("sessions", [])
         if not isinstance(entries, list):
             raise self.fail("fix.sessions", "must be an array of tables ([[fix.sessions]])")
@@ -489,6 +492,18 @@ class _Reader:
                 validate=self.get(entry, "validate", key, bool, True),
                 **values,
             ))
+
+    def check_tls(self, cert: Path, key: Path) -> None:
+        """Load the pair now: ssl's own errors name neither the file nor the key."""
+        for name, path in (("tls_cert", cert), ("tls_key", key)):
+            try:
+                path.open("rb").close()
+            except OSError as exc:
+                raise self.fail(f"fix.{name}", f"cannot read {path}: {exc.strerror or exc}") from None
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(cert), str(key))
+        except (ssl.SSLError, OSError) as exc:
+            raise self.fail("fix.tls_cert", f"{cert} and {key} are not a PEM certificate and its key: {exc}") from None
 
     # -- HTTP ---------------------------------------------------------------------------
 

@@ -148,3 +148,36 @@ def test_a_comp_id_that_cannot_name_a_store_folder_or_a_fix_field_is_refused(sen
     with pytest.raises(ConfigError) as info:
         parse_config(_with_session(sender, target), "my.toml", Path("."))
     assert "fix.sessions[4]" in str(info.value) and "comp_id" in str(info.value)
+
+
+def _with_tls(tmp_path: Path) -> Path:
+    text = demo_config_text().replace('# tls_cert = "cert.pem"', 'tls_cert = "cert.pem"', 1)
+    text = text.replace('# tls_key = "key.pem"', 'tls_key = "key.pem"', 1)
+    path = tmp_path / "oms.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("present,key", [((), "fix.tls_cert"), (("cert.pem",), "fix.tls_key")])
+def test_a_missing_tls_file_names_its_key_and_path(tmp_path, present, key):
+    """It was `oms serve: [Errno 2] No such file or directory` from ssl.load_cert_chain, after
+    the journal replay and the kernels' warm-up: no file, no key."""
+    path = _with_tls(tmp_path)
+    for name in present:
+        (tmp_path / name).write_text("x")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    missing = "key.pem" if present else "cert.pem"
+    assert key in message and str(tmp_path / missing) in message and "cannot read" in message, message
+
+
+def test_tls_files_that_are_not_a_certificate_and_key_are_a_config_error(tmp_path):
+    """It was `oms serve: [SSL] PEM lib (_ssl.c:3905)`."""
+    path = _with_tls(tmp_path)
+    (tmp_path / "cert.pem").write_text("not a certificate\n")
+    (tmp_path / "key.pem").write_text("not a key\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "fix.tls_cert" in message and str(tmp_path / "cert.pem") in message and "PEM" in message, message
