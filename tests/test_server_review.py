@@ -47,3 +47,30 @@ def test_a_corrupt_journal_is_one_line_not_a_traceback(tmp_path):
     assert result.returncode == 1
     assert "Traceback" not in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("oms serve: ")
+
+
+def test_the_http_ready_line_names_the_bound_address_as_the_fix_line_does(tmp_path):
+    """`--host localhost` printed 'FIX listening on 127.0.0.1:P' but 'HTTP listening on
+    localhost:Q': tools that read the ready lines (tests/server_process.py too) match an
+    address there and never saw the HTTP port."""
+    import asyncio
+    import io
+    import re
+
+    from oms_trading.config import load_config
+    from oms_trading.server import OmsServer, ServeOptions
+
+    async def scenario() -> str:
+        out = io.StringIO()
+        server = OmsServer(load_config(None), ServeOptions(tmp_path, "localhost", 0, 0, book="reference"), out=out)
+        await server.start()
+        try:
+            return out.getvalue()
+        finally:
+            await server.stop()
+
+    text = asyncio.run(scenario())
+    fix = re.search(r"FIX listening on ([\d.]+):(\d+)", text)
+    http = re.search(r"HTTP listening on ([\d.]+):(\d+)", text)
+    assert fix and http, text
+    assert http.group(1) == fix.group(1)
