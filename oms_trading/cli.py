@@ -105,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:   # Ctrl-C before `oms serve` installs its own SIGINT handler: nothing started
+        print(f"oms {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

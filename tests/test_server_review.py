@@ -74,3 +74,13 @@ def test_the_http_ready_line_names_the_bound_address_as_the_fix_line_does(tmp_pa
     http = re.search(r"HTTP listening on ([\d.]+):(\d+)", text)
     assert fix and http, text
     assert http.group(1) == fix.group(1)
+
+
+def test_ctrl_c_before_serve_takes_over_the_signal_is_one_line_not_a_traceback(capsys, monkeypatch):
+    """SIGINT in the first second of `oms serve` (imports, config, before run_until_stopped's
+    handler) was a KeyboardInterrupt traceback and death by SIGINT; nothing had started yet."""
+    def interrupted(path):
+        raise KeyboardInterrupt
+    monkeypatch.setattr(cli, "load_config", interrupted)
+    assert cli.main(["serve"]) == 130
+    assert capsys.readouterr().err.strip() == "oms serve: interrupted"
