@@ -16,6 +16,7 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         print(f"oms serve: bad configuration: {exc}", file=sys.stderr)
         return 2
+    from .audit.journal import JournalError
     from .server import ServeOptions, serve
     options = ServeOptions(
         data_dir=Path(args.data_dir) if args.data_dir else config.data_dir,
@@ -26,9 +27,21 @@ def _cmd_serve(args: argparse.Namespace) -> int:
     )
     try:
         return serve(config, options)
-    except OSError as exc:
+    except (OSError, JournalError) as exc:   # a port in use, the data dir, a journal in use or damaged
         print(f"oms serve: {exc}", file=sys.stderr)
         return 1
+
+
+def _port(text: str) -> int:
+    """A TCP port for --fix-port/--http-port: out of range is an error (the socket layer
+    would take 70000 as 70000 % 65536 and listen somewhere else)."""
+    try:
+        port = int(text)
+    except ValueError:
+        port = -1
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"must be a TCP port 0..65535, got {text!r}")
+    return port
 
 
 def _cmd_init(args: argparse.Namespace) -> int:
@@ -61,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--config", help="TOML config file (default: the built-in demo config)")
     serve.add_argument("--data-dir", help="journal, FIX store and DuckDB folder (default ./oms-data)")
     serve.add_argument("--host", help="listen address (default 127.0.0.1)")
-    serve.add_argument("--fix-port", type=int, help="FIX port (default 9878; 0 picks a free one)")
-    serve.add_argument("--http-port", type=int, help="HTTP port (default 8080; 0 picks a free one)")
+    serve.add_argument("--fix-port", type=_port, help="FIX port (default 9878; 0 picks a free one)")
+    serve.add_argument("--http-port", type=_port, help="HTTP port (default 8080; 0 picks a free one)")
     serve.add_argument("--book", choices=("numba", "reference"), default="numba",
                        help="order book implementation (default numba)")
     serve.set_defaults(func=_cmd_serve)
@@ -92,7 +105,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:   # Ctrl-C before `oms serve` installs its own SIGINT handler: nothing started
+        print(f"oms {args.command}: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import ssl
 import tomllib
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
@@ -259,7 +260,11 @@ class _Reader:
             if isinstance(lot, bool) or not isinstance(lot, int) or lot < 1:
                 raise self.fail(f"{key}.lot_size", f"must be a whole number >= 1, got {lot!r}")
             ref_price = self.decimal(entry, "reference_price", key, required=False)
-            if ref_price is not None and (ref_price <= 0 or ref_price % tick != 0):
+            try:
+                off_tick = ref_price is not None and ref_price % tick != 0
+            except ArithmeticError:      # a quotient past the decimal precision: no multiple of it
+                off_tick = True
+            if ref_price is not None and (ref_price <= 0 or off_tick):
                 raise self.fail(f"{key}.reference_price",
                                 f"must be a positive multiple of the tick size {tick}, got {ref_price}")
             currency = entry.get("currency") or "USD"
@@ -369,13 +374,14 @@ class _Reader:
             raise ConfigError(self.source, key, problem) from None
         restricted = self.get(risk, "restricted", "risk", list, [])
         for symbol in restricted:
-            if symbol not in symbols:
+            if not isinstance(symbol, str) or symbol not in symbols:
                 raise self.fail("risk.restricted", f"no such instrument {symbol!r}")
         cfg.restricted = list(restricted)
         for name, symbols_list in self.table(risk, "restricted_by_account", "risk.restricted_by_account").items():
             if name not in accounts:
                 raise self.fail(f"risk.restricted_by_account.{name}", "no such account")
-            if not isinstance(symbols_list, list) or any(s not in symbols for s in symbols_list):
+            if not isinstance(symbols_list, list) or any(not isinstance(s, str) or s not in symbols
+                                                         for s in symbols_list):
                 raise self.fail(f"risk.restricted_by_account.{name}", "must be a list of known symbols")
             cfg.restricted_by_account[name] = list(symbols_list)
         self.read_fx(cfg, risk)
@@ -429,11 +435,14 @@ class _Reader:
                 setattr(cfg, name, path if path.is_absolute() else self.base_dir / path)
         if (cfg.tls_cert is None) != (cfg.tls_key is None):
             raise self.fail("fix.tls_cert", "tls_cert and tls_key must be set together")
+        if cfg.tls_cert is not None:
+            self.check_tls(cfg.tls_cert, cfg.tls_key)
         entries = fix.get("sessions", [])
         if not isinstance(entries, list):
             raise self.fail("fix.sessions", "must be an array of tables ([[fix.sessions]])")
         accounts = {a.name for a in cfg.accounts}
         seen: set[tuple[str, str]] = set()
+        folders: dict[str, str] = {}       # the store folder DATA/fix/<TARGET>-<SENDER> of each session
         allowed = {"sender_comp_id", "target_comp_id", "begin_string", "account", "password", "username",
                    "heartbeat",
                    "reset_on_logon", "cancel_on_disconnect", "drop_copy", "sending_time_tolerance_s", "validate"}
@@ -448,12 +457,20 @@ class _Reader:
                 if not isinstance(value, str) or not value.strip():
                     raise self.fail(f"{key}.{name}", "required: a non-empty string")
                 values[name] = value.strip()
+                if name != "begin_string" and any(c == "/" or c < " " or c == "\x7f" for c in values[name]):
+                    raise self.fail(f"{key}.{name}", f"no '/' or control characters (it names the session's "
+                                    f"message store folder and goes into every message), got {value!r}")
             if values["begin_string"] not in BEGIN_STRINGS:
                 raise self.fail(f"{key}.begin_string", f"must be FIX.4.2 or FIX.4.4, got {values['begin_string']!r}")
             pair = (values["sender_comp_id"], values["target_comp_id"])
             if pair in seen:
                 raise self.fail(f"{key}.target_comp_id", f"duplicate session {pair[1]}->{pair[0]}")
             seen.add(pair)
+            folder = f"{pair[1]}-{pair[0]}"
+            if folder in folders:
+                raise self.fail(f"{key}.target_comp_id", f"the message store folder fix/{folder} is already "
+                                f"that of session {folders[folder]}")
+            folders[folder] = f"{pair[1]}->{pair[0]}"
             account = self.get(entry, "account", key, str, None)
             if account is not None and account not in accounts:
                 raise self.fail(f"{key}.account", f"no such account {account!r}")
@@ -476,6 +493,18 @@ class _Reader:
                 **values,
             ))
 
+    def check_tls(self, cert: Path, key: Path) -> None:
+        """Load the pair now: ssl's own errors name neither the file nor the key."""
+        for name, path in (("tls_cert", cert), ("tls_key", key)):
+            try:
+                path.open("rb").close()
+            except OSError as exc:
+                raise self.fail(f"fix.{name}", f"cannot read {path}: {exc.strerror or exc}") from None
+        try:
+            ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(cert), str(key))
+        except (ssl.SSLError, OSError) as exc:
+            raise self.fail("fix.tls_cert", f"{cert} and {key} are not a PEM certificate and its key: {exc}") from None
+
     # -- HTTP ---------------------------------------------------------------------------
 
     def read_http(self, cfg: Config) -> None:
@@ -487,6 +516,8 @@ class _Reader:
                 raise self.fail("http.four_eyes_factor", "must be >= 1")
             cfg.four_eyes_factor = factor
         cfg.max_body_kb = self.get(http, "max_body_kb", "http", int, 64)
+        if cfg.max_body_kb < 1:
+            raise self.fail("http.max_body_kb", "must be >= 1")     # 0 would refuse every request body
         entries = http.get("users", [])
         if not isinstance(entries, list):
             raise self.fail("http.users", "must be an array of tables ([[http.users]])")

@@ -108,9 +108,9 @@ class OmsServer:
         await self.runner.setup()
         site = web.TCPSite(self.runner, opts.host, opts.http_port, reuse_address=True)
         await site.start()
-        http_port = self.runner.addresses[0][1]
+        http_host, http_port = self.runner.addresses[0][:2]   # the bound address, as the FIX line prints
         self.fix_address = (fix_host, fix_port)
-        self.http_address = (opts.host, http_port)
+        self.http_address = (http_host, http_port)
         self._clock_task = asyncio.create_task(self._clock_loop())
         self._gc_task = asyncio.create_task(self._gc_loop())
         print(f"oms_trading: config {cfg.source}, data dir {opts.data_dir}, journal seq {self.journal.last_seq}",
@@ -120,7 +120,7 @@ class OmsServer:
                 if user.demo_token:
                     print(f"demo HTTP token for {user.name} ({user.role}): {user.demo_token}", file=self.out)
         print(f"FIX listening on {fix_host}:{fix_port}", file=self.out)
-        print(f"HTTP listening on {opts.host}:{http_port}", file=self.out, flush=True)
+        print(f"HTTP listening on {http_host}:{http_port}", file=self.out, flush=True)
 
     async def _gc_loop(self) -> None:
         """Keep the cyclic garbage collector off the order path.

@@ -105,3 +105,79 @@ def test_oms_init_writes_the_demo_config(tmp_path):
     again = subprocess.run([sys.executable, "-m", "oms_trading.cli", "init", str(target)],
                            capture_output=True, text=True, timeout=60)
     assert again.returncode == 1 and "exists" in again.stderr
+
+
+@pytest.mark.parametrize("edit,key,problem", [
+    (('restricted = []', 'restricted = [["TSLA"]]'), "risk.restricted", "no such instrument"),
+    (('restricted = []', 'restricted = [{ symbol = "TSLA" }]'), "risk.restricted", "no such instrument"),
+    (('# restricted lists per account: [risk.restricted_by_account] ACC1 = ["TSLA"]',
+      '[risk.restricted_by_account]\nACC1 = [["TSLA"]]'), "risk.restricted_by_account.ACC1", "known symbols"),
+    (('reference_price = "190.00"', 'reference_price = "1000000000000000000000000000000"'),
+     "instruments[0].reference_price", "tick"),
+    (('max_body_kb = 64', 'max_body_kb = 0'), "http.max_body_kb", ">= 1"),
+])
+def test_a_value_of_the_wrong_shape_is_a_config_error_not_a_crash(edit, key, problem):
+    """Found by putting values of every type in every key: these raised TypeError or
+    decimal.InvalidOperation (a traceback from `oms serve`), or were taken silently."""
+    old, new = edit
+    text = demo_config_text()
+    assert old in text, old
+    with pytest.raises(ConfigError) as info:
+        parse_config(text.replace(old, new, 1), "my.toml", Path("."))
+    message = str(info.value)
+    assert message.startswith("my.toml: ") and key in message and problem in message, message
+
+
+def _with_session(sender: str, target: str) -> str:
+    return demo_config_text().replace("[http]", f'[[fix.sessions]]\nsender_comp_id = "{sender}"\n'
+                                      f'target_comp_id = "{target}"\nbegin_string = "FIX.4.4"\n\n[http]', 1)
+
+
+def test_two_sessions_that_would_share_a_message_store_folder_are_refused():
+    # DATA/fix/<TARGET>-<SENDER>: "CLIENT1-X" + "OMS" and "CLIENT1" + "X-OMS" are one folder,
+    # where two stores would interleave their frames and sequence numbers
+    text = _with_session("OMS", "CLIENT1-X").replace("[http]", '[[fix.sessions]]\nsender_comp_id = "X-OMS"\n'
+                                                     'target_comp_id = "CLIENT1"\nbegin_string = "FIX.4.4"\n\n[http]', 1)
+    with pytest.raises(ConfigError) as info:
+        parse_config(text, "my.toml", Path("."))
+    assert "fix.sessions[5]" in str(info.value) and "CLIENT1-X-OMS" in str(info.value)
+
+
+@pytest.mark.parametrize("sender,target", [("OMS", "../../x"), ("a/b", "CLIENT9"), ("OMS", "CL\\u0001X")])
+def test_a_comp_id_that_cannot_name_a_store_folder_or_a_fix_field_is_refused(sender, target):
+    with pytest.raises(ConfigError) as info:
+        parse_config(_with_session(sender, target), "my.toml", Path("."))
+    assert "fix.sessions[4]" in str(info.value) and "comp_id" in str(info.value)
+
+
+def _with_tls(tmp_path: Path) -> Path:
+    text = demo_config_text().replace('# tls_cert = "cert.pem"', 'tls_cert = "cert.pem"', 1)
+    text = text.replace('# tls_key = "key.pem"', 'tls_key = "key.pem"', 1)
+    path = tmp_path / "oms.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("present,key", [((), "fix.tls_cert"), (("cert.pem",), "fix.tls_key")])
+def test_a_missing_tls_file_names_its_key_and_path(tmp_path, present, key):
+    """It was `oms serve: [Errno 2] No such file or directory` from ssl.load_cert_chain, after
+    the journal replay and the kernels' warm-up: no file, no key."""
+    path = _with_tls(tmp_path)
+    for name in present:
+        (tmp_path / name).write_text("x")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    missing = "key.pem" if present else "cert.pem"
+    assert key in message and str(tmp_path / missing) in message and "cannot read" in message, message
+
+
+def test_tls_files_that_are_not_a_certificate_and_key_are_a_config_error(tmp_path):
+    """It was `oms serve: [SSL] PEM lib (_ssl.c:3905)`."""
+    path = _with_tls(tmp_path)
+    (tmp_path / "cert.pem").write_text("not a certificate\n")
+    (tmp_path / "key.pem").write_text("not a key\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "fix.tls_cert" in message and str(tmp_path / "cert.pem") in message and "PEM" in message, message

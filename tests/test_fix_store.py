@@ -136,3 +136,56 @@ def test_a_store_with_a_gap_serves_what_it_has(tmp_path):
     assert [s for s, _ in store.get_sent(5, 605)] == [*range(5, 11), *range(600, 606)]
     assert [s for s, _ in store.get_sent(300, 599)] == []
     assert [s for s, _ in store.get_sent(512, 700)] == list(range(600, 611))
+
+
+class _Killed(Exception):
+    """Stands for a kill -9 at that point: the store's files are left as they are."""
+
+
+def _stored_with_history(tmp_path) -> None:
+    store = MessageStore(tmp_path)
+    store.next_target_seq = 40
+    store.save_sent([(seq, HB, 0) for seq in range(1, 31)])
+    store.next_target_seq = 57                 # a batch that sent nothing: inbound.seq holds it
+    store.save_target_seq()
+    store.close()
+
+
+def test_a_reset_cut_short_after_the_log_moved_is_finished_on_open(tmp_path, monkeypatch):
+    _stored_with_history(tmp_path)
+    store = MessageStore(tmp_path)
+
+    def killed() -> None:
+        raise _Killed
+    monkeypatch.setattr(store, "save_target_seq", killed)   # after the rename, before inbound.seq = 1
+    try:
+        store.reset()
+    except _Killed:
+        pass
+    monkeypatch.undo()
+    again = MessageStore(tmp_path)
+    # not an empty log with the old inbound seq: the counterparty, reset too, sends 1 next
+    assert again.next_sender_seq == 1 and again.next_target_seq == 1
+    assert len(list(tmp_path.glob("outbound-*.log"))) == 1
+    again.close()
+    assert MessageStore(tmp_path).next_target_seq == 1
+
+
+def test_a_reset_cut_short_before_the_log_moved_is_finished_on_open(tmp_path, monkeypatch):
+    from pathlib import Path
+    _stored_with_history(tmp_path)
+    store = MessageStore(tmp_path)
+
+    def killed(self, target):
+        raise _Killed
+    monkeypatch.setattr(Path, "rename", killed)
+    try:
+        store.reset()
+    except _Killed:
+        pass
+    monkeypatch.undo()
+    again = MessageStore(tmp_path)
+    # the reset was decided (ResetSeqNumFlag, daily reset): it is carried out, both sides at 1
+    assert again.next_sender_seq == 1 and again.next_target_seq == 1
+    assert len(list(tmp_path.glob("outbound-*.log"))) == 1
+    assert not (tmp_path / "reset.pending").exists()

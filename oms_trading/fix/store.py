@@ -14,7 +14,10 @@ One folder per session under ``DATA/fix/<TARGET>-<SENDER>/``:
                     journal events (lost in a crash between journal and store) are rebuilt;
   ``inbound.seq``   the next MsgSeqNum expected from the counterparty (8 bytes, rewritten in
                     place after a processed batch that sent nothing); on open the higher of
-                    this and the last frame's value holds, both only grow until a reset.
+                    this and the last frame's value holds, both only grow until a reset;
+  ``reset.pending`` present only while a sequence reset moves the log and rewrites
+                    inbound.seq (two steps): left by a crash between them, the next open
+                    finishes the reset, so an empty log never meets the old inbound seq.
 The next outbound sequence number is derived from the log itself (last seq + 1), so the two can
 never disagree. Memory: the log is scanned in pieces on open and only a checkpoint every
 ``CHECKPOINT_EVERY`` messages stays in memory (``SentIndex``); a resend reads the frames from
@@ -110,6 +113,7 @@ class MessageStore:
         self._out_path = self.directory / "outbound.log"
         self._in_path = self.directory / "inbound.seq"
         self._events_path = self.directory / "events.seq"
+        self._reset_path = self.directory / "reset.pending"
         self.event_seq = 0            # highest journal seq rendered into this store
         self._index = SentIndex()
         self.next_sender_seq = 1
@@ -121,6 +125,9 @@ class MessageStore:
         self._in_fd = os.open(self._in_path, os.O_RDWR | os.O_CREAT, 0o644)
         self._out_size = os.fstat(self._out_fd).st_size
         self._saved_target_seq = self.next_target_seq
+        if self._reset_path.exists():
+            log.warning("message store %s: finishing a sequence reset cut short by a crash", self.directory)
+            self.reset()
 
     def _load(self) -> None:
         if self._out_path.exists():
@@ -286,6 +293,7 @@ class MessageStore:
         The old log is kept beside the new one (renamed with a timestamp) for the record.
         """
         self.mark_events(self.event_seq)     # the watermark outlives the log it came from
+        self._reset_path.touch()             # a crash from here on: the next open finishes the reset
         os.close(self._out_fd)
         if self._out_path.exists() and self._out_path.stat().st_size > len(_TAG):
             self._out_path.rename(self.directory / f"outbound-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns()}.log")
@@ -297,6 +305,7 @@ class MessageStore:
         self.next_target_seq = 1
         self._saved_target_seq = -1
         self.save_target_seq()
+        self._reset_path.unlink()
 
     def last_activity_ns(self) -> int:
         """When the session last wrote to its store (sent a message or moved the inbound seq),
