@@ -12,6 +12,7 @@ import pytest_asyncio
 
 from oms_trading.config import load_config
 from oms_trading.server import OmsServer, ServeOptions
+from tests.test_http_api import order  # noqa: F401  (a new order straight into the sequencer)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -44,15 +45,6 @@ async def api(tmp_path_factory):
     async with aiohttp.ClientSession() as session:
         yield Api(server, session)
     await server.stop()
-
-
-def order(server: OmsServer, cl_ord_id: str, symbol="AAPL", side="1", qty=100, price="190.00",
-          account="ACC1", session="CLIENT1->OMS") -> list[dict]:
-    events = server.gateway.submit({"type": "order_received", "ts": time.time_ns(), "session": session,
-                                    "cl_ord_id": cl_ord_id, "account": account, "symbol": symbol, "side": side,
-                                    "ord_type": "2", "tif": "1", "price": price, "qty": qty})
-    server.gateway.end_batch()
-    return events
 
 
 def control(server: OmsServer, scope: str, limit: str, value, **extra) -> list[dict]:
