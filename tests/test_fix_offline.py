@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import time
 
-import simplefix
-
 from oms_trading.audit.journal import Journal
 from oms_trading.book import NumbaBook
 from oms_trading.compliance.risk import RiskEngine
@@ -15,17 +13,12 @@ from oms_trading.engine.engine import Engine
 from oms_trading.fix.gateway import Gateway
 from oms_trading.fix.session import FixAcceptor, FixSession
 from oms_trading.fix.timefmt import fix_timestamp
+from benchmarks.inproc_path import message
 from tests.memtransport import MemoryTransport as Transport
 
 
 def msg(sender: str, msg_type: str, seq: int, fields: list) -> bytes:
-    m = simplefix.FixMessage()
-    for tag, value in ((8, "FIX.4.4"), (35, msg_type), (49, sender), (56, "OMS"), (34, seq),
-                       (52, fix_timestamp(time.time_ns()).decode())):
-        m.append_pair(tag, value, header=True)
-    for tag, value in fields:
-        m.append_pair(tag, value)
-    return m.encode()
+    return message(msg_type, seq, fields, sender)
 
 
 def order(cl: str, seq: int) -> bytes:

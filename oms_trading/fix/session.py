@@ -408,6 +408,15 @@ class FixSession(asyncio.Protocol):
             self.store.next_target_seq = 2
         self.acceptor.record_session_event("session_logon", self.key, "in-session sequence reset")
 
+    def _reject_bad_time(self, msg, tag: int, name: str, raw: bytes | None) -> None:
+        """Reject a timestamp field that cannot be read: absent 1, empty 4, not a UTCTimestamp 6."""
+        if raw is None:
+            self.send_reject(msg, 1, tag, f"Required tag missing: {tag} ({name})")
+        elif not raw:
+            self.send_reject(msg, 4, tag, f"Tag specified without a value: {tag} ({name})")
+        else:
+            self.send_reject(msg, 6, tag, f"Incorrect data format for value: {tag} ({name})")
+
     def _sending_time_ok(self, raw: bytes | None) -> bool:
         """SendingTime within the tolerance. The whole-second prefix is parsed once per second
         of SendingTime (a hot-path saving); the fraction's format is the dictionary's check."""
@@ -436,13 +445,7 @@ class FixSession(asyncio.Protocol):
             orig = parse_fix_timestamp(orig_raw or b"")
             sending = parse_fix_timestamp(msg.get(52) or b"")
             if orig is None:
-                # as for SendingTime: absent 1, empty 4, present but not a UTCTimestamp 6
-                if orig_raw is None:
-                    self.send_reject(msg, 1, 122, "Required tag missing: 122 (OrigSendingTime)")
-                elif not orig_raw:
-                    self.send_reject(msg, 4, 122, "Tag specified without a value: 122 (OrigSendingTime)")
-                else:
-                    self.send_reject(msg, 6, 122, "Incorrect data format for value: 122 (OrigSendingTime)")
+                self._reject_bad_time(msg, 122, "OrigSendingTime", orig_raw)
                 self._advance(seq)
                 return
             if sending is not None and orig > sending:
@@ -453,12 +456,7 @@ class FixSession(asyncio.Protocol):
             sending = get(52)
             if not sending or parse_fix_timestamp(sending) is None:
                 # no time to judge: rejected as any other required field, the session goes on
-                if sending is None:
-                    self.send_reject(msg, 1, 52, "Required tag missing: 52 (SendingTime)")
-                elif not sending:
-                    self.send_reject(msg, 4, 52, "Tag specified without a value: 52 (SendingTime)")
-                else:
-                    self.send_reject(msg, 6, 52, "Incorrect data format for value: 52 (SendingTime)")
+                self._reject_bad_time(msg, 52, "SendingTime", sending)
                 self._advance(seq)
                 return
             self.send_reject(msg, 10, 52, "SendingTime accuracy problem")
