@@ -75,14 +75,14 @@ def _apply(book, op, ts):
     if kind == "add":
         _, oid, acct, side, ordt, tif, price, qty, stp = op
         r = book.add(oid, acct, side, ordt, tif, price, qty, ts, stp)
-        return r, book.fills(r[1]), book.stp_cancels(r[2])
+        return r, book.fills(r[1]), book.stp_cancels(r[2]), bool(book.killed_by_stp)
     if kind == "cancel":
-        return book.cancel(op[1]), [], []
+        return book.cancel(op[1]), [], [], False
     if kind == "replace":
         _, oid, price, qty, stp = op
         r = book.replace(oid, price, qty, ts, stp)
-        return r, book.fills(r[1]), book.stp_cancels(r[2])
-    return book.mass_cancel(op[1], op[2]), [], []
+        return r, book.fills(r[1]), book.stp_cancels(r[2]), bool(book.killed_by_stp)
+    return book.mass_cancel(op[1], op[2]), [], [], False
 
 
 def _state(book):
@@ -123,15 +123,20 @@ def run_stream(ops, capacity=4):
         assert out_n == out_r, (ts, op, out_n, out_r)
         # quantity conservation bookkeeping
         if op[0] == "add" and out_r[0][0] == OK:
-            r, fills, stpc = out_r
+            r, fills, stpc, _ = out_r
             assert sum(f[3] for f in fills) + r[3] + r[4] == op[7]
             submitted += op[7]
         elif op[0] == "replace" and out_r[0][0] == OK:
-            r, fills, stpc = out_r
+            r, fills, stpc, _ = out_r
             assert sum(f[3] for f in fills) + r[3] + r[4] == op[3]
             submitted += op[3] - old[2]
+        if op[0] in ("add", "replace"):
+            r, fills, stpc, by_stp = out_r
+            # killed by STP: only an accepted order with something killed, and only with
+            # CANCEL_INCOMING / CANCEL_BOTH
+            assert not by_stp or (r[0] == OK and r[4] > 0 and op[-1] in (2, 3)), (ts, op, out_r)
         if op[0] in ("add", "replace") and out_r[0][0] == OK:
-            r, fills, stpc = out_r
+            r, fills, stpc, _ = out_r
             filled += sum(f[3] for f in fills)
             canceled += sum(q for _, q in stpc)
             killed += r[4]

@@ -21,10 +21,10 @@ def _both(ops):
             kind, args = op[0], op[1:]
             if kind == "add":
                 r = b.add(*args[:7], ts, args[7])
-                res.append((r, b.fills(r[1]), b.stp_cancels(r[2])))
+                res.append((r, b.fills(r[1]), b.stp_cancels(r[2]), bool(b.killed_by_stp)))
             elif kind == "replace":
                 r = b.replace(args[0], args[1], args[2], ts, args[3])
-                res.append((r, b.fills(r[1]), b.stp_cancels(r[2])))
+                res.append((r, b.fills(r[1]), b.stp_cancels(r[2]), bool(b.killed_by_stp)))
             else:
                 res.append(b.cancel(args[0]))
         out.append((res, b.orders(), b.depth(100)))

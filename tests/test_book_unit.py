@@ -330,3 +330,75 @@ def test_growth_when_the_background_layout_was_stopped():
     assert nb._mem[K.H_STOP] == 0 and nb.capacity >= 40
     assert nb.orders() == rb.orders()
     nb.check_integrity()
+
+
+def test_killed_by_stp_flag(B):
+    """killed_by_stp says why the incoming order of the last add/replace stopped: True only
+    when CANCEL_INCOMING/CANCEL_BOTH met a same-account resting order (its remainder, for a
+    FOK the whole order, is killed by STP), False for a plain IOC/FOK/market remainder."""
+    def mk():
+        b = B()
+        lim(b, 1, SELL, 100, 3, acct=2)
+        lim(b, 2, SELL, 100, 5, acct=1)
+        lim(b, 3, SELL, 101, 3, acct=3)
+        return b
+
+    def mkt(b, oid, qty, tif, stp):
+        return b.add(oid, 1, BUY, MARKET, tif, 0, qty, oid, stp)
+
+    for mode, n_stp in ((STP_CANCEL_INCOMING, 0), (STP_CANCEL_BOTH, 1)):
+        b = mk()
+        assert lim(b, 9, BUY, 101, 10, acct=1, tif=TIF_IOC, stp=mode) == (OK, 1, n_stp, 0, 7)
+        assert b.killed_by_stp
+        b = mk()
+        assert mkt(b, 9, 10, TIF_IOC, mode) == (OK, 1, n_stp, 0, 7)
+        assert b.killed_by_stp
+        b = mk()
+        assert mkt(b, 9, 10, TIF_DAY, mode) == (OK, 1, n_stp, 0, 7)
+        assert b.killed_by_stp
+        # FOK: the walk stops at the self order short of qty: killed whole, book unchanged
+        b = mk()
+        before = b.orders()
+        assert lim(b, 9, BUY, 101, 4, acct=1, tif=TIF_FOK, stp=mode) == (OK, 0, 0, 0, 4)
+        assert b.killed_by_stp and b.orders() == before
+        assert mkt(b, 10, 4, TIF_FOK, mode) == (OK, 0, 0, 0, 4)
+        assert b.killed_by_stp and b.orders() == before
+        # FOK filled before the walk reaches the self order: no STP
+        assert lim(b, 11, BUY, 101, 3, acct=1, tif=TIF_FOK, stp=mode) == (OK, 1, 0, 0, 0)
+        assert not b.killed_by_stp
+        # the flag is reset by the next call, also one that is refused
+        b = mk()
+        lim(b, 9, BUY, 101, 10, acct=1, tif=TIF_IOC, stp=mode)
+        assert b.killed_by_stp
+        assert lim(b, 9, 3, 101, 10, acct=1, tif=TIF_IOC, stp=mode)[0] == ERR_BAD_ARGUMENT
+        assert not b.killed_by_stp
+        # replace killed by STP; then an in-place reduction
+        b = mk()
+        lim(b, 20, BUY, 99, 4, acct=1)
+        assert b.replace(20, 100, 4, 30, mode) == (OK, 1, n_stp, 0, 1)
+        assert b.killed_by_stp
+        lim(b, 21, BUY, 90, 4, acct=1)
+        assert b.replace(21, 90, 2, 31, mode) == (OK, 0, 0, 2, 0)
+        assert not b.killed_by_stp
+
+    # no STP involvement: IOC / FOK / market simply unfilled or short
+    b = mk()
+    assert lim(b, 9, BUY, 100, 10, acct=4, tif=TIF_IOC, stp=STP_CANCEL_INCOMING) == (OK, 2, 0, 0, 2)
+    assert not b.killed_by_stp  # the next level does not cross: a plain IOC expiry
+    b = mk()
+    assert lim(b, 9, BUY, 99, 10, acct=1, tif=TIF_IOC, stp=STP_CANCEL_INCOMING) == (OK, 0, 0, 0, 10)
+    assert not b.killed_by_stp  # does not cross: a plain IOC expiry
+    assert lim(b, 10, BUY, 101, 20, acct=4, tif=TIF_IOC, stp=STP_CANCEL_BOTH) == (OK, 3, 0, 0, 9)
+    assert not b.killed_by_stp  # book exhausted
+    b = mk()
+    assert lim(b, 9, BUY, 101, 20, acct=4, tif=TIF_FOK, stp=STP_CANCEL_INCOMING) == (OK, 0, 0, 0, 20)
+    assert not b.killed_by_stp  # not enough liquidity
+    b = mk()
+    assert mkt(b, 9, 20, TIF_IOC, STP_CANCEL_RESTING) == (OK, 2, 1, 0, 14)
+    assert not b.killed_by_stp  # CANCEL_RESTING never stops the incoming order
+    b = mk()
+    assert mkt(b, 9, 20, TIF_IOC, STP_NONE) == (OK, 3, 0, 0, 9)
+    assert not b.killed_by_stp
+    b = mk()
+    assert lim(b, 9, BUY, 101, 20, acct=1, tif=TIF_FOK, stp=STP_CANCEL_RESTING) == (OK, 0, 0, 0, 20)
+    assert not b.killed_by_stp

@@ -160,6 +160,8 @@ class EngineMachine(RuleBasedStateMachine):
                 last = mine[-1]
                 if cmd["tif"] in "34" or cmd["ord_type"] == "1":   # IOC/FOK/market: never rests
                     assert last["ord_status"] in ("2", "4", "C"), last
+                    if last["ord_status"] == "4":                   # canceled, not expired: only by STP
+                        assert last["rule"] == "stp" and last["text"].startswith("Self-trade prevention"), last
                 if cmd["tif"] == "4":                               # FOK: all or nothing
                     assert last["ord_status"] in ("2", "C") or last.get("rule") == "stp"
                     if last["ord_status"] == "C":

@@ -35,7 +35,13 @@ Semantics (identical in :class:`oms_trading.book.reference.ReferenceBook`)
   first, FIFO within a level (the same order as orders()).
 * Outputs of the last add/replace: fill_* arrays (order id, account, price, qty, leaves of
   the resting order) for i < n_fills, stp_order_id/stp_qty for i < n_stp_cancels. They
-  are views into the book's memory, valid until the next call.
+  are views into the book's memory, valid until the next call. killed_by_stp: why the
+  incoming order stopped, which killed_qty alone does not say: True iff CANCEL_INCOMING /
+  CANCEL_BOTH met a same-account resting order, so killed_qty (> 0) is an STP cancel and
+  not an IOC/FOK/market remainder; for a FOK, iff its simulated walk stopped at such an
+  order before reaching qty (the whole FOK is then killed because of STP, even if the
+  quantity past that order would not have filled it either). False after any other add
+  or replace (also a refused one). run_batch does not report it.
 
 Arguments are Python ints within int64 (a larger int raises OverflowError). The quantities
 resting at one price level must also sum to at most int64 max (level totals are int64: past
@@ -482,6 +488,12 @@ class NumbaBook:
 
     def stp_cancels(self, n: int):
         return [tuple(r) for r in self._s2[:n].tolist()]
+
+    @property
+    def killed_by_stp(self) -> bool:
+        """STP killed the incoming order of the last add/replace (a header word the
+        kernels set: add/replace keep returning their 5-tuple)."""
+        return self._mem[K.H_KSTP] != 0
 
     def __len__(self):
         return int(self._mem[K.H_NORD])

@@ -123,6 +123,7 @@ H_OPB2 = 31
 H_OPA2 = 32
 H_OACC2 = 33
 H_STOP = 34     # set by grow(): a prepare() still running in the background gives up
+H_KSTP = 35     # 1: self-trade prevention killed the incoming order of the last add/replace
 HDR = 40
 
 # slot fields (one 64-byte line)
@@ -993,9 +994,16 @@ def slot_delete(mem, slot):
 
 
 # ---------------------------------------------------------------- matching
+FOK_SHORT = 0   # fok_check: not fillable (the walk ran out of crossing quantity)
+FOK_FILLS = 1   # fillable
+FOK_STP = 2     # not fillable: the walk stopped at a same-account order (STP)
+
+
 @njit(cache=True)
-def fok_ok(mem, side, acct, market, price, qty, stp):
-    """Would an incoming order of qty fill completely? Walks exactly like match().
+def fok_check(mem, side, acct, market, price, qty, stp):
+    """Would an incoming order of qty fill completely? Walks exactly like match(); returns
+    FOK_FILLS, FOK_SHORT, or FOK_STP when CANCEL_INCOMING/CANCEL_BOTH stopped the walk at a
+    same-account order before qty was reached (the FOK is then killed because of STP).
     Counts down what is still needed (a running sum of the visited quantity could pass
     int64 max and wrap)."""
     opp = SELL if side == BUY else BUY
@@ -1013,28 +1021,28 @@ def fok_ok(mem, side, acct, market, price, qty, stp):
             if not market:
                 if side == BUY:
                     if lp > price:
-                        return False
+                        return FOK_SHORT
                 elif lp < price:
-                    return False
+                    return FOK_SHORT
             if stp == STP_NONE:
                 need -= mem[b + L_TOTAL]
                 if need <= 0:
-                    return True
+                    return FOK_FILLS
             else:
                 slot = mem[b + L_HEAD]
                 while slot >= 0:
                     s = oslot + slot * SK
                     if mem[s + S_ACCT] == acct:
                         if stp != STP_CANCEL_RESTING:
-                            return False
+                            return FOK_STP
                     else:
                         need -= mem[s + S_QTY]
                         if need <= 0:
-                            return True
+                            return FOK_FILLS
                     slot = s_next(mem, s)
             i -= 1
         j -= 1
-    return False
+    return FOK_SHORT
 
 
 @njit(cache=True)
@@ -1120,6 +1128,7 @@ def match(mem, side, acct, market, price, qty, stp):
 # ---------------------------------------------------------------- operations
 @njit(cache=True)
 def add(mem, oid, acct, side, ord_type, tif, price, qty, ts, stp):
+    mem[H_KSTP] = 0
     if (side != BUY and side != SELL) or (ord_type != MARKET and ord_type != LIMIT) \
             or (tif != TIF_DAY and tif != TIF_GTC and tif != TIF_IOC and tif != TIF_FOK) \
             or stp < 0 or stp > 3:
@@ -1133,10 +1142,14 @@ def add(mem, oid, acct, side, ord_type, tif, price, qty, ts, stp):
         return (NEED_GROW, 0, 0, 0, 0)
     market = ord_type == MARKET
     if tif == TIF_FOK:
-        if not fok_ok(mem, side, acct, market, price, qty, stp):
+        f = fok_check(mem, side, acct, market, price, qty, stp)
+        if f != FOK_FILLS:
+            if f == FOK_STP:
+                mem[H_KSTP] = 1
             return (OK, 0, 0, 0, qty)
     rem, nf, ns, stopped = match(mem, side, acct, market, price, qty, stp)
     if stopped:
+        mem[H_KSTP] = 1
         return (OK, nf, ns, 0, rem)
     if rem > 0:
         if market or tif == TIF_IOC or tif == TIF_FOK:
@@ -1164,6 +1177,7 @@ def cancel(mem, oid):
 
 @njit(cache=True)
 def replace(mem, oid, new_price, new_qty, ts, stp):
+    mem[H_KSTP] = 0
     if stp < 0 or stp > 3:
         return (ERR_BAD_ARGUMENT, 0, 0, 0, 0)
     if new_qty <= 0:
@@ -1192,6 +1206,7 @@ def replace(mem, oid, new_price, new_qty, ts, stp):
         h_delete(mem, oid)
         slot_free(mem, slot)
         if stopped:
+            mem[H_KSTP] = 1
             return (OK, nf, ns, 0, rem)
         return (OK, nf, ns, 0, 0)
     slot_rest(mem, slot, oid, side, new_price, rem, acct, ts, tif)

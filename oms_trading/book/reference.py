@@ -64,6 +64,7 @@ class ReferenceBook:
         self.fill_leaves: list[int] = []
         self.stp_order_id: list[int] = []
         self.stp_qty: list[int] = []
+        self.killed_by_stp = False  # STP killed the incoming order of the last add/replace
 
     # ------------------------------------------------------------------ internals
     def _remove_resting(self, o: _Order) -> None:
@@ -92,6 +93,8 @@ class ReferenceBook:
         self._orders[oid] = o
 
     def _fok_ok(self, side, acct, market, price, qty, stp) -> bool:
+        """Would the FOK fill completely? Sets killed_by_stp when the walk stops at a
+        same-account order first (CANCEL_INCOMING / CANCEL_BOTH)."""
         avail = 0
         levels = self._asks.values() if side == BUY else reversed(self._bids.values())
         for lvl in levels:
@@ -109,6 +112,7 @@ class ReferenceBook:
                 if o.acct == acct:
                     if stp == STP_CANCEL_RESTING:
                         continue  # would be canceled: contributes nothing
+                    self.killed_by_stp = True
                     return False  # the incoming order would be killed here
                 avail += o.qty
                 if avail >= qty:
@@ -152,7 +156,7 @@ class ReferenceBook:
                         lvl.count -= 1
                         del orders[o.oid]
                     if stp != STP_CANCEL_RESTING:  # CANCEL_INCOMING or CANCEL_BOTH
-                        stopped = True
+                        stopped = self.killed_by_stp = True
                         break
                     continue
                 oq = o.qty
@@ -188,6 +192,7 @@ class ReferenceBook:
 
     # ------------------------------------------------------------------ operations
     def add(self, order_id, account, side, ord_type, tif, price, qty, ts, stp):
+        self.killed_by_stp = False
         if (side != BUY and side != SELL) or (ord_type != MARKET and ord_type != LIMIT) \
                 or tif not in _VALID_TIF or not (0 <= stp <= 3):
             return (ERR_BAD_ARGUMENT, 0, 0, 0, 0)
@@ -217,6 +222,7 @@ class ReferenceBook:
         return (OK, q)
 
     def replace(self, order_id, new_price, new_qty, ts, stp):
+        self.killed_by_stp = False
         if not (0 <= stp <= 3):
             return (ERR_BAD_ARGUMENT, 0, 0, 0, 0)
         if new_qty <= 0:

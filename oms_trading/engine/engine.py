@@ -363,15 +363,23 @@ class Engine:
             self._close(resting, CANCELED, ev.ORDER_CANCELED, "4", ts, out,
                         text="Self-trade prevention: canceled resting order", reason_rule="stp")
         if killed:
-            # IOC/FOK/market remainder or STP cancel-incoming: the rest of the order expires/cancels
-            text = "Unfilled quantity canceled (IOC/FOK/market)" if order.tif in ("3", "4") or order.ord_type == "1" \
-                else "Self-trade prevention: canceled incoming order"
-            if order.tif in ("3", "4") or order.ord_type == "1":
-                self._close(order, EXPIRED if order.tif in ("3", "4") else CANCELED,
-                            ev.ORDER_EXPIRED if order.tif in ("3", "4") else ev.ORDER_CANCELED,
-                            "C" if order.tif in ("3", "4") else "4", ts, out, text=text)
-            else:
-                self._close(order, CANCELED, ev.ORDER_CANCELED, "4", ts, out, text=text, reason_rule="stp")
+            # The book says why the incoming order stopped: self-trade prevention (cancel_incoming /
+            # cancel_both met a resting order of the same account; for a FOK, its fill check stopped
+            # there, so the whole FOK is killed) or, for IOC/FOK/market, no more crossing quantity.
+            # A DAY/GTC limit rests its remainder: a kill of one is always STP.
+            ioc_like = order.tif in ("3", "4") or order.ord_type == "1"
+            if book.killed_by_stp or not ioc_like:
+                # Canceled (150=4, 39=4), not Expired, also for IOC/FOK: the order did not run out
+                # its time in force, the firm's STP rule canceled it, as it does a resting order;
+                # rule "stp" tells compliance why.
+                self._close(order, CANCELED, ev.ORDER_CANCELED, "4", ts, out,
+                            text="Self-trade prevention: canceled incoming order", reason_rule="stp")
+            elif order.tif in ("3", "4"):
+                self._close(order, EXPIRED, ev.ORDER_EXPIRED, "C", ts, out,
+                            text="Unfilled quantity canceled (IOC/FOK/market)")
+            else:   # a market order of another time in force
+                self._close(order, CANCELED, ev.ORDER_CANCELED, "4", ts, out,
+                            text="Unfilled quantity canceled (IOC/FOK/market)")
 
     def _close(self, order: Order, status: str, kind: str, exec_type: str, ts: int, out: list[dict],
                text: str | None = None, reason_rule: str | None = None, **extra: object) -> None:
