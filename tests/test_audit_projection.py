@@ -10,7 +10,9 @@ from hypothesis import HealthCheck, given, settings, strategies as st
 from oms_trading.audit.chain import record_hash
 from oms_trading.audit.journal import Journal, iter_records
 from oms_trading.audit.projection import (
-    TABLE, Projection, connect_readonly, order_lifecycle, record_to_row, row_to_record,
+    COLUMNS_SQL, DECIMAL_VIEW,
+    TABLE, Projection, connect_readonly, create_table_sql, order_lifecycle, record_to_row, row_to_record,
+    stored_hash_type, to_storage,
 )
 from oms_trading.audit.schema import COLUMN_NAMES
 
@@ -37,7 +39,7 @@ def nonull(rec: dict) -> dict:
 
 
 def rows(con):
-    cur = con.execute(f"SELECT * FROM {TABLE} ORDER BY seq")
+    cur = con.execute(f"SELECT {COLUMNS_SQL} FROM {TABLE} ORDER BY seq")
     names = [d[0] for d in cur.description]
     return [dict(zip(names, r)) for r in cur.fetchall()]
 
@@ -325,3 +327,55 @@ def test_database_file_deleted_while_the_projection_runs_is_made_again(tmp_path)
     p.stop()
     with duckdb.connect(str(db), read_only=True) as con:
         assert con.execute(f"SELECT count(*), min(seq), max(seq) FROM {TABLE}").fetchall() == [(50, 1, 50)]
+
+
+def test_hashes_are_stored_as_32_bytes_and_read_back_as_hex(tmp_path):
+    jdir, db = tmp_path / "journal", tmp_path / "audit.duckdb"
+    fill(jdir, 40)
+    p = Projection(db, jdir, batch_rows=16)
+    p.catch_up()
+    con = p.cursor()
+    assert stored_hash_type(con) == "BLOB"
+    assert con.execute(f"SELECT min(octet_length(hash)), max(octet_length(prev_hash)) FROM {TABLE}").fetchall() == [(32, 32)]
+    journal = [nonull(r) for r in iter_records(jdir)]
+    assert [row_to_record(r) for r in rows(con)] == journal
+    view = con.execute(f"SELECT seq, prev_hash, hash FROM {DECIMAL_VIEW} ORDER BY seq").fetchall()
+    assert view == [(r["seq"], r["prev_hash"], r["hash"]) for r in journal]
+    assert [r["hash"] for r in order_lifecycle(con, order_id=2)] == [r["hash"] for r in journal if r["order_id"] == 2]
+    p.close()
+
+
+def test_table_of_an_earlier_version_with_text_hashes_is_rebuilt(tmp_path):
+    # a file written when the hashes were stored as hex text: verify still reads it as it is,
+    # and the first catch-up makes the table again in the current layout from the journal
+    jdir, db = tmp_path / "journal", tmp_path / "audit.duckdb"
+    fill(jdir, 30)
+    legacy = create_table_sql().replace("BLOB NOT NULL USING COMPRESSION uncompressed", "VARCHAR NOT NULL")
+    with duckdb.connect(str(db)) as con:
+        con.execute(legacy)
+        for r in iter_records(jdir):
+            row = record_to_row(r)
+            con.execute(f"INSERT INTO {TABLE} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})", list(row.values()))
+        assert stored_hash_type(con) == "VARCHAR"
+    from oms_trading.audit.verify import verify
+    data = tmp_path
+    res = verify(data)
+    assert res.ok and res.checked_table == 30, res.reason
+    p = Projection(db, jdir)
+    assert p.catch_up() == 30
+    con = p.cursor()
+    assert stored_hash_type(con) == "BLOB"
+    assert [row_to_record(r) for r in rows(con)] == [nonull(r) for r in iter_records(jdir)]
+    p.close()
+    assert verify(data).ok
+
+
+@pytest.mark.parametrize("bad", ["A" * 64, "0" * 63, "0" * 65, "g" + "0" * 63, None])
+def test_a_hash_that_is_not_64_lowercase_hex_digits_is_refused(bad):
+    import pyarrow as pa
+    good = "0" * 64
+    tbl = pa.table({"prev_hash": pa.array([good, good], pa.string()), "hash": pa.array([good, bad], pa.string())})
+    with pytest.raises(ValueError, match="hash"):
+        to_storage(tbl)
+    out = to_storage(pa.table({"prev_hash": pa.array([good]), "hash": pa.array(["ab" * 32])}))
+    assert out.column("hash").to_pylist() == [bytes.fromhex("ab" * 32)]

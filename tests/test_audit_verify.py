@@ -7,7 +7,7 @@ import pytest
 from oms_trading.audit.chain import GENESIS_HASH, record_hash
 from oms_trading.audit.journal import HLEN, Journal, list_segments
 from oms_trading.audit.paths import duckdb_path, journal_dir
-from oms_trading.audit.projection import TABLE, Projection
+from oms_trading.audit.projection import COLUMNS_SQL, TABLE, Projection, column_sql
 from oms_trading.audit.verify import VerifyResult, verify
 
 T0 = 1_700_000_000_000_000_000
@@ -90,11 +90,11 @@ def test_inserted_rows_are_found(data):
 def test_forged_row_with_valid_hash_is_found(data):
     # a forger who recomputes the hash chain of the table cannot match the journal
     with raw(data) as con:
-        last = con.execute(f"SELECT hash FROM {TABLE} WHERE seq = {N}").fetchall()[0][0]
+        last = con.execute(f"SELECT {column_sql('hash')} FROM {TABLE} WHERE seq = {N}").fetchall()[0][0]
         rec = {"seq": N + 1, "prev_hash": last, "type": "order_filled", "ts": T0, "order_id": 1}
         h = record_hash(rec)
-        con.execute(f"INSERT INTO {TABLE} (seq, prev_hash, hash, type, ts, order_id) VALUES (?, ?, ?, ?, ?, ?)",
-                    [N + 1, last, h, "order_filled", T0, 1])
+        con.execute(f"INSERT INTO {TABLE} (seq, prev_hash, hash, type, ts, order_id) "
+                    f"VALUES (?, unhex(?), unhex(?), ?, ?, ?)", [N + 1, last, h, "order_filled", T0, 1])
     r = verify(data)
     assert not r.ok and r.where == "duckdb" and r.first_bad_seq == N + 1 and "not in the journal" in r.reason
 
@@ -102,7 +102,7 @@ def test_forged_row_with_valid_hash_is_found(data):
 def test_rewritten_chain_in_table_is_found(data):
     # edit row 5 and recompute every hash after it: the table chain is valid but differs from the journal
     with raw(data) as con:
-        cur = con.execute(f"SELECT * FROM {TABLE} ORDER BY seq")
+        cur = con.execute(f"SELECT {COLUMNS_SQL} FROM {TABLE} ORDER BY seq")
         names = [d[0] for d in cur.description]
         rows = [dict(zip(names, r)) for r in cur.fetchall()]
         from oms_trading.audit.projection import row_to_record
@@ -117,7 +117,7 @@ def test_rewritten_chain_in_table_is_found(data):
             rec["prev_hash"] = prev
             rec["hash"] = record_hash(rec)
             prev = rec["hash"]
-            con.execute(f"UPDATE {TABLE} SET qty = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+            con.execute(f"UPDATE {TABLE} SET qty = ?, prev_hash = unhex(?), hash = unhex(?) WHERE seq = ?",
                         [rec["qty"], rec["prev_hash"], rec["hash"], rec["seq"]])
     r = verify(data)
     assert not r.ok and r.where == "duckdb" and r.first_bad_seq == 5 and "journal" in r.reason

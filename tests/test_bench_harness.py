@@ -305,3 +305,17 @@ def test_record_all_gives_the_histogram_one_by_one_recording_gives():
     assert list(fast.counts) == list(slow.counts) and fast.get_total_count() == slow.get_total_count()
     assert loadgen.summarize(fast) == loadgen.summarize(slow)
     assert loadgen.record_all(fast, []) == 0
+
+
+def test_ab_catch_up_runs_each_tree_in_turn(capsys):
+    from pathlib import Path
+
+    from benchmarks import ab_catch_up
+    root = str(Path(__file__).resolve().parents[1])
+    assert ab_catch_up.main(["--tree", f"a={root}", "--tree", f"b={root}", "--events", "3000", "--reps", "2"]) == 0
+    out = capsys.readouterr().out
+    runs = [json.loads(line) for line in out.splitlines() if line.startswith('{"tree"')]
+    assert [r["tree"] for r in runs] == ["a", "b", "b", "a"]
+    assert all(r["events"] == 3000 and r["events_per_s"] > 0 for r in runs)
+    summary = json.loads(out[out.index('{\n  "summary"'):])["summary"]
+    assert set(summary) == {"a", "b"} and summary["a"]["file_mb"] >= 0

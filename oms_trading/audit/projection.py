@@ -37,6 +37,8 @@ from pathlib import Path
 from typing import Any, Iterable
 
 import duckdb
+import numba
+import numpy as np
 import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
@@ -68,10 +70,92 @@ _OPEN: dict[str, "Projection"] = {}
 _OPEN_LOCK = threading.Lock()
 
 
+# The two hash columns are stored as their 32 raw bytes, uncompressed. As 64-character hex
+# text DuckDB spent about a third of each row's insert on them (compression analysis of random
+# strings); as uncompressed BLOBs the insert is ~1.4x faster with the same file size
+# (benchmarks/RESULTS.md, Audit, 2026-11-26). Records, queries and exports keep the hex text:
+# ``to_storage`` unhexes on the way in, ``COLUMNS_SQL`` / ``column_sql`` hex on the way out.
+HASH_COLUMNS = ("prev_hash", "hash")
+
+
 def create_table_sql(table: str = TABLE) -> str:
-    cols = ",\n  ".join(f'"{n}" {t}{" NOT NULL" if n in ("seq", "prev_hash", "hash") else ""}'
+    cols = ",\n  ".join(f'"{n}" BLOB NOT NULL USING COMPRESSION uncompressed' if n in HASH_COLUMNS
+                        else f'"{n}" {t}{" NOT NULL" if n == "seq" else ""}'
                         for n, t in EVENT_COLUMNS)
     return f"CREATE TABLE IF NOT EXISTS {table} (\n  {cols}\n)"
+
+
+def column_sql(name: str) -> str:
+    """The select expression giving a column as records carry it (hashes as lowercase hex)."""
+    return f'lower(hex("{name}")) AS "{name}"' if name in HASH_COLUMNS else f'"{name}"'
+
+
+COLUMNS_SQL = ", ".join(column_sql(n) for n in COLUMN_NAMES)
+_LEGACY_COLUMNS_SQL = ", ".join(f'"{n}"' for n in COLUMN_NAMES)
+
+
+def stored_hash_type(con, table: str = TABLE) -> str | None:
+    """DuckDB type of the table's ``hash`` column: BLOB, VARCHAR (a file written before the
+    hashes were stored as bytes), or None (no table)."""
+    row = con.execute("SELECT data_type FROM information_schema.columns WHERE table_name = ? "
+                      "AND column_name = 'hash'", [table]).fetchall()
+    return row[0][0] if row else None
+
+
+def columns_sql_for(con) -> str:
+    """``COLUMNS_SQL``, or the plain column list for a table written by an earlier version
+    (hashes as text); for readers that must not change the file (``verify``)."""
+    return _LEGACY_COLUMNS_SQL if stored_hash_type(con) == "VARCHAR" else COLUMNS_SQL
+
+
+_HEX_VALUE = np.full(256, 16, dtype=np.uint8)     # 16: not a lowercase hex digit
+_HEX_VALUE[np.frombuffer(b"0123456789abcdef", np.uint8)] = np.arange(16, dtype=np.uint8)
+
+
+@numba.njit(nogil=True, cache=True)
+def _unhex_kernel(data, offsets, n, table, out):
+    """64 lowercase hex digits per value -> 32 bytes each into ``out``; returns the index of
+    the first value that is not exactly that, or -1."""
+    for i in range(n):
+        s = np.int64(offsets[i])
+        if np.int64(offsets[i + 1]) - s != 64:
+            return i
+        bad = np.uint8(0)
+        for k in range(32):
+            hi = table[data[s + 2 * k]]
+            lo = table[data[s + 2 * k + 1]]
+            bad |= hi | lo
+            out[32 * i + k] = (hi << 4) | (lo & 15)
+        if bad & 16:
+            return i
+    return -1
+
+
+def _unhex_32(col, name: str) -> pa.Array:
+    """A string column of 64-character lowercase hex values -> their 32 bytes each."""
+    arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
+    n = len(arr)
+    if pa.types.is_fixed_size_binary(arr.type):
+        return arr
+    if arr.type != pa.string():
+        arr = arr.cast(pa.string())
+    if arr.null_count:
+        raise ValueError(f"{name}: a record without {name}")
+    raw = np.empty(32 * n, dtype=np.uint8)
+    if n:
+        offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + n + 1]
+        bad = _unhex_kernel(np.frombuffer(arr.buffers()[2], dtype=np.uint8), offsets, n, _HEX_VALUE, raw)
+        if bad >= 0:
+            raise ValueError(f"{name}: {arr[bad].as_py()!r} is not 64 lowercase hex digits")
+    return pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), n, [None, pa.py_buffer(raw)])
+
+
+def to_storage(tbl: pa.Table) -> pa.Table:
+    """An ``ARROW_SCHEMA`` table as the audit table stores it: the hash columns as bytes."""
+    for name in HASH_COLUMNS:
+        i = tbl.schema.get_field_index(name)
+        tbl = tbl.set_column(i, name, _unhex_32(tbl.column(i), name))
+    return tbl
 
 
 def _view_sql() -> str:
@@ -80,7 +164,7 @@ def _view_sql() -> str:
         if n in ("price", "avg_px", "last_px"):
             cols.append(f'TRY_CAST("{n}" AS DECIMAL(38, 10)) AS "{n}"')
         else:
-            cols.append(f'"{n}"')
+            cols.append(column_sql(n))
     return (f"CREATE OR REPLACE VIEW {DECIMAL_VIEW} AS SELECT {', '.join(cols)}, "
             f"make_timestamp_ns(ts) AS ts_utc FROM {TABLE}")
 
@@ -347,6 +431,14 @@ class Projection:
         return con
 
     def _ensure_schema(self, con) -> None:
+        old = stored_hash_type(con)
+        if old is not None and old != "BLOB":
+            # written by an earlier version (hashes as text): the table is a projection of the
+            # journal, so it is made again in the current layout rather than converted in place
+            log.warning("audit projection %s: hash columns stored as %s by an earlier version; "
+                        "rebuilding the table from the journal", self.db_path, old)
+            con.execute(f"DROP VIEW IF EXISTS {DECIMAL_VIEW}")
+            con.execute(f"DROP TABLE {TABLE}")
         con.execute(create_table_sql())
         con.execute(_view_sql())
 
@@ -424,11 +516,7 @@ class Projection:
                         if w > 0:
                             pending = _prefetch_pool().submit(self._read_batch, reader, w)
                             asked = w
-                    con.register("_audit_ingest", tbl)
-                    try:
-                        con.execute(f"INSERT INTO {TABLE} SELECT * FROM _audit_ingest")
-                    finally:
-                        con.unregister("_audit_ingest")
+                    self._insert(con, tbl)
                     del tbl
                     self._db_max += n
                     added += n
@@ -485,7 +573,7 @@ class Projection:
             con.execute("RESET preserve_insertion_order")
 
     def _insert(self, con, tbl: pa.Table) -> None:
-        con.register("_audit_ingest", tbl)
+        con.register("_audit_ingest", to_storage(tbl))
         try:
             con.execute(f"INSERT INTO {TABLE} SELECT * FROM _audit_ingest")
         finally:
@@ -686,7 +774,7 @@ class Projection:
             return cls(self.journal_dir, 1)
         reader = cls(self.journal_dir, self._db_max)
         got = reader.read_payloads(1)
-        db_hash = con.execute(f"SELECT hash FROM {TABLE} WHERE seq = ?", [self._db_max]).fetchall()
+        db_hash = con.execute(f"SELECT {column_sql('hash')} FROM {TABLE} WHERE seq = ?", [self._db_max]).fetchall()
         if not got:
             raise ProjectionDiverged(f"{self.db_path} has rows up to seq {self._db_max} but the journal "
                                      f"ends before it; run rebuild")
@@ -853,7 +941,7 @@ def order_lifecycle(con, *, order_id: int | None = None, cl_ord_id: str | None =
     """All events of one order, in seq order: by ``order_id``, or by a ``cl_ord_id`` the order had
     (the order ids carrying it are looked up first, so both steps are index point lookups;
     events with that cl_ord_id and no order_id, such as early rejects, are included)."""
-    cols = ", ".join(f'"{c}"' for c in columns)
+    cols = ", ".join(column_sql(c) for c in columns)
     if order_id is not None:
         cur = con.execute(f"SELECT {cols} FROM {TABLE} WHERE order_id = ? ORDER BY seq", [order_id])
     elif cl_ord_id is not None:

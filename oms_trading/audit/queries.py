@@ -79,13 +79,12 @@ from typing import Any, BinaryIO, Iterable
 import orjson
 
 from . import schema as ev
-from .projection import TABLE
-from .schema import COLUMN_NAMES
+from .projection import COLUMNS_SQL, TABLE
 
 NS = 1_000_000_000
 NS_PER_DAY = 86_400 * NS
 MAX_SEARCH_LIMIT = 100_000
-_COLS_SQL = ", ".join(f'"{c}"' for c in COLUMN_NAMES)
+_COLS_SQL = COLUMNS_SQL   # every column, hashes as hex text
 _REJECT_TYPES = (ev.ORDER_REJECTED, ev.CANCEL_REJECTED, ev.REPLACE_REJECTED, ev.LIMIT_CHANGE_REJECTED)
 # event-type aliases accepted by ``search(event=...)``
 EVENT_ALIASES = {

@@ -22,7 +22,7 @@ import orjson
 from .chain import GENESIS_HASH, canonical_bytes
 from .journal import JournalCorrupt, JournalReader, _sha256, split_payload
 from .paths import duckdb_path, journal_dir
-from .projection import TABLE, connect_readonly, record_to_row, row_to_record
+from .projection import TABLE, columns_sql_for, connect_readonly, record_to_row, row_to_record
 from .schema import COLUMN_NAMES
 
 _loads = orjson.loads
@@ -108,8 +108,7 @@ def _bad(res: VerifyResult, where: str, seq: int | None, reason: str) -> VerifyR
 
 
 def _rows(con, batch: int = 20_000) -> Iterator[dict]:
-    cols = ", ".join(f'"{c}"' for c in COLUMN_NAMES)
-    cur = con.execute(f"SELECT {cols} FROM {TABLE} ORDER BY seq")
+    cur = con.execute(f"SELECT {columns_sql_for(con)} FROM {TABLE} ORDER BY seq")
     while True:
         b = cur.fetchmany(batch)
         if not b:
