@@ -47,6 +47,7 @@ class SessionConfig:
     target_comp_id: str
     begin_string: str
     account: str | None = None
+    accounts: tuple[str, ...] | None = None   # the accounts it may trade (tag 1); None: any configured
     password: str | None = None
     username: str | None = None    # Logon Username (553) required to match when set (4.2 too)
     heartbeat: int = 30            # 0: take HeartBtInt from the client's Logon
@@ -443,7 +444,7 @@ class _Reader:
         accounts = {a.name for a in cfg.accounts}
         seen: set[tuple[str, str]] = set()
         folders: dict[str, str] = {}       # the store folder DATA/fix/<TARGET>-<SENDER> of each session
-        allowed = {"sender_comp_id", "target_comp_id", "begin_string", "account", "password", "username",
+        allowed = {"sender_comp_id", "target_comp_id", "begin_string", "account", "accounts", "password", "username",
                    "heartbeat",
                    "reset_on_logon", "cancel_on_disconnect", "drop_copy", "sending_time_tolerance_s", "validate"}
         for i, entry in enumerate(entries):
@@ -474,6 +475,7 @@ class _Reader:
             account = self.get(entry, "account", key, str, None)
             if account is not None and account not in accounts:
                 raise self.fail(f"{key}.account", f"no such account {account!r}")
+            entitled = self.session_accounts(entry, key, accounts, account)
             heartbeat = self.get(entry, "heartbeat", key, int, 30)
             if not 0 <= heartbeat <= 3600:
                 raise self.fail(f"{key}.heartbeat", "must be 0..3600 seconds")
@@ -482,6 +484,7 @@ class _Reader:
                 raise self.fail(f"{key}.sending_time_tolerance_s", "must be >= 1")
             cfg.sessions.append(SessionConfig(
                 account=account,
+                accounts=entitled,
                 password=self.get(entry, "password", key, str, None),
                 username=self.get(entry, "username", key, str, None),
                 heartbeat=heartbeat,
@@ -492,6 +495,21 @@ class _Reader:
                 validate=self.get(entry, "validate", key, bool, True),
                 **values,
             ))
+
+    def session_accounts(self, entry: dict, key: str, known: set[str],
+                         default: str | None) -> tuple[str, ...] | None:
+        """The session's ``accounts`` list (its entitlement), or None when absent (any account)."""
+        if "accounts" not in entry:
+            return None
+        names = entry["accounts"]
+        if not isinstance(names, list) or not names or any(not isinstance(n, str) for n in names):
+            raise self.fail(f"{key}.accounts", f"must be a non-empty list of account names, got {names!r}")
+        for name in names:
+            if name not in known:
+                raise self.fail(f"{key}.accounts", f"no such account {name!r}")
+        if default is not None and default not in names:
+            raise self.fail(f"{key}.accounts", f"the session's default account {default!r} must be in accounts")
+        return tuple(names)
 
     def check_tls(self, cert: Path, key: Path) -> None:
         """Load the pair now: ssl's own errors name neither the file nor the key."""

@@ -59,6 +59,10 @@ class Engine:
         self.instruments: dict[str, Instrument] = {i.symbol: i for i in config.instruments}
         self.account_index: dict[str, int] = {a.name: a.index for a in config.accounts}
         self.account_stp: list[int] = [STP_CODES[a.stp_mode] for a in config.accounts]
+        # session key -> the accounts it may trade, only for sessions with an `accounts` list;
+        # from config, so replay decides exactly as live did
+        self.session_accounts: dict[str, frozenset[str]] = {
+            s.key: frozenset(s.accounts) for s in config.sessions if s.accounts is not None}
         self.book_factory = book_factory
         # per instrument: price text -> ticks for prices already seen valid. Traders repeat a
         # few hundred prices, so the exact Decimal conversion runs once per distinct price.
@@ -243,6 +247,13 @@ class Engine:
             raise Rejection(OrdRejReason.UNKNOWN_SYMBOL, f"Unknown symbol {symbol!r}", "unknown_symbol")
         account = cmd.get("account")
         account_idx = self.account_index.get(account) if account else None
+        # before "unknown account": a restricted session must not learn which other accounts exist.
+        # Replaces pass no session: their account is the order's, checked when it was entered.
+        entitled = self.session_accounts.get(cmd.get("session")) if self.session_accounts else None
+        if entitled is not None and account and account not in entitled:
+            raise Rejection(OrdRejReason.BROKER_OPTION,
+                            f"Account {account} is not permitted on session {cmd.get('session')}",
+                            "account_entitlement", ",".join(sorted(entitled)), account)
         if account_idx is None:
             raise Rejection(OrdRejReason.UNKNOWN_ACCOUNT, f"Unknown account {account!r}", "unknown_account")
         if cmd.get("side") not in SIDE_CODES:
