@@ -87,6 +87,7 @@ class OmsServer:
         if replayed:
             log.info("replayed %d commands from the journal in %.2fs (last seq %d)", replayed,
                      time.perf_counter() - started, self.journal.last_seq)
+        self._report_replay(self.engine.replay_check)
         # DuckDB in a process of its own: its GIL holds would delay the order path (projector.py)
         self.projection = ProjectionProcess(duckdb_path(opts.data_dir), self.journal.directory, self.journal)
         self.projection.start()
@@ -143,6 +144,22 @@ class OmsServer:
         finally:
             gc.unfreeze()
             gc.enable()
+
+    @staticmethod
+    def _report_replay(check) -> None:
+        """Say so when the journal did not replay as it was journaled: the state rebuilt follows
+        the configuration and code running now, not what the clients were told then."""
+        if check is None:
+            return
+        if check.differences:
+            log.error("the journal replays differently from how it was journaled: %d event(s) differ, "
+                      "first %s. The configuration (lot sizes, limits in the file, accounts, instruments) "
+                      "or the code changed since; the state rebuilt follows the current ones. Restore the "
+                      "configuration in force then, or check the orders named here with their owners.",
+                      check.differences, check.first.describe())
+        if check.torn_tail:
+            log.warning("the journal ends inside the events of its last command (a write cut short by a "
+                        "crash); that command was not acknowledged")
 
     def _submit_clock(self, end_of_day: bool) -> None:
         self.gateway.submit({"type": "clock", "ts": time.time_ns(), "end_of_day": int(end_of_day)})

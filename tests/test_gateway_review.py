@@ -7,7 +7,7 @@ import time
 
 import simplefix
 
-from oms_trading.audit.journal import Journal
+from oms_trading.audit.journal import Journal, iter_records
 from oms_trading.book import NumbaBook
 from oms_trading.compliance.risk import RiskEngine
 from oms_trading.config import SessionConfig, load_config
@@ -67,8 +67,20 @@ class Stack:
         assert session.logged_on
         return session, transport
 
+    def disk_full(self):
+        """An ``engine.flush`` that fails as the journal's own does when the disk is full: what
+        was pending is rolled back (never written later), then the error."""
+        def full():
+            self.journal._discard_pending()
+            raise OSError(28, "No space left on device")
+        return full
+
     def close(self) -> None:
         self.journal.close()
+        # whatever the test did, the journal replays as it was journaled (engine/replay_check)
+        fresh = Engine(self.cfg, None, lambda: NumbaBook(capacity=1 << 10), risk=RiskEngine(self.cfg))
+        fresh.replay(iter_records(self.journal.directory))
+        assert fresh.replay_check.differences == 0, fresh.replay_check.first.describe()
 
 
 def test_fix42_reject_reasons_stay_within_the_fix42_enumerations():
@@ -136,9 +148,7 @@ def test_mass_cancel_is_refused_with_a_report_when_the_journal_cannot_be_written
         session.data_received(order("BENCH", "O1", 2))
         real_flush = s.engine.flush
 
-        def full():
-            raise OSError(28, "No space left on device")
-
+        full = s.disk_full()
         s.engine.flush = full
         session.data_received(mass_cancel("BENCH", "MC1", 3))
         s.engine.flush = real_flush
@@ -185,9 +195,7 @@ def test_status_answer_never_reports_state_the_journal_did_not_keep(tmp_path):
         session, transport = s.logon("BENCH")
         real_flush = s.engine.flush
 
-        def full():
-            raise OSError(28, "No space left on device")
-
+        full = s.disk_full()
         s.engine.flush = full
         session.data_received(order("BENCH", "O1", 2) + status("BENCH", "O1", 3))
         s.engine.flush = real_flush
@@ -278,9 +286,7 @@ def test_cancel_on_disconnect_refused_by_the_journal_runs_once_it_takes_writes(t
         session.data_received(order("CLIENT2", "S1", 2, side="2", price="195.00"))
         real_flush = s.engine.flush
 
-        def full():
-            raise OSError(28, "No space left on device")
-
+        full = s.disk_full()
         s.engine.flush = full
         session.connection_lost(None)
         assert [o.cl_ord_id for o in s.engine.open_orders()] == ["S1"]       # refused: still working

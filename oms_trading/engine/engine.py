@@ -19,6 +19,7 @@ from ..book import OK as BOOK_OK
 from ..config import Config
 from ..model import MAX_QTY, CxlRejReason, Instrument, OrdRejReason, PriceError, format_avg_px
 from .fingerprints import FingerprintSet
+from .replay_check import JOURNAL_KEYS, ReplayCheck
 from .orders import CANCELED, EXPIRED, FILLED, NEW, PARTIALLY_FILLED, REJECTED, Order
 from .positions import ORDER_VALUE_CAP, Positions
 
@@ -69,6 +70,7 @@ class Engine:
         self._ticks_memo: list[dict[str, int]] = [{} for _ in config.instruments]
         self.risk = risk
         self.replaying = False
+        self.replay_check: ReplayCheck | None = None   # what the last replay found
         if risk is not None and hasattr(risk, "bind"):
             risk.bind(self)
         self._init_state()
@@ -173,17 +175,26 @@ class Engine:
         return self.replay(iter_records(self.journal.directory))
 
     def replay(self, records: Iterable[dict]) -> int:
-        """Fold the journal's command records into state without journaling again."""
+        """Fold the journal's command records into state without journaling again. The events
+        each command makes now are compared with those journaled then (``replay_check``: a
+        configuration or code change that alters past decisions shows there)."""
         self.replaying = True
         count = 0
+        check = self.replay_check = ReplayCheck()
         try:
             for record in records:
-                if record["type"] in ev.COMMAND_TYPES:
-                    command = {k: v for k, v in record.items() if k not in ("seq", "prev_hash", "hash")}
-                    self._handlers[record["type"]](self, command, [])
+                kind = record["type"]
+                if kind in ev.COMMAND_TYPES:
+                    command = {k: v for k, v in record.items() if k not in JOURNAL_KEYS}
+                    made: list[dict] = []
+                    self._handlers[kind](self, command, made)
+                    check.command(record.get("seq", 0), made)
                     if len(self._finished) > self._evict_above:
                         self._let_go_of_finished()     # as process() does, so replay ends equal
                     count += 1
+                else:
+                    check.record(record)
+            check.finish()
         finally:
             self.replaying = False
         return count

@@ -38,6 +38,11 @@ async def health(request: web.Request) -> web.Response:
         "audit_projection_lag": server.projection.lag(),
         "fix_sessions": sorted(server.gateway.sessions),
     }
+    check = server.engine.replay_check
+    if check is not None and check.differences:
+        # the start-up replay did not give the events journaled then (config or code changed)
+        body["replay_differences"] = check.differences
+        body["replay_first_difference"] = check.first.describe()
     return web.json_response(body, status=200 if journal_ok else 503)
 
 
