@@ -167,3 +167,14 @@ def test_replay_after_the_accounts_list_changed_gives_the_journaled_state():
     assert replayed.orders[later["order_id"]].cl_ord_id == "LATER"
     assert snapshot(replayed) == snapshot(live)
 
+
+def test_accounts_on_a_drop_copy_session_is_refused():
+    """A drop-copy session is sent the ExecutionReports of every session and every account
+    (gateway.end_batch, and the resend after a restart): an `accounts` list on one reads as
+    "this session sees A3 and A1" but would limit only what it may trade, while it still
+    receives A2's reports. Refused, naming the key, rather than leaking silently."""
+    text = RESTRICTED + "drop_copy = true\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(CONFIG_TOML + text, "my.toml", Path("."))
+    message = str(info.value)
+    assert message.startswith("my.toml: fix.sessions[2].accounts: ") and "drop_copy" in message, message
