@@ -509,6 +509,11 @@ class _Reader:
                 raise self.fail(f"{key}.accounts", f"no such account {name!r}")
         if default is not None and default not in names:
             raise self.fail(f"{key}.accounts", f"the session's default account {default!r} must be in accounts")
+        if entry.get("drop_copy") is True:
+            # a drop copy is sent every account's reports (fix.gateway): the list would limit only
+            # what it may trade, while reading as what it may see
+            raise self.fail(f"{key}.accounts", "not allowed on a drop_copy session: it receives the reports "
+                                               "of every account, which accounts does not limit")
         return tuple(names)
 
     def check_tls(self, cert: Path, key: Path) -> None:

@@ -379,3 +379,68 @@ def test_a_hash_that_is_not_64_lowercase_hex_digits_is_refused(bad):
         to_storage(tbl)
     out = to_storage(pa.table({"prev_hash": pa.array([good]), "hash": pa.array(["ab" * 32])}))
     assert out.column("hash").to_pylist() == [bytes.fromhex("ab" * 32)]
+
+
+def _legacy_file(db, records):
+    """An audit table as an earlier version wrote it: hashes as hex text."""
+    legacy = create_table_sql().replace("BLOB NOT NULL USING COMPRESSION uncompressed", "VARCHAR NOT NULL")
+    with duckdb.connect(str(db)) as con:
+        con.execute(legacy)
+        for r in records:
+            row = record_to_row(r)
+            con.execute(f"INSERT INTO {TABLE} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))})",
+                        list(row.values()))
+
+
+@pytest.mark.parametrize("journal_rows", [0, 10])
+def test_a_text_hash_table_the_journal_does_not_cover_is_not_dropped(tmp_path, journal_rows):
+    # The table of an earlier version is remade from the journal only if the journal has what it
+    # holds (its last row is the journal's record of the same seq), as catch_up demands of any
+    # table. A table ahead of the journal (a power cut lost the journal's unsynced tail, a file
+    # copied next to another day's journal) is the only copy of those rows: the upgrade must stop
+    # with ProjectionDiverged and leave it as it is, not drop it.
+    from oms_trading.audit.projection import ProjectionDiverged
+    src, jdir, db = tmp_path / "src", tmp_path / "journal", tmp_path / "audit.duckdb"
+    fill(src, 30)
+    _legacy_file(db, iter_records(src))
+    if journal_rows:
+        fill(jdir, journal_rows)
+    else:
+        jdir.mkdir()
+    p = Projection(db, jdir)
+    with pytest.raises(ProjectionDiverged, match="rebuild"):
+        p.catch_up()
+    p.close()
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert stored_hash_type(con) == "VARCHAR"
+        assert con.execute(f"SELECT count(*) FROM {TABLE}").fetchall() == [(30,)]
+    # rebuild is the operator's explicit choice: it makes the table from the journal
+    p = Projection(db, jdir)
+    assert p.rebuild() == journal_rows
+    con = p.cursor()
+    assert stored_hash_type(con) == "BLOB"
+    p.close()
+
+
+def test_the_upgrade_of_a_text_hash_table_is_all_or_nothing(tmp_path, monkeypatch):
+    # drop the old table, create the new one and its view in one transaction: a failure half way
+    # leaves the old table, not a file without the table or its view
+    import oms_trading.audit.projection as proj
+    jdir, db = tmp_path / "journal", tmp_path / "audit.duckdb"
+    fill(jdir, 20)
+    _legacy_file(db, iter_records(jdir))
+
+    def broken():
+        raise RuntimeError("disk full")
+    monkeypatch.setattr(proj, "_view_sql", broken)
+    p = Projection(db, jdir)
+    with pytest.raises(RuntimeError, match="disk full"):
+        p.catch_up()
+    p.close()
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert stored_hash_type(con) == "VARCHAR"
+        assert con.execute(f"SELECT count(*) FROM {TABLE}").fetchall() == [(20,)]
+    monkeypatch.undo()
+    p = Projection(db, jdir)
+    assert p.catch_up() == 20
+    p.close()

@@ -144,3 +144,37 @@ def test_rejected_over_fix(tmp_path):
         client.close()
     finally:
         server.kill()
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "engine.py Engine._validate_new: replay re-decides entitlement from the config of the restart, "
+    "not the one the order was decided under; a session's `accounts` narrowed between runs makes "
+    "replay reject orders the journal accepted, and every later order id shifts. The decision must "
+    "come from the journal (stamp it on the command record, or journal the session's entitlement)"))
+def test_replay_after_the_accounts_list_changed_gives_the_journaled_state():
+    """The compliance desk narrows S3 to A3/A1 and restarts: the GTC order S3 entered for A2
+    yesterday (accepted, resting, known to the client) must come back from the journal as it was,
+    and so must the order ids of everything after it."""
+    open_cfg = make_config(RESTRICTED.replace('accounts = ["A3", "A1"]\n', ""))
+    journal = MemJournal()
+    live = make_engine(config=open_cfg, journal=journal)
+    acc = reports(live.process(new("GTC", "1", 10, "99.00", session=S3, account="A2")))[0]
+    assert acc["type"] == ev.ORDER_ACCEPTED
+    later = reports(live.process(new("LATER", "2", 5, "101.00", session=S1)))[0]
+    replayed = make_engine(config=make_config(RESTRICTED), journal=MemJournal())
+    replayed.replay(journal.records)
+    assert sorted(o.cl_ord_id for o in replayed.orders.values()) == ["GTC", "LATER"]
+    assert replayed.orders[later["order_id"]].cl_ord_id == "LATER"
+    assert snapshot(replayed) == snapshot(live)
+
+
+def test_accounts_on_a_drop_copy_session_is_refused():
+    """A drop-copy session is sent the ExecutionReports of every session and every account
+    (gateway.end_batch, and the resend after a restart): an `accounts` list on one reads as
+    "this session sees A3 and A1" but would limit only what it may trade, while it still
+    receives A2's reports. Refused, naming the key, rather than leaking silently."""
+    text = RESTRICTED + "drop_copy = true\n"
+    with pytest.raises(ConfigError) as info:
+        parse_config(CONFIG_TOML + text, "my.toml", Path("."))
+    message = str(info.value)
+    assert message.startswith("my.toml: fix.sessions[2].accounts: ") and "drop_copy" in message, message

@@ -371,6 +371,7 @@ class Projection:
         self.prefetch = prefetch if prefetch is not None else (self.bulk_threads or 2) > 1
         self._con: duckdb.DuckDBPyConnection | None = None
         self._con_file: tuple[int, int] | None = None   # (device, inode) of the file it opened
+        self._rebuilding = False       # rebuild(): _ensure_schema drops an old table unchecked
         self._lock = threading.RLock()
         self._reader: JournalReader | None = None
         self._db_max = 0
@@ -432,15 +433,49 @@ class Projection:
 
     def _ensure_schema(self, con) -> None:
         old = stored_hash_type(con)
-        if old is not None and old != "BLOB":
-            # written by an earlier version (hashes as text): the table is a projection of the
-            # journal, so it is made again in the current layout rather than converted in place
-            log.warning("audit projection %s: hash columns stored as %s by an earlier version; "
-                        "rebuilding the table from the journal", self.db_path, old)
+        if old is None or old == "BLOB":
+            con.execute(create_table_sql())
+            con.execute(_view_sql())
+            return
+        # written by an earlier version (hashes as text): the table is a projection of the
+        # journal, so it is made again in the current layout rather than converted in place;
+        # but only once the journal is known to hold what the table holds (its last row is the
+        # journal's record of the same seq, the check catch_up makes of any table): a table
+        # ahead of or forked from the journal keeps the only copy of its rows until the
+        # operator runs verify, then rebuild (which skips this check)
+        if not self._rebuilding:
+            last = con.execute(f"SELECT seq, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchall()
+            if last:
+                self._check_journal_has(last[0][0], last[0][1],
+                                        f"(a table of an earlier version, hashes as {old}, not rebuilt)")
+        log.warning("audit projection %s: hash columns stored as %s by an earlier version; "
+                    "rebuilding the table from the journal", self.db_path, old)
+        # one transaction: a failure or a crash half way leaves the old table as it was
+        con.execute("BEGIN TRANSACTION")
+        try:
             con.execute(f"DROP VIEW IF EXISTS {DECIMAL_VIEW}")
             con.execute(f"DROP TABLE {TABLE}")
-        con.execute(create_table_sql())
-        con.execute(_view_sql())
+            con.execute(create_table_sql())
+            con.execute(_view_sql())
+            con.execute("COMMIT")
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+
+    def _check_journal_has(self, seq: int, db_hash: str | None, note: str = "") -> JournalReader:
+        """A reader positioned at ``seq``, once the journal's record of ``seq`` is known to have
+        the hash ``db_hash`` (the table's row of that seq); else ProjectionDiverged."""
+        cls = FastJournalReader if self.fast_ingest else JournalReader
+        reader = cls(self.journal_dir, seq)
+        got = reader.read_payloads(1)
+        tail = f" {note}" if note else ""
+        if not got:
+            raise ProjectionDiverged(f"{self.db_path} has rows up to seq {seq} but the journal "
+                                     f"ends before it; run rebuild{tail}")
+        if db_hash != _loads(got[0]).get("hash"):
+            raise ProjectionDiverged(f"{self.db_path} row seq {seq} differs from the journal "
+                                     f"record; run verify, then rebuild{tail}")
+        return reader
 
     def _ensure_indexes(self, con) -> None:
         if self.indexes:
@@ -772,22 +807,17 @@ class Projection:
         cls = FastJournalReader if self.fast_ingest else JournalReader
         if self._db_max == 0:
             return cls(self.journal_dir, 1)
-        reader = cls(self.journal_dir, self._db_max)
-        got = reader.read_payloads(1)
         db_hash = con.execute(f"SELECT {column_sql('hash')} FROM {TABLE} WHERE seq = ?", [self._db_max]).fetchall()
-        if not got:
-            raise ProjectionDiverged(f"{self.db_path} has rows up to seq {self._db_max} but the journal "
-                                     f"ends before it; run rebuild")
-        j_hash = _loads(got[0]).get("hash")
-        if not db_hash or db_hash[0][0] != j_hash:
-            raise ProjectionDiverged(f"{self.db_path} row seq {self._db_max} differs from the journal "
-                                     f"record; run verify, then rebuild")
-        return reader
+        return self._check_journal_has(self._db_max, db_hash[0][0] if db_hash else None)
 
     def rebuild(self) -> int:
         """Drop the table and recreate it from the journal. Returns the rows inserted."""
         with self._lock:
-            con = self._connect()
+            self._rebuilding = True     # a table of an earlier version is dropped unchecked
+            try:
+                con = self._connect()
+            finally:
+                self._rebuilding = False
             con.execute(f"DROP VIEW IF EXISTS {DECIMAL_VIEW}")
             con.execute(f"DROP TABLE IF EXISTS {TABLE}")
             self._ensure_schema(con)
