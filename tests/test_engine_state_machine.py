@@ -237,6 +237,8 @@ class EngineMachine(RuleBasedStateMachine):
         folded.journal = None
         folded.replay(records)
         assert state_of(folded) == state_of(self.eng)
+        assert folded.replay_check.differences == 0, folded.replay_check.first.describe()
+        assert folded.replay_check.events_checked == sum(1 for r in records if r["type"] not in ev.COMMAND_TYPES)
 
 
 class NumbaEngineMachine(EngineMachine):
