@@ -21,7 +21,8 @@ def _cmd_verify(args: argparse.Namespace) -> int:
 def _cmd_rebuild(args: argparse.Namespace) -> int:
     from .paths import duckdb_path, journal_dir
     from .projection import Projection
-    projection = Projection(duckdb_path(args.data_dir), journal_dir(args.data_dir))
+    from .projector import projection_options
+    projection = Projection(duckdb_path(args.data_dir), journal_dir(args.data_dir), **projection_options())
     rows = projection.rebuild()
     projection.stop()
     print(f"rebuilt {duckdb_path(args.data_dir)} from the journal: {rows} events")
@@ -33,7 +34,8 @@ def _cmd_tail(args: argparse.Namespace) -> int:
     import duckdb
     from .paths import duckdb_path, journal_dir
     from .projection import Projection
-    projection = Projection(duckdb_path(args.data_dir), journal_dir(args.data_dir))
+    from .projector import projection_options
+    projection = Projection(duckdb_path(args.data_dir), journal_dir(args.data_dir), **projection_options())
     projection.catch_up()
     projection.stop()
     con = duckdb.connect(str(duckdb_path(args.data_dir)), read_only=True)
@@ -67,9 +69,10 @@ def _open(data_dir: str):
     import duckdb
     from .paths import duckdb_path, journal_dir
     from .projection import Projection, ProjectionDiverged
+    from .projector import projection_options
     if not journal_dir(data_dir).is_dir():
         raise _CliError(f"no journal in {data_dir} (expected {journal_dir(data_dir)})")
-    projection = Projection(duckdb_path(data_dir), journal_dir(data_dir))
+    projection = Projection(duckdb_path(data_dir), journal_dir(data_dir), **projection_options())
     try:
         projection.catch_up()
         return projection, projection.cursor()

@@ -36,10 +36,14 @@ CALL_TIMEOUT_S = 600.0  # an export of the whole trail
 
 
 def projection_options() -> dict:
-    """``Projection`` options of the projection process: in bulk mode (a backlog) DuckDB on every
-    core and batches of two row groups (DuckDB spreads one INSERT over its threads by row group;
-    two batches in flight take ~0.5 GB), the next batch read and parsed meanwhile."""
-    return {"bulk_threads": os.cpu_count() or 1, "bulk_batch_rows": 2 * 122_880}
+    """``Projection`` options for a backlog (the projection process, ``oms audit`` commands):
+    DuckDB inserts on every core but one, one row group (122,880 rows) per thread per batch,
+    while the next batch is read and parsed (compiled kernels, GIL released) on the core left.
+    On the 2-core VM of benchmarks/RESULTS.md (Audit, 2026-11-26 04:30) DuckDB on one thread
+    beside the parse took 181k events/s against 126k with DuckDB on both cores, where it
+    competes with the parse (and alone it inserts these batches no faster on two threads)."""
+    threads = max(1, (os.cpu_count() or 1) - 1)
+    return {"bulk_threads": threads, "bulk_batch_rows": 122_880 * threads, "prefetch": True}
 
 
 class ProjectorError(RuntimeError):
