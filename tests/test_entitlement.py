@@ -146,11 +146,6 @@ def test_rejected_over_fix(tmp_path):
         server.kill()
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "engine.py Engine._validate_new: replay re-decides entitlement from the config of the restart, "
-    "not the one the order was decided under; a session's `accounts` narrowed between runs makes "
-    "replay reject orders the journal accepted, and every later order id shifts. The decision must "
-    "come from the journal (stamp it on the command record, or journal the session's entitlement)"))
 def test_replay_after_the_accounts_list_changed_gives_the_journaled_state():
     """The compliance desk narrows S3 to A3/A1 and restarts: the GTC order S3 entered for A2
     yesterday (accepted, resting, known to the client) must come back from the journal as it was,
@@ -166,6 +161,26 @@ def test_replay_after_the_accounts_list_changed_gives_the_journaled_state():
     assert sorted(o.cl_ord_id for o in replayed.orders.values()) == ["GTC", "LATER"]
     assert replayed.orders[later["order_id"]].cl_ord_id == "LATER"
     assert snapshot(replayed) == snapshot(live)
+    assert replayed.replay_check.differences == 0, replayed.replay_check.first.describe()
+
+
+def test_replay_after_the_accounts_list_widened_still_refuses_what_was_refused():
+    """The other way: an order refused while S3 was restricted stays refused when the list is
+    lifted before the restart, with the same audit values (the accounts then in force)."""
+    journal = MemJournal()
+    live = make_engine(config=make_config(RESTRICTED), journal=journal)
+    rej = reports(live.process(new("NO", "1", 10, "99.00", session=S3, account="A2")))[0]
+    assert rej["type"] == ev.ORDER_REJECTED and rej["limit_value"] == "A1,A3"
+    command = next(r for r in journal.records if r["type"] == ev.ORDER_RECEIVED)
+    assert command["account_not_permitted"] == "A1,A3"        # the decision is on the record
+    live.process(new("OK", "1", 10, "99.00", session=S3, account="A3"))
+    assert "account_not_permitted" not in journal.records[-2]     # an entitled order: no stamp
+    replayed = make_engine(config=make_config(RESTRICTED.replace('accounts = ["A3", "A1"]\n', "")),
+                           journal=MemJournal())
+    replayed.replay(journal.records)
+    assert sorted(o.cl_ord_id for o in replayed.orders.values()) == ["OK"]
+    assert snapshot(replayed) == snapshot(live)
+    assert replayed.replay_check.differences == 0, replayed.replay_check.first.describe()
 
 
 def test_accounts_on_a_drop_copy_session_is_refused():

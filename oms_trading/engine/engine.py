@@ -117,12 +117,25 @@ class Engine:
         handler = self._handlers.get(kind)
         if handler is None:
             raise ValueError(f"not a command type: {kind!r}")
+        if kind == ev.ORDER_RECEIVED and self.session_accounts:
+            command = self._stamp_entitlement(command)
         if kind != ev.STATUS_REQUESTED:   # a status query changes nothing: not journaled
             self._emit(out, command)
         handler(self, command, out)
         if len(self._finished) > self._evict_above:
             self._let_go_of_finished()
         return out
+
+    def _stamp_entitlement(self, command: dict) -> dict:
+        """A new order naming an account its session may not trade carries the session's
+        accounts in force, ``account_not_permitted``, on its journaled command record: the
+        refusal is then decided by the record, so a replay under a config whose ``accounts``
+        changed since still refuses it, and accepts what was accepted (``_validate_new``)."""
+        entitled = self.session_accounts.get(command.get("session"))
+        account = command.get("account")
+        if entitled is None or not account or account in entitled:
+            return command
+        return {**command, "account_not_permitted": ",".join(sorted(entitled))}
 
     # -- finished orders leave memory ---------------------------------------------------
 
@@ -259,12 +272,14 @@ class Engine:
         account = cmd.get("account")
         account_idx = self.account_index.get(account) if account else None
         # before "unknown account": a restricted session must not learn which other accounts exist.
-        # Replaces pass no session: their account is the order's, checked when it was entered.
-        entitled = self.session_accounts.get(cmd.get("session")) if self.session_accounts else None
-        if entitled is not None and account and account not in entitled:
+        # Decided by the stamp ``process`` puts on the command record (not by the config, which
+        # may have changed by the time the record is replayed). Replaces carry none: their
+        # account is the order's, checked when it was entered.
+        not_permitted = cmd.get("account_not_permitted")
+        if not_permitted is not None and account:
             raise Rejection(OrdRejReason.BROKER_OPTION,
                             f"Account {account} is not permitted on session {cmd.get('session')}",
-                            "account_entitlement", ",".join(sorted(entitled)), account)
+                            "account_entitlement", not_permitted, account)
         if account_idx is None:
             raise Rejection(OrdRejReason.UNKNOWN_ACCOUNT, f"Unknown account {account!r}", "unknown_account")
         if cmd.get("side") not in SIDE_CODES:
