@@ -381,6 +381,13 @@ def test_a_hash_that_is_not_64_lowercase_hex_digits_is_refused(bad):
     assert out.column("hash").to_pylist() == [bytes.fromhex("ab" * 32)]
 
 
+def _assert_legacy_table_kept(db, rows: int) -> None:
+    """The earlier version's table (text hashes) is still there with all its rows."""
+    with duckdb.connect(str(db), read_only=True) as con:
+        assert stored_hash_type(con) == "VARCHAR"
+        assert con.execute(f"SELECT count(*) FROM {TABLE}").fetchall() == [(rows,)]
+
+
 def _legacy_file(db, records):
     """An audit table as an earlier version wrote it: hashes as hex text."""
     legacy = create_table_sql().replace("BLOB NOT NULL USING COMPRESSION uncompressed", "VARCHAR NOT NULL")
@@ -411,9 +418,7 @@ def test_a_text_hash_table_the_journal_does_not_cover_is_not_dropped(tmp_path, j
     with pytest.raises(ProjectionDiverged, match="rebuild"):
         p.catch_up()
     p.close()
-    with duckdb.connect(str(db), read_only=True) as con:
-        assert stored_hash_type(con) == "VARCHAR"
-        assert con.execute(f"SELECT count(*) FROM {TABLE}").fetchall() == [(30,)]
+    _assert_legacy_table_kept(db, 30)
     # rebuild is the operator's explicit choice: it makes the table from the journal
     p = Projection(db, jdir)
     assert p.rebuild() == journal_rows
@@ -437,9 +442,7 @@ def test_the_upgrade_of_a_text_hash_table_is_all_or_nothing(tmp_path, monkeypatc
     with pytest.raises(RuntimeError, match="disk full"):
         p.catch_up()
     p.close()
-    with duckdb.connect(str(db), read_only=True) as con:
-        assert stored_hash_type(con) == "VARCHAR"
-        assert con.execute(f"SELECT count(*) FROM {TABLE}").fetchall() == [(20,)]
+    _assert_legacy_table_kept(db, 20)
     monkeypatch.undo()
     p = Projection(db, jdir)
     assert p.catch_up() == 20

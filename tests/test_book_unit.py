@@ -106,14 +106,19 @@ def test_fok_just_fits_and_just_does_not(B):
     assert b.orders() == [(3, SELL, 103, 4, 1, 3)]
 
 
+def _own_order_in_the_middle(B):
+    """Asks 3 (acct 2) and 5 (acct 1, the incoming order's own) at 100, then 3 (acct 3) at 101."""
+    b = B()
+    lim(b, 1, SELL, 100, 3, acct=2)
+    lim(b, 2, SELL, 100, 5, acct=1)
+    lim(b, 3, SELL, 101, 3, acct=3)
+    return b
+
+
 def test_fok_with_stp(B):
     # acct 1 (self) order in the middle of the queue
     def mk():
-        b = B()
-        lim(b, 1, SELL, 100, 3, acct=2)
-        lim(b, 2, SELL, 100, 5, acct=1)
-        lim(b, 3, SELL, 101, 3, acct=3)
-        return b
+        return _own_order_in_the_middle(B)
 
     # CANCEL_RESTING: self order contributes nothing; 6 available from others
     b = mk()
@@ -140,11 +145,7 @@ def test_fok_with_stp(B):
 
 def test_stp_modes(B):
     def mk():
-        b = B()
-        lim(b, 1, SELL, 100, 3, acct=2)
-        lim(b, 2, SELL, 100, 5, acct=1)
-        lim(b, 3, SELL, 101, 3, acct=3)
-        return b
+        return _own_order_in_the_middle(B)
 
     b = mk()
     assert lim(b, 9, BUY, 101, 10, acct=1, stp=STP_CANCEL_RESTING) == (OK, 2, 1, 4, 0)
@@ -337,11 +338,7 @@ def test_killed_by_stp_flag(B):
     when CANCEL_INCOMING/CANCEL_BOTH met a same-account resting order (its remainder, for a
     FOK the whole order, is killed by STP), False for a plain IOC/FOK/market remainder."""
     def mk():
-        b = B()
-        lim(b, 1, SELL, 100, 3, acct=2)
-        lim(b, 2, SELL, 100, 5, acct=1)
-        lim(b, 3, SELL, 101, 3, acct=3)
-        return b
+        return _own_order_in_the_middle(B)
 
     def mkt(b, oid, qty, tif, stp):
         return b.add(oid, 1, BUY, MARKET, tif, 0, qty, oid, stp)
