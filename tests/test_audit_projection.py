@@ -370,6 +370,17 @@ def test_table_of_an_earlier_version_with_text_hashes_is_rebuilt(tmp_path):
     assert verify(data).ok
 
 
+def test_hash_columns_of_other_shapes_are_refused():
+    import pyarrow as pa
+    good = "0" * 64
+    with pytest.raises(ValueError, match="hash"):      # every value empty: no data buffer at all
+        to_storage(pa.table({"prev_hash": pa.array([good]), "hash": pa.array([""])}))
+    with pytest.raises(ValueError, match="32-byte"):   # already bytes, but not 32 of them
+        to_storage(pa.table({"prev_hash": pa.array([good]), "hash": pa.array([b"ab"], pa.binary(2))}))
+    ok = to_storage(pa.table({"prev_hash": pa.array([good]), "hash": pa.array([b"x" * 32], pa.binary(32))}))
+    assert ok.column("hash").to_pylist() == [b"x" * 32]
+
+
 @pytest.mark.parametrize("bad", ["A" * 64, "0" * 63, "0" * 65, "g" + "0" * 63, None])
 def test_a_hash_that_is_not_64_lowercase_hex_digits_is_refused(bad):
     import pyarrow as pa

@@ -136,6 +136,8 @@ def _unhex_32(col, name: str) -> pa.Array:
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     n = len(arr)
     if pa.types.is_fixed_size_binary(arr.type):
+        if arr.type.byte_width != 32 or arr.null_count:
+            raise ValueError(f"{name}: values of {arr.type.byte_width} bytes or missing, not 32-byte hashes")
         return arr
     if arr.type != pa.string():
         arr = arr.cast(pa.string())
@@ -144,7 +146,9 @@ def _unhex_32(col, name: str) -> pa.Array:
     raw = np.empty(32 * n, dtype=np.uint8)
     if n:
         offsets = np.frombuffer(arr.buffers()[1], dtype=np.int32)[arr.offset:arr.offset + n + 1]
-        bad = _unhex_kernel(np.frombuffer(arr.buffers()[2], dtype=np.uint8), offsets, n, _HEX_VALUE, raw)
+        data = arr.buffers()[2]    # None when every value is empty
+        chars = np.frombuffer(data, dtype=np.uint8) if data is not None else np.zeros(0, np.uint8)
+        bad = _unhex_kernel(chars, offsets, n, _HEX_VALUE, raw)
         if bad >= 0:
             raise ValueError(f"{name}: {arr[bad].as_py()!r} is not 64 lowercase hex digits")
     return pa.FixedSizeBinaryArray.from_buffers(pa.binary(32), n, [None, pa.py_buffer(raw)])
