@@ -87,7 +87,7 @@ class OmsServer:
         if replayed:
             log.info("replayed %d commands from the journal in %.2fs (last seq %d)", replayed,
                      time.perf_counter() - started, self.journal.last_seq)
-        self._report_replay(self.engine.replay_check)
+        self._report_replay(self.engine.replay_check, self.engine)
         # DuckDB in a process of its own: its GIL holds would delay the order path (projector.py)
         self.projection = ProjectionProcess(duckdb_path(opts.data_dir), self.journal.directory, self.journal)
         self.projection.start()
@@ -146,9 +146,11 @@ class OmsServer:
             gc.enable()
 
     @staticmethod
-    def _report_replay(check) -> None:
+    def _report_replay(check, engine=None) -> None:
         """Say so when the journal did not replay as it was journaled: the state rebuilt follows
-        the configuration and code running now, not what the clients were told then."""
+        the configuration and code running now, not what the clients were told then. A torn tail
+        is marked in the journal (``engine``), which goes on after it: later starts then do not
+        count the events the crash cut off as missing."""
         if check is None:
             return
         if check.differences:
@@ -160,6 +162,10 @@ class OmsServer:
         if check.torn_tail:
             log.warning("the journal ends inside the events of its last command (a write cut short by a "
                         "crash); that command was not acknowledged")
+            if engine is not None:
+                from .engine.replay_check import torn_tail_record
+                engine.record(torn_tail_record(check, time.time_ns()))
+                engine.flush()
 
     def _submit_clock(self, end_of_day: bool) -> None:
         self.gateway.submit({"type": "clock", "ts": time.time_ns(), "end_of_day": int(end_of_day)})

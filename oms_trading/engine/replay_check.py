@@ -20,6 +20,17 @@ from ..audit import schema as ev
 
 JOURNAL_KEYS = frozenset({"seq", "prev_hash", "hash"})
 NOT_FROM_COMMANDS = frozenset({ev.SESSION_LOGON, ev.SESSION_LOGOUT, ev.SESSION_REJECT})
+# Journaled by ``oms serve`` at the start that found a torn tail, before anything else: the
+# journal goes on after the cut, so without it every later start would count the events the
+# crash cut off as missing (a false alarm at every start). ``command_seq`` names the command.
+TORN_TAIL = "journal_torn_tail"
+
+
+def torn_tail_record(check: "ReplayCheck", ts: int) -> dict:
+    """The record that says the events of ``check``'s last command were cut by a crash."""
+    return {"type": TORN_TAIL, "ts": ts, "session": None, "command_seq": check.torn_command_seq,
+            "text": f"the journal ended inside the events of command seq {check.torn_command_seq} "
+                    f"(a write cut short by a crash); that command was not acknowledged"}
 
 
 def same_event(journaled: dict, replayed: dict) -> bool:
@@ -63,6 +74,7 @@ class ReplayCheck:
         self.differences = 0          # events that differ, are missing or are extra
         self.first: ReplayDifference | None = None
         self.torn_tail = False        # the journal ends inside the last command's events
+        self.torn_command_seq: int | None = None   # that command's seq
         self._expected: list[dict] = []
         self._at = 0
         self._command_seq = 0
@@ -72,7 +84,14 @@ class ReplayCheck:
         self._expected, self._at, self._command_seq = made, 0, seq
 
     def record(self, record: dict) -> None:
-        if record.get("type") in NOT_FROM_COMMANDS:
+        kind = record.get("type")
+        if kind in NOT_FROM_COMMANDS:
+            return
+        if kind == TORN_TAIL:
+            # a crash cut the events of this command and the server went on after it: the
+            # events it cut are not missing (nothing of them was acknowledged)
+            if record.get("command_seq") == self._command_seq:
+                del self._expected[self._at:]
             return
         seq = record.get("seq", 0)
         if self._at < len(self._expected):
@@ -88,6 +107,7 @@ class ReplayCheck:
         # events of the last command missing at the very end: a write cut short by a crash (the
         # reader cut that torn tail off, and nothing in it was acknowledged): not a difference
         self.torn_tail = self._at < len(self._expected)
+        self.torn_command_seq = self._command_seq if self.torn_tail else None
         self._expected, self._at = [], 0
 
     def _left_over(self) -> None:
