@@ -33,6 +33,7 @@ log = logging.getLogger(__name__)
 POLL_S = 0.2           # how often the child looks for new journal records when nobody asks
 STOP_TIMEOUT_S = 120.0  # the final catch-up of a long backlog may take a while
 CALL_TIMEOUT_S = 600.0  # an export of the whole trail
+MAX_BATCH_ROW_GROUPS = 8   # row groups (122,880 rows) per bulk batch at most: bounds its memory
 
 
 def projection_options() -> dict:
@@ -41,9 +42,18 @@ def projection_options() -> dict:
     while the next batch is read and parsed (compiled kernels, GIL released) on the core left.
     On the 2-core VM of benchmarks/RESULTS.md (Audit, 2026-11-26 04:30) DuckDB on one thread
     beside the parse took 181k events/s against 126k with DuckDB on both cores, where it
-    competes with the parse (and alone it inserts these batches no faster on two threads)."""
-    threads = max(1, (os.cpu_count() or 1) - 1)
-    return {"bulk_threads": threads, "bulk_batch_rows": 122_880 * threads, "prefetch": True}
+    competes with the parse (and alone it inserts these batches no faster on two threads).
+    The cores counted are those this process may run on (a container's or taskset's, not the
+    host's), and a batch holds at most ``MAX_BATCH_ROW_GROUPS`` row groups: two batches are in
+    flight, ~50 MB per row group each in Arrow and again in the storage copy, so a batch of one
+    row group per core took several GB on a 64-core host (the OMS's own box)."""
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        cpus = os.cpu_count() or 1
+    threads = max(1, cpus - 1)
+    return {"bulk_threads": threads, "bulk_batch_rows": 122_880 * min(threads, MAX_BATCH_ROW_GROUPS),
+            "prefetch": True}
 
 
 class ProjectorError(RuntimeError):
