@@ -54,3 +54,29 @@ def test_a_torn_tail_the_server_wrote_past_is_not_a_difference_at_later_starts(t
     fresh = make_engine(journal=MemJournal())
     fresh.replay([dict(r, command_seq=1) if r is mark else r for r in records])
     assert fresh.replay_check.differences >= 1
+
+
+def test_unauthenticated_health_names_the_difference_without_trade_values():
+    """/health needs no token; the first difference's values (accounts, prices, limits,
+    ClOrdIDs, reject texts) go to the server log, /health says where and which keys."""
+    import asyncio
+    import json
+    from types import SimpleNamespace
+
+    from oms_trading.web.app import SERVER_KEY, health
+    from tests.test_engine_common import make_config
+    journal = MemJournal()
+    eng = make_engine(journal=journal)
+    eng.process(new("SECRET-CL-1", "1", 20, "50.00", symbol="VOD", ts=1, account="A1"))
+    fresh = make_engine(journal=MemJournal(), config=make_config(
+        '\n[risk.accounts.A1]\nmax_order_qty = 5\n'))
+    fresh.replay(journal.records)
+    assert fresh.replay_check.differences
+    server = SimpleNamespace(gateway=SimpleNamespace(journal_failed=None, sessions={}),
+                             journal=SimpleNamespace(last_seq=2),
+                             projection=SimpleNamespace(lag=lambda: 0), engine=fresh)
+    request = SimpleNamespace(app={SERVER_KEY: server})
+    body = json.loads(asyncio.run(health(request)).body)
+    text = body["replay_first_difference"]
+    assert "order_accepted" in text and "order_rejected" in text, text
+    assert "SECRET-CL-1" not in json.dumps(body) and "'5'" not in text and "max_order_qty" not in text, text

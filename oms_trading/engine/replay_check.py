@@ -64,6 +64,21 @@ class ReplayDifference:
                  if self.journaled.get(k) != self.replayed.get(k)]
         return f"seq {self.seq} (command seq {self.command_seq}): journaled -> replayed: " + ", ".join(parts[:6])
 
+    def summary(self) -> str:
+        """``describe`` without the values (accounts, ClOrdIDs, prices, limits, texts): for the
+        unauthenticated /health; the server log has ``describe``."""
+        if self.replayed is None:
+            return (f"seq {self.seq}: the journal's {self.journaled.get('type')} event is not made "
+                    f"by the replay of command seq {self.command_seq}")
+        if self.journaled is None:
+            return (f"after seq {self.seq}: the replay of command seq {self.command_seq} makes a "
+                    f"{self.replayed.get('type')} event the journal does not have")
+        keys = sorted(k for k in {*self.journaled, *self.replayed} - JOURNAL_KEYS - {"type"}
+                      if self.journaled.get(k) != self.replayed.get(k))
+        return (f"seq {self.seq} (command seq {self.command_seq}): journaled {self.journaled.get('type')}, "
+                f"replayed {self.replayed.get('type')}; keys that differ: {', '.join(keys) or 'none'} "
+                f"(values in the server log)")
+
 
 class ReplayCheck:
     """Fed by ``Engine.replay``: ``command`` with the events the replay made for each command

@@ -40,9 +40,10 @@ async def health(request: web.Request) -> web.Response:
     }
     check = server.engine.replay_check
     if check is not None and check.differences:
-        # the start-up replay did not give the events journaled then (config or code changed)
+        # the start-up replay did not give the events journaled then (config or code changed);
+        # /health needs no token: where and which keys, the values are in the server log
         body["replay_differences"] = check.differences
-        body["replay_first_difference"] = check.first.describe()
+        body["replay_first_difference"] = check.first.summary()
     return web.json_response(body, status=200 if journal_ok else 503)
 
 
