@@ -11,6 +11,15 @@ def _strip(r):
     return {k: v for k, v in r.items() if k not in ("seq", "prev_hash", "hash")}
 
 
+def _start(d):
+    """What a server start does with the journal in ``d``: open it, replay it into an engine."""
+    j = Journal(d, fsync="batch")
+    j.open()
+    eng = make_engine(journal=j)
+    eng.replay(iter_records(d))
+    return j, eng
+
+
 def test_a_torn_tail_the_server_wrote_past_is_not_a_difference_at_later_starts(tmp_path):
     """kill -9 (or power loss) cut the journal at a frame boundary inside the events of its last
     command. The next start finds a torn tail (fine), opens the journal and goes on writing after
@@ -31,20 +40,14 @@ def test_a_torn_tail_the_server_wrote_past_is_not_a_difference_at_later_starts(t
     j.flush()
     j.close()
     # start 1: the torn tail is found, not a difference; the server goes on writing
-    j = Journal(d, fsync="batch")
-    j.open()
-    eng = make_engine(journal=j)
-    eng.replay(iter_records(d))
+    j, eng = _start(d)
     assert eng.replay_check.torn_tail and eng.replay_check.differences == 0
     OmsServer._report_replay(eng.replay_check, eng)       # what `oms serve` does at start-up
     eng.process(new("B2", "1", 5, "99.00", ts=4))
     eng.flush()
     j.close()
     # start 2: the same journal, nothing changed in config or code
-    j = Journal(d, fsync="batch")
-    j.open()
-    eng = make_engine(journal=j)
-    eng.replay(iter_records(d))
+    j, eng = _start(d)
     j.close()
     assert eng.replay_check.differences == 0, eng.replay_check.first.describe()
     assert not eng.replay_check.torn_tail

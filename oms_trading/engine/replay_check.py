@@ -51,13 +51,20 @@ class ReplayDifference:
     journaled: dict | None      # None: the replay made an event the journal does not have
     replayed: dict | None       # None: the journal has an event the replay did not make
 
-    def describe(self) -> str:
+    def _one_sided(self) -> str | None:
+        """The text when only one side has the event (no values in it), else None."""
         if self.replayed is None:
             return (f"seq {self.seq}: the journal's {self.journaled.get('type')} event is not made "
                     f"by the replay of command seq {self.command_seq}")
         if self.journaled is None:
             return (f"after seq {self.seq}: the replay of command seq {self.command_seq} makes a "
                     f"{self.replayed.get('type')} event the journal does not have")
+        return None
+
+    def describe(self) -> str:
+        one_sided = self._one_sided()
+        if one_sided is not None:
+            return one_sided
         keys = sorted({*self.journaled, *self.replayed} - JOURNAL_KEYS,
                       key=lambda k: (k != "type", k))
         parts = [f"{k} {self.journaled.get(k)!r} -> {self.replayed.get(k)!r}" for k in keys
@@ -67,12 +74,9 @@ class ReplayDifference:
     def summary(self) -> str:
         """``describe`` without the values (accounts, ClOrdIDs, prices, limits, texts): for the
         unauthenticated /health; the server log has ``describe``."""
-        if self.replayed is None:
-            return (f"seq {self.seq}: the journal's {self.journaled.get('type')} event is not made "
-                    f"by the replay of command seq {self.command_seq}")
-        if self.journaled is None:
-            return (f"after seq {self.seq}: the replay of command seq {self.command_seq} makes a "
-                    f"{self.replayed.get('type')} event the journal does not have")
+        one_sided = self._one_sided()
+        if one_sided is not None:
+            return one_sided
         keys = sorted(k for k in {*self.journaled, *self.replayed} - JOURNAL_KEYS - {"type"}
                       if self.journaled.get(k) != self.replayed.get(k))
         return (f"seq {self.seq} (command seq {self.command_seq}): journaled {self.journaled.get('type')}, "
