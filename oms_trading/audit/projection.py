@@ -832,14 +832,17 @@ class Projection:
             # 156k vs 165k events/CPU-s)
             self._ensure_indexes(con)
             self._indexed = True
-            # an offline bulk load: every core
-            saved = self.bulk_threads, self.prefetch
-            self.bulk_threads = max(saved[0] or 1, os.cpu_count() or 1)
-            self.prefetch = self.bulk_threads > 1
+            # an offline bulk load: the backlog options of the projection process (DuckDB on
+            # every core but one, the next batch parsed on the core left)
+            from .projector import projection_options
+            opts = projection_options()
+            saved = self.bulk_threads, self.bulk_batch_rows, self.prefetch
+            self.bulk_threads, self.bulk_batch_rows, self.prefetch = (
+                opts["bulk_threads"], opts["bulk_batch_rows"], opts["prefetch"])
             try:
                 return self.catch_up()
             finally:
-                self.bulk_threads, self.prefetch = saved
+                self.bulk_threads, self.bulk_batch_rows, self.prefetch = saved
 
     def max_seq(self) -> int:
         with self._lock:
