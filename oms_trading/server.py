@@ -163,9 +163,14 @@ class OmsServer:
             log.warning("the journal ends inside the events of its last command (a write cut short by a "
                         "crash); that command was not acknowledged")
             if engine is not None:
+                from .audit.journal import JournalError
                 from .engine.replay_check import torn_tail_record
-                engine.record(torn_tail_record(check, time.time_ns()))
-                engine.flush()
+                try:
+                    engine.record(torn_tail_record(check, time.time_ns()))
+                    engine.flush()
+                except (OSError, JournalError) as exc:   # the journal rolled it back; start anyway
+                    log.error("could not journal the torn-tail mark (%s): later starts will report the "
+                              "cut events of command seq %s as a replay difference", exc, check.torn_command_seq)
 
     def _submit_clock(self, end_of_day: bool) -> None:
         self.gateway.submit({"type": "clock", "ts": time.time_ns(), "end_of_day": int(end_of_day)})

@@ -83,3 +83,27 @@ def test_unauthenticated_health_names_the_difference_without_trade_values():
     text = body["replay_first_difference"]
     assert "order_accepted" in text and "order_rejected" in text, text
     assert "SECRET-CL-1" not in json.dumps(body) and "'5'" not in text and "max_order_qty" not in text, text
+
+
+def test_a_torn_tail_mark_the_journal_refuses_does_not_stop_the_start(caplog):
+    """The journal full at start-up: the mark cannot be written; the server still starts and
+    says what that means (it is not an error worth refusing to trade over)."""
+    import logging
+    from types import SimpleNamespace
+
+    from oms_trading.engine.replay_check import ReplayCheck
+
+    check = ReplayCheck()
+    check.command(7, [{"type": "order_accepted"}, {"type": "order_filled"}])
+    check.record({"type": "order_accepted", "seq": 8})
+    check.finish()
+    assert check.torn_tail and check.torn_command_seq == 7
+
+    def full():
+        raise OSError(28, "No space left on device")
+    recorded = []
+    engine = SimpleNamespace(record=recorded.append, flush=full)
+    with caplog.at_level(logging.ERROR, logger="oms"):
+        OmsServer._report_replay(check, engine)
+    assert recorded and recorded[0]["type"] == "journal_torn_tail" and recorded[0]["command_seq"] == 7
+    assert "could not journal the torn-tail mark" in caplog.text and "command seq 7" in caplog.text

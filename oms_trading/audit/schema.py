@@ -83,6 +83,7 @@ CLOCK = "clock"                              # (cmd) time passing: limit expiry,
 SESSION_LOGON = "session_logon"
 SESSION_LOGOUT = "session_logout"
 SESSION_REJECT = "session_reject"
+JOURNAL_TORN_TAIL = "journal_torn_tail"      # a start found the last command's events cut by a crash
 
 COMMAND_TYPES = frozenset({
     ORDER_RECEIVED, CANCEL_REQUESTED, REPLACE_REQUESTED, STATUS_REQUESTED,

@@ -23,7 +23,7 @@ NOT_FROM_COMMANDS = frozenset({ev.SESSION_LOGON, ev.SESSION_LOGOUT, ev.SESSION_R
 # Journaled by ``oms serve`` at the start that found a torn tail, before anything else: the
 # journal goes on after the cut, so without it every later start would count the events the
 # crash cut off as missing (a false alarm at every start). ``command_seq`` names the command.
-TORN_TAIL = "journal_torn_tail"
+TORN_TAIL = ev.JOURNAL_TORN_TAIL
 
 
 def torn_tail_record(check: "ReplayCheck", ts: int) -> dict:
