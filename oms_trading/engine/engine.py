@@ -60,8 +60,9 @@ class Engine:
         self.instruments: dict[str, Instrument] = {i.symbol: i for i in config.instruments}
         self.account_index: dict[str, int] = {a.name: a.index for a in config.accounts}
         self.account_stp: list[int] = [STP_CODES[a.stp_mode] for a in config.accounts]
-        # session key -> the accounts it may trade, only for sessions with an `accounts` list;
-        # from config, so replay decides exactly as live did
+        # session key -> the accounts it may trade, only for sessions with an `accounts` list.
+        # Read live only: a refusal is stamped on the journaled command (``_stamp_entitlement``),
+        # so a replay decides by the record, whatever the config of the restart says
         self.session_accounts: dict[str, frozenset[str]] = {
             s.key: frozenset(s.accounts) for s in config.sessions if s.accounts is not None}
         self.book_factory = book_factory
