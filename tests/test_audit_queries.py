@@ -273,3 +273,25 @@ def test_html_escapes_values(tmp_path):
                 "'<script>alert(1)</script>', '0', '1', '8', 1)", [T0])
     page = Q.eod_report(con, date=DAY, fmt="html")
     assert "<script>" not in page and "&lt;script&gt;" in page and "A&amp;B" in page
+
+
+def test_eod_lists_a_journal_cut_by_a_crash():
+    """A start that found the last command's events cut by a crash journals a mark
+    (replay_check.torn_tail_record); the day's report lists it among the exceptions."""
+    from oms_trading.audit.projection import create_table_sql
+    from oms_trading.engine.replay_check import ReplayCheck, torn_tail_record
+    check = ReplayCheck()
+    check.command(41, [{"type": "order_accepted"}])
+    check.finish()
+    mark = torn_tail_record(check, T0 + 5)
+    con = duckdb.connect()
+    con.execute(create_table_sql())
+    con.execute("INSERT INTO audit_events (seq, ts, type, text, details, prev_hash, hash) "
+                "VALUES (42, ?, ?, ?, ?, '\\x00', '\\x01')",
+                [mark["ts"], mark["type"], mark["text"], '{"command_seq": 41}'])
+    data = Q.eod_data(con, date=DAY)
+    assert [(c["seq"], c["text"]) for c in data["exceptions"]["journal_cuts"]] == [(42, mark["text"])]
+    assert "command seq 41" in mark["text"]
+    text = Q.eod_report(con, date=DAY, fmt="csv")
+    assert "section,Exceptions: journal cut by a crash" in text and "command seq 41" in text
+    assert "journal cut by a crash" in Q.eod_report(con, date=DAY, fmt="html")

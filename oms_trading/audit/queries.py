@@ -788,9 +788,12 @@ def eod_data(con, *, date: str | None = None) -> dict:
         det = c.pop("details", None) or {}
         c["limit"] = det.get("limit") if isinstance(det, dict) else None
         c["affected"] = det.get("affected") if isinstance(det, dict) else None
+    # a start that found the last command's events cut by a crash (none of its reports left)
+    cuts = _rows(con.execute(f"SELECT seq, ts, text FROM {TABLE} WHERE ts >= ? AND ts < ? AND type = ? ORDER BY seq",
+                             [a, b, ev.JOURNAL_TORN_TAIL]))
     return {"date": day, "from": iso_ns(a), "to": iso_ns(b), "blotter": blotter, "fills": fills,
             "positions": positions, "exceptions": {"pending": pending, "rejects": reject_counts,
-                                                   "controls": controls}}
+                                                   "controls": controls, "journal_cuts": cuts}}
 
 
 _BLOTTER_COLS = ("account", "order_id", "cl_ord_id", "symbol", "side", "ord_type", "tif", "price", "qty", "cum_qty",
@@ -804,6 +807,7 @@ _PENDING_COLS = ("account", "order_id", "cl_ord_id", "symbol", "side", "price", 
 _REJECT_COLS = ("type", "rule", "rej_reason", "count", "example")
 _CONTROL_COLS = ("time", "type", "scope", "limit", "old_value", "new_value", "user", "approver", "reason",
                  "affected", "text")
+_CUT_COLS = ("time", "seq", "text")
 
 
 def _sections(data: dict) -> list[tuple[str, tuple, list[dict]]]:
@@ -812,7 +816,8 @@ def _sections(data: dict) -> list[tuple[str, tuple, list[dict]]]:
             ("Positions", _POS_COLS, data["positions"]),
             ("Exceptions: orders left open", _PENDING_COLS, ex["pending"]),
             ("Exceptions: rejects by reason", _REJECT_COLS, ex["rejects"]),
-            ("Exceptions: limit changes and kill switch", _CONTROL_COLS, ex["controls"])]
+            ("Exceptions: limit changes and kill switch", _CONTROL_COLS, ex["controls"]),
+            ("Exceptions: journal cut by a crash", _CUT_COLS, ex["journal_cuts"])]
 
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")
