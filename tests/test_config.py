@@ -42,6 +42,17 @@ def test_csv_reference_data(tmp_path: Path):
     assert [i.index for i in cfg.instruments] == list(range(len(cfg.instruments)))
 
 
+def _assert_config_error(edit: tuple[str, str], key: str, problem: str) -> None:
+    """The demo config with ``edit`` (old, new) applied fails, naming the file, the key and the problem."""
+    old, new = edit
+    text = demo_config_text()
+    assert old in text, old
+    with pytest.raises(ConfigError) as info:
+        parse_config(text.replace(old, new, 1), "my.toml", Path("."))
+    message = str(info.value)
+    assert message.startswith("my.toml: ") and key in message and problem in message, message
+
+
 @pytest.mark.parametrize("edit,key,problem", [
     (('fix_port = 9878', 'fix_port = "x"'), "server.fix_port", "whole number"),
     (('fix_port = 9878', 'fix_port = 70000'), "server.fix_port", "TCP port"),
@@ -67,13 +78,7 @@ def test_csv_reference_data(tmp_path: Path):
      "http.users[1].token_sha256", "same token as user 'risk1'"),
 ])
 def test_bad_config_names_file_key_and_problem(edit, key, problem):
-    old, new = edit
-    text = demo_config_text()
-    assert old in text, old
-    with pytest.raises(ConfigError) as info:
-        parse_config(text.replace(old, new, 1), "my.toml", Path("."))
-    message = str(info.value)
-    assert message.startswith("my.toml: ") and key in message and problem in message, message
+    _assert_config_error(edit, key, problem)
 
 
 def test_times_of_day_take_seconds_and_username_is_read():
@@ -119,13 +124,7 @@ def test_oms_init_writes_the_demo_config(tmp_path):
 def test_a_value_of_the_wrong_shape_is_a_config_error_not_a_crash(edit, key, problem):
     """Found by putting values of every type in every key: these raised TypeError or
     decimal.InvalidOperation (a traceback from `oms serve`), or were taken silently."""
-    old, new = edit
-    text = demo_config_text()
-    assert old in text, old
-    with pytest.raises(ConfigError) as info:
-        parse_config(text.replace(old, new, 1), "my.toml", Path("."))
-    message = str(info.value)
-    assert message.startswith("my.toml: ") and key in message and problem in message, message
+    _assert_config_error(edit, key, problem)
 
 
 def _with_session(sender: str, target: str) -> str:

@@ -7,6 +7,7 @@ import re
 from oms_trading.fix import session as session_mod
 from tests.memtransport import MemoryTransport
 from tests.test_fix_fastpath import Stack, frame, logon, now_ts
+from tests.test_fix_review import _logged_on
 
 
 class FlowTransport(MemoryTransport):
@@ -127,13 +128,6 @@ def test_client_that_stops_reading_normal_traffic_is_still_cut_off(tmp_path, mon
         assert t.aborted and len(t.buffered) > 16 * 1024
     finally:
         s.close()
-
-
-def _logged_on(tmp_path) -> Stack:
-    s = Stack(tmp_path, False)
-    s.feed(logon(b"FIX.4.4"))
-    assert s.session.logged_on
-    return s
 
 
 def test_orig_sending_time_malformed_is_6_missing_is_1_empty_is_4(tmp_path):

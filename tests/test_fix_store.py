@@ -151,6 +151,16 @@ def _stored_with_history(tmp_path) -> None:
     store.close()
 
 
+def _reset_killed_then_reopened(store: MessageStore, tmp_path, monkeypatch) -> MessageStore:
+    """``store.reset()`` stopped by the kill the test patched in, then the store opened again."""
+    try:
+        store.reset()
+    except _Killed:
+        pass
+    monkeypatch.undo()
+    return MessageStore(tmp_path)
+
+
 def test_a_reset_cut_short_after_the_log_moved_is_finished_on_open(tmp_path, monkeypatch):
     _stored_with_history(tmp_path)
     store = MessageStore(tmp_path)
@@ -158,12 +168,7 @@ def test_a_reset_cut_short_after_the_log_moved_is_finished_on_open(tmp_path, mon
     def killed() -> None:
         raise _Killed
     monkeypatch.setattr(store, "save_target_seq", killed)   # after the rename, before inbound.seq = 1
-    try:
-        store.reset()
-    except _Killed:
-        pass
-    monkeypatch.undo()
-    again = MessageStore(tmp_path)
+    again = _reset_killed_then_reopened(store, tmp_path, monkeypatch)
     # not an empty log with the old inbound seq: the counterparty, reset too, sends 1 next
     assert again.next_sender_seq == 1 and again.next_target_seq == 1
     assert len(list(tmp_path.glob("outbound-*.log"))) == 1
@@ -179,12 +184,7 @@ def test_a_reset_cut_short_before_the_log_moved_is_finished_on_open(tmp_path, mo
     def killed(self, target):
         raise _Killed
     monkeypatch.setattr(Path, "rename", killed)
-    try:
-        store.reset()
-    except _Killed:
-        pass
-    monkeypatch.undo()
-    again = MessageStore(tmp_path)
+    again = _reset_killed_then_reopened(store, tmp_path, monkeypatch)
     # the reset was decided (ResetSeqNumFlag, daily reset): it is carried out, both sides at 1
     assert again.next_sender_seq == 1 and again.next_target_seq == 1
     assert len(list(tmp_path.glob("outbound-*.log"))) == 1

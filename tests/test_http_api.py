@@ -50,15 +50,22 @@ class Api:
             return resp.status, parsed, resp.headers
 
 
-@pytest_asyncio.fixture(loop_scope="module", scope="module")
-async def api(tmp_path_factory):
+async def serve_demo(tmp_path_factory, name: str, api_class: type = Api):
+    """An in-process server on the demo config with a fresh data dir, and an HTTP client on it
+    (``api_class``); stopped when the generator is closed."""
     config = load_config(None)
-    data = tmp_path_factory.mktemp("http") / "data"
+    data = tmp_path_factory.mktemp(name) / "data"
     server = OmsServer(config, ServeOptions(data, "127.0.0.1", 0, 0, book="reference"), out=io.StringIO())
     await server.start()
     async with aiohttp.ClientSession() as session:
-        yield Api(server, session)
+        yield api_class(server, session)
     await server.stop()
+
+
+@pytest_asyncio.fixture(loop_scope="module", scope="module")
+async def api(tmp_path_factory):
+    async for client in serve_demo(tmp_path_factory, "http"):
+        yield client
 
 
 def order(server: OmsServer, cl_ord_id: str, symbol="AAPL", side="1", qty=100, price="190.00",

@@ -2,49 +2,29 @@
 in-process server (engine, journal, DuckDB projection, aiohttp on a free port)."""
 from __future__ import annotations
 
-import io
-import json
 import time
 
-import aiohttp
 import pytest
 import pytest_asyncio
 
-from oms_trading.config import load_config
-from oms_trading.server import OmsServer, ServeOptions
+from oms_trading.server import OmsServer
+from tests.test_http_api import Api as BaseApi, serve_demo
 from tests.test_http_api import order  # noqa: F401  (a new order straight into the sequencer)
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
-TOKENS = {"risk1": "demo-risk1-token", "risk2": "demo-risk2-token", "compliance1": "demo-compliance1-token",
-          "viewer1": "demo-viewer1-token"}
-
-
-class Api:
-    def __init__(self, server: OmsServer, session: aiohttp.ClientSession) -> None:
-        self.server = server
-        self.session = session
-        host, port = server.http_address
-        self.base = f"http://{host}:{port}"
+class Api(BaseApi):
+    """test_http_api's client, answering (status, body) without the headers."""
 
     async def call(self, method: str, path: str, user: str | None = "risk1", body=None):
-        h = {"Authorization": f"Bearer {TOKENS[user]}"} if user else {}
-        kwargs = {"json": body} if body is not None else {}
-        async with self.session.request(method, self.base + path, headers=h, **kwargs) as resp:
-            data = await resp.read()
-            ctype = resp.headers.get("Content-Type", "")
-            return resp.status, (json.loads(data) if ctype.startswith("application/json") else data)
+        status, parsed, _headers = await super().call(method, path, user, body)
+        return status, parsed
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
 async def api(tmp_path_factory):
-    config = load_config(None)
-    data = tmp_path_factory.mktemp("http-review") / "data"
-    server = OmsServer(config, ServeOptions(data, "127.0.0.1", 0, 0, book="reference"), out=io.StringIO())
-    await server.start()
-    async with aiohttp.ClientSession() as session:
-        yield Api(server, session)
-    await server.stop()
+    async for client in serve_demo(tmp_path_factory, "http-review", Api):
+        yield client
 
 
 def control(server: OmsServer, scope: str, limit: str, value, **extra) -> list[dict]:
