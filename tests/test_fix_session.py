@@ -511,6 +511,24 @@ def test_two_clients_trade_with_each_other_and_drop_copy_sees_both(server):
             c.close()
 
 
+def test_drop_copy_session_cannot_send_orders(server):
+    """A drop copy receives reports only: its order and cancel are refused with a
+    BusinessMessageReject (380=6 Not authorized), nothing reaches the engine, the session goes on."""
+    dc = logged_on(server, "DC", heartbeat=30)
+    try:
+        dc.new_order("DCX1", "SPY", "1", 10, "1.00")
+        j = dc.expect("j")
+        assert (field(j, 380), field(j, 372), field(j, 379)) == ("6", "D", "DCX1")
+        assert "drop-copy session" in field(j, 58)
+        dc.send_built("F", [(41, "DCX1"), (11, "DCX2"), (55, "SPY"), (54, "1"), (60, utc_now()), (38, 10)])
+        assert field(dc.expect("j"), 380) == "6"
+        dc.send("1", [(112, "OK")])
+        assert field(dc.expect("0"), 112) == "OK"     # strictly next: no ExecutionReport came between
+    finally:
+        dc.close()
+    wait_log(server, r"DC->OMS: D message seq \d+ refused \(drop-copy session\)")
+
+
 def test_cancel_on_disconnect(server):
     dc = logged_on(server, "DC", heartbeat=30)
     c = logged_on(server, "COD", heartbeat=30)

@@ -213,7 +213,7 @@ class FixSession(asyncio.Protocol):
         self._sender = cfg.sender_comp_id.encode()
         self._target = cfg.target_comp_id.encode()
         self.writer = self.acceptor.writer_for(cfg)
-        if self.use_fast_path:
+        if self.use_fast_path and not cfg.drop_copy:   # a drop copy's orders are refused (general path)
             self._fast = fastpath.tables_for(self._begin)
             if self._fast is not None:
                 self._fast_ids = self._fast.ids(self._target, self._sender)
@@ -483,7 +483,9 @@ class FixSession(asyncio.Protocol):
             self.store.next_target_seq = new_seq
             return
         self._advance(seq)
-        if mt in APP_TYPES_IN:
+        if mt in APP_TYPES_IN and self.cfg.drop_copy:
+            self._refuse_on_drop_copy(msg)
+        elif mt in APP_TYPES_IN:
             try:
                 command = self.gateway.command_from_fix(self.key, self.cfg.account, msg)
                 if command is None:
@@ -508,6 +510,17 @@ class FixSession(asyncio.Protocol):
             self.send_reject(msg, 5, 35, "Already logged on")
         else:
             self.send_business_reject(msg, 3, 35, f"Unsupported message type {mt.decode('latin-1')}")
+
+    def _refuse_on_drop_copy(self, msg: FixMessage) -> None:
+        """A drop-copy session only receives copies of reports: an order, cancel, replace,
+        status or mass cancel it sends is refused (BusinessMessageReject, Not authorized in
+        FIX 4.4, Other in 4.2, which has no such reason), audited, and never reaches the engine."""
+        mt = msg.msg_type.decode("latin-1")
+        text = f"Session {self.key} is a drop-copy session: it receives copies of reports and cannot send MsgType {mt}"
+        log.warning("%s: %s message seq %d refused (drop-copy session)", self.key, mt, msg.seq_num)
+        self.send_business_reject(msg, 6 if self._begin != b"FIX.4.2" else 0, None, text)
+        self.acceptor.record_session_event(ev.SESSION_REJECT, self.key, f"BusinessMessageReject: {text}",
+                                           ref_seq=msg.seq_num)
 
     def _sequence_reset(self, msg: FixMessage) -> None:
         """SequenceReset in reset mode: accepted whatever its MsgSeqNum."""
