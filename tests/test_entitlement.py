@@ -183,6 +183,44 @@ def test_replay_after_the_accounts_list_widened_still_refuses_what_was_refused()
     assert replayed.replay_check.differences == 0, replayed.replay_check.first.describe()
 
 
+@pytest.mark.parametrize("risk", [True, False])
+def test_replace_of_an_order_whose_account_left_the_list_is_refused_cancel_is_not(risk):
+    """S3 entered a GTC order for A2 while unrestricted; the desk then narrows S3 to A3/A1 and
+    restarts. S3 may still cancel that order (less risk), but not replace it (a replace is a
+    new order in all but name): OrderCancelReject 102=2, audited as account_entitlement. The
+    refusal is on the journaled command, so a replay under the widened list refuses it again."""
+    open_cfg = make_config(RESTRICTED.replace('accounts = ["A3", "A1"]\n', ""))
+    yesterday = MemJournal()
+    live = make_engine(risk=risk, config=open_cfg, journal=yesterday)
+    assert reports(live.process(new("GTC", "1", 10, "99.00", session=S3, account="A2", tif="1")))[0]["type"] \
+        == ev.ORDER_ACCEPTED
+    assert reports(live.process(new("GTC2", "1", 10, "98.00", session=S3, account="A2", tif="1")))[0]["type"] \
+        == ev.ORDER_ACCEPTED
+    journal = MemJournal()
+    today = make_engine(risk=risk, config=make_config(RESTRICTED), journal=journal)
+    today.replay(yesterday.records)
+    journal.records.extend(yesterday.records)
+    before = snapshot(today)
+    rej = reports(today.process(replace("R1", "GTC", 20, "98.50", session=S3)))
+    assert len(rej) == 1 and rej[0]["type"] == ev.REPLACE_REJECTED and rej[0]["rej_reason"] == 2
+    assert rej[0]["rule"] == "account_entitlement" and rej[0]["limit_value"] == "A1,A3"
+    assert rej[0]["text"] == "Account A2 is not permitted on session S3->OMS"
+    assert snapshot(today) == before
+    command = next(r for r in reversed(journal.records) if r["type"] == ev.REPLACE_REQUESTED)
+    assert command["account_not_permitted"] == "A1,A3"
+    done = reports(today.process(cancel("C1", "GTC2", session=S3)))
+    assert [e["type"] for e in done] == [ev.ORDER_CANCELED]
+    # an entitled order of the same session replaces as usual, its command unstamped
+    reports(today.process(new("OK", "1", 10, "97.00", session=S3, account="A1")))
+    assert reports(today.process(replace("OK2", "OK", 20, "97.50", session=S3)))[0]["type"] == ev.ORDER_REPLACED
+    assert "account_not_permitted" not in next(r for r in reversed(journal.records)
+                                               if r["type"] == ev.REPLACE_REQUESTED)
+    replayed = make_engine(risk=risk, config=open_cfg, journal=MemJournal())
+    replayed.replay(journal.records)
+    assert snapshot(replayed) == snapshot(today)
+    assert replayed.replay_check.differences == 0, replayed.replay_check.first.describe()
+
+
 def test_accounts_on_a_drop_copy_session_is_refused():
     """A drop-copy session is sent the ExecutionReports of every session and every account
     (gateway.end_batch, and the resend after a restart): an `accounts` list on one reads as

@@ -118,7 +118,7 @@ class Engine:
         handler = self._handlers.get(kind)
         if handler is None:
             raise ValueError(f"not a command type: {kind!r}")
-        if kind == ev.ORDER_RECEIVED and self.session_accounts:
+        if self.session_accounts and (kind == ev.ORDER_RECEIVED or kind == ev.REPLACE_REQUESTED):
             command = self._stamp_entitlement(command)
         if kind != ev.STATUS_REQUESTED:   # a status query changes nothing: not journaled
             self._emit(out, command)
@@ -133,8 +133,17 @@ class Engine:
         refusal is then decided by the record, so a replay under a config whose ``accounts``
         changed since still refuses it, and accepts what was accepted (``_validate_new``)."""
         entitled = self.session_accounts.get(command.get("session"))
-        account = command.get("account")
-        if entitled is None or not account or account in entitled:
+        if entitled is None:
+            return command
+        if command["type"] == ev.REPLACE_REQUESTED:
+            # a replace acts on the order's account (it cannot change it): one the session was
+            # entitled to when the order was entered may have been taken off its list since.
+            # A cancel is never refused for this (taking an order off the market lowers risk).
+            order = self._find(command)
+            account = order.account if order is not None else None
+        else:
+            account = command.get("account")
+        if not account or account in entitled:
             return command
         return {**command, "account_not_permitted": ",".join(sorted(entitled))}
 
@@ -491,6 +500,12 @@ class Engine:
         session = cmd.get("session")
         if rate is not None:
             self._cancel_reject(cmd, "2", CXL_BROKER_OPTION, rate.text, out, order, rate)
+            return
+        not_permitted = cmd.get("account_not_permitted")   # decided by the journaled stamp, as for new orders
+        if not_permitted is not None:
+            rej = Rejection(CXL_BROKER_OPTION, f"Account {order.account} is not permitted on session {session}",
+                            "account_entitlement", not_permitted, order.account)
+            self._cancel_reject(cmd, "2", CXL_BROKER_OPTION, rej.text, out, order, rej)
             return
         # the replacement keeps what it does not say otherwise; side, symbol and account are fixed
         merged = {"symbol": order.instrument.symbol, "account": order.account, "side": order.side,
