@@ -54,3 +54,27 @@ def test_mass_cancel_of_the_sell_side_includes_short_sells():
     assert out[-1]["affected"] == 3
     assert [o.cl_ord_id for o in eng.open_orders()] == ["B"]
     assert eng.book_depth("AAPL")["asks"] == []
+
+
+def test_a_wall_clock_step_back_is_counted_and_logged_the_times_kept(caplog):
+    """Times are the gateway's wall clock: a step back is not hidden (the record keeps the time
+    the clock gave, seq stays the order of record) but counted for /health and /metrics, with
+    the largest step, and logged; a replay of the same journal counts nothing."""
+    import logging
+
+    from tests.test_engine_common import MemJournal, make_engine, new
+    journal = MemJournal()
+    eng = make_engine(journal=journal)
+    with caplog.at_level(logging.WARNING, logger="oms_trading.engine.engine"):
+        eng.process(new("a", "1", 1, "100.00", ts=5_000_000_000))
+        eng.process(new("b", "1", 1, "100.00", ts=4_998_000_000))    # 2 ms back
+        eng.process(new("c", "1", 1, "100.00", ts=4_999_000_000))    # forward again from there
+        eng.process(new("d", "1", 1, "100.00", ts=4_000_000_000))    # 999 ms back
+    assert eng.clock_steps_back == 2 and eng.clock_largest_step_back_ns == 999_000_000
+    assert [r["ts"] for r in journal.records if r["type"] == "order_received"] == [
+        5_000_000_000, 4_998_000_000, 4_999_000_000, 4_000_000_000]
+    warnings = [r.getMessage() for r in caplog.records if "wall clock stepped back" in r.getMessage()]
+    assert len(warnings) == 1 and "2.000 ms" in warnings[0]          # at most one a minute
+    replayed = make_engine(journal=MemJournal())
+    replayed.replay(journal.records)
+    assert replayed.clock_steps_back == 0 and replayed.last_ts == 4_000_000_000

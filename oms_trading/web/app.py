@@ -44,6 +44,10 @@ async def health(request: web.Request) -> web.Response:
         # /health needs no token: where and which keys, the values are in the server log
         body["replay_differences"] = check.differences
         body["replay_first_difference"] = check.first.summary()
+    if server.engine.clock_steps_back:
+        # journal times out of seq order: the host's clock synchronisation needs a look
+        body["clock_steps_back"] = server.engine.clock_steps_back
+        body["clock_largest_step_back_ms"] = round(server.engine.clock_largest_step_back_ns / 1e6, 3)
     return web.json_response(body, status=200 if journal_ok else 503)
 
 

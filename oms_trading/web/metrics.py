@@ -91,6 +91,8 @@ class Metrics:
         self.sessions = Gauge("oms_fix_sessions", "FIX sessions logged on", registry=r)
         self.audit_lag = Gauge("oms_audit_projection_lag", "Journal events not yet in DuckDB", registry=r)
         self.journal_seq = Gauge("oms_journal_last_seq", "Last journal sequence number", registry=r)
+        self.clock_steps_back = Gauge("oms_clock_steps_back", "Times the wall clock stepped back under a "
+                                      "journaled record since the start", registry=r)
         self.http_latency = Histogram("oms_http_request_seconds", "HTTP request handling time by route",
                                       ["route"], buckets=LATENCY_BUCKETS, registry=r)
 
@@ -129,4 +131,5 @@ class Metrics:
         self.sessions.set(len(server.gateway.sessions))
         self.audit_lag.set(server.projection.lag())
         self.journal_seq.set(server.journal.last_seq)
+        self.clock_steps_back.set(server.engine.clock_steps_back)
         return generate_latest(self.registry)
