@@ -88,6 +88,7 @@ class OmsServer:
             log.info("replayed %d commands from the journal in %.2fs (last seq %d)", replayed,
                      time.perf_counter() - started, self.journal.last_seq)
         self._report_replay(self.engine.replay_check, self.engine)
+        self._journal_config_limits()
         # DuckDB in a process of its own: its GIL holds would delay the order path (projector.py)
         self.projection = ProjectionProcess(duckdb_path(opts.data_dir), self.journal.directory, self.journal)
         self.projection.start()
@@ -171,6 +172,30 @@ class OmsServer:
                 except (OSError, JournalError) as exc:   # the journal rolled it back; start anyway
                     log.error("could not journal the torn-tail mark (%s): later starts will report the "
                               "cut events of command seq %s as a replay difference", exc, check.torn_command_seq)
+
+    def _journal_config_limits(self) -> None:
+        """The limits the config file sets, journaled when they differ from the last ones
+        journaled (who changed the file is not known here: the record names the file and the
+        time it took effect; audit/config_limits.py). A journal that refuses it (disk full) is
+        logged, not a failed start: orders are refused meanwhile anyway, and the next start
+        tries again."""
+        if self.risk is None:
+            return
+        from .audit.config_limits import limits_loaded_record
+        from .audit.journal import JournalError
+        from .audit.queries import baseline_from_config
+        record = limits_loaded_record(baseline_from_config(self.config), self.engine.limits_loaded,
+                                      str(self.config.source), time.time_ns())
+        if record is None:
+            return
+        try:
+            journaled = self.engine.record(record)
+            self.engine.flush()
+        except (OSError, JournalError) as exc:
+            log.error("could not journal the configured limits (%s); the next start tries again", exc)
+            return
+        self.engine.limits_loaded = journaled
+        log.info("configured limits journaled (seq %d): %s", journaled["seq"], record["text"])
 
     def _submit_clock(self, end_of_day: bool) -> None:
         self.gateway.submit({"type": "clock", "ts": time.time_ns(), "end_of_day": int(end_of_day)})

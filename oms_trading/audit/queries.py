@@ -90,7 +90,8 @@ _REJECT_TYPES = (ev.ORDER_REJECTED, ev.CANCEL_REJECTED, ev.REPLACE_REJECTED, ev.
 EVENT_ALIASES = {
     "rejects": _REJECT_TYPES,
     "fills": (ev.ORDER_PARTIALLY_FILLED, ev.ORDER_FILLED),
-    "limits": (ev.LIMIT_CHANGE_REQUESTED, ev.LIMIT_CHANGED, ev.LIMIT_CHANGE_REJECTED, ev.LIMIT_EXPIRED),
+    "limits": (ev.LIMIT_CHANGE_REQUESTED, ev.LIMIT_CHANGED, ev.LIMIT_CHANGE_REJECTED, ev.LIMIT_EXPIRED,
+               ev.LIMITS_LOADED),
     "kill_switch": (ev.KILL_SWITCH_REQUESTED, ev.KILL_SWITCH_ENGAGED, ev.KILL_SWITCH_RELEASED),
 }
 # events an order's requests answer with, right after the command record (seq - 1)
@@ -582,9 +583,14 @@ def _applies(scope: str, account: str) -> str | None:
 def limits_at(con, *, account: str, at: int | None = None, baseline: dict | None = None) -> list[dict]:
     """The limits in force for ``account`` at ``at`` (UTC ns; None = after the last event).
 
+    The configured layers in force at ``at`` are those of the last ``limits_loaded`` record
+    journaled by then (a start whose config file set other limits; config_limits.py), with
+    ``set_by`` "config", the time it took effect, its reason and seq. Before any such record,
     ``baseline``: the configured layers, as ``baseline_from_config`` gives them (scope ->
-    {limit: value text}); a flat {limit: value} is taken as the account's own values. Without
-    one only values set by journaled changes are known.
+    {limit: value text}; the file now, the best knowledge for a journal older than those
+    records); a flat {limit: value} is taken as the account's own values. Without either
+    only values set by journaled changes are known. The desk's changes (all of them up to
+    ``at``, also those before the record) apply on top, as the engine replays them.
 
     One row per limit that bears on the account: the account's effective value of every
     account-wide limit (its own override, else the default), then instrument-wide overrides
@@ -599,18 +605,31 @@ def limits_at(con, *, account: str, at: int | None = None, baseline: dict | None
     base = baseline or {}
     if base and not any(k == "default" or ":" in k for k in base):
         base = {f"account:{account}": base}
+    configured = {"source": "config", "set_by": "config", "approver": None, "set_at": None, "reason": "config",
+                  "seq": None, "expires_ts": None}
+    sql = f"SELECT seq, ts, reason, new_value FROM {TABLE} WHERE type = ?"
+    params: list[Any] = [ev.LIMITS_LOADED]
+    if at is not None:
+        sql += " AND ts <= ?"
+        params.append(at)
+    loaded = con.execute(sql + " ORDER BY seq DESC LIMIT 1", params).fetchall()
+    if loaded:
+        seq, ts, reason, text = loaded[0]
+        try:
+            base = _loads(text)
+        except orjson.JSONDecodeError:
+            raise QueryError(f"limits_loaded record seq {seq} does not hold configured layers") from None
+        configured.update(set_at=ts, reason=reason, seq=seq)
     # scope -> name -> info
     layers: dict[str, dict[str, dict]] = {}
     for scope, values in base.items():
         for name, value in (values or {}).items():
-            layers.setdefault(scope, {})[name] = {"value": None if value is None else str(value), "source": "config",
-                                                  "set_by": "config", "approver": None, "set_at": None,
-                                                  "reason": "config", "seq": None, "expires_ts": None}
+            layers.setdefault(scope, {})[name] = {"value": None if value is None else str(value), **configured}
     kills: dict[str, dict] = {}
     types = (ev.LIMIT_CHANGED, ev.LIMIT_EXPIRED, ev.KILL_SWITCH_ENGAGED, ev.KILL_SWITCH_RELEASED)
     sql = (f'SELECT seq, ts, type, scope, "user", approver, reason, old_value, new_value, details FROM {TABLE} '
            f"WHERE type IN (?, ?, ?, ?)")
-    params: list[Any] = list(types)
+    params = list(types)
     if at is not None:
         sql += " AND ts <= ?"
         params.append(at)
@@ -781,10 +800,12 @@ def eod_data(con, *, date: str | None = None) -> dict:
             GROUP BY ALL ORDER BY count DESC, type, rule""", [a, b, *_REJECT_TYPES]))
     controls = _rows(con.execute(
         f"""SELECT seq, ts, type, scope, "user", approver, reason, old_value, new_value, text, details
-            FROM {TABLE} WHERE ts >= ? AND ts < ? AND type IN (?, ?, ?, ?, ?) ORDER BY seq""",
+            FROM {TABLE} WHERE ts >= ? AND ts < ? AND type IN (?, ?, ?, ?, ?, ?) ORDER BY seq""",
         [a, b, ev.LIMIT_CHANGED, ev.LIMIT_CHANGE_REJECTED, ev.LIMIT_EXPIRED, ev.KILL_SWITCH_ENGAGED,
-         ev.KILL_SWITCH_RELEASED]))
+         ev.KILL_SWITCH_RELEASED, ev.LIMITS_LOADED]))
     for c in controls:
+        if c["type"] == ev.LIMITS_LOADED:      # whole layers as JSON: the text says what changed
+            c["old_value"] = c["new_value"] = None
         det = c.pop("details", None) or {}
         c["limit"] = det.get("limit") if isinstance(det, dict) else None
         c["affected"] = det.get("affected") if isinstance(det, dict) else None

@@ -84,6 +84,7 @@ SESSION_LOGON = "session_logon"
 SESSION_LOGOUT = "session_logout"
 SESSION_REJECT = "session_reject"
 JOURNAL_TORN_TAIL = "journal_torn_tail"      # a start found the last command's events cut by a crash
+LIMITS_LOADED = "limits_loaded"              # a start whose config file sets other limits than the last one (config_limits.py)
 
 COMMAND_TYPES = frozenset({
     ORDER_RECEIVED, CANCEL_REQUESTED, REPLACE_REQUESTED, STATUS_REQUESTED,

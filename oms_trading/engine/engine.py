@@ -74,6 +74,7 @@ class Engine:
         self.risk = risk
         self.replaying = False
         self.replay_check: ReplayCheck | None = None   # what the last replay found
+        self.limits_loaded: dict | None = None   # the last limits_loaded record (audit/config_limits.py)
         # the wall clock stepped back under a command (NTP step, VM migration): how often since
         # the start, the largest step, and when it was last logged (at most one warning a minute)
         self.clock_steps_back = 0
@@ -258,6 +259,8 @@ class Engine:
                         self._let_go_of_finished()     # as process() does, so replay ends equal
                     count += 1
                 else:
+                    if kind == ev.LIMITS_LOADED:
+                        self.limits_loaded = record
                     check.record(record)
             check.finish()
         finally:
