@@ -205,8 +205,13 @@ class OmsServer:
         """Time passing is a command too: limit expiries and the end of the trading day."""
         now = time.time_ns()
         last_eod = previous_utc_time_ns(self.config.end_of_day, now)
-        # down across an end of day? expire the DAY orders left from before it, now
-        if any(o.tif == "0" and o.ts < last_eod for o in self.engine.open_orders()):
+        # down across an end of day with the day before it not rolled (journaled commands since
+        # the last end of day, from before this one)? Roll it now: DAY orders expire, the fills
+        # of that day stop counting against credit, its finished orders' ClOrdIDs are free again
+        first = self.engine.day_first_ts
+        if first is not None and first < last_eod:
+            log.info("the server was down at the end of day (%s UTC): rolling the day now",
+                     self.config.end_of_day)
             self._submit_clock(end_of_day=True)
         next_eod = last_eod + 86_400 * 10**9
         while True:

@@ -147,3 +147,47 @@ def test_finished_orders_leave_memory_in_chunks_and_replay_ends_equal():
     replayed.replay(journal.records)
     assert sorted(replayed.orders) == sorted(eng.orders) and replayed.by_cl_ord_id == eng.by_cl_ord_id
     assert replayed._gone_ids == eng._gone_ids
+
+
+def test_a_start_after_an_end_of_day_the_server_was_down_for_rolls_the_day(tmp_path):
+    """Trading two days ago, no end of day journaled since, no DAY order left open (the fills
+    alone): the start rolls the day (fills of that day stop counting against credit, its
+    finished ClOrdIDs are free again), once; a GTC order rests on. Before, only an open DAY
+    order older than the end of day made the start roll it."""
+    import time
+
+    from oms_trading.audit.journal import Journal, iter_records
+    from oms_trading.audit.paths import journal_dir
+    from oms_trading.book import ReferenceBook
+    from oms_trading.compliance.risk import RiskEngine
+    from oms_trading.config import load_config
+    from oms_trading.engine.engine import Engine
+    from tests.server_process import ServerProcess
+
+    data = tmp_path / "data"
+    cfg = load_config(None)
+    journal = Journal(journal_dir(data), fsync="os")
+    eng = Engine(cfg, journal, lambda: ReferenceBook(capacity=256), risk=RiskEngine(cfg))
+    t = time.time_ns() - 2 * 86_400 * 10**9
+    day = [new("S1", "2", 400, "190.00", session="CLIENT2->OMS", account="ACC2", ts=t, tif="0"),
+           new("B1", "1", 400, "190.00", session="CLIENT1->OMS", account="ACC1", ts=t + 1, tif="0"),
+           new("G1", "1", 10, "180.00", session="CLIENT1->OMS", account="ACC1", ts=t + 2, tif="1")]
+    for cmd in day:
+        eng.process(cmd)
+    eng.flush()
+    assert not [o for o in eng.open_orders() if o.tif == "0"]
+    journal.close()
+    started = time.time_ns()
+    for _ in range(2):
+        server = ServerProcess(data).start()
+        assert server.stop() == 0
+    rolls = [r for r in iter_records(journal_dir(data)) if r["type"] == ev.CLOCK and r.get("end_of_day")]
+    assert len(rolls) == 1 and rolls[0]["ts"] >= started      # the first start rolled; the second had nothing to
+    again = Engine(cfg, Journal(journal_dir(data), fsync="os"), lambda: ReferenceBook(capacity=256),
+                   risk=RiskEngine(cfg))
+    again.replay(iter_records(journal_dir(data)))
+    assert [o.cl_ord_id for o in again.open_orders()] == ["G1"]
+    assert again.day_first_ts is None
+    acc1 = next(e for e in again.exposures("ACC1"))
+    assert acc1["filled_notional_today"] in ("0", "0.00")
+    again.journal.close()

@@ -103,6 +103,9 @@ class Engine:
         self.next_order_id = 1
         self.next_exec_id = 1
         self.last_ts = 0          # the ts of the last journaled record (a later one earlier: the clock went back)
+        # ts of the first command replayed since the last end of day (None: none since): a start
+        # after an end of day the server was down for rolls the day if this is before it
+        self.day_first_ts: int | None = None
         self.next_trade_id = 1
         self.last_trade_ticks: list[int | None] = [None] * len(self.config.instruments)
         self.pos = Positions(self.config)
@@ -251,6 +254,8 @@ class Engine:
                 if type(ts) is int:
                     self.last_ts = ts
                 if kind in ev.COMMAND_TYPES:
+                    if self.day_first_ts is None:
+                        self.day_first_ts = ts      # (an end of day's own handler sets it back)
                     command = {k: v for k, v in record.items() if k not in JOURNAL_KEYS}
                     made: list[dict] = []
                     self._handlers[kind](self, command, made)
@@ -664,6 +669,7 @@ class Engine:
                 self._close(order, EXPIRED, ev.ORDER_EXPIRED, "C", cmd["ts"], out, text="Day order expired")
             self.pos.end_of_day()     # the credit limit counts fills of the day
             self._forget_finished_orders()
+            self.day_first_ts = None
         if self.risk is not None:
             self.risk.on_clock(cmd, out)
 
