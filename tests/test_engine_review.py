@@ -78,3 +78,20 @@ def test_a_wall_clock_step_back_is_counted_and_logged_the_times_kept(caplog):
     replayed = make_engine(journal=MemJournal())
     replayed.replay(journal.records)
     assert replayed.clock_steps_back == 0 and replayed.last_ts == 4_000_000_000
+
+
+def test_a_cancel_whose_symbol_or_side_do_not_match_the_order_cancels_nothing():
+    """FIX OrderCancelRequest: Symbol and Side must match the order. A request naming another
+    instrument or side (the client's OrigClOrdID bookkeeping went wrong) is refused with an
+    OrderCancelReject (434=1, 102=99) and the order keeps working; a matching one cancels."""
+    from tests.test_engine_common import cancel
+    eng = make_engine()
+    eng.process(new("B1", "1", 10, "99.00"))
+    for symbol, side in (("VOD", "1"), ("AAPL", "2"), ("VOD", "2")):
+        out = reports(eng.process({**cancel(f"C-{symbol}-{side}", "B1"), "symbol": symbol, "side": side}))
+        assert [e["type"] for e in out] == [ev.CANCEL_REJECTED], out
+        assert out[0]["rej_reason"] == 99 and out[0]["response_to"] == "1" and out[0]["ord_status"] == "0"
+        assert "do not match" in out[0]["text"]
+    assert [o.cl_ord_id for o in eng.open_orders()] == ["B1"]
+    out = reports(eng.process({**cancel("C-OK", "B1"), "symbol": "AAPL", "side": "1"}))
+    assert [e["type"] for e in out] == [ev.ORDER_CANCELED]

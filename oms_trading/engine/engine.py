@@ -535,6 +535,14 @@ class Engine:
         order = self._target_of(cmd, "1", out)
         if order is None:
             return
+        symbol, side = cmd.get("symbol"), cmd.get("side")
+        if (symbol is not None and symbol != order.instrument.symbol) or (side is not None and side != order.side):
+            # FIX: the request's Symbol and Side must match the order's; a mismatch means the
+            # client's OrigClOrdID bookkeeping went wrong, so nothing is canceled (as a replace)
+            self._cancel_reject(cmd, "1", CxlRejReason.OTHER,
+                                f"Cancel request Symbol {symbol} / Side {side} do not match the order's "
+                                f"({order.instrument.symbol} / {order.side})", out, order)
+            return
         status, _qty = self.books[order.instrument.index].cancel(order.order_id)
         if status != BOOK_OK:
             raise RuntimeError(f"book lost open order {order.order_id}")
