@@ -95,3 +95,35 @@ def test_a_cancel_whose_symbol_or_side_do_not_match_the_order_cancels_nothing():
     assert [o.cl_ord_id for o in eng.open_orders()] == ["B1"]
     out = reports(eng.process({**cancel("C-OK", "B1"), "symbol": "AAPL", "side": "1"}))
     assert [e["type"] for e in out] == [ev.ORDER_CANCELED]
+
+
+def test_a_duplicate_cl_ord_id_is_rejected_with_the_working_orders_state_and_a_poss_resend_gets_its_status():
+    """FIX 4.4 Vol 4 D29: a NewOrderSingle reusing a ClOrdID is rejected (103=6) with the
+    OrdStatus, LeavesQty, CumQty and AvgPx of the working order (not 39=8 151=0, which tells a
+    client keyed on ClOrdID its working order is dead); resent with PossResend=Y it is the same
+    order again: answered with its status (ExecType I), nothing journaled but the command. A
+    replay of the journal gives the journaled events back."""
+    from tests.test_engine_common import MemJournal
+    journal = MemJournal()
+    eng = make_engine(journal=journal)
+    order_id = reports(eng.process(new("B1", "1", 100, "99.00")))[0]["order_id"]
+    eng.process(new("S1", "2", 40, "99.00", session=S2))                  # B1 partly filled: 40 of 100
+    out = reports(eng.process(new("B1", "1", 200, "98.00")))
+    assert [e["type"] for e in out] == [ev.ORDER_REJECTED]
+    rej = out[0]
+    assert (rej["rej_reason"], rej["rule"], rej["order_id"]) == (6, "duplicate_cl_ord_id", None)
+    assert (rej["ord_status"], rej["leaves_qty"], rej["cum_qty"], rej["avg_px"]) == ("1", 60, 40, "99.00")
+    assert rej["qty"] == 200 and rej["exec_type"] == "8"                   # what the second order asked for
+    records = len(journal.records)
+    out = eng.process({**new("B1", "1", 100, "99.00"), "poss_resend": "Y"})
+    assert [e["type"] for e in out] == [ev.ORDER_RECEIVED, "order_status"]
+    status = out[1]
+    assert (status["exec_type"], status["ord_status"], status["order_id"], status["leaves_qty"]) == ("I", "1", order_id, 60)
+    assert len(journal.records) == records + 1                            # the command record only
+    # a PossResend of a ClOrdID not seen is a new order like any other
+    assert reports(eng.process({**new("B2", "1", 10, "97.00"), "poss_resend": "Y"}))[0]["type"] == ev.ORDER_ACCEPTED
+    replayed = make_engine(journal=MemJournal())
+    replayed.replay(journal.records)
+    assert replayed.replay_check.differences == 0, replayed.replay_check.first.describe()
+    assert replayed.next_exec_id == eng.next_exec_id
+    assert sorted(o.cl_ord_id for o in replayed.open_orders()) == ["B1", "B2"]

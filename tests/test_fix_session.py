@@ -24,7 +24,7 @@ SESSIONS = {
     "REJ42": None, "COMPID": "", "STIME": "", "GARBLE": "", "LOGOUT": "", "LOW": "", "BUYER": "",
     "SELLER": "", "COD": "cancel_on_disconnect = true", "SLOW": "", "BMR": "", "DAILY": "",
     "FIRSTD": "", "FIXEDHB": None, "DC": "drop_copy = true",
-    "LOOSE": "sending_time_tolerance_s = 3600\nvalidate = false",
+    "LOOSE": "sending_time_tolerance_s = 3600\nvalidate = false", "DUP": "",
 }
 
 
@@ -527,6 +527,30 @@ def test_drop_copy_session_cannot_send_orders(server):
     finally:
         dc.close()
     wait_log(server, r"DC->OMS: D message seq \d+ refused \(drop-copy session\)")
+
+
+def test_duplicate_cl_ord_id_and_poss_resend_answers_keep_the_working_order_alive(server):
+    """FIX 4.4 Vol 4 D29 over the wire: the order resent with PossResend=Y (97) gets its status
+    (150=I, its OrderID and state); a new order reusing the ClOrdID is rejected 103=6 carrying the
+    working order's OrdStatus and LeavesQty, so the client does not mark it dead."""
+    c = logged_on(server, "DUP", heartbeat=30)
+    try:
+        body = [(11, "DUP1"), (55, "AAPL"), (54, "1"), (60, utc_now()), (38, 100), (40, "2"), (44, "185.00"),
+                (59, "0")]
+        c.send_built("D", body)
+        ack = c.expect("8")
+        assert (field(ack, 150), field(ack, 39)) == ("0", "0")
+        c.send_built("D", body, extra_header=[(97, "Y")])
+        status = c.expect("8")
+        assert (field(status, 150), field(status, 39), field(status, 37), field(status, 151)) == (
+            "I", "0", field(ack, 37), "100")
+        c.send_built("D", [(38 if t == 38 else t, 200 if t == 38 else v) for t, v in body])
+        rej = c.expect("8")
+        assert (field(rej, 150), field(rej, 39), field(rej, 103), field(rej, 151), field(rej, 14)) == (
+            "8", "0", "6", "100", "0")
+        assert field(rej, 38) == "200" and field(rej, 11) == "DUP1"
+    finally:
+        c.close()
 
 
 def test_cancel_on_disconnect(server):

@@ -294,7 +294,9 @@ class Engine:
             event.update(extra)
         return event
 
-    def _reject_new(self, cmd: dict, rej: Rejection, out: list[dict]) -> None:
+    def _reject_new(self, cmd: dict, rej: Rejection, out: list[dict], current: Order | None = None) -> None:
+        """An order rejected; ``current``: the working order of the same ClOrdID (a duplicate),
+        whose state the reject carries (see ``_on_duplicate``)."""
         event = {
             "type": ev.ORDER_REJECTED, "ts": cmd["ts"], "order_id": None, "cl_ord_id": cmd.get("cl_ord_id"),
             "session": cmd.get("session"), "account": cmd.get("account"), "symbol": cmd.get("symbol"),
@@ -304,6 +306,10 @@ class Engine:
             "rej_reason": rej.reason, "rule": rej.rule, "limit_value": rej.limit_value,
             "actual_value": rej.actual_value,
         }
+        if current is not None:
+            event["ord_status"], event["cum_qty"], event["leaves_qty"] = current.status, current.cum_qty, current.leaves_qty
+            if current.cum_qty:
+                event["avg_px"] = format_avg_px(current.notional_ticks, current.cum_qty, current.instrument.tick_size)
         self._emit(out, event)
 
     def _cancel_reject(self, cmd: dict, response_to: str, reason: int, text: str, out: list[dict],
@@ -400,8 +406,8 @@ class Engine:
             if not cl_ord_id:
                 raise Rejection(OrdRejReason.OTHER, "Missing ClOrdID", "missing_cl_ord_id")
             if self._cl_ord_id_used(key):
-                raise Rejection(OrdRejReason.DUPLICATE_ORDER, f"Duplicate ClOrdID {cmd['cl_ord_id']!r}",
-                                "duplicate_cl_ord_id")
+                self._on_duplicate(cmd, key, out)
+                return
             inst, account_idx, price_ticks = self._validate_new(cmd)
         except Rejection as rej:
             if self.risk is not None:   # still counted for the rate window; over the rate, that is the answer
@@ -430,6 +436,30 @@ class Engine:
         if status != BOOK_OK:   # validated above, so this is a bug worth shouting about
             raise RuntimeError(f"book refused validated order {order_id}: status {status}")
         self._after_match(order, book, n_fills, n_stp, killed, cmd["ts"], out)
+
+    def _on_duplicate(self, cmd: dict, key: tuple, out: list[dict]) -> None:
+        """A NewOrderSingle whose ClOrdID the session used today (FIX 4.4 Vol 4, D29 "Poss
+        resend and duplicate ClOrdID"). Resent with PossResend=Y and the order still held: the
+        same order sent again, answered with its status (ExecType I), nothing new. Otherwise a
+        reject, OrdRejReason 6, whose OrdStatus, LeavesQty, CumQty and AvgPx are the existing
+        order's (the spec's combination: the second order rejected, the first one's state told),
+        so a client keyed on ClOrdID does not take its working order for a dead one."""
+        oid = self.by_cl_ord_id.get(key)
+        existing = self.orders.get(oid) if oid is not None else None
+        if self.risk is not None:
+            rate = self.risk.on_message(cmd)    # counted for the rate window either way
+        else:
+            rate = None
+        if existing is not None and cmd.get("poss_resend") == "Y":
+            if not self.replaying:              # an answer for the client only: nothing journaled
+                report = self._report(existing, "order_status", "I", cmd["ts"])
+                report["exec_id"] = "0"          # status reports are not executions
+                self.next_exec_id -= 1
+                out.append(report)
+            return
+        rej = rate or Rejection(OrdRejReason.DUPLICATE_ORDER, f"Duplicate ClOrdID {cmd['cl_ord_id']!r}",
+                                "duplicate_cl_ord_id")
+        self._reject_new(cmd, rej, out, existing if rate is None else None)
 
     def _after_match(self, order: Order, book: object, n_fills: int, n_stp: int, killed: int, ts: int,
                      out: list[dict]) -> None:

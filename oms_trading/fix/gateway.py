@@ -117,10 +117,13 @@ class Gateway:
         mt = msg.msg_type
         ts = self.clock_ns()
         if mt == b"D":
-            return {"type": ev.ORDER_RECEIVED, "ts": ts, "session": session_key, "cl_ord_id": _text(get(11)),
-                    "account": _word(get(1)) or default_account, "symbol": _word(get(55)), "side": _word(get(54)),
-                    "ord_type": _word(get(40)), "tif": _word(get(59)) or "0", "price": _word(get(44)),
-                    "qty": _int(get(38))}
+            command = {"type": ev.ORDER_RECEIVED, "ts": ts, "session": session_key, "cl_ord_id": _text(get(11)),
+                       "account": _word(get(1)) or default_account, "symbol": _word(get(55)), "side": _word(get(54)),
+                       "ord_type": _word(get(40)), "tif": _word(get(59)) or "0", "price": _word(get(44)),
+                       "qty": _int(get(38))}
+            if get(97) == b"Y":   # PossResend: maybe an order already taken (the engine's _on_duplicate)
+                command["poss_resend"] = "Y"
+            return command
         if mt == b"F":
             return {"type": ev.CANCEL_REQUESTED, "ts": ts, "session": session_key, "cl_ord_id": _text(get(11)),
                     "orig_cl_ord_id": _text(get(41)), "order_id": _order_id(get(37)), "symbol": _word(get(55)),
