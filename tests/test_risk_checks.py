@@ -364,3 +364,25 @@ def test_fx_rates_are_checked_when_the_config_loads(toml, problem):
     text = CONFIG_TOML.replace('lot_size = 10\n', 'lot_size = 10\ncurrency = "GBP"\n', 1)
     with pytest.raises(ConfigError, match=problem):
         parse_config(text + toml, "<test>", Path("."))
+
+
+def test_an_account_limit_and_an_instrument_limit_both_hold_the_stricter_binds(eng):
+    """Reviewed: tightening ACC1's collar to 1% did nothing on TSLA-like instruments with their
+    own collar (the instrument's value stood in for the account's). Each is a check of its own:
+    the stricter binds, either way round; 0 ("off") on one side leaves the other's."""
+    assert reports(eng.process(limit("account:A1", "price_collar_pct", "1")))[0]["type"] == ev.LIMIT_CHANGED
+    # VOD's own collar is 5%: the account's 1% binds there too
+    rejected(eng.process(new("a", "1", 10, "50.60", symbol="VOD")), "price_collar_pct", 0, "limit 1%", "1")
+    assert eng.risk.effective("price_collar_pct", "A1", "VOD") == (1, "account:A1")
+    # an account allowed more than an instrument's limit is still held to the instrument's
+    eng.process(limit("account:A1", "price_collar_pct", "50"))
+    rejected(eng.process(new("b", "1", 10, "52.52", symbol="VOD")), "price_collar_pct", 0, "limit 5%", "5")
+    assert eng.risk.effective("price_collar_pct", "A1", "VOD")[1] == "instrument:VOD"
+    # the account's check off: the instrument's holds; the instrument's off: the account's holds
+    eng.process(limit("account:A1", "price_collar_pct", "0"))
+    assert eng.risk.effective("price_collar_pct", "A1", "VOD")[1] == "instrument:VOD"
+    eng.process(limit("account:A1", "price_collar_pct", "2"))
+    eng.process(limit("instrument:VOD", "price_collar_pct", "0"))
+    assert eng.risk.effective("price_collar_pct", "A1", "VOD") == (2, "account:A1")
+    # an account without its own value: the instrument's stands in for the default
+    assert eng.risk.effective("price_collar_pct", "A2", "AAPL")[1] == "default"

@@ -62,7 +62,8 @@ LIMIT_DEFS: dict[str, LimitDef] = {d.name: d for d in (
     LimitDef("duplicate_window_ms", "int", "reject an identical order within this window (0: off)"),
 )}
 
-# Limits that make sense per instrument (they override the account/default value for it).
+# Limits that make sense per instrument (they stand in for the default on it; with an account's
+# own value too, the stricter binds: RiskEngine.effective).
 INSTRUMENT_LIMITS = frozenset({
     "max_order_qty", "max_order_notional", "price_collar_pct", "price_collar_ticks",
     "max_long_position", "max_short_position",

@@ -1,5 +1,6 @@
-"""Pre-trade risk: limits per account with defaults and per-instrument overrides, kill
-switches, halts, restricted lists, reduce-only, message-rate and duplicate-order checks.
+"""Pre-trade risk: limits per account and per instrument over defaults (where both are set,
+the stricter binds: ``RiskEngine.effective``), kill switches, halts, restricted lists,
+reduce-only, message-rate and duplicate-order checks.
 
 All state here changes only through commands sequenced by the engine (so a replay of the
 journal rebuilds it exactly) and all time comes from the commands' ``ts``.
@@ -187,16 +188,31 @@ class RiskEngine:
     # -- effective values ------------------------------------------------------------------
 
     def value(self, name: str, account: str | None = None, symbol: str | None = None):
-        """Effective limit: instrument override > account > default."""
-        if symbol is not None and name in INSTRUMENT_LIMITS:
-            layer = self.layers.get(f"instrument:{symbol}")
-            if layer and name in layer:
-                return layer[name]
-        if account is not None:
-            layer = self.layers.get(f"account:{account}")
-            if layer and name in layer:
-                return layer[name]
-        return self.layers["default"].get(name, BUILTIN_DEFAULTS.get(name))
+        """Effective limit of ``account`` (on ``symbol``); see ``effective``."""
+        return self.effective(name, account, symbol)[0]
+
+    def effective(self, name: str, account: str | None = None, symbol: str | None = None) -> tuple[object, str]:
+        """(value, scope it comes from). An instrument's limit stands in for the default on
+        that instrument; an account's own limit stands in for the default everywhere; where
+        both are set, each is a check of its own, so the stricter binds (0 is "off": the other
+        one then). A risk manager who tightens an account expects it on every instrument, and
+        an instrument's limit still holds for an account allowed more elsewhere."""
+        inst_scope = f"instrument:{symbol}"
+        own_scope = f"account:{account}"
+        inst = self.layers.get(inst_scope) if symbol is not None and name in INSTRUMENT_LIMITS else None
+        own = self.layers.get(own_scope) if account is not None else None
+        in_inst = inst is not None and name in inst
+        in_own = own is not None and name in own
+        if in_own and in_inst:
+            a, b = own[name], inst[name]
+            if not b or (a and a <= b):
+                return a, own_scope
+            return b, inst_scope
+        if in_inst:
+            return inst[name], inst_scope
+        if in_own:
+            return own[name], own_scope
+        return self.layers["default"].get(name, BUILTIN_DEFAULTS.get(name)), "default"
 
     def _apply(self) -> None:
         """Write every limit and flag into the arrays the kernel reads (cold path)."""

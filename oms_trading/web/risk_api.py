@@ -247,12 +247,7 @@ def _effective_rows(server: "OmsServer", risk, account: str | None, symbol: str 
     rows = []
     for name, d in LIMIT_DEFS.items():
         sym = symbol if name in INSTRUMENT_LIMITS else None
-        source = "default"
-        if sym is not None and name in risk.layers.get(f"instrument:{sym}", {}):
-            source = f"instrument:{sym}"
-        elif account is not None and name in risk.layers.get(f"account:{account}", {}):
-            source = f"account:{account}"
-        value = risk.value(name, account, sym)
+        value, source = risk.effective(name, account, sym)
         rows.append({"limit": name, "kind": d.kind, "value": None if value is None else str(value),
                      "source": source})
     return rows
