@@ -53,6 +53,16 @@ def _kill(scope, action, ts, reason="runaway algo"):
             "scope": scope, "action": action, "request_id": None}
 
 
+def _mass_cancel(session, ts, cl=None, symbol=None, reason=None):
+    """An OrderMassCancelRequest as the gateway journals it: a client's own (35=q: a ClOrdID,
+    type 1 = one symbol, 7 = all) or the session's cancel on disconnect (no ClOrdID, a reason)."""
+    cmd = {"type": ev.MASS_CANCEL_REQUESTED, "ts": ts, "session": session, "cl_ord_id": cl,
+           "mass_cancel_type": "1" if symbol else "7", "symbol": symbol, "side": None, "account": None}
+    if reason is not None:
+        cmd["reason"] = reason
+    return cmd
+
+
 def run_trading_day(data_dir) -> dict:
     """Run a small but complete trading day through a real engine writing a real journal in
     ``data_dir``; returns facts the tests check against (times, ids)."""
@@ -87,6 +97,13 @@ def run_trading_day(data_dir) -> dict:
     go(_limit("account:ACC1", "max_order_notional", "20000", facts["limit2_ts"], user="risk2",
               reason="raised after review"))
     go(_new("I-1", "1", 10, "250.00", symbol="TSLA", tif="3", ts=t + 15 * MIN))  # IOC, no liquidity: expires
+    # the client's own mass cancel of its MSFT orders (B-4 on AAPL stays open), then S2's
+    # cancel on disconnect
+    go(_new("Q-1", "1", 5, "415.00", symbol="MSFT", ts=t + 15 * MIN + 1))
+    go(_new("Q-2", "1", 5, "414.00", symbol="MSFT", ts=t + 15 * MIN + 2))
+    go(_mass_cancel(S1, t + 15 * MIN + 3, cl="Q-MC", symbol="MSFT"))          # cancels Q-1, Q-2
+    go(_new("D-1", "2", 10, "430.00", session=S2, account="ACC2", symbol="MSFT", ts=t + 15 * MIN + 4))
+    go(_mass_cancel(S2, t + 15 * MIN + 5, reason="cancel on disconnect"))     # cancels D-1
     facts["end"] = t + 16 * MIN
     facts["last_seq"] = journal.last_seq
     journal.close()
@@ -161,6 +178,30 @@ def test_search_filters_and_paging(day):
         Q.search(con, limit=0)
     with pytest.raises(Q.QueryError):
         Q.search(con, ts_from=10, ts_to=5)
+
+
+def test_search_by_account_or_symbol_finds_cancel_and_replace_requests(day):
+    """A cancel or replace (35=F/G) normally carries no Account (1) nor Symbol (55): its command
+    row has neither. A search by account or symbol still finds it, by its answer (the record
+    right after it), and every other filter still applies."""
+    _, con, _ = day
+    asked = "replace_requested,cancel_requested"
+    reqs = Q.search(con, event=asked, account="ACC1")
+    assert [r["cl_ord_id"] for r in reqs] == ["B-2a", "B-2b", "B-2c"]
+    assert all(r["account"] is None for r in reqs)                 # rows as journaled
+    assert [r["cl_ord_id"] for r in Q.search(con, event=asked, symbol="AAPL")] == ["B-2a", "B-2b", "B-2c"]
+    assert [r["cl_ord_id"] for r in Q.search(con, event=asked, account="ACC1", symbol="AAPL")] == [
+        "B-2a", "B-2b", "B-2c"]
+    assert Q.search(con, event=asked, account="ACC2") == [] and Q.search(con, event=asked, symbol="MSFT") == []
+    assert [r["cl_ord_id"] for r in Q.search(con, event=asked, account="ACC1", limit=1, offset=1)] == ["B-2b"]
+    at = Q.search(con, account="ACC1", ts_from=T0 + 5 * MIN, ts_to=T0 + 5 * MIN + 1)
+    assert [(r["type"], r["cl_ord_id"]) for r in at] == [("cancel_requested", "B-2c"), ("order_canceled", "B-2c")]
+    # without an event filter: the account's rows plus its requests, nothing of another account;
+    # a cancel of an unknown order (its reject names no account) is nobody's
+    acc1 = Q.search(con, account="ACC1")
+    assert {r["cl_ord_id"] for r in acc1 if r["account"] is None} == {"B-2a", "B-2b", "B-2c"}
+    assert all(r["account"] in ("ACC1", None) for r in acc1) and "X-1" not in {r["cl_ord_id"] for r in acc1}
+    assert "B-2c" not in {r["cl_ord_id"] for r in Q.search(con, account="ACC2")}
 
 
 def test_parse_ts():

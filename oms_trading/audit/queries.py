@@ -19,6 +19,8 @@ Time ranges are ``[ts_from, ts_to)``: ``ts_from`` inclusive, ``ts_to`` exclusive
 ``search``
     Filtered event list (account, symbol, event types as a comma list, time range, ids) with
     paging; rows carry the risk columns (rule, limit_value, actual_value) so breaches show why.
+    A cancel or replace request usually names no account nor symbol (FIX F/G need not repeat
+    them): an account or symbol filter also matches it through its answer at ``seq + 1``.
 
 ``export``
     CSV, Parquet or CAT-style JSON lines of a time range to a path or binary file object.
@@ -98,6 +100,9 @@ EVENT_ALIASES = {
 _ANSWER_TYPES = (ev.ORDER_ACCEPTED, ev.ORDER_CANCELED, ev.ORDER_REPLACED, ev.CANCEL_REJECTED,
                  ev.REPLACE_REJECTED)
 _ORDER_COMMANDS = (ev.ORDER_RECEIVED, ev.CANCEL_REQUESTED, ev.REPLACE_REQUESTED)
+# requests on an existing order, whose command row may lack its account and symbol (a status
+# request would belong here too, but it is answered without being journaled)
+_REQUEST_COMMANDS = (ev.CANCEL_REQUESTED, ev.REPLACE_REQUESTED)
 _loads = orjson.loads
 
 
@@ -295,25 +300,38 @@ def _range_clauses(a: int | None, b: int | None) -> tuple[list[str], list]:
     return where, params
 
 
+def _own_or_answer(column: str, value: Any) -> tuple[str, list]:
+    """SQL condition and parameters for rows whose ``column`` is ``value``, plus the cancel and
+    replace requests answered by a row that has it: a 35=F/G normally repeats neither Account
+    nor Symbol, so the command row has NULL there; its answer (the record right after it)
+    names the order's. ``column`` is one of our constant column names, never user input."""
+    answers = ", ".join("?" * len(_ANSWER_TYPES))
+    requests = ", ".join("?" * len(_REQUEST_COMMANDS))
+    sql = (f"({column} = ? OR (type IN ({requests}) AND seq IN "
+           f"(SELECT seq - 1 FROM {TABLE} WHERE {column} = ? AND type IN ({answers}))))")
+    return sql, [value, *_REQUEST_COMMANDS, value, *_ANSWER_TYPES]
+
+
 def search(con, *, account: str | None = None, symbol: str | None = None, event: str | None = None,
            ts_from: int | None = None, ts_to: int | None = None, cl_ord_id: str | None = None,
            order_id: int | None = None, limit: int = 1000, offset: int = 0) -> list[dict]:
     """Events matching every given filter, in seq order, ``limit`` rows from ``offset``.
 
     ``event`` is a type or a comma list of types (aliases: rejects, fills, limits, kill_switch);
-    ``cl_ord_id`` matches ClOrdID or OrigClOrdID. Rows have every column (``details`` parsed)."""
+    ``account`` / ``symbol`` also match the cancel and replace requests of the account's /
+    symbol's orders (see ``_own_or_answer``); ``cl_ord_id`` matches ClOrdID or OrigClOrdID.
+    Rows have every column (``details`` parsed)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
         raise QueryError(f"limit must be between 1 and {MAX_SEARCH_LIMIT}, got {limit!r}")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise QueryError(f"offset must be a whole number >= 0, got {offset!r}")
     a, b = _check_range(ts_from, ts_to)
     where, params = [], []
-    if account is not None:
-        where.append("account = ?")
-        params.append(account)
-    if symbol is not None:
-        where.append("symbol = ?")
-        params.append(symbol)
+    for column, value in (("account", account), ("symbol", symbol)):
+        if value is not None:
+            clause, values = _own_or_answer(column, value)
+            where.append(clause)
+            params += values
     types = _event_types(event)
     if types:
         where.append(f"type IN ({', '.join('?' * len(types))})")
