@@ -253,6 +253,40 @@ def test_export_cat(day, tmp_path):
     assert isinstance(t["tradeID"], str) and t["price"] == "190.00"
 
 
+def test_export_cat_mass_cancel_initiator(day, tmp_path):
+    """The client's own OrderMassCancelRequest cancels for the customer (C); the session's
+    cancel on disconnect and the kill switch are the firm's (F)."""
+    _, con, facts = day
+    Q.export(con, "cat", tmp_path / "cat.jsonl")
+    lines = [json.loads(x) for x in (tmp_path / "cat.jsonl").read_text().splitlines()]
+    meoc = {x["clOrdID"]: x["initiator"] for x in lines if x["type"] == "MEOC"}
+    assert (meoc["Q-1"], meoc["Q-2"]) == ("C", "C")                 # 35=q from CLIENT1
+    assert meoc["D-1"] == "F"                                       # cancel on disconnect
+    assert meoc["M-1"] == "F" and meoc["B-2c"] == "C"
+    # a range starting at the mass cancel still sees the command that caused the cancels
+    buf = io.BytesIO()
+    Q.export(con, "cat", buf, ts_from=T0 + 15 * MIN + 3)
+    later = {x["clOrdID"]: x["initiator"] for x in map(json.loads, buf.getvalue().splitlines())
+             if x["type"] == "MEOC"}
+    assert later == {"Q-1": "C", "Q-2": "C", "D-1": "F"}
+
+
+def test_cat_initiator_is_decided_by_the_nearest_command():
+    """A client's cancel earlier does not make a later firm cancel (self-trade prevention after a
+    new order, a kill switch) the customer's."""
+    def row(seq, kind, oid=None, **kw):
+        return {"seq": seq, "ts": T0 + seq, "type": kind, "order_id": oid, "cl_ord_id": kw.pop("cl", None),
+                "session": kw.pop("session", None), "qty": 10, "cum_qty": 0, **kw}
+    rows = [row(1, ev.CANCEL_REQUESTED, cl="C-1", session=S1), row(2, ev.ORDER_CANCELED, 1),
+            row(3, ev.ORDER_RECEIVED, cl="N-1", session=S1), row(4, ev.ORDER_CANCELED, 2, rule="stp"),
+            row(5, ev.KILL_SWITCH_REQUESTED, user="risk2", reason="runaway algo"),
+            row(6, ev.KILL_SWITCH_ENGAGED), row(7, ev.ORDER_CANCELED, 3), row(8, ev.ORDER_CANCELED, 4),
+            row(9, ev.MASS_CANCEL_REQUESTED, cl="Q-1", session=S1), row(10, ev.ORDER_CANCELED, 5),
+            row(11, ev.ORDER_CANCELED, 6), row(12, ev.MASS_CANCEL_DONE, cl="Q-1", session=S1)]
+    got = [(d["seq"], d["initiator"]) for d in Q.cat_events(rows) if d["type"] == "MEOC"]
+    assert got == [(2, "C"), (4, "F"), (7, "F"), (8, "F"), (10, "C"), (11, "C")]
+
+
 def test_limits_at_point_in_time(day):
     _, con, facts = day
     base = Q.baseline_from_config(load_config(None))

@@ -47,8 +47,11 @@ order_accepted          MENO   new order accepted (orderKeyDate = acceptance tim
 order_replaced          MEOM   priorOrderKeyDate/priorOrderID = the version it replaces;
                                orderID stays our order_id, orderKeyDate = the replace time
 order_canceled          MEOC   cancelQty = quantity that was still open; initiator
-                               C (client cancel request) or F (firm: kill switch, mass
-                               cancel, self-trade prevention, cancel on disconnect)
+                               from the command that caused it (the nearest command
+                               record before the cancel): C for the client's own cancel
+                               request or OrderMassCancelRequest (35=q: a ClOrdID from a
+                               session), F for the firm's (kill switch, self-trade
+                               prevention, cancel on disconnect, risk desk)
 order_expired           MEOC   IOC/FOK remainder or DAY order at end of day, initiator F
                                (CAT does not require a cancel for a TIF expiry; it is
                                reported so leavesQty reconciles; drop if not wanted)
@@ -449,14 +452,16 @@ def _cat_order_fields(r: dict, key_ts: int) -> dict:
 
 def cat_events(rows: Iterable[dict], key_ts: dict[int, int] | None = None) -> Iterable[dict]:
     """CAT-style events of audit rows (dicts with the table's columns), in seq order.
-    ``key_ts``: order_id -> orderKeyDate (ts) of orders accepted before the first row."""
+    ``key_ts``: order_id -> orderKeyDate (ts) of orders accepted before the first row.
+    Give the command records too (with ``session``, ``cl_ord_id``, ``reason``): a cancel's
+    initiator is decided by the nearest one before it (``_by_client``)."""
     key_ts = dict(key_ts or {})       # order_id -> current orderKeyDate (ts)
-    cancel_cmd: set[int] = set()      # seqs of client cancel requests
+    cause: dict | None = None         # the last command record: what the events after it answer
     fills: dict[int, dict] = {}       # trade_id -> first side seen
     for r in rows:
         kind = r["type"]
-        if kind == ev.CANCEL_REQUESTED:
-            cancel_cmd.add(r["seq"])
+        if kind in ev.COMMAND_TYPES:
+            cause = r
             continue
         oid = r.get("order_id")
         if oid is None:
@@ -477,7 +482,7 @@ def cat_events(rows: Iterable[dict], key_ts: dict[int, int] | None = None) -> It
                  "symbol": r.get("symbol"), "eventTimestamp": cat_timestamp(r["ts"]),
                  "side": _CAT_SIDE.get(r.get("side"), r.get("side")), "cancelQty": max(0, qty - cum),
                  "leavesQty": 0,
-                 "initiator": "C" if kind == ev.ORDER_CANCELED and (r["seq"] - 1) in cancel_cmd else "F",
+                 "initiator": "C" if kind == ev.ORDER_CANCELED and _by_client(cause) else "F",
                  "manualFlag": False}
         elif kind in (ev.ORDER_FILLED, ev.ORDER_PARTIALLY_FILLED):
             tid = r.get("trade_id")
@@ -500,6 +505,19 @@ def cat_events(rows: Iterable[dict], key_ts: dict[int, int] | None = None) -> It
         yield d
 
 
+def _by_client(command: dict | None) -> bool:
+    """Whether the cancels that follow ``command`` were asked for by the customer: its cancel
+    request, or its own OrderMassCancelRequest (a ClOrdID from a session). The firm's mass
+    cancels (cancel on disconnect) have no ClOrdID, or say why in ``reason``; any other command
+    cancels by the firm's rules (kill switch, self-trade prevention after a new order)."""
+    if command is None:
+        return False
+    if command["type"] == ev.CANCEL_REQUESTED:
+        return True
+    return (command["type"] == ev.MASS_CANCEL_REQUESTED and command.get("cl_ord_id") is not None
+            and command.get("session") is not None and command.get("reason") is None)
+
+
 def _cat_side(r: dict, key_ts: dict) -> dict:
     oid = r["order_id"]
     return {"orderKeyDate": cat_timestamp(key_ts.get(oid, r["ts"])), "orderID": str(oid),
@@ -507,25 +525,33 @@ def _cat_side(r: dict, key_ts: dict) -> dict:
             "leavesQty": r.get("leaves_qty")}
 
 
-_CAT_SOURCE_TYPES = (ev.ORDER_ACCEPTED, ev.ORDER_REPLACED, ev.ORDER_CANCELED, ev.ORDER_EXPIRED,
-                     ev.ORDER_FILLED, ev.ORDER_PARTIALLY_FILLED, ev.CANCEL_REQUESTED)
+_CAT_REPORTED_TYPES = (ev.ORDER_ACCEPTED, ev.ORDER_REPLACED, ev.ORDER_CANCELED, ev.ORDER_EXPIRED,
+                       ev.ORDER_FILLED, ev.ORDER_PARTIALLY_FILLED)
+# every command too: the nearest one before a cancel says who initiated it (cat_events); with
+# only some kinds, a client's earlier cancel would stand for a later firm cancel
+_CAT_SOURCE_TYPES = (*_CAT_REPORTED_TYPES, *sorted(ev.COMMAND_TYPES))
+
+
+def _types_where(where: str, types: tuple[str, ...]) -> str:
+    cond = f"type IN ({', '.join('?' * len(types))})"
+    return (where + " AND " + cond) if where else " WHERE " + cond
 
 
 def _export_cat(con, out, a, b) -> int:
     where, params = _range_sql(a, b)
-    cond = f"type IN ({', '.join('?' * len(_CAT_SOURCE_TYPES))})"
-    where = (where + " AND " + cond) if where else " WHERE " + cond
     # orderKeyDate of an order accepted before the range: its latest accept/replace before it
     key_ts: dict[int, int] = {}
     if a is not None:
         key_ts = dict(con.execute(
             f"SELECT order_id, arg_max(ts, seq) FROM {TABLE} WHERE ts < ? AND type IN (?, ?) "
-            f"AND order_id IN (SELECT order_id FROM {TABLE}{where}) GROUP BY order_id",
-            [a, ev.ORDER_ACCEPTED, ev.ORDER_REPLACED, *params, *_CAT_SOURCE_TYPES]).fetchall())
-    cols = ("seq", "ts", "type", "order_id", "cl_ord_id", "account", "symbol", "side", "ord_type", "tif",
-            "price", "qty", "cum_qty", "leaves_qty", "last_px", "last_qty", "trade_id")
+            f"AND order_id IN (SELECT order_id FROM {TABLE}{_types_where(where, _CAT_REPORTED_TYPES)}) "
+            f"GROUP BY order_id",
+            [a, ev.ORDER_ACCEPTED, ev.ORDER_REPLACED, *params, *_CAT_REPORTED_TYPES]).fetchall())
+    cols = ("seq", "ts", "type", "order_id", "cl_ord_id", "session", "reason", "account", "symbol", "side",
+            "ord_type", "tif", "price", "qty", "cum_qty", "leaves_qty", "last_px", "last_qty", "trade_id")
     sel = ", ".join(f'"{c}"' for c in cols)
-    cur = con.execute(f"SELECT {sel} FROM {TABLE}{where} ORDER BY seq", [*params, *_CAT_SOURCE_TYPES])
+    cur = con.execute(f"SELECT {sel} FROM {TABLE}{_types_where(where, _CAT_SOURCE_TYPES)} ORDER BY seq",
+                      [*params, *_CAT_SOURCE_TYPES])
     close = False
     if isinstance(out, (str, Path)):
         fh = open(out, "wb")
