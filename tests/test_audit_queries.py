@@ -156,6 +156,45 @@ def test_lifecycle_of_rejected_order_and_unknown_cancel(day):
         Q.lifecycle(con)
 
 
+def test_lifecycle_of_an_order_canceled_by_a_mass_cancel_or_kill_switch_shows_the_cause(day):
+    """The order's cancel says "Mass cancel" / "Kill switch engaged": its lifecycle also shows
+    the command that did it (who asked, from where, why), in seq order; no other command."""
+    _, con, _ = day
+    rows = Q.lifecycle(con, cl_ord_id="Q-2")
+    assert [r["type"] for r in rows] == ["order_received", "order_accepted", "mass_cancel_requested",
+                                         "order_canceled"]
+    mc = rows[2]
+    assert (mc["cl_ord_id"], mc["session"], mc["symbol"], mc["seq"]) == ("Q-MC", S1, "MSFT", rows[3]["seq"] - 2)
+    assert Q.lifecycle(con, order_id=rows[-1]["order_id"], session=S1) == rows
+    rows = Q.lifecycle(con, cl_ord_id="D-1", session=S2)
+    assert [r["type"] for r in rows] == ["order_received", "order_accepted", "mass_cancel_requested",
+                                         "order_canceled"]
+    assert (rows[2]["cl_ord_id"], rows[2]["session"], rows[2]["reason"]) == (None, S2, "cancel on disconnect")
+    rows = Q.lifecycle(con, cl_ord_id="M-1")
+    assert [r["type"] for r in rows] == ["order_received", "order_accepted", "kill_switch_requested",
+                                         "order_canceled"]
+    assert (rows[2]["user"], rows[2]["reason"], rows[2]["scope"]) == ("risk2", "runaway algo", "account:ACC2")
+    # an open order, an expired one: nothing else
+    assert [r["type"] for r in Q.lifecycle(con, cl_ord_id="B-4")] == ["order_received", "order_accepted"]
+    assert [r["type"] for r in Q.lifecycle(con, cl_ord_id="I-1")] == ["order_received", "order_accepted",
+                                                                       "order_expired"]
+
+
+def test_lifecycle_finds_a_mass_cancel_many_records_back():
+    """A mass cancel of many orders: its last cancel is hundreds of records after the command."""
+    from oms_trading.audit.projection import create_table_sql
+    con = duckdb.connect()
+    con.execute(create_table_sql())
+    con.execute("INSERT INTO audit_events (seq, ts, type, session, cl_ord_id, reason, prev_hash, hash) "
+                "VALUES (1, ?, 'order_received', ?, 'Z-1', NULL, '0', '1'), "
+                "(2, ?, 'mass_cancel_requested', ?, NULL, 'cancel on disconnect', '0', '1')", [T0, S1, T0, S1])
+    con.execute("INSERT INTO audit_events (seq, ts, type, order_id, session, text, prev_hash, hash) "
+                "SELECT 2 + i, ?, 'order_canceled', i, ?, 'Mass cancel', '0', '1' FROM range(1, 501) t(i)",
+                [T0, S1])
+    rows = Q.lifecycle(con, order_id=500)
+    assert [(r["seq"], r["type"]) for r in rows] == [(2, "mass_cancel_requested"), (502, "order_canceled")]
+
+
 def test_search_filters_and_paging(day):
     _, con, facts = day
     rejects = Q.search(con, event="rejects")

@@ -12,6 +12,9 @@ Time ranges are ``[ts_from, ts_to)``: ``ts_from`` inclusive, ``ts_to`` exclusive
     that started its requests (the engine writes a command record immediately before the first
     event it causes, so the ``order_received`` / ``cancel_requested`` / ``replace_requested``
     rows are the ones at ``seq - 1`` of the order's accepted/canceled/replaced/reject events).
+    An order canceled by a mass cancel (the client's 35=q, a cancel on disconnect) or a kill
+    switch also shows that command (session, ClOrdID, reason; user for a kill switch): the
+    nearest command record before its ``order_canceled``.
     By ``cl_ord_id`` (optionally within a ``session``): any ClOrdID of the order's replace chain
     finds it (the order keeps its order_id across replaces), and so do command and reject rows
     that never got an order_id (an order rejected on receipt, a cancel of an unknown order).
@@ -103,6 +106,9 @@ EVENT_ALIASES = {
 _ANSWER_TYPES = (ev.ORDER_ACCEPTED, ev.ORDER_CANCELED, ev.ORDER_REPLACED, ev.CANCEL_REJECTED,
                  ev.REPLACE_REJECTED)
 _ORDER_COMMANDS = (ev.ORDER_RECEIVED, ev.CANCEL_REQUESTED, ev.REPLACE_REQUESTED)
+# commands that cancel orders without naming them: part of the lifecycle of each one they cancel
+_MASS_COMMANDS = (ev.MASS_CANCEL_REQUESTED, ev.KILL_SWITCH_REQUESTED)
+_COMMANDS = tuple(sorted(ev.COMMAND_TYPES))
 # requests on an existing order, whose command row may lack its account and symbol (a status
 # request would belong here too, but it is answered without being journaled)
 _REQUEST_COMMANDS = (ev.CANCEL_REQUESTED, ev.REPLACE_REQUESTED)
@@ -214,7 +220,31 @@ def _order_rows(con, order_ids: Iterable[int]) -> list[dict]:
                 f"AND type IN (?, ?, ?)", [want[0], want[-1], *want, *_ORDER_COMMANDS])
             for r in _rows(cur):
                 rows[r["seq"]] = r
+        for r in own:
+            cause = _command_before(con, r["seq"]) if r["type"] == ev.ORDER_CANCELED else None
+            # an ordinary cancel's cause is its own cancel_requested (above); a self-trade
+            # prevention cancel's is another order's command, not this order's story
+            if cause is not None and cause["type"] in _MASS_COMMANDS:
+                rows[cause["seq"]] = cause
     return [rows[s] for s in sorted(rows)]
+
+
+def _command_before(con, seq: int) -> dict | None:
+    """The nearest command record before ``seq``: the one whose processing wrote that record
+    (a command's events follow it in consecutive seqs). Searched in a window of seqs that
+    widens until it holds one, so each try stays a narrow scan (zone maps) although a mass
+    cancel's last cancel is as many records after its command as it canceled orders."""
+    span = 64
+    while True:
+        lo = max(seq - span, 0)
+        cur = con.execute(
+            f"SELECT {_COLS_SQL} FROM {TABLE} WHERE seq >= ? AND seq < ? "
+            f"AND type IN ({', '.join('?' * len(_COMMANDS))}) ORDER BY seq DESC LIMIT 1",
+            [lo, seq, *_COMMANDS])
+        found = _rows(cur)
+        if found or lo == 0:
+            return found[0] if found else None
+        span *= 16
 
 
 def lifecycle(con, *, order_id: int | None = None, cl_ord_id: str | None = None,
@@ -529,7 +559,7 @@ _CAT_REPORTED_TYPES = (ev.ORDER_ACCEPTED, ev.ORDER_REPLACED, ev.ORDER_CANCELED, 
                        ev.ORDER_FILLED, ev.ORDER_PARTIALLY_FILLED)
 # every command too: the nearest one before a cancel says who initiated it (cat_events); with
 # only some kinds, a client's earlier cancel would stand for a later firm cancel
-_CAT_SOURCE_TYPES = (*_CAT_REPORTED_TYPES, *sorted(ev.COMMAND_TYPES))
+_CAT_SOURCE_TYPES = (*_CAT_REPORTED_TYPES, *_COMMANDS)
 
 
 def _types_where(where: str, types: tuple[str, ...]) -> str:
