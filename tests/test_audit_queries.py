@@ -53,6 +53,16 @@ def _kill(scope, action, ts, reason="runaway algo"):
             "scope": scope, "action": action, "request_id": None}
 
 
+def _mass_cancel(session, ts, cl=None, symbol=None, reason=None):
+    """An OrderMassCancelRequest as the gateway journals it: a client's own (35=q: a ClOrdID,
+    type 1 = one symbol, 7 = all) or the session's cancel on disconnect (no ClOrdID, a reason)."""
+    cmd = {"type": ev.MASS_CANCEL_REQUESTED, "ts": ts, "session": session, "cl_ord_id": cl,
+           "mass_cancel_type": "1" if symbol else "7", "symbol": symbol, "side": None, "account": None}
+    if reason is not None:
+        cmd["reason"] = reason
+    return cmd
+
+
 def run_trading_day(data_dir) -> dict:
     """Run a small but complete trading day through a real engine writing a real journal in
     ``data_dir``; returns facts the tests check against (times, ids)."""
@@ -87,6 +97,13 @@ def run_trading_day(data_dir) -> dict:
     go(_limit("account:ACC1", "max_order_notional", "20000", facts["limit2_ts"], user="risk2",
               reason="raised after review"))
     go(_new("I-1", "1", 10, "250.00", symbol="TSLA", tif="3", ts=t + 15 * MIN))  # IOC, no liquidity: expires
+    # the client's own mass cancel of its MSFT orders (B-4 on AAPL stays open), then S2's
+    # cancel on disconnect
+    go(_new("Q-1", "1", 5, "415.00", symbol="MSFT", ts=t + 15 * MIN + 1))
+    go(_new("Q-2", "1", 5, "414.00", symbol="MSFT", ts=t + 15 * MIN + 2))
+    go(_mass_cancel(S1, t + 15 * MIN + 3, cl="Q-MC", symbol="MSFT"))          # cancels Q-1, Q-2
+    go(_new("D-1", "2", 10, "430.00", session=S2, account="ACC2", symbol="MSFT", ts=t + 15 * MIN + 4))
+    go(_mass_cancel(S2, t + 15 * MIN + 5, reason="cancel on disconnect"))     # cancels D-1
     facts["end"] = t + 16 * MIN
     facts["last_seq"] = journal.last_seq
     journal.close()
@@ -139,6 +156,45 @@ def test_lifecycle_of_rejected_order_and_unknown_cancel(day):
         Q.lifecycle(con)
 
 
+def test_lifecycle_of_an_order_canceled_by_a_mass_cancel_or_kill_switch_shows_the_cause(day):
+    """The order's cancel says "Mass cancel" / "Kill switch engaged": its lifecycle also shows
+    the command that did it (who asked, from where, why), in seq order; no other command."""
+    _, con, _ = day
+    rows = Q.lifecycle(con, cl_ord_id="Q-2")
+    assert [r["type"] for r in rows] == ["order_received", "order_accepted", "mass_cancel_requested",
+                                         "order_canceled"]
+    mc = rows[2]
+    assert (mc["cl_ord_id"], mc["session"], mc["symbol"], mc["seq"]) == ("Q-MC", S1, "MSFT", rows[3]["seq"] - 2)
+    assert Q.lifecycle(con, order_id=rows[-1]["order_id"], session=S1) == rows
+    rows = Q.lifecycle(con, cl_ord_id="D-1", session=S2)
+    assert [r["type"] for r in rows] == ["order_received", "order_accepted", "mass_cancel_requested",
+                                         "order_canceled"]
+    assert (rows[2]["cl_ord_id"], rows[2]["session"], rows[2]["reason"]) == (None, S2, "cancel on disconnect")
+    rows = Q.lifecycle(con, cl_ord_id="M-1")
+    assert [r["type"] for r in rows] == ["order_received", "order_accepted", "kill_switch_requested",
+                                         "order_canceled"]
+    assert (rows[2]["user"], rows[2]["reason"], rows[2]["scope"]) == ("risk2", "runaway algo", "account:ACC2")
+    # an open order, an expired one: nothing else
+    assert [r["type"] for r in Q.lifecycle(con, cl_ord_id="B-4")] == ["order_received", "order_accepted"]
+    assert [r["type"] for r in Q.lifecycle(con, cl_ord_id="I-1")] == ["order_received", "order_accepted",
+                                                                       "order_expired"]
+
+
+def test_lifecycle_finds_a_mass_cancel_many_records_back():
+    """A mass cancel of many orders: its last cancel is hundreds of records after the command."""
+    from oms_trading.audit.projection import create_table_sql
+    con = duckdb.connect()
+    con.execute(create_table_sql())
+    con.execute("INSERT INTO audit_events (seq, ts, type, session, cl_ord_id, reason, prev_hash, hash) "
+                "VALUES (1, ?, 'order_received', ?, 'Z-1', NULL, '0', '1'), "
+                "(2, ?, 'mass_cancel_requested', ?, NULL, 'cancel on disconnect', '0', '1')", [T0, S1, T0, S1])
+    con.execute("INSERT INTO audit_events (seq, ts, type, order_id, session, text, prev_hash, hash) "
+                "SELECT 2 + i, ?, 'order_canceled', i, ?, 'Mass cancel', '0', '1' FROM range(1, 501) t(i)",
+                [T0, S1])
+    rows = Q.lifecycle(con, order_id=500)
+    assert [(r["seq"], r["type"]) for r in rows] == [(2, "mass_cancel_requested"), (502, "order_canceled")]
+
+
 def test_search_filters_and_paging(day):
     _, con, facts = day
     rejects = Q.search(con, event="rejects")
@@ -161,6 +217,30 @@ def test_search_filters_and_paging(day):
         Q.search(con, limit=0)
     with pytest.raises(Q.QueryError):
         Q.search(con, ts_from=10, ts_to=5)
+
+
+def test_search_by_account_or_symbol_finds_cancel_and_replace_requests(day):
+    """A cancel or replace (35=F/G) normally carries no Account (1) nor Symbol (55): its command
+    row has neither. A search by account or symbol still finds it, by its answer (the record
+    right after it), and every other filter still applies."""
+    _, con, _ = day
+    asked = "replace_requested,cancel_requested"
+    reqs = Q.search(con, event=asked, account="ACC1")
+    assert [r["cl_ord_id"] for r in reqs] == ["B-2a", "B-2b", "B-2c"]
+    assert all(r["account"] is None for r in reqs)                 # rows as journaled
+    assert [r["cl_ord_id"] for r in Q.search(con, event=asked, symbol="AAPL")] == ["B-2a", "B-2b", "B-2c"]
+    assert [r["cl_ord_id"] for r in Q.search(con, event=asked, account="ACC1", symbol="AAPL")] == [
+        "B-2a", "B-2b", "B-2c"]
+    assert Q.search(con, event=asked, account="ACC2") == [] and Q.search(con, event=asked, symbol="MSFT") == []
+    assert [r["cl_ord_id"] for r in Q.search(con, event=asked, account="ACC1", limit=1, offset=1)] == ["B-2b"]
+    at = Q.search(con, account="ACC1", ts_from=T0 + 5 * MIN, ts_to=T0 + 5 * MIN + 1)
+    assert [(r["type"], r["cl_ord_id"]) for r in at] == [("cancel_requested", "B-2c"), ("order_canceled", "B-2c")]
+    # without an event filter: the account's rows plus its requests, nothing of another account;
+    # a cancel of an unknown order (its reject names no account) is nobody's
+    acc1 = Q.search(con, account="ACC1")
+    assert {r["cl_ord_id"] for r in acc1 if r["account"] is None} == {"B-2a", "B-2b", "B-2c"}
+    assert all(r["account"] in ("ACC1", None) for r in acc1) and "X-1" not in {r["cl_ord_id"] for r in acc1}
+    assert "B-2c" not in {r["cl_ord_id"] for r in Q.search(con, account="ACC2")}
 
 
 def test_parse_ts():
@@ -210,6 +290,40 @@ def test_export_cat(day, tmp_path):
     t = [x for x in lines if x["type"] == "MEOT"][0]
     assert t["buyDetails"]["side"] == "B" and t["sellDetails"]["side"] == "SL"
     assert isinstance(t["tradeID"], str) and t["price"] == "190.00"
+
+
+def test_export_cat_mass_cancel_initiator(day, tmp_path):
+    """The client's own OrderMassCancelRequest cancels for the customer (C); the session's
+    cancel on disconnect and the kill switch are the firm's (F)."""
+    _, con, facts = day
+    Q.export(con, "cat", tmp_path / "cat.jsonl")
+    lines = [json.loads(x) for x in (tmp_path / "cat.jsonl").read_text().splitlines()]
+    meoc = {x["clOrdID"]: x["initiator"] for x in lines if x["type"] == "MEOC"}
+    assert (meoc["Q-1"], meoc["Q-2"]) == ("C", "C")                 # 35=q from CLIENT1
+    assert meoc["D-1"] == "F"                                       # cancel on disconnect
+    assert meoc["M-1"] == "F" and meoc["B-2c"] == "C"
+    # a range starting at the mass cancel still sees the command that caused the cancels
+    buf = io.BytesIO()
+    Q.export(con, "cat", buf, ts_from=T0 + 15 * MIN + 3)
+    later = {x["clOrdID"]: x["initiator"] for x in map(json.loads, buf.getvalue().splitlines())
+             if x["type"] == "MEOC"}
+    assert later == {"Q-1": "C", "Q-2": "C", "D-1": "F"}
+
+
+def test_cat_initiator_is_decided_by_the_nearest_command():
+    """A client's cancel earlier does not make a later firm cancel (self-trade prevention after a
+    new order, a kill switch) the customer's."""
+    def row(seq, kind, oid=None, **kw):
+        return {"seq": seq, "ts": T0 + seq, "type": kind, "order_id": oid, "cl_ord_id": kw.pop("cl", None),
+                "session": kw.pop("session", None), "qty": 10, "cum_qty": 0, **kw}
+    rows = [row(1, ev.CANCEL_REQUESTED, cl="C-1", session=S1), row(2, ev.ORDER_CANCELED, 1),
+            row(3, ev.ORDER_RECEIVED, cl="N-1", session=S1), row(4, ev.ORDER_CANCELED, 2, rule="stp"),
+            row(5, ev.KILL_SWITCH_REQUESTED, user="risk2", reason="runaway algo"),
+            row(6, ev.KILL_SWITCH_ENGAGED), row(7, ev.ORDER_CANCELED, 3), row(8, ev.ORDER_CANCELED, 4),
+            row(9, ev.MASS_CANCEL_REQUESTED, cl="Q-1", session=S1), row(10, ev.ORDER_CANCELED, 5),
+            row(11, ev.ORDER_CANCELED, 6), row(12, ev.MASS_CANCEL_DONE, cl="Q-1", session=S1)]
+    got = [(d["seq"], d["initiator"]) for d in Q.cat_events(rows) if d["type"] == "MEOC"]
+    assert got == [(2, "C"), (4, "F"), (7, "F"), (8, "F"), (10, "C"), (11, "C")]
 
 
 def test_limits_at_point_in_time(day):

@@ -12,6 +12,9 @@ Time ranges are ``[ts_from, ts_to)``: ``ts_from`` inclusive, ``ts_to`` exclusive
     that started its requests (the engine writes a command record immediately before the first
     event it causes, so the ``order_received`` / ``cancel_requested`` / ``replace_requested``
     rows are the ones at ``seq - 1`` of the order's accepted/canceled/replaced/reject events).
+    An order canceled by a mass cancel (the client's 35=q, a cancel on disconnect) or a kill
+    switch also shows that command (session, ClOrdID, reason; user for a kill switch): the
+    nearest command record before its ``order_canceled``.
     By ``cl_ord_id`` (optionally within a ``session``): any ClOrdID of the order's replace chain
     finds it (the order keeps its order_id across replaces), and so do command and reject rows
     that never got an order_id (an order rejected on receipt, a cancel of an unknown order).
@@ -19,6 +22,8 @@ Time ranges are ``[ts_from, ts_to)``: ``ts_from`` inclusive, ``ts_to`` exclusive
 ``search``
     Filtered event list (account, symbol, event types as a comma list, time range, ids) with
     paging; rows carry the risk columns (rule, limit_value, actual_value) so breaches show why.
+    A cancel or replace request usually names no account nor symbol (FIX F/G need not repeat
+    them): an account or symbol filter also matches it through its answer at ``seq + 1``.
 
 ``export``
     CSV, Parquet or CAT-style JSON lines of a time range to a path or binary file object.
@@ -45,8 +50,11 @@ order_accepted          MENO   new order accepted (orderKeyDate = acceptance tim
 order_replaced          MEOM   priorOrderKeyDate/priorOrderID = the version it replaces;
                                orderID stays our order_id, orderKeyDate = the replace time
 order_canceled          MEOC   cancelQty = quantity that was still open; initiator
-                               C (client cancel request) or F (firm: kill switch, mass
-                               cancel, self-trade prevention, cancel on disconnect)
+                               from the command that caused it (the nearest command
+                               record before the cancel): C for the client's own cancel
+                               request or OrderMassCancelRequest (35=q: a ClOrdID from a
+                               session), F for the firm's (kill switch, self-trade
+                               prevention, cancel on disconnect, risk desk)
 order_expired           MEOC   IOC/FOK remainder or DAY order at end of day, initiator F
                                (CAT does not require a cancel for a TIF expiry; it is
                                reported so leavesQty reconciles; drop if not wanted)
@@ -98,6 +106,12 @@ EVENT_ALIASES = {
 _ANSWER_TYPES = (ev.ORDER_ACCEPTED, ev.ORDER_CANCELED, ev.ORDER_REPLACED, ev.CANCEL_REJECTED,
                  ev.REPLACE_REJECTED)
 _ORDER_COMMANDS = (ev.ORDER_RECEIVED, ev.CANCEL_REQUESTED, ev.REPLACE_REQUESTED)
+# commands that cancel orders without naming them: part of the lifecycle of each one they cancel
+_MASS_COMMANDS = (ev.MASS_CANCEL_REQUESTED, ev.KILL_SWITCH_REQUESTED)
+_COMMANDS = tuple(sorted(ev.COMMAND_TYPES))
+# requests on an existing order, whose command row may lack its account and symbol (a status
+# request would belong here too, but it is answered without being journaled)
+_REQUEST_COMMANDS = (ev.CANCEL_REQUESTED, ev.REPLACE_REQUESTED)
 _loads = orjson.loads
 
 
@@ -206,7 +220,31 @@ def _order_rows(con, order_ids: Iterable[int]) -> list[dict]:
                 f"AND type IN (?, ?, ?)", [want[0], want[-1], *want, *_ORDER_COMMANDS])
             for r in _rows(cur):
                 rows[r["seq"]] = r
+        for r in own:
+            cause = _command_before(con, r["seq"]) if r["type"] == ev.ORDER_CANCELED else None
+            # an ordinary cancel's cause is its own cancel_requested (above); a self-trade
+            # prevention cancel's is another order's command, not this order's story
+            if cause is not None and cause["type"] in _MASS_COMMANDS:
+                rows[cause["seq"]] = cause
     return [rows[s] for s in sorted(rows)]
+
+
+def _command_before(con, seq: int) -> dict | None:
+    """The nearest command record before ``seq``: the one whose processing wrote that record
+    (a command's events follow it in consecutive seqs). Searched in a window of seqs that
+    widens until it holds one, so each try stays a narrow scan (zone maps) although a mass
+    cancel's last cancel is as many records after its command as it canceled orders."""
+    span = 64
+    while True:
+        lo = max(seq - span, 0)
+        cur = con.execute(
+            f"SELECT {_COLS_SQL} FROM {TABLE} WHERE seq >= ? AND seq < ? "
+            f"AND type IN ({', '.join('?' * len(_COMMANDS))}) ORDER BY seq DESC LIMIT 1",
+            [lo, seq, *_COMMANDS])
+        found = _rows(cur)
+        if found or lo == 0:
+            return found[0] if found else None
+        span *= 16
 
 
 def lifecycle(con, *, order_id: int | None = None, cl_ord_id: str | None = None,
@@ -295,25 +333,38 @@ def _range_clauses(a: int | None, b: int | None) -> tuple[list[str], list]:
     return where, params
 
 
+def _own_or_answer(column: str, value: Any) -> tuple[str, list]:
+    """SQL condition and parameters for rows whose ``column`` is ``value``, plus the cancel and
+    replace requests answered by a row that has it: a 35=F/G normally repeats neither Account
+    nor Symbol, so the command row has NULL there; its answer (the record right after it)
+    names the order's. ``column`` is one of our constant column names, never user input."""
+    answers = ", ".join("?" * len(_ANSWER_TYPES))
+    requests = ", ".join("?" * len(_REQUEST_COMMANDS))
+    sql = (f"({column} = ? OR (type IN ({requests}) AND seq IN "
+           f"(SELECT seq - 1 FROM {TABLE} WHERE {column} = ? AND type IN ({answers}))))")
+    return sql, [value, *_REQUEST_COMMANDS, value, *_ANSWER_TYPES]
+
+
 def search(con, *, account: str | None = None, symbol: str | None = None, event: str | None = None,
            ts_from: int | None = None, ts_to: int | None = None, cl_ord_id: str | None = None,
            order_id: int | None = None, limit: int = 1000, offset: int = 0) -> list[dict]:
     """Events matching every given filter, in seq order, ``limit`` rows from ``offset``.
 
     ``event`` is a type or a comma list of types (aliases: rejects, fills, limits, kill_switch);
-    ``cl_ord_id`` matches ClOrdID or OrigClOrdID. Rows have every column (``details`` parsed)."""
+    ``account`` / ``symbol`` also match the cancel and replace requests of the account's /
+    symbol's orders (see ``_own_or_answer``); ``cl_ord_id`` matches ClOrdID or OrigClOrdID.
+    Rows have every column (``details`` parsed)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
         raise QueryError(f"limit must be between 1 and {MAX_SEARCH_LIMIT}, got {limit!r}")
     if isinstance(offset, bool) or not isinstance(offset, int) or offset < 0:
         raise QueryError(f"offset must be a whole number >= 0, got {offset!r}")
     a, b = _check_range(ts_from, ts_to)
     where, params = [], []
-    if account is not None:
-        where.append("account = ?")
-        params.append(account)
-    if symbol is not None:
-        where.append("symbol = ?")
-        params.append(symbol)
+    for column, value in (("account", account), ("symbol", symbol)):
+        if value is not None:
+            clause, values = _own_or_answer(column, value)
+            where.append(clause)
+            params += values
     types = _event_types(event)
     if types:
         where.append(f"type IN ({', '.join('?' * len(types))})")
@@ -431,14 +482,16 @@ def _cat_order_fields(r: dict, key_ts: int) -> dict:
 
 def cat_events(rows: Iterable[dict], key_ts: dict[int, int] | None = None) -> Iterable[dict]:
     """CAT-style events of audit rows (dicts with the table's columns), in seq order.
-    ``key_ts``: order_id -> orderKeyDate (ts) of orders accepted before the first row."""
+    ``key_ts``: order_id -> orderKeyDate (ts) of orders accepted before the first row.
+    Give the command records too (with ``session``, ``cl_ord_id``, ``reason``): a cancel's
+    initiator is decided by the nearest one before it (``_by_client``)."""
     key_ts = dict(key_ts or {})       # order_id -> current orderKeyDate (ts)
-    cancel_cmd: set[int] = set()      # seqs of client cancel requests
+    cause: dict | None = None         # the last command record: what the events after it answer
     fills: dict[int, dict] = {}       # trade_id -> first side seen
     for r in rows:
         kind = r["type"]
-        if kind == ev.CANCEL_REQUESTED:
-            cancel_cmd.add(r["seq"])
+        if kind in ev.COMMAND_TYPES:
+            cause = r
             continue
         oid = r.get("order_id")
         if oid is None:
@@ -459,7 +512,7 @@ def cat_events(rows: Iterable[dict], key_ts: dict[int, int] | None = None) -> It
                  "symbol": r.get("symbol"), "eventTimestamp": cat_timestamp(r["ts"]),
                  "side": _CAT_SIDE.get(r.get("side"), r.get("side")), "cancelQty": max(0, qty - cum),
                  "leavesQty": 0,
-                 "initiator": "C" if kind == ev.ORDER_CANCELED and (r["seq"] - 1) in cancel_cmd else "F",
+                 "initiator": "C" if kind == ev.ORDER_CANCELED and _by_client(cause) else "F",
                  "manualFlag": False}
         elif kind in (ev.ORDER_FILLED, ev.ORDER_PARTIALLY_FILLED):
             tid = r.get("trade_id")
@@ -482,6 +535,19 @@ def cat_events(rows: Iterable[dict], key_ts: dict[int, int] | None = None) -> It
         yield d
 
 
+def _by_client(command: dict | None) -> bool:
+    """Whether the cancels that follow ``command`` were asked for by the customer: its cancel
+    request, or its own OrderMassCancelRequest (a ClOrdID from a session). The firm's mass
+    cancels (cancel on disconnect) have no ClOrdID, or say why in ``reason``; any other command
+    cancels by the firm's rules (kill switch, self-trade prevention after a new order)."""
+    if command is None:
+        return False
+    if command["type"] == ev.CANCEL_REQUESTED:
+        return True
+    return (command["type"] == ev.MASS_CANCEL_REQUESTED and command.get("cl_ord_id") is not None
+            and command.get("session") is not None and command.get("reason") is None)
+
+
 def _cat_side(r: dict, key_ts: dict) -> dict:
     oid = r["order_id"]
     return {"orderKeyDate": cat_timestamp(key_ts.get(oid, r["ts"])), "orderID": str(oid),
@@ -489,25 +555,33 @@ def _cat_side(r: dict, key_ts: dict) -> dict:
             "leavesQty": r.get("leaves_qty")}
 
 
-_CAT_SOURCE_TYPES = (ev.ORDER_ACCEPTED, ev.ORDER_REPLACED, ev.ORDER_CANCELED, ev.ORDER_EXPIRED,
-                     ev.ORDER_FILLED, ev.ORDER_PARTIALLY_FILLED, ev.CANCEL_REQUESTED)
+_CAT_REPORTED_TYPES = (ev.ORDER_ACCEPTED, ev.ORDER_REPLACED, ev.ORDER_CANCELED, ev.ORDER_EXPIRED,
+                       ev.ORDER_FILLED, ev.ORDER_PARTIALLY_FILLED)
+# every command too: the nearest one before a cancel says who initiated it (cat_events); with
+# only some kinds, a client's earlier cancel would stand for a later firm cancel
+_CAT_SOURCE_TYPES = (*_CAT_REPORTED_TYPES, *_COMMANDS)
+
+
+def _types_where(where: str, types: tuple[str, ...]) -> str:
+    cond = f"type IN ({', '.join('?' * len(types))})"
+    return (where + " AND " + cond) if where else " WHERE " + cond
 
 
 def _export_cat(con, out, a, b) -> int:
     where, params = _range_sql(a, b)
-    cond = f"type IN ({', '.join('?' * len(_CAT_SOURCE_TYPES))})"
-    where = (where + " AND " + cond) if where else " WHERE " + cond
     # orderKeyDate of an order accepted before the range: its latest accept/replace before it
     key_ts: dict[int, int] = {}
     if a is not None:
         key_ts = dict(con.execute(
             f"SELECT order_id, arg_max(ts, seq) FROM {TABLE} WHERE ts < ? AND type IN (?, ?) "
-            f"AND order_id IN (SELECT order_id FROM {TABLE}{where}) GROUP BY order_id",
-            [a, ev.ORDER_ACCEPTED, ev.ORDER_REPLACED, *params, *_CAT_SOURCE_TYPES]).fetchall())
-    cols = ("seq", "ts", "type", "order_id", "cl_ord_id", "account", "symbol", "side", "ord_type", "tif",
-            "price", "qty", "cum_qty", "leaves_qty", "last_px", "last_qty", "trade_id")
+            f"AND order_id IN (SELECT order_id FROM {TABLE}{_types_where(where, _CAT_REPORTED_TYPES)}) "
+            f"GROUP BY order_id",
+            [a, ev.ORDER_ACCEPTED, ev.ORDER_REPLACED, *params, *_CAT_REPORTED_TYPES]).fetchall())
+    cols = ("seq", "ts", "type", "order_id", "cl_ord_id", "session", "reason", "account", "symbol", "side",
+            "ord_type", "tif", "price", "qty", "cum_qty", "leaves_qty", "last_px", "last_qty", "trade_id")
     sel = ", ".join(f'"{c}"' for c in cols)
-    cur = con.execute(f"SELECT {sel} FROM {TABLE}{where} ORDER BY seq", [*params, *_CAT_SOURCE_TYPES])
+    cur = con.execute(f"SELECT {sel} FROM {TABLE}{_types_where(where, _CAT_SOURCE_TYPES)} ORDER BY seq",
+                      [*params, *_CAT_SOURCE_TYPES])
     close = False
     if isinstance(out, (str, Path)):
         fh = open(out, "wb")
