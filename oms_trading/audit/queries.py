@@ -668,7 +668,8 @@ def limits_at(con, *, account: str, at: int | None = None, baseline: dict | None
 
     One row per limit that bears on the account: the account's effective value of every
     account-wide limit (its own override, else the default), then instrument-wide overrides
-    (they take precedence over the account's value for that instrument), per-account-and-
+    (an instrument's own check, standing in for the default there; where the account has its
+    own value too, the stricter binds: ``RiskEngine.effective``), per-account-and-
     instrument flags, and kill switches engaged. Each row says the ``scope`` the value came
     from, ``source`` ("config", "change" or "expiry"), ``set_by``, ``approver``, ``set_at``
     (ns, None for config), ``reason`` and ``seq`` of the event, ``expires_ts`` if temporary.
