@@ -1,12 +1,21 @@
 """The pre-trade limits a risk desk can set, their kinds and how their text is parsed.
 
-One table describes every limit so the config loader, the engine's limit-change command and
-the HTTP API validate the same way and say the same thing when a value is wrong.
+One table describes every limit so the config loader and the HTTP API validate the same way
+(``LimitDef.parse_input``: one grammar) and say the same thing when a value is wrong; the
+engine reads the journaled text back with ``LimitDef.parse``.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from decimal import Decimal, InvalidOperation
+
+# The grammar of a limit typed by a user (config file, HTTP API): ASCII digits, for a decimal
+# limit with an optional fraction. int(), Decimal() and str.isdigit() also take other scripts'
+# digits, "_", signs and exponents, so each kind would otherwise accept different text.
+WHOLE_TEXT = re.compile(r"[0-9]+")
+DECIMAL_TEXT = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+MAX_TEXT = 64       # far beyond any limit; keeps int() off text it refuses (over 4300 digits)
 
 
 class LimitValueError(ValueError):
@@ -19,8 +28,37 @@ class LimitDef:
     kind: str          # "int" (quantities, ticks, counts) | "decimal" (money, percent) | "bool"
     description: str
 
+    def parse_input(self, value: object) -> int | Decimal | bool:
+        """Parse a value given by a user (config file, HTTP API) in the one grammar of limits:
+        a flag is true/false, a number an integer or text that ``text_problem`` passes.
+        Raises LimitValueError with a clear message."""
+        if isinstance(value, str):
+            problem = self.text_problem(value)
+            if problem is not None:
+                raise LimitValueError(f"{self.name} {problem}, got {value!r}")
+            value = value.strip()
+        number = self.parse(value)
+        if isinstance(number, Decimal) and not number and "E" in str(number):
+            number = Decimal(0)     # 0.0000000 would print as 0E-7: zero needs no decimals
+        return number
+
+    def text_problem(self, value: str) -> str | None:
+        """What is wrong with a limit written as text, or None."""
+        text = value.strip()
+        if self.kind == "bool":
+            return "must be true or false"
+        if len(text) > MAX_TEXT:
+            return f"is too long ({len(text)} characters)"
+        if self.kind == "int" and not WHOLE_TEXT.fullmatch(text):
+            return "must be a whole number (ASCII digits)"
+        if self.kind == "decimal" and not DECIMAL_TEXT.fullmatch(text):
+            return "must be decimal text like \"1000000.00\" (ASCII digits; no sign, exponent or _)"
+        return None
+
     def parse(self, value: object) -> int | Decimal | bool:
-        """Parse a config/JSON value; raises LimitValueError with a clear message."""
+        """Parse a value as journaled. Looser than ``parse_input`` (it takes what earlier
+        versions journaled, e.g. "1E+3") so that old journals replay as they ran; new input
+        goes through ``parse_input``. Raises LimitValueError with a clear message."""
         if self.kind == "bool":
             if isinstance(value, bool):
                 return value
@@ -91,7 +129,17 @@ def parse_limits(values: dict, where: str) -> dict[str, int | Decimal]:
             known = ", ".join(sorted(LIMIT_DEFS))
             raise LimitValueError(f"{where}.{name}: unknown limit (known: {known})")
         try:
-            parsed[name] = definition.parse(value)
+            parsed[name] = definition.parse_input(value)
         except LimitValueError as exc:
             raise LimitValueError(f"{where}.{name}: {exc}") from None
     return parsed
+
+
+def limit_text(value: int | Decimal | bool) -> str:
+    """A limit as journaled and shown: plain decimal notation (str() of a Decimal below 1E-6
+    has an exponent)."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)

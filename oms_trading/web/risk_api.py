@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from ..audit import schema as ev
-from ..compliance.limits import INSTRUMENT_LIMITS, LIMIT_DEFS, LimitValueError
+from ..compliance.limits import INSTRUMENT_LIMITS, LIMIT_DEFS, LimitValueError, limit_text
 from .auth import USER_KEY
 from .errors import BadRequest
 from .routes import Param, Route
@@ -102,16 +102,19 @@ def _parse_scope(server: "OmsServer", scope: str) -> tuple[str, str | None, str 
                      f"got {scope!r}")
 
 
+def _flag_value(name: str, value) -> tuple[str, bool]:
+    """A flag takes JSON true/false only: ``value in (True, ...)`` also let 1 and 0 through."""
+    if value is True or value is False:
+        return ("true" if value else "false"), value
+    raise BadRequest(f"{name} must be true or false (a JSON boolean), got {value!r}")
+
+
 def _limit_value(name: str, kind: str, value, scope: str, risk=None):
     """Validate a new value; returns (command text or None, parsed value or None)."""
     if name in FLAGS:
         if kind not in FLAGS[name]:
             raise BadRequest(f"{name} cannot be set at scope {scope!r} (only: {', '.join(FLAGS[name])})")
-        if value in (True, "true"):
-            return "true", True
-        if value in (False, "false"):
-            return "false", False
-        raise BadRequest(f"{name} must be true or false, got {value!r}")
+        return _flag_value(name, value)
     if name not in LIMIT_DEFS:
         known = ", ".join(sorted([*LIMIT_DEFS, *FLAGS]))
         raise BadRequest(f"unknown limit {name!r} (known: {known})")
@@ -121,17 +124,17 @@ def _limit_value(name: str, kind: str, value, scope: str, risk=None):
         if kind == "default":
             raise BadRequest(f"the default {name} cannot be removed, only changed")
         return None, None
-    if isinstance(value, Decimal):   # a JSON number with a fraction: exact, keep its text
+    if isinstance(value, Decimal):   # a JSON number with a fraction: exact; 1e3 -> "1E+3" is refused
         value = str(value)
     if not isinstance(value, (str, int)) or isinstance(value, bool):
         raise BadRequest(f"value of {name} must be a number or decimal text, got {value!r}")
     try:
-        parsed = LIMIT_DEFS[name].parse(value)
+        parsed = LIMIT_DEFS[name].parse_input(value)
     except LimitValueError as exc:
         raise BadRequest(f"value: {exc}") from None
     if risk is not None and (too_fine := risk.too_fine(name, parsed)) is not None:
         raise BadRequest(f"value: {too_fine}")
-    return str(parsed), parsed
+    return limit_text(parsed), parsed
 
 
 def _effective(risk, kind: str, account: str | None, symbol: str | None, name: str):
@@ -248,7 +251,7 @@ def _effective_rows(server: "OmsServer", risk, account: str | None, symbol: str 
     for name, d in LIMIT_DEFS.items():
         sym = symbol if name in INSTRUMENT_LIMITS else None
         value, source = risk.effective(name, account, sym)
-        rows.append({"limit": name, "kind": d.kind, "value": None if value is None else str(value),
+        rows.append({"limit": name, "kind": d.kind, "value": None if value is None else limit_text(value),
                      "source": source})
     return rows
 
