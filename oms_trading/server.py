@@ -194,7 +194,7 @@ class OmsServer:
         except (OSError, JournalError) as exc:
             log.error("could not journal the configured limits (%s); the next start tries again", exc)
             return
-        self.engine.limits_loaded = journaled
+        self.engine.apply_limits_loaded(journaled)
         log.info("configured limits journaled (seq %d): %s", journaled["seq"], record["text"])
 
     def _submit_clock(self, end_of_day: bool) -> None:

@@ -75,3 +75,53 @@ def test_a_changed_config_file_is_journaled_and_read_back_at_its_time(tmp_path):
     after = _limits(data, second_cfg, second["ts"])
     row = after[("max_order_qty", "default")]
     assert (row["value"], row["seq"], row["reason"]) == ("2500", second["seq"], second["reason"])
+
+
+def _start(cfg, journal, records=None):
+    """What `oms serve` does at a start, in process: replay, then journal the file's limits
+    when they differ from the last ones journaled, and apply them."""
+    from oms_trading.audit.queries import baseline_from_config
+    from tests.test_engine_common import make_engine
+    eng = make_engine(config=cfg, journal=journal)
+    eng.replay(records or [])
+    record = limits_loaded_record(baseline_from_config(cfg), eng.limits_loaded, "oms.toml", 10**9)
+    if record is not None:
+        eng.apply_limits_loaded(eng.record(record))
+    return eng
+
+
+def test_replay_decides_past_orders_under_the_limits_of_the_file_that_ran_then():
+    """Yesterday's file allowed 1000 a order; today's allows 500. The GTC order of 800 accepted
+    yesterday must come back from the journal (it did not: the replay refused it under today's
+    file and the client's working order vanished); today's limit holds for new orders; the
+    desk's own value for an account wins over either file; a temporary desk change on a
+    configured key gives it back to the file in force when it expires."""
+    from pathlib import Path
+
+    from oms_trading.config import parse_config
+    from tests.test_engine_common import CONFIG_TOML, MemJournal, limit, make_config, new, reports
+    yesterday_cfg = make_config()                                  # default max_order_qty 1000
+    assert "max_order_qty = 1000\n" in CONFIG_TOML
+    today_cfg = parse_config(CONFIG_TOML.replace("max_order_qty = 1000\n", "max_order_qty = 500\n", 1),
+                             "<test>", Path("."))
+    journal = MemJournal()
+    live = _start(yesterday_cfg, journal)
+    assert reports(live.process(new("BIG", "1", 800, "99.00")))[0]["type"] == ev.ORDER_ACCEPTED
+    live.process(limit("account:A2", "max_order_qty", "3000"))    # the desk's, for A2
+    live.process(limit("default", "price_collar_pct", "50", ts=2, expires_ts=100))   # temporary
+    today = _start(today_cfg, journal, list(journal.records))
+    assert today.replay_check.differences == 0, today.replay_check.first.describe()
+    assert [o.cl_ord_id for o in today.open_orders()] == ["BIG"]
+    loaded = [r for r in journal.records if r["type"] == ev.LIMITS_LOADED]
+    assert [r["text"] for r in loaded] == ["first configuration journaled", "default max_order_qty 1000 -> 500"]
+    assert today.risk.value("max_order_qty", "A1") == 500
+    assert today.risk.value("max_order_qty", "A2") == 3000          # the desk's change still wins
+    rej = reports(today.process(new("BIG2", "1", 800, "99.00", ts=3)))[0]
+    assert rej["type"] == ev.ORDER_REJECTED and rej["rule"] == "max_order_qty"
+    # the temporary collar expires back to the configured value in force (both files: 10)
+    today.process({"type": ev.CLOCK, "ts": 200, "end_of_day": 0})
+    assert str(today.risk.value("price_collar_pct")) == "10"
+    # and all of it replays as it ran
+    again = _start(today_cfg, MemJournal(), list(journal.records))
+    assert again.replay_check.differences == 0, again.replay_check.first.describe()
+    assert again.risk.layers == today.risk.layers and again.limits_loaded["seq"] == loaded[-1]["seq"]

@@ -13,8 +13,10 @@ the last ones journaled writes one ``limits_loaded`` record before trading:
 - ``text``: what changed, one ``scope limit old -> new`` per limit, for people (the EOD report);
 - ``user`` "config", ``reason`` naming the file.
 
-The engine still starts from the file running now and replays the desk's changes on top (as
-before); a record is audit, not a command, so replay does not read it.
+The start-up replay applies each record where it was journaled (``Engine.apply_limits_loaded``,
+``RiskEngine.apply_baseline``): past orders are decided again under the limits of the file
+that ran then, not today's, and the desk's changes keep winning over any file (as they did
+when every start replayed them over the file running now).
 """
 from __future__ import annotations
 

@@ -168,6 +168,14 @@ class RiskEngine:
         for name, symbols in (cfg.restricted_by_account or {}).items():
             for symbol in symbols:
                 self.layers.setdefault(f"account:{name}/instrument:{symbol}", {})["restricted"] = True
+        # the configured layers in force (the file's, until a journaled limits_loaded record
+        # says which file ran then: apply_baseline), and the (scope, limit) keys the desk set
+        # since: those a new configuration leaves alone, as the desk's changes always won over
+        # the file at a restart. _desk_before: whether a key under a temporary change was the
+        # desk's before it (its expiry gives a configured key back to the configuration).
+        self._baseline = {scope: dict(values) for scope, values in self.layers.items()}
+        self._desk: set[tuple[str, str]] = set()
+        self._desk_before: dict[tuple[str, str], bool] = {}
         self.global_killed = False
         self.killed: set[str] = set()               # engaged scopes (account:/instrument:/session:)
         self.killed_sessions: set[str] = set()
@@ -509,6 +517,11 @@ class RiskEngine:
         for _exp, key in due:
             _, restore, change = self.pending.pop(key)
             scope, name = key
+            if not self._desk_before.pop(key, True):
+                # configured before the change: back to the configuration in force now (a
+                # restart may have brought another file since)
+                restore = self._baseline.get(scope, {}).get(name)
+                self._desk.discard(key)
             layer = self.layers.setdefault(scope, {})
             old = layer.get(name)
             if restore is None:
@@ -615,11 +628,15 @@ class RiskEngine:
         old_effective = self._effective_text(kind, _acct, _sym, name)
         key = (scope, name)
         if expires is not None:
+            if key not in self.pending:
+                self._desk_before[key] = key in self._desk
             restore = self.pending[key][1] if key in self.pending else old
             self.pending[key] = (expires, restore, {k: cmd.get(k) for k in ("user", "approver", "reason",
                                                                             "expires_ts", "request_id")})
         else:
             self.pending.pop(key, None)
+            self._desk_before.pop(key, None)
+        self._desk.add(key)
         if value is None:
             layer.pop(name, None)
         else:
@@ -629,6 +646,31 @@ class RiskEngine:
                                                    new_value=_text(value), expires_ts=expires,
                                                    old_effective=old_effective,
                                                    new_effective=self._effective_text(kind, _acct, _sym, name)))
+
+    def apply_baseline(self, layers: dict[str, dict[str, str]]) -> None:
+        """Another configuration's limits from here on (a journaled ``limits_loaded`` record's
+        layers, as text): every configured key takes its new value or goes; keys the desk set
+        keep theirs. Replaying the records where they were journaled decides each past order
+        under the file that ran then, not under today's."""
+        new: dict[str, dict[str, object]] = {}
+        for scope, values in layers.items():
+            for name, text in values.items():
+                if name in LIMIT_DEFS:
+                    new.setdefault(scope, {})[name] = LIMIT_DEFS[name].parse(text)
+                elif text in ("true", True):       # a flag (restricted, halted, reduce_only)
+                    new.setdefault(scope, {})[name] = True
+        old = self._baseline
+        for scope in set(old) | set(new):
+            for name in set(old.get(scope, {})) | set(new.get(scope, {})):
+                if (scope, name) in self._desk:
+                    continue
+                value = new.get(scope, {}).get(name)
+                if value is None:
+                    self.layers.get(scope, {}).pop(name, None)
+                else:
+                    self.layers.setdefault(scope, {})[name] = value
+        self._baseline = new
+        self._apply()
 
     def too_fine(self, name: str, value) -> str | None:
         """Why a positive value would be 0 in the kernel's integer columns (which switches the

@@ -13,6 +13,8 @@ import time
 from collections import deque
 from typing import Callable, Iterable, Protocol
 
+import orjson
+
 from ..audit import schema as ev
 from ..book import BUY, LIMIT, MARKET, SELL, STP_CANCEL_BOTH, STP_CANCEL_INCOMING, STP_CANCEL_RESTING, STP_NONE
 from ..book import TIF_DAY, TIF_FOK, TIF_GTC, TIF_IOC
@@ -215,6 +217,14 @@ class Engine:
             return self.journal.append(event)
         return event
 
+    def apply_limits_loaded(self, record: dict) -> None:
+        """The configuration's limits a ``limits_loaded`` record journaled (audit/
+        config_limits.py) are in force from it on: the risk engine takes them beneath the
+        desk's changes (``RiskEngine.apply_baseline``), in a replay where it was journaled."""
+        self.limits_loaded = record
+        if self.risk is not None and hasattr(self.risk, "apply_baseline"):
+            self.risk.apply_baseline(orjson.loads(record["new_value"]))
+
     def _clock_went_back(self, record: dict, ts: int) -> None:
         """The wall clock stepped back (an NTP step, a VM migration): the record keeps the time
         the clock gave (holding journal time at the last one would freeze it for as long as the
@@ -265,7 +275,7 @@ class Engine:
                     count += 1
                 else:
                     if kind == ev.LIMITS_LOADED:
-                        self.limits_loaded = record
+                        self.apply_limits_loaded(record)
                     check.record(record)
             check.finish()
         finally:
