@@ -3,8 +3,8 @@
 Two identical acceptor stacks (engine, journal, session) in one process, one with the fast
 path and one without, take the same byte stream in the same chunks: clean orders, cancels,
 replaces and status requests mixed with mutated ones (bad values, repeated and unknown tags,
-header fields in the body, PossDup, sequence gaps, stale SendingTime, garbled frames,
-garbage) and standard optional fields off the fast path. Everything they answer and everything they journal must be the same, apart from
+header fields in the body, PossDup, sequence gaps, stale SendingTime, garbled frames (MsgType
+not the third field among them), garbage) and standard optional fields off the fast path. Everything they answer and everything they journal must be the same, apart from
 the clock.
 """
 from __future__ import annotations
@@ -129,7 +129,7 @@ def order_flow(draw):
         mutation = draw(st.sampled_from([None] * 6 + ["value", "duplicate", "unknown", "drop", "header_in_body",
                                                        "possdup", "gap", "stale", "length", "checksum",
                                                        "garbage", "equals", "empty", "user_tag",
-                                                       "late_header"]))
+                                                       "late_header", "late_msgtype"]))
         if mutation == "value":
             j = draw(st.integers(0, len(body) - 1))
             body[j] = (body[j][0], draw(weird))
@@ -166,11 +166,13 @@ def stream(begin: bytes, flow) -> bytes:
             header[3] = (b"34", str(seq + 1).encode())
         if mutation == "late_header":
             body = body + [header.pop()]             # SendingTime after the body fields
+        if mutation == "late_msgtype":
+            header[0], header[1] = header[1], header[0]   # 35 not the third field: garbled
         raw = frame(begin, header + body, mutation if mutation in ("length", "checksum") else None)
         if mutation == "garbage":
             raw = b"xx" + raw
         data.append(raw)
-        if mutation not in ("length", "checksum"):
+        if mutation not in ("length", "checksum", "late_msgtype"):
             seq += 1
     return b"".join(data)
 

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from oms_trading.config import demo_config_text
-from tests.fixclient import FixClient, field, utc_now
+from tests.fixclient import FixClient, _b, field, utc_now
 from tests.server_process import ServerProcess
 
 # name -> extra TOML lines of its [[fix.sessions]] entry (all accept the client's HeartBtInt)
@@ -25,7 +25,7 @@ SESSIONS = {
     "SELLER": "", "COD": "cancel_on_disconnect = true", "SLOW": "", "BMR": "", "DAILY": "",
     "FIRSTD": "", "FIXEDHB": None, "DC": "drop_copy = true",
     "LOOSE": "sending_time_tolerance_s = 3600\nvalidate = false",
-    "OPT": "", "OPT42": None,
+    "OPT": "", "OPT42": None, "MT3": "",
 }
 
 
@@ -456,6 +456,32 @@ def test_garbled_messages_are_ignored_without_consuming_a_seq(server):
         assert field(hb, 112) == "GOOD"
         assert c.drain(0.3) == []
         wait_log(server, r"GARBLE->OMS .*garbled message ignored")
+    finally:
+        c.close()
+
+
+def _msgtype_after_sender(c: FixClient, msg_type: str, fields: list) -> bytes:
+    """A message framed 8, 9, 49, 35, 56, ... with BodyLength and CheckSum right."""
+    parts = [(49, c.sender), (35, msg_type), (56, c.target), (34, c.seq), (52, utc_now()), *fields]
+    body = b"".join(b"%d=%s\x01" % (t, _b(v)) for t, v in parts)
+    msg = b"8=%s\x019=%d\x01" % (c.begin_string.encode(), len(body)) + body
+    return msg + b"10=%03d\x01" % (sum(msg) % 256)
+
+
+def test_msgtype_not_third_is_garbled_and_ignored_without_consuming_a_seq(server):
+    """MsgType (35) not the third field, CheckSum right: garbled by the session spec, so no
+    Reject (373=14) and its MsgSeqNum is not consumed; the gap it leaves is resent for."""
+    c = logged_on(server, "MT3", heartbeat=30)
+    try:
+        c.send_raw(_msgtype_after_sender(c, "1", [(112, "LATE35")]))     # seq 2, ignored
+        assert field(c.test_request("SAME-SEQ"), 112) == "SAME-SEQ"          # seq 2 again: in sequence
+        assert c.drain(0.3) == []
+        wait_log(server, r"MT3->OMS .*garbled message ignored \(MsgType \(35\) is not the third field\)")
+        c.send_raw(_msgtype_after_sender(c, "1", [(112, "LATE35")]))     # seq 3, ignored
+        c.seq += 1
+        c.send("1", [(112, "AFTER")])                                         # seq 4: 3 is missing
+        rr = c.expect("2")
+        assert (field(rr, 7), field(rr, 16)) == ("3", "0")
     finally:
         c.close()
 

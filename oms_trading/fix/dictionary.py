@@ -815,6 +815,7 @@ def _validate_full(msg, begin_string: bytes) -> Problem | None:
     f3 = msg._fields
     first = list(islice(msg._d, 3)) if f3 is None else [t for t, _ in f3[:3]]
     if first != _FIRST3:
+        # FixParser already drops such frames as garbled; this answers messages split elsewhere
         for i, want in enumerate(_FIRST3):
             if i >= len(first) or first[i] != want:
                 return _p(14, want, "Tag specified out of required order: %s must be field %d"
