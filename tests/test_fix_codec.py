@@ -161,6 +161,25 @@ def test_garbled_length_and_checksum_detected_and_resync():
     assert "CheckSum" in out[0].reason and "BodyLength" in out[2].reason
 
 
+def _reframed(bs: bytes, body: bytes) -> bytes:
+    """``body`` (the fields after 9) framed with the right BodyLength and CheckSum."""
+    msg = b"8=%b\x019=%d\x01%b" % (bs, len(body), body)
+    return msg + b"10=%03d\x01" % checksum(msg)
+
+
+def test_msgtype_not_third_is_garbled_and_skipped_whole():
+    """The FIX session spec counts "MsgType (35) is not the third tag" as garbled: such a
+    frame (CheckSum right) is yielded as Garbled, not as a message, and framing goes on."""
+    good = sf_encode(b"FIX.4.4", b"0", [])
+    late = _reframed(b"FIX.4.4", b"49=SND\x0135=1\x0156=TGT\x0134=7\x0152=" + TS + b"\x01112=X\x01")
+    absent = _reframed(b"FIX.4.4", b"49=SND\x0156=TGT\x0134=7\x0152=" + TS + b"\x01")
+    out = parse_all(late + good + absent + good)
+    assert [type(m).__name__ for m in out] == ["Garbled", "FixMessage", "Garbled", "FixMessage"], out
+    assert out[0].raw == late and out[2].raw == absent
+    assert all(m.reason == "MsgType (35) is not the third field" for m in (out[0], out[2]))
+    assert [key(m) for m in parse_all(late + good, [3] * 100)] == [key(m) for m in out[:2]]
+
+
 def test_other_begin_strings_are_framed():
     raw = sf_encode(b"FIXT.1.1", b"0", [])
     (m,) = parse_all(raw)

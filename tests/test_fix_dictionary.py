@@ -83,6 +83,41 @@ def test_2_tag_not_defined_for_message_type():
     check(msg([(108, 30)], b"0"), b"FIX.4.4", 2, 108)
 
 
+F_BODY = [(41, b"C1"), (11, b"C2"), (55, b"AAPL"), (54, b"1"), (60, TS)]
+G_BODY = [(41, b"C1"), (11, b"C2"), (21, 1), (55, b"AAPL"), (54, b"1"), (60, TS), (38, 50), (40, 2),
+          (44, b"10")]
+H_BODY = [(11, b"C1"), (55, b"AAPL"), (54, b"1")]
+BODIES = {b"D": NOS, b"F": F_BODY, b"G": G_BODY, b"H": H_BODY}
+FINANCING = [(913, b"GMRA"), (914, b"A1"), (915, b"20240101"), (918, b"USD"), (788, 2), (916, b"20240102"),
+             (917, b"20240201"), (919, 0), (898, b"0.5")]
+
+
+@pytest.mark.parametrize("bs,mt,extra", [
+    # optional fields of the specification's layouts (QuickFIX/J FIX44.xml / FIX42.xml)
+    (b"FIX.4.4", b"F", [(66, b"L1")]), (b"FIX.4.4", b"F", [(586, TS)]),
+    (b"FIX.4.4", b"G", [(66, b"L1")]), (b"FIX.4.4", b"G", [(586, TS)]),
+    (b"FIX.4.4", b"H", [(583, b"LINK")]), (b"FIX.4.4", b"H", [(790, b"R1"), (1, b"A"), (660, 99)]),
+    (b"FIX.4.2", b"H", [(1, b"ACC")]), (b"FIX.4.2", b"F", [(377, b"Y")]), (b"FIX.4.2", b"F", [(66, b"L1")]),
+    (b"FIX.4.4", b"D", FINANCING), (b"FIX.4.4", b"F", FINANCING), (b"FIX.4.4", b"G", FINANCING),
+    (b"FIX.4.4", b"H", FINANCING)])
+def test_standard_optional_fields_pass(bs, mt, extra):
+    assert validate(msg(BODIES[mt] + extra, mt, bs), bs) is None
+
+
+@pytest.mark.parametrize("bs,mt,tag,value", [
+    # fields the specification does not put in these messages stay refused
+    (b"FIX.4.2", b"F", 586, TS), (b"FIX.4.2", b"G", 586, TS), (b"FIX.4.2", b"H", 66, b"L1"),
+    (b"FIX.4.4", b"H", 66, b"L1"), (b"FIX.4.4", b"H", 586, TS), (b"FIX.4.2", b"D", 913, b"GMRA")])
+def test_fields_outside_the_layout_stay_refused(bs, mt, tag, value):
+    check(msg(BODIES[mt] + [(tag, value)], mt, bs), bs, 2, tag)
+
+
+def test_new_optional_fields_are_type_checked():
+    check(msg(F_BODY + [(586, b"20240102")], b"F"), b"FIX.4.4", 6, 586)
+    check(msg(H_BODY + [(915, b"2024-01-01")], b"H"), b"FIX.4.4", 6, 915)
+    check(msg(G_BODY + [(898, b"half")], b"G"), b"FIX.4.4", 6, 898)
+
+
 def test_3_undefined_tag():
     check(msg(NOS + [(4999, b"x")]), b"FIX.4.4", 3, 4999)
     assert validate(msg(NOS + [(5001, b"x")]), b"FIX.4.4") is None  # user-defined range
@@ -135,6 +170,8 @@ def test_13_tag_more_than_once():
 
 
 def test_14_out_of_order():
+    # a frame with 35 not third never gets here from FixParser (garbled: test_fix_codec.py);
+    # split on its own, it is still answered 14
     m = raw_msg(b"49=CLI\x0135=0\x0156=OMS\x0134=5\x0152=" + TS + b"\x01")
     check(m, b"FIX.4.4", 14, 35)
     check(msg([(112, b"T"), (43, b"Y")], b"1"), b"FIX.4.4", 14, 43)

@@ -3,8 +3,8 @@
 Two identical acceptor stacks (engine, journal, session) in one process, one with the fast
 path and one without, take the same byte stream in the same chunks: clean orders, cancels,
 replaces and status requests mixed with mutated ones (bad values, repeated and unknown tags,
-header fields in the body, PossDup, sequence gaps, stale SendingTime, garbled frames,
-garbage). Everything they answer and everything they journal must be the same, apart from
+header fields in the body, PossDup, sequence gaps, stale SendingTime, garbled frames (MsgType
+not the third field among them), garbage) and standard optional fields off the fast path. Everything they answer and everything they journal must be the same, apart from
 the clock.
 """
 from __future__ import annotations
@@ -119,12 +119,17 @@ def order_flow(draw):
                 body.append((b"38", b"100"))
         if kind == "H" and draw(st.booleans()):
             body.append((b"37", b"1"))
+        if kind == "H" and draw(st.booleans()):
+            body.append((b"1", b"BENCH"))     # on the fast path in both versions
+        if kind in ("F", "G") and draw(st.booleans()):
+            # standard optional fields the fast path leaves to the general path
+            body.append(draw(st.sampled_from([(b"66", b"L1"), (b"586", now_ts()), (b"377", b"N")])))
         if kind != "H" and (begin == b"FIX.4.4" or draw(st.booleans())):
             body.append((b"60", now_ts()))
         mutation = draw(st.sampled_from([None] * 6 + ["value", "duplicate", "unknown", "drop", "header_in_body",
                                                        "possdup", "gap", "stale", "length", "checksum",
                                                        "garbage", "equals", "empty", "user_tag",
-                                                       "late_header"]))
+                                                       "late_header", "late_msgtype"]))
         if mutation == "value":
             j = draw(st.integers(0, len(body) - 1))
             body[j] = (body[j][0], draw(weird))
@@ -161,11 +166,13 @@ def stream(begin: bytes, flow) -> bytes:
             header[3] = (b"34", str(seq + 1).encode())
         if mutation == "late_header":
             body = body + [header.pop()]             # SendingTime after the body fields
+        if mutation == "late_msgtype":
+            header[0], header[1] = header[1], header[0]   # 35 not the third field: garbled
         raw = frame(begin, header + body, mutation if mutation in ("length", "checksum") else None)
         if mutation == "garbage":
             raw = b"xx" + raw
         data.append(raw)
-        if mutation not in ("length", "checksum"):
+        if mutation not in ("length", "checksum", "late_msgtype"):
             seq += 1
     return b"".join(data)
 
@@ -245,3 +252,23 @@ def test_kernel_refuses_what_it_cannot_vouch_for():
     assert rows(good + [(b"58", b"hi")]) == 0                           # a tag not on the fast path
     assert rows(good[:2] + [(b"54", b"Z")] + good[3:]) == 0             # Side out of range
     assert rows(good[:3] + [(b"60", b"20260230-00:00:00")] + good[4:]) == 0   # no 30 February
+
+
+def test_kernel_takes_what_the_dictionary_allows_and_leaves_the_rest():
+    """Account (1) in a FIX 4.2 OrderStatusRequest is on the fast path now that the 4.2
+    dictionary has it; ListID (66) in a cancel is not on it (general path, accepted there)."""
+    out = np.zeros((8, fastpath.ROW), np.int64)
+
+    def rows(begin, mt, fields):
+        t = fastpath.tables_for(begin)
+        ids, n_prefix, n_them = t.ids(SESSIONS[begin], b"OMS")
+        raw = frame(begin, [(b"35", mt), (b"49", SESSIONS[begin]), (b"56", b"OMS"), (b"34", b"2"),
+                            (b"52", now_ts())] + fields)
+        return fastpath.scan(np.frombuffer(raw, np.uint8), 0, len(raw), ids, n_prefix, n_them, 2,
+                             time.time(), 120.0, t.rules, out)[0]
+
+    status = [(b"11", b"S1"), (b"55", b"AAPL"), (b"54", b"1")]
+    assert rows(b"FIX.4.2", b"H", status + [(b"1", b"CLIENT2")]) == 1
+    cancel = [(b"41", b"C1"), (b"11", b"C2"), (b"55", b"AAPL"), (b"54", b"1"), (b"60", now_ts())]
+    assert rows(b"FIX.4.4", b"F", cancel) == 1
+    assert rows(b"FIX.4.4", b"F", cancel + [(b"66", b"L1")]) == 0

@@ -14,7 +14,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from oms_trading.config import demo_config_text
-from tests.fixclient import FixClient, field, utc_now
+from tests.fixclient import FixClient, _b, field, utc_now
 from tests.server_process import ServerProcess
 
 # name -> extra TOML lines of its [[fix.sessions]] entry (all accept the client's HeartBtInt)
@@ -25,13 +25,15 @@ SESSIONS = {
     "SELLER": "", "COD": "cancel_on_disconnect = true", "SLOW": "", "BMR": "", "DAILY": "",
     "FIRSTD": "", "FIXEDHB": None, "DC": "drop_copy = true",
     "LOOSE": "sending_time_tolerance_s = 3600\nvalidate = false", "DUP": "",
+    "OPT": "", "OPT42": None, "MT3": "",
 }
 
 
 def _session_toml(name: str, extra: str | None) -> str:
     begin = "FIX.4.2" if name.endswith("42") else "FIX.4.4"
     hb = 2 if name == "FIXEDHB" else 0
-    account = "BENCH" if name in ("SLOW", "BUYER", "SELLER", "COD", "GAP", "RESEND", "RESEND42") else "ACC1"
+    account = "BENCH" if name in ("SLOW", "BUYER", "SELLER", "COD", "GAP", "RESEND", "RESEND42", "OPT",
+                                  "OPT42") else "ACC1"
     return (f'\n[[fix.sessions]]\nsender_comp_id = "OMS"\ntarget_comp_id = "{name}"\nbegin_string = "{begin}"\n'
             f'account = "{account}"\nheartbeat = {hb}\n{extra or ""}\n')
 
@@ -454,6 +456,58 @@ def test_garbled_messages_are_ignored_without_consuming_a_seq(server):
         assert field(hb, 112) == "GOOD"
         assert c.drain(0.3) == []
         wait_log(server, r"GARBLE->OMS .*garbled message ignored")
+    finally:
+        c.close()
+
+
+def _msgtype_after_sender(c: FixClient, msg_type: str, fields: list) -> bytes:
+    """A message framed 8, 9, 49, 35, 56, ... with BodyLength and CheckSum right."""
+    parts = [(49, c.sender), (35, msg_type), (56, c.target), (34, c.seq), (52, utc_now()), *fields]
+    body = b"".join(b"%d=%s\x01" % (t, _b(v)) for t, v in parts)
+    msg = b"8=%s\x019=%d\x01" % (c.begin_string.encode(), len(body)) + body
+    return msg + b"10=%03d\x01" % (sum(msg) % 256)
+
+
+def test_msgtype_not_third_is_garbled_and_ignored_without_consuming_a_seq(server):
+    """MsgType (35) not the third field, CheckSum right: garbled by the session spec, so no
+    Reject (373=14) and its MsgSeqNum is not consumed; the gap it leaves is resent for."""
+    c = logged_on(server, "MT3", heartbeat=30)
+    try:
+        c.send_raw(_msgtype_after_sender(c, "1", [(112, "LATE35")]))     # seq 2, ignored
+        assert field(c.test_request("SAME-SEQ"), 112) == "SAME-SEQ"          # seq 2 again: in sequence
+        assert c.drain(0.3) == []
+        wait_log(server, r"MT3->OMS .*garbled message ignored \(MsgType \(35\) is not the third field\)")
+        c.send_raw(_msgtype_after_sender(c, "1", [(112, "LATE35")]))     # seq 3, ignored
+        c.seq += 1
+        c.send("1", [(112, "AFTER")])                                         # seq 4: 3 is missing
+        rr = c.expect("2")
+        assert (field(rr, 7), field(rr, 16)) == ("3", "0")
+    finally:
+        c.close()
+
+
+def test_standard_optional_fields_are_accepted(server):
+    """Optional fields of the FIX 4.4 F / G and FIX 4.2 H layouts reach the engine instead of a
+    Reject 373=2: ListID (66), OrigOrdModTime (586), Account (1) in a 4.2 status request."""
+    c = logged_on(server, "OPT", heartbeat=30)
+    try:
+        c.new_order("OPT1", "AAPL", "1", 10, "180.00")
+        assert field(c.expect("8"), 39) == "0"
+        c.send("G", [(41, "OPT1"), (11, "OPT2"), (66, "L1"), (586, utc_now()), (55, "AAPL"), (54, "1"),
+                     (60, utc_now()), (38, 20), (40, "2"), (44, "180.00")])
+        rep = c.expect("8")
+        assert (field(rep, 11), field(rep, 150)) == ("OPT2", "5"), str(rep)
+        c.send("F", [(41, "OPT2"), (11, "OPT3"), (66, "L1"), (586, utc_now()), (55, "AAPL"), (54, "1"),
+                     (60, utc_now()), (38, 20)])
+        rep = c.expect("8")
+        assert (field(rep, 11), field(rep, 150)) == ("OPT3", "4"), str(rep)
+    finally:
+        c.close()
+    c = logged_on(server, "OPT42", heartbeat=30)
+    try:
+        c.send("H", [(11, "NOSUCH"), (1, "BENCH"), (55, "AAPL"), (54, "1")])
+        assert field(c.expect("8"), 11) == "NOSUCH"
+        assert field(c.test_request("OK"), 112) == "OK"
     finally:
         c.close()
 

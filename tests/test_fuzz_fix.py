@@ -4,8 +4,8 @@ Each example sends one mutated NewOrderSingle on a logged-on session, then a Tes
 What must hold: the server never crashes or drops the session, the TestRequest is answered
 (so everything before it was processed in order), a well-framed message gets exactly the
 answer the FIX rules prescribe (Reject, BusinessMessageReject or an ExecutionReport), a
-garbled one (bad BodyLength or CheckSum) gets nothing and consumes no sequence number, and
-the server's memory stays bounded.
+garbled one (bad BodyLength or CheckSum, MsgType not the third field) gets nothing and
+consumes no sequence number, and the server's memory stays bounded.
 """
 from __future__ import annotations
 
@@ -62,6 +62,8 @@ def mutated_body(draw) -> tuple[list[tuple[bytes, bytes]], str]:
 def frame(client: FixClient, fields: list[tuple[bytes, bytes]], garble: str | None) -> bytes:
     header = [(b"35", b"D"), (b"49", client.sender.encode()), (b"56", b"OMS"), (b"34", str(client.seq).encode()),
               (b"52", utc_now())]
+    if garble == "msgtype":
+        header[0], header[1] = header[1], header[0]      # 8, 9, 49, 35: garbled (session spec)
     body = b"".join(t + b"=" + v + SOH for t, v in header + fields)
     length = len(body) + (3 if garble == "length" else 0)
     msg = b"8=FIX.4.4" + SOH + b"9=" + str(length).encode() + SOH + body
@@ -91,7 +93,7 @@ def fuzz_session(tmp_path_factory):
 
 @settings(max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
-@given(data=mutated_body(), garble=st.sampled_from([None, None, None, "length", "checksum"]))
+@given(data=mutated_body(), garble=st.sampled_from([None, None, None, "length", "checksum", "msgtype"]))
 def test_mutated_messages_get_the_prescribed_answer(fuzz_session, data, garble):
     proc, client = fuzz_session
     fields, kind = data

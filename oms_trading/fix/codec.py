@@ -5,12 +5,14 @@ the test oracle. Measured alternatives and the reasons for the choices are in
 benchmarks/bench_codec.py's docstring.
 
 Framing (``FixParser``)
-    A message is ``8=<BeginString>|9=<BodyLength>|<BodyLength bytes>10=NNN|`` where ``|`` is
+    A message is ``8=<BeginString>|9=<BodyLength>|35=<MsgType>|...10=NNN|`` where ``|`` is
     SOH. Garbage before ``8=FIX`` is skipped silently. A frame whose BodyLength does not
     land on ``10=NNN<SOH>``, or whose CheckSum is wrong, or whose BodyLength is malformed or
-    above ``max_message_bytes`` is yielded as ``Garbled(reason, raw)`` and skipped (the
-    session ignores it without consuming a sequence number). Any BeginString starting with
-    ``FIX`` is framed; the session refuses the ones it does not support.
+    above ``max_message_bytes``, or whose third field is not MsgType (35) is yielded as
+    ``Garbled(reason, raw)`` and skipped: the session ignores it without consuming a
+    sequence number, as the FIX session specification prescribes for garbled messages. Any
+    BeginString starting with ``FIX`` is framed; the session refuses the ones it does not
+    support.
 
     Every decision is taken only when enough bytes are buffered for it to be final, so
     feeding a stream in any chunking yields exactly what feeding it whole yields. The buffer
@@ -380,6 +382,9 @@ class FixParser(StreamBuffer):
             got = checksum(memoryview(raw)[:-7])
             if got != want:
                 return self._garbled("CheckSum (10) %03d, computed %03d" % (want, got), pos, end, end)
+            if not buf.startswith(b"35=", e2 + 1):
+                # garbled by the session spec: ignored, its MsgSeqNum left to a ResendRequest
+                return self._garbled("MsgType (35) is not the third field", pos, end, end)
             self._pos = end
             if end == n:
                 self._buf = b""

@@ -310,6 +310,7 @@ _FIELD_TABLE = """
 761 BenchmarkSecurityIDSource STRING
 762 SecuritySubType STRING
 775 BookingType INT
+788 TerminationType INT
 789 NextExpectedMsgSeqNum SEQNUM
 790 OrdStatusReqID STRING
 802 NoPartySubIDs NUMINGROUP
@@ -341,6 +342,14 @@ _FIELD_TABLE = """
 875 CPProgram INT
 876 CPRegType STRING
 879 UnderlyingQty QTY
+898 MarginRatio PERCENTAGE
+913 AgreementDesc STRING
+914 AgreementID STRING
+915 AgreementDate LOCALMKTDATE
+916 StartDate LOCALMKTDATE
+917 EndDate LOCALMKTDATE
+918 AgreementCurrency CURRENCY
+919 DeliveryType INT
 947 StrikeCurrency CURRENCY
 """
 
@@ -374,6 +383,9 @@ def _tn(tag: int, bs: bytes) -> str:
 # --------------------------------------------------------------------------------------
 # Layouts. A layout is a list of items: an int tag, ("*", tag) for a required tag, or a
 # group ("G", count_tag, [items...]); the first tag of a group's items is its delimiter.
+# The field lists of the incoming application messages follow the specification's message
+# layouts (checked against QuickFIX/J's FIX42.xml / FIX44.xml): a standard optional field
+# missing here would refuse a valid request with 373=2. UnderlyingInstrument is a subset.
 
 def R(tag):  # noqa: N802 - short on purpose: "required"
     return ("*", tag)
@@ -399,6 +411,7 @@ _UNDERLYINGS_44 = [G(711, 311, 312, 309, 305, G(457, 458, 459), 462, 463, 310, 3
                      308, 306, 307, 879, 810)]
 _UNDERLYING_FLAT_44 = [311, 312, 309, 305, G(457, 458, 459), 462, 463, 310, 313, 542, 316, 308,
                        306, 307, 879, 810]
+_FINANCING_44 = [913, 914, 915, 918, 788, 916, 917, 919, 898]  # FinancingDetails component
 _STIPULATIONS = [G(232, 233, 234)]
 _ORDER_QTY_DATA = [38, 152, 516, 468, 469]
 _COMMISSION = [12, 13, 479, 497]
@@ -427,21 +440,22 @@ _MSGS_44 = dict(_COMMON_SESSION)
 _MSGS_44["A"] = _COMMON_SESSION["A"] + [789, 464, 553, 554]
 _MSGS_44["D"] = (
     [R(11), 526, 583] + _PARTIES + [229, 75, 1, 660, 581, 589, 590, 591, 70] + _ALLOCS_44 +
-    [63, 64, 544, 635, 21, 18, 110, 111, 100] + _SESSIONS_44 + [81] + _INSTRUMENT_44 +
+    [63, 64, 544, 635, 21, 18, 110, 111, 100] + _SESSIONS_44 + [81] + _INSTRUMENT_44 + _FINANCING_44 +
     _UNDERLYINGS_44 + [140, R(54), 114, R(60)] + _STIPULATIONS + [854] + _ORDER_QTY_DATA +
     [R(40), 423, 44, 99] + _SPREAD + _YIELD + [15, 376, 377, 23, 117, 59, 168, 432, 126, 427] +
     _COMMISSION + [528, 529, 582, 121, 120, 775] + _TEXT + [193, 192, 640, 77, 203, 210] +
     _PEG_44 + _DISCRETION_44 + [847, 848, 849, 480, 481, 513, 494])
-_MSGS_44["F"] = ([R(41), 37, R(11), 526, 583, 1, 660, 581] + _PARTIES + _INSTRUMENT_44 +
-                 _UNDERLYINGS_44 + [R(54), R(60)] + _ORDER_QTY_DATA + [376] + _TEXT)
+_MSGS_44["F"] = ([R(41), 37, R(11), 526, 583, 66, 586, 1, 660, 581] + _PARTIES + _INSTRUMENT_44 +
+                 _FINANCING_44 + _UNDERLYINGS_44 + [R(54), R(60)] + _ORDER_QTY_DATA + [376] + _TEXT)
 _MSGS_44["G"] = (
-    [37] + _PARTIES + [229, 75, R(41), R(11), 526, 583, 586, 1, 660, 581, 589, 590, 591, 70] +
+    [37] + _PARTIES + [229, 75, R(41), R(11), 526, 583, 66, 586, 1, 660, 581, 589, 590, 591, 70] +
     _ALLOCS_44 + [63, 64, 544, 635, 21, 18, 110, 111, 100] + _SESSIONS_44 + _INSTRUMENT_44 +
-    _UNDERLYINGS_44 + [R(54), R(60)] + _STIPULATIONS + [854] + _ORDER_QTY_DATA +
+    _FINANCING_44 + _UNDERLYINGS_44 + [R(54), R(60)] + _STIPULATIONS + [854] + _ORDER_QTY_DATA +
     [R(40), 423, 44, 99] + _SPREAD + _YIELD + _PEG_44 + _DISCRETION_44 +
     [847, 848, 849, 376, 377, 15, 59, 168, 432, 126, 427] + _COMMISSION +
     [528, 529, 582, 121, 120, 775] + _TEXT + [193, 192, 640, 77, 203, 210, 114, 480, 481, 513, 494])
-_MSGS_44["H"] = [37, R(11), 526] + _PARTIES + [1, 660] + _INSTRUMENT_44 + _UNDERLYINGS_44 + [R(54), 790]
+_MSGS_44["H"] = ([37, R(11), 526, 583] + _PARTIES + [790, 1, 660] + _INSTRUMENT_44 + _FINANCING_44 +
+                 _UNDERLYINGS_44 + [R(54)])
 _MSGS_44["q"] = ([R(11), 526, R(530), 336, 625] + _PARTIES + _INSTRUMENT_44 + _UNDERLYING_FLAT_44 +
                  [54, R(60)] + _TEXT)
 _MSGS_44["8"] = (
@@ -462,13 +476,13 @@ _MSGS_42["D"] = (
                       168, 432, 126, 427] + _COMMISSION +
     [47, 121, 120] + _TEXT + [193, 192, 77, 203, 204, 210, 211, 388, 389, 439, 440])
 _MSGS_42["F"] = ([R(41), 37, R(11), 66, 1, 109, 76] + _INSTRUMENT_42 +
-                 [R(54), R(60), 38, 152, 376] + _TEXT)
+                 [R(54), R(60), 38, 152, 376, 377] + _TEXT)
 _MSGS_42["G"] = (
     [37, 109, 76, R(41), R(11), 66, 1] + _ALLOCS_42 + [63, 64, R(21), 18, 110, 111, 100] +
     _SESSIONS_42 + _INSTRUMENT_42 + [R(54), R(60), 38, 152, R(40), 44, 99, 15, 376, 377, 59,
                                      168, 432, 126, 427] + _COMMISSION +
     [47, 121, 120] + _TEXT + [193, 192, 77, 203, 204, 210, 211, 388, 389, 114, 439, 440])
-_MSGS_42["H"] = [37, R(11), 109, 76] + _INSTRUMENT_42 + [R(54)]
+_MSGS_42["H"] = [37, R(11), 109, 1, 76] + _INSTRUMENT_42 + [R(54)]
 _MSGS_42["q"] = _MSGS_44["q"]  # extension: q is FIX 4.3+, accepted on 4.2 (module doc)
 _MSGS_42["8"] = (
     [R(37), 11, 41, 109, G(382, 375, 337, 437, 438), 66, R(17), R(20), 19, R(150), R(39), 103,
@@ -801,6 +815,7 @@ def _validate_full(msg, begin_string: bytes) -> Problem | None:
     f3 = msg._fields
     first = list(islice(msg._d, 3)) if f3 is None else [t for t, _ in f3[:3]]
     if first != _FIRST3:
+        # FixParser already drops such frames as garbled; this answers messages split elsewhere
         for i, want in enumerate(_FIRST3):
             if i >= len(first) or first[i] != want:
                 return _p(14, want, "Tag specified out of required order: %s must be field %d"
