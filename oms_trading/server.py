@@ -99,6 +99,8 @@ class OmsServer:
         self.gateway.on_events.append(self.metrics.observe_events)
         self.acceptor = FixAcceptor(cfg, self.gateway, opts.data_dir, opts.timing)
         self.acceptor.recover_reports()
+        self.acceptor.recover_inbound_seqs(self.engine.inbound_seqs)
+        self.acceptor.end_sessions_lost_in_a_crash(self.engine.sessions_logged_on)
         tls = None
         if cfg.tls_cert is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -15,21 +15,24 @@ READY_HTTP = re.compile(r"HTTP listening on ([\d.]+):(\d+)")
 
 
 class ServerProcess:
-    def __init__(self, data_dir: Path, config: Path | None = None, extra: list[str] | None = None) -> None:
+    def __init__(self, data_dir: Path, config: Path | None = None, extra: list[str] | None = None,
+                 module: str = "oms_trading.cli", env: dict[str, str] | None = None) -> None:
         self.data_dir = Path(data_dir)
         self.config = config
         self.extra = extra or []
+        self.module = module          # tests/crash_launcher.py: the same server, with a fault injected
+        self.env = env or {}
         self.proc: subprocess.Popen | None = None
         self.fix_port = self.http_port = 0
         self.lines: list[str] = []
         self.stderr_lines: list[str] = []
 
     def start(self, timeout: float = 180.0) -> "ServerProcess":
-        cmd = [sys.executable, "-m", "oms_trading.cli", "serve", "--data-dir", str(self.data_dir),
+        cmd = [sys.executable, "-m", self.module, "serve", "--data-dir", str(self.data_dir),
                "--fix-port", "0", "--http-port", "0", *self.extra]
         if self.config is not None:
             cmd += ["--config", str(self.config)]
-        env = dict(os.environ, PYTHONUNBUFFERED="1")
+        env = dict(os.environ, PYTHONUNBUFFERED="1", **self.env)
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
         threading.Thread(target=self._drain_stderr, daemon=True).start()
         deadline = time.monotonic() + timeout

@@ -105,16 +105,16 @@ def test_risk_desk_limit_change_rejects_next_fix_order_and_kill_switch(page, ser
 
         # change ACC1's max_order_qty to 50, in place
         page.select_option("#lim-scope", "account:ACC1")
-        page.wait_for_function("document.querySelector('#limits tr[data-row=max_order_qty] td:nth-child(4)')"
-                               ".textContent === 'default'")
+        # locator assertions poll with playwright's own script: a wait_for_function predicate is
+        # a string the page's CSP (no 'unsafe-eval') refuses once it has to poll
+        sync_api.expect(page.locator("#limits tr[data-row=max_order_qty] td:nth-child(4)")).to_have_text("default")
         page.fill("#lim-reason", "browser test: tighten ACC1")
         row = page.locator("#limits tr[data-row=max_order_qty]")
         row.locator("input").fill("50")
         row.locator("input").press("Enter")
         page.wait_for_selector("#toast .msg.ok")
         assert "→ 50" in page.locator("#toast .msg.ok").last.inner_text()
-        page.wait_for_function("document.querySelector('#limits tr[data-row=max_order_qty] td:nth-child(3)')"
-                               ".textContent === '50'")
+        sync_api.expect(page.locator("#limits tr[data-row=max_order_qty] td:nth-child(3)")).to_have_text("50")
 
         fix.new_order("WEB-1", "AAPL", "1", 100, "190.00")
         rej = fix.expect("8")

@@ -127,3 +127,23 @@ def test_a_duplicate_cl_ord_id_is_rejected_with_the_working_orders_state_and_a_p
     assert replayed.replay_check.differences == 0, replayed.replay_check.first.describe()
     assert replayed.next_exec_id == eng.next_exec_id
     assert sorted(o.cl_ord_id for o in replayed.open_orders()) == ["B1", "B2"]
+
+
+def test_replay_keeps_each_sessions_last_msg_seq_num_since_its_last_reset_and_who_was_logged_on():
+    """What the FIX acceptor's crash recovery reads after the start-up replay: the MsgSeqNum
+    of each session's last journaled command (a sequence reset forgets the old numbering's)
+    and the sessions whose last session record is a logon."""
+    from tests.test_engine_common import MemJournal
+    journal = MemJournal()
+    eng = make_engine(journal=journal)
+    eng.record({"type": ev.SESSION_LOGON, "ts": 1, "session": S1, "text": "logon"})
+    eng.record({"type": ev.SESSION_LOGON, "ts": 1, "session": S2, "text": "logon"})
+    eng.process({**new("A", "1", 10, "99.00"), "msg_seq_num": 7})
+    eng.process({**new("B", "1", 10, "99.00", session=S2), "msg_seq_num": 40})
+    eng.record({"type": ev.SESSION_SEQ_RESET, "ts": 2, "session": S2, "text": "reset"})
+    eng.record({"type": ev.SESSION_LOGOUT, "ts": 2, "session": S2, "text": "logout"})
+    replayed = make_engine(journal=MemJournal())
+    replayed.replay(journal.records)
+    assert replayed.inbound_seqs == {S1: 7}
+    assert replayed.sessions_logged_on == {S1}
+    assert replayed.replay_check.differences == 0

@@ -91,7 +91,6 @@ def column_sql(name: str) -> str:
 
 
 COLUMNS_SQL = ", ".join(column_sql(n) for n in COLUMN_NAMES)
-_LEGACY_COLUMNS_SQL = ", ".join(f'"{n}"' for n in COLUMN_NAMES)
 
 
 def stored_hash_type(con, table: str = TABLE) -> str | None:
@@ -102,10 +101,26 @@ def stored_hash_type(con, table: str = TABLE) -> str | None:
     return row[0][0] if row else None
 
 
+def stored_columns(con, table: str = TABLE) -> list[str]:
+    """The table's column names in their order ([] for no table)."""
+    return [r[0] for r in con.execute("SELECT column_name FROM information_schema.columns WHERE table_name = ? "
+                                      "ORDER BY ordinal_position", [table]).fetchall()]
+
+
+def is_current_layout(con, table: str = TABLE) -> bool:
+    """The table has this version's columns, in order, with the hashes as bytes."""
+    return stored_columns(con, table) == list(COLUMN_NAMES) and stored_hash_type(con, table) == "BLOB"
+
+
 def columns_sql_for(con) -> str:
-    """``COLUMNS_SQL``, or the plain column list for a table written by an earlier version
-    (hashes as text); for readers that must not change the file (``verify``)."""
-    return _LEGACY_COLUMNS_SQL if stored_hash_type(con) == "VARCHAR" else COLUMNS_SQL
+    """``COLUMNS_SQL``, or the columns a table written by an earlier version has (hashes as
+    text, or without a column added since); for readers that must not change the file
+    (``verify``): a record rebuilt from such a row simply lacks the missing keys."""
+    if is_current_layout(con):
+        return COLUMNS_SQL
+    have = set(stored_columns(con))
+    text_hashes = stored_hash_type(con) == "VARCHAR"
+    return ", ".join(f'"{n}"' if text_hashes else column_sql(n) for n in COLUMN_NAMES if n in have)
 
 
 _HEX_VALUE = np.full(256, 16, dtype=np.uint8)     # 16: not a lowercase hex digit
@@ -437,22 +452,26 @@ class Projection:
 
     def _ensure_schema(self, con) -> None:
         old = stored_hash_type(con)
-        if old is None or old == "BLOB":
+        if old is None or is_current_layout(con):
             con.execute(create_table_sql())
             con.execute(_view_sql())
             return
-        # written by an earlier version (hashes as text): the table is a projection of the
+        hash_sql = "hash"
+        if old == "BLOB":
+            old = "bytes, without a column added since"
+            hash_sql = column_sql("hash")
+        # written by an earlier version (hashes as text, a column missing): the table is a projection of the
         # journal, so it is made again in the current layout rather than converted in place;
         # but only once the journal is known to hold what the table holds (its last row is the
         # journal's record of the same seq, the check catch_up makes of any table): a table
         # ahead of or forked from the journal keeps the only copy of its rows until the
         # operator runs verify, then rebuild (which skips this check)
         if not self._rebuilding:
-            last = con.execute(f"SELECT seq, hash FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchall()
+            last = con.execute(f"SELECT seq, {hash_sql} FROM {TABLE} ORDER BY seq DESC LIMIT 1").fetchall()
             if last:
                 self._check_journal_has(last[0][0], last[0][1],
                                         f"(a table of an earlier version, hashes as {old}, not rebuilt)")
-        log.warning("audit projection %s: hash columns stored as %s by an earlier version; "
+        log.warning("audit projection %s: a table of an earlier version (hashes as %s); "
                     "rebuilding the table from the journal", self.db_path, old)
         # one transaction: a failure or a crash half way leaves the old table as it was
         con.execute("BEGIN TRANSACTION")

@@ -19,6 +19,7 @@ EVENT_COLUMNS: tuple[tuple[str, str], ...] = (
     ("cl_ord_id", "VARCHAR"),
     ("orig_cl_ord_id", "VARCHAR"),
     ("session", "VARCHAR"),       # "SENDER->TARGET" of the owning FIX session, e.g. "CLIENT1->OMS"
+    ("msg_seq_num", "BIGINT"),    # MsgSeqNum (34) of the FIX message a command came in (its FIX log line)
     ("account", "VARCHAR"),
     ("symbol", "VARCHAR"),
     ("side", "VARCHAR"),          # FIX Side value: "1" buy, "2" sell, "5" sell short, ...
@@ -84,6 +85,7 @@ SESSION_LOGON = "session_logon"
 SESSION_LOGOUT = "session_logout"
 SESSION_REJECT = "session_reject"
 JOURNAL_TORN_TAIL = "journal_torn_tail"      # a start found the last command's events cut by a crash
+SESSION_SEQ_RESET = "session_seq_reset"      # a FIX session's sequence numbers start again at 1 (before its store resets)
 LIMITS_LOADED = "limits_loaded"              # a start whose config file sets other limits than the last one (config_limits.py)
 
 COMMAND_TYPES = frozenset({

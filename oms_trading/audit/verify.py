@@ -109,12 +109,13 @@ def _bad(res: VerifyResult, where: str, seq: int | None, reason: str) -> VerifyR
 
 def _rows(con, batch: int = 20_000) -> Iterator[dict]:
     cur = con.execute(f"SELECT {columns_sql_for(con)} FROM {TABLE} ORDER BY seq")
+    names = [d[0] for d in cur.description]     # an earlier version's table may lack a column
     while True:
         b = cur.fetchmany(batch)
         if not b:
             return
         for r in b:
-            yield dict(zip(COLUMN_NAMES, r))
+            yield dict(zip(names, r))
 
 
 def verify_table(con: duckdb.DuckDBPyConnection, jdir: Path, res: VerifyResult) -> VerifyResult:
@@ -153,7 +154,7 @@ def verify_table(con: duckdb.DuckDBPyConnection, jdir: Path, res: VerifyResult) 
             # same record, but a value moved from its column into details hides the row from
             # queries on that column: the row must be laid out as the projection writes it
             want = record_to_row(jrec)
-            moved = [c for c in COLUMN_NAMES if c != "details" and row[c] != want.get(c)]
+            moved = [c for c in COLUMN_NAMES if c != "details" and row.get(c) != want.get(c)]
             if moved:
                 return _bad(res, "duckdb", seq, f"row keeps {moved} in details instead of its column"
                                                 f"{'s' if len(moved) > 1 else ''}: the row was edited")

@@ -38,6 +38,7 @@ SIDE_CODES = {"1": BUY, "2": SELL, "5": SELL, "6": SELL}
 TICKS_MEMO_SIZE = 65536    # distinct prices remembered per instrument before the memo starts over
 EVICT_CHUNK = 4096        # finished orders past the bound leave memory this many at a time at most
 CXL_BROKER_OPTION = 2     # CxlRejReason for a replace refused by a risk check
+_SESSION_RECORDS = frozenset({ev.SESSION_LOGON, ev.SESSION_LOGOUT, ev.SESSION_SEQ_RESET})
 CLOCK_WARN_EVERY_S = 60.0  # a wall clock stepping back is logged at most this often
 
 
@@ -108,6 +109,12 @@ class Engine:
         # ts of the first command replayed since the last end of day (None: none since): a start
         # after an end of day the server was down for rolls the day if this is before it
         self.day_first_ts: int | None = None
+        # FIX session facts the replay finds, for the acceptor's recovery after a crash: the
+        # MsgSeqNum of each session's last journaled command since its last sequence reset (the
+        # store's inbound seq may lag it: it is written after the journal), and the sessions
+        # whose last session record is a logon (logged on when the server stopped)
+        self.inbound_seqs: dict[str, int] = {}
+        self.sessions_logged_on: set[str] = set()
         self.next_trade_id = 1
         self.last_trade_ticks: list[int | None] = [None] * len(self.config.instruments)
         self.pos = Positions(self.config)
@@ -217,6 +224,15 @@ class Engine:
             return self.journal.append(event)
         return event
 
+    def _session_record(self, kind: str, session: str | None) -> None:
+        """A FIX session's logon, logout or sequence reset, replayed (see ``inbound_seqs``)."""
+        if kind == ev.SESSION_LOGON:
+            self.sessions_logged_on.add(session)
+        elif kind == ev.SESSION_LOGOUT:
+            self.sessions_logged_on.discard(session)
+        else:                       # its numbering starts again: earlier MsgSeqNums are of the old one
+            self.inbound_seqs.pop(session, None)
+
     def apply_limits_loaded(self, record: dict) -> None:
         """The configuration's limits a ``limits_loaded`` record journaled (audit/
         config_limits.py) are in force from it on: the risk engine takes them beneath the
@@ -266,6 +282,9 @@ class Engine:
                 if kind in ev.COMMAND_TYPES:
                     if self.day_first_ts is None:
                         self.day_first_ts = ts      # (an end of day's own handler sets it back)
+                    msg_seq = record.get("msg_seq_num")
+                    if msg_seq is not None:
+                        self.inbound_seqs[record["session"]] = msg_seq
                     command = {k: v for k, v in record.items() if k not in JOURNAL_KEYS}
                     made: list[dict] = []
                     self._handlers[kind](self, command, made)
@@ -274,7 +293,9 @@ class Engine:
                         self._let_go_of_finished()     # as process() does, so replay ends equal
                     count += 1
                 else:
-                    if kind == ev.LIMITS_LOADED:
+                    if kind in _SESSION_RECORDS:
+                        self._session_record(kind, record.get("session"))
+                    elif kind == ev.LIMITS_LOADED:
                         self.apply_limits_loaded(record)
                     check.record(record)
             check.finish()

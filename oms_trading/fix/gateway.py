@@ -115,9 +115,11 @@ class Gateway:
         """NewOrderSingle & co. as a command dict; None for a message type we don't route."""
         get = msg._d.get      # the parsed fields (first occurrence of each tag) without a method hop
         mt = msg.msg_type
+        seq = msg.seq_num     # journaled: a restart knows which messages its commands came in
         ts = self.clock_ns()
         if mt == b"D":
-            command = {"type": ev.ORDER_RECEIVED, "ts": ts, "session": session_key, "cl_ord_id": _text(get(11)),
+            command = {"type": ev.ORDER_RECEIVED, "ts": ts, "session": session_key, "msg_seq_num": seq,
+                       "cl_ord_id": _text(get(11)),
                        "account": _word(get(1)) or default_account, "symbol": _word(get(55)), "side": _word(get(54)),
                        "ord_type": _word(get(40)), "tif": _word(get(59)) or "0", "price": _word(get(44)),
                        "qty": _int(get(38))}
@@ -125,19 +127,22 @@ class Gateway:
                 command["poss_resend"] = "Y"
             return command
         if mt == b"F":
-            return {"type": ev.CANCEL_REQUESTED, "ts": ts, "session": session_key, "cl_ord_id": _text(get(11)),
+            return {"type": ev.CANCEL_REQUESTED, "ts": ts, "session": session_key, "msg_seq_num": seq,
+                    "cl_ord_id": _text(get(11)),
                     "orig_cl_ord_id": _text(get(41)), "order_id": _order_id(get(37)), "symbol": _word(get(55)),
                     "side": _word(get(54))}
         if mt == b"G":
-            return {"type": ev.REPLACE_REQUESTED, "ts": ts, "session": session_key, "cl_ord_id": _text(get(11)),
+            return {"type": ev.REPLACE_REQUESTED, "ts": ts, "session": session_key, "msg_seq_num": seq,
+                    "cl_ord_id": _text(get(11)),
                     "orig_cl_ord_id": _text(get(41)), "order_id": _order_id(get(37)), "symbol": _word(get(55)),
                     "side": _word(get(54)), "ord_type": _word(get(40)), "tif": _word(get(59)),
                     "price": _word(get(44)), "qty": _int(get(38))}
         if mt == b"H":
-            return {"type": ev.STATUS_REQUESTED, "ts": ts, "session": session_key, "cl_ord_id": _text(get(11)),
+            return {"type": ev.STATUS_REQUESTED, "ts": ts, "session": session_key, "msg_seq_num": seq,
+                    "cl_ord_id": _text(get(11)),
                     "order_id": _order_id(get(37)), "symbol": _word(get(55)), "side": _word(get(54))}
         if mt == b"q":
-            return {"type": ev.MASS_CANCEL_REQUESTED, "ts": ts, "session": session_key,
+            return {"type": ev.MASS_CANCEL_REQUESTED, "ts": ts, "session": session_key, "msg_seq_num": seq,
                     "cl_ord_id": _text(get(11)), "mass_cancel_type": _word(get(530)), "symbol": _word(get(55)),
                     "side": _word(get(54)), "account": _word(get(1))}
         return None
@@ -146,7 +151,7 @@ class Gateway:
         """The command ``command_from_fix`` makes, from a fast-path row (fastpath.py): the
         message's MsgType index and the offsets of its fields in ``buf``. Same keys, same
         order, same values."""
-        (mt, _seq, _start, _end, a11, b11, a1, b1, _a21, _b21, a38, b38, a40, b40, a44, b44, a54, b54,
+        (mt, seq, _start, _end, a11, b11, a1, b1, _a21, _b21, a38, b38, a40, b40, a44, b44, a54, b54,
          a55, b55, a59, b59, _a60, _b60, a41, b41, a37, b37, qty) = row
         ts = self.clock_ns()
         words = _WORDS
@@ -165,22 +170,23 @@ class Gateway:
             price = buf[a44:b44] if a44 >= 0 else None
             if mt == 0:
                 account = buf[a1:b1] if a1 >= 0 else None
-                return {"type": ev.ORDER_RECEIVED, "ts": ts, "session": session_key, "cl_ord_id": cl,
-                        "account": (words.get(account) or _word(account)) or default_account, "symbol": symbol,
+                return {"type": ev.ORDER_RECEIVED, "ts": ts, "session": session_key, "msg_seq_num": seq,
+                        "cl_ord_id": cl, "account": (words.get(account) or _word(account)) or default_account,
+                        "symbol": symbol,
                         "side": side, "ord_type": words.get(ord_type) or _word(ord_type),
                         "tif": (words.get(tif) or _word(tif)) or "0", "price": words.get(price) or _word(price),
                         "qty": qty}
         orig = buf[a41:b41].decode("latin-1") if a41 >= 0 else None
         order_id = _order_id(buf[a37:b37]) if a37 >= 0 else None
         if mt == 1:
-            return {"type": ev.CANCEL_REQUESTED, "ts": ts, "session": session_key, "cl_ord_id": cl,
+            return {"type": ev.CANCEL_REQUESTED, "ts": ts, "session": session_key, "msg_seq_num": seq, "cl_ord_id": cl,
                     "orig_cl_ord_id": orig, "order_id": order_id, "symbol": symbol, "side": side}
         if mt == 2:
-            return {"type": ev.REPLACE_REQUESTED, "ts": ts, "session": session_key, "cl_ord_id": cl,
+            return {"type": ev.REPLACE_REQUESTED, "ts": ts, "session": session_key, "msg_seq_num": seq, "cl_ord_id": cl,
                     "orig_cl_ord_id": orig, "order_id": order_id, "symbol": symbol, "side": side,
                     "ord_type": words.get(ord_type) or _word(ord_type), "tif": words.get(tif) or _word(tif),
                     "price": words.get(price) or _word(price), "qty": qty}
-        return {"type": ev.STATUS_REQUESTED, "ts": ts, "session": session_key, "cl_ord_id": cl,
+        return {"type": ev.STATUS_REQUESTED, "ts": ts, "session": session_key, "msg_seq_num": seq, "cl_ord_id": cl,
                 "order_id": order_id, "symbol": symbol, "side": side}
 
     def submit(self, command: dict) -> list[dict]:

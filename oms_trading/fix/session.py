@@ -23,7 +23,7 @@ from ..config import DAY_NS, Config, SessionConfig, previous_utc_time_ns
 from . import dictionary, fastpath
 from .codec import FixMessage, FixParser, Garbled, encode, split_message, with_poss_dup
 from ..audit import schema as ev
-from ..audit.journal import iter_records
+from ..audit.journal import JournalError, iter_records
 from .gateway import COD_REASON
 from .reports import EXEC_REPORT_TYPES, JOURNALED_REPORT_TYPES, ReportWriter, safe_text
 from .store import MessageStore
@@ -226,7 +226,8 @@ class FixSession(asyncio.Protocol):
                      cfg.key, self.acceptor.config.daily_reset)
         resetting = cfg.reset_on_logon or reset_requested or daily
         if resetting:
-            self.store.reset()
+            self._reset_sequences("daily reset time passed" if daily else
+                                  "reset_on_logon" if cfg.reset_on_logon else "Logon with ResetSeqNumFlag=Y")
         self.next_out = self.store.next_sender_seq
         seq = msg.seq_num
         expected = self.store.next_target_seq
@@ -259,6 +260,13 @@ class FixSession(asyncio.Protocol):
         log.info("FIX session %s logged on from %s (hb %ss, in %d, out %d)", self.key, self.peer,
                  self.heartbeat_s, self.store.next_target_seq, self.next_out)
         self.acceptor.record_session_event("session_logon", self.key, f"logon from {self.peer}")
+
+    def _reset_sequences(self, why: str) -> None:
+        """Both sequence numbers start again at 1. Journaled first: a restart then never reads
+        the MsgSeqNums the journal's commands carry from the old numbering as this one's
+        (``Engine.inbound_seqs``, ``FixAcceptor.recover_inbound_seqs``)."""
+        self.acceptor.journal_seq_reset(self.key, why)
+        self.store.reset()
 
     def _register(self) -> None:
         self.logged_on = True
@@ -388,7 +396,7 @@ class FixSession(asyncio.Protocol):
         self.gateway.end_batch()    # reports of earlier messages of this read keep the old numbering
         self.flush()
         self._drop_resends()          # the rest of a resend under way is of the old numbering
-        self.store.reset()
+        self._reset_sequences("in-session Logon with ResetSeqNumFlag=Y")
         self.next_out = 1
         self._queued.clear()
         self._served_early.clear()
@@ -729,7 +737,7 @@ class FixSession(asyncio.Protocol):
         self.send_logout(f"End of the FIX session day ({reset_at} UTC): sequence numbers start again at 1")
         self.flush()
         self.disconnect("daily session reset")
-        self.store.reset()
+        self._reset_sequences("end of the FIX session day")
         self.next_out = self.store.next_sender_seq
 
     def tick(self, now: float) -> None:
@@ -890,6 +898,52 @@ class FixAcceptor:
                         "counterparties get them by resend", rebuilt)
         return rebuilt
 
+    def recover_inbound_seqs(self, journaled: dict[str, int]) -> int:
+        """After a crash between a batch's journal write and its store write, the store's next
+        inbound MsgSeqNum lags the commands already journaled (``Engine.inbound_seqs``): moved
+        past them, so the counterparty's resend of those messages (PossDupFlag=Y, below the
+        expected number) is ignored as the duplicate it is instead of run a second time.
+        Returns how many sessions moved."""
+        moved = 0
+        for cfg in self.config.sessions:
+            last = journaled.get(cfg.key)
+            if last is None:
+                continue
+            store = self.existing_store(cfg)
+            if store is None or store.next_target_seq > last:
+                continue
+            log.warning("FIX session %s: next inbound MsgSeqNum %d -> %d (messages up to %d were journaled "
+                        "before a crash cut the store's write; a resend of them is ignored as duplicates)",
+                        cfg.key, store.next_target_seq, last + 1, last)
+            store.next_target_seq = last + 1
+            store.save_target_seq()
+            moved += 1
+        return moved
+
+    def end_sessions_lost_in_a_crash(self, logged_on: set[str]) -> int:
+        """Sessions logged on when the server stopped without logging them out (a crash took
+        their connections) are journaled as ended, and those with cancel on disconnect get the
+        cancel they would have had at the disconnect, now, before anyone can trade against
+        their orders. Returns how many sessions had their orders canceled."""
+        canceled = 0
+        for cfg in self.config.sessions:
+            if cfg.key not in logged_on:
+                continue
+            log.warning("FIX session %s was logged on when the server stopped without a logout (crash)%s",
+                        cfg.key, ": cancel on disconnect runs now" if cfg.cancel_on_disconnect else "")
+            self.record_session_event(ev.SESSION_LOGOUT, cfg.key, "connection lost: the server stopped without "
+                                      "logging the session out (crash)")
+            if cfg.cancel_on_disconnect:
+                self._cancel_on_disconnect(cfg.key)
+                canceled += 1
+        self.gateway.end_batch()
+        return canceled
+
+    def _cancel_on_disconnect(self, key: str) -> None:
+        self.gateway.submit({"type": ev.MASS_CANCEL_REQUESTED, "ts": time.time_ns(), "session": key,
+                             "cl_ord_id": None, "mass_cancel_type": "7", "symbol": None, "side": None,
+                             "account": None, "reason": COD_REASON})
+
     def daily_reset_due(self, store: MessageStore, now_ns: int | None = None) -> bool:
         """True if [fix] daily_reset ("HH:MM" UTC) passed since the store's last activity."""
         reset_at = self.config.daily_reset
@@ -905,15 +959,25 @@ class FixAcceptor:
         if record is not None:
             record({"type": kind, "ts": time.time_ns(), "session": key, "text": text, **extra})
 
+    def journal_seq_reset(self, key: str, why: str) -> None:
+        """Journal (and flush) that ``key``'s sequence numbers start again, before its store
+        resets. The batch under way ends first (its events flushed and sent as usual), so a
+        flush that fails here can only drop session records, never an acknowledged event."""
+        self.gateway.end_batch()
+        self.record_session_event(ev.SESSION_SEQ_RESET, key, f"sequence numbers start again at 1: {why}")
+        try:
+            self.gateway.engine.flush()
+        except (OSError, JournalError) as exc:
+            log.error("%s: the sequence reset could not be journaled (%s): after a crash before the next "
+                      "journal write, a restart may expect the old numbering's MsgSeqNums", key, exc)
+
     def session_ended(self, session: FixSession, why: str) -> None:
         if self.gateway.sessions.get(session.key) is session:
             del self.gateway.sessions[session.key]
         log.info("FIX session %s ended: %s", session.key, why)
         self.record_session_event("session_logout", session.key, why)
         if session.cfg is not None and session.cfg.cancel_on_disconnect:
-            self.gateway.submit({"type": ev.MASS_CANCEL_REQUESTED, "ts": time.time_ns(), "session": session.key,
-                                 "cl_ord_id": None, "mass_cancel_type": "7", "symbol": None, "side": None,
-                                 "account": None, "reason": COD_REASON})
+            self._cancel_on_disconnect(session.key)
         self.gateway.end_batch()
 
     async def start(self, host: str, port: int, ssl=None) -> tuple[str, int]:
