@@ -25,7 +25,7 @@ SESSIONS = {
     "SELLER": "", "COD": "cancel_on_disconnect = true", "SLOW": "", "BMR": "", "DAILY": "",
     "FIRSTD": "", "FIXEDHB": None, "DC": "drop_copy = true",
     "LOOSE": "sending_time_tolerance_s = 3600\nvalidate = false", "DUP": "",
-    "OPT": "", "OPT42": None, "MT3": "",
+    "OPT": "", "OPT42": None, "MT3": "", "AWAY": "",
 }
 
 
@@ -674,6 +674,39 @@ def test_daily_reset_resets_an_old_store_on_logon(server):
         ack = c.logon(heartbeat=30)              # seq 1, no 141: the daily reset applies
         assert field(ack, 34) == "1" and field(ack, 141) == "Y"
         assert field(c.test_request("D"), 34) == "2"
+    finally:
+        c.close()
+
+
+def test_reports_stored_while_away_over_a_daily_reset_reach_the_next_logon(server):
+    """Reviewed: a fill of a GTC order while its session was logged off past the daily reset
+    time went into the old day's store, which the next logon then reset away (the resend found
+    nothing). The store now resets before the new day's first report, as QuickFIX resets
+    every session's store at its start time, connected or not."""
+    import os
+    c = connect(server, "AWAY")
+    c.logon(heartbeat=30, reset=True)
+    c.new_order("AWAY1", "VOD.L", "1", 100, "70.00", tif="1")
+    assert field(c.expect("8"), 39) == "0"
+    c.close()
+    wait_log(server, r"FIX session AWAY->OMS ended")
+    two_days_ago = time.time() - 2 * 86400          # the reset time passed while it was away
+    for f in (server.base / "data" / "fix" / "AWAY-OMS").iterdir():
+        os.utime(f, (two_days_ago, two_days_ago))
+    seller = logged_on(server, "SELLER", heartbeat=30)
+    try:
+        seller.new_order("AWAYS1", "VOD.L", "2", 100, "70.00", tif="3")
+        assert field(seller.expect("8"), 39) == "0" and field(seller.expect("8"), 39) == "2"
+    finally:
+        seller.close()
+    wait_log(server, r"AWAY->OMS: daily reset time .* passed while logged off")
+    c = connect(server, "AWAY")
+    try:
+        logon = c.logon(heartbeat=30)                # seq 1: the new day's numbering
+        assert field(logon, 141) is None and field(logon, 34) == "2"     # the fill holds 1
+        c.send("2", [(7, 1), (16, 0)])
+        fill = c.expect("8")
+        assert (field(fill, 34), field(fill, 43), field(fill, 11), field(fill, 39)) == ("1", "Y", "AWAY1", "2")
     finally:
         c.close()
 

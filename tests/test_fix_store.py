@@ -189,3 +189,25 @@ def test_a_reset_cut_short_before_the_log_moved_is_finished_on_open(tmp_path, mo
     assert again.next_sender_seq == 1 and again.next_target_seq == 1
     assert len(list(tmp_path.glob("outbound-*.log"))) == 1
     assert not (tmp_path / "reset.pending").exists()
+
+
+def test_cutting_a_torn_tail_is_not_activity_a_daily_reset_still_sees(tmp_path):
+    """Reviewed: the repair of a torn last frame (a crash mid-write) set the log's mtime to the
+    restart, so a daily reset due since was skipped and the client's new-day Logon (34=1) was
+    refused as too low. The cut keeps the file's times."""
+    import os
+    import time as _time
+    store = MessageStore(tmp_path)
+    store.save_sent([(1, b"8=FIX.4.4\x019=5\x0135=0\x0110=000\x01", 0)])
+    store.close()
+    out = tmp_path / "outbound.log"
+    with open(out, "ab") as f:
+        f.write(b"\x02\x00\x00\x00\x00\x00\x00\x00\x10\x00")      # a frame header cut short
+    two_days_ago = _time.time() - 2 * 86400
+    for f in tmp_path.iterdir():
+        os.utime(f, (two_days_ago, two_days_ago))
+    before = out.stat().st_size
+    store = MessageStore(tmp_path)
+    assert out.stat().st_size == before - 10                         # the torn frame was cut
+    assert abs(store.last_activity_ns() / 1e9 - two_days_ago) < 1
+    store.close()

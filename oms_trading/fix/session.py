@@ -852,6 +852,15 @@ class FixAcceptor:
             store = self.existing_store(cfg)
             if store is None:
                 continue
+            if self.daily_reset_due(store, now_ns):
+                # a new FIX day began while the session was away (QuickFIX resets a session's
+                # store at its start time, connected or not): this day's reports go to this
+                # day's numbering, where the next logon's resend finds them, not into the old
+                # day's log that logon would reset away
+                log.info("FIX session %s: daily reset time %s UTC passed while logged off: sequence reset",
+                         key, self.config.daily_reset)
+                self.journal_seq_reset(key, "daily reset time passed while logged off", end_batch=False)
+                store.reset()
             writer = self.writer_for(cfg)
             now = writer.now(now_ns)
             seq = store.next_sender_seq
@@ -959,11 +968,13 @@ class FixAcceptor:
         if record is not None:
             record({"type": kind, "ts": time.time_ns(), "session": key, "text": text, **extra})
 
-    def journal_seq_reset(self, key: str, why: str) -> None:
+    def journal_seq_reset(self, key: str, why: str, end_batch: bool = True) -> None:
         """Journal (and flush) that ``key``'s sequence numbers start again, before its store
-        resets. The batch under way ends first (its events flushed and sent as usual), so a
-        flush that fails here can only drop session records, never an acknowledged event."""
-        self.gateway.end_batch()
+        resets. The batch under way ends first (its events flushed and sent as usual; a caller
+        inside ``end_batch``, after its journal flush, says ``end_batch=False``), so a flush that
+        fails here can only drop session records, never an acknowledged event."""
+        if end_batch:
+            self.gateway.end_batch()
         self.record_session_event(ev.SESSION_SEQ_RESET, key, f"sequence numbers start again at 1: {why}")
         try:
             self.gateway.engine.flush()

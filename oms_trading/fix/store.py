@@ -138,8 +138,11 @@ class MessageStore:
             good, size, frame_target = self._scan()
             if good < size:
                 log.warning("message store %s: cutting torn tail at byte %d of %d", self._out_path, good, size)
+                kept = os.stat(self._out_path)
                 with open(self._out_path, "r+b") as handle:
                     handle.truncate(good)
+                # a repair is not the session's activity: its time decides a daily reset
+                os.utime(self._out_path, ns=(kept.st_atime_ns, kept.st_mtime_ns))
             self.next_target_seq = max(self.next_target_seq, frame_target)
         if self._events_path.exists():
             raw = self._events_path.read_bytes()
