@@ -226,7 +226,9 @@ def test_reports_stored_while_logged_off_do_not_postpone_the_daily_reset(tmp_pat
     A report stored for a session that is logged off (a fill after it left) is not activity of
     the session: it used to count, so a session last active before the reset time that got a
     report stored after it was not reset at its next logon and, logging on with MsgSeqNum 1 as
-    a counterparty does after its own daily reset, was refused as 'MsgSeqNum too low'."""
+    a counterparty does after its own daily reset, was refused as 'MsgSeqNum too low'. Now the
+    store resets before storing a report past the reset time (test_fix_session: the report then
+    reaches the next logon's resend)."""
     import os
     import time
     from datetime import datetime, timezone
@@ -249,7 +251,9 @@ def test_reports_stored_while_logged_off_do_not_postpone_the_daily_reset(tmp_pat
         s.feed(_order(2, b"FILLME"))
         report = next(e for e in events if e.get("seq"))
         s.acceptor.store_offline({cfg.key: [dict(report, session=cfg.key)]})
-        assert store.next_sender_seq == 5                  # stored for the next logon's resend
-        assert s.acceptor.daily_reset_due(store), "a report stored while logged off postponed the daily reset"
+        # the reset came first (the store resets before the new day's first report), the report
+        # is seq 1 of the new numbering, and a Logon with MsgSeqNum 1 is what the store expects
+        assert (store.next_sender_seq, store.next_target_seq) == (2, 1)
+        assert [seq for seq, _raw in store.get_sent(1, 1)] == [1]
     finally:
         s.close()
