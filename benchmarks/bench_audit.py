@@ -92,6 +92,9 @@ def make_event(i: int) -> dict:
          "session": "CLIENT1->OMS", "account": "ACC1", "symbol": "AAPL", "side": "1", "ord_type": "2",
          "tif": "0", "price": "187.25", "qty": 100, "ord_status": "0", "cum_qty": 25 * k,
          "leaves_qty": 100 - 25 * k, "text": None}
+    if k == 0:   # a command carries the MsgSeqNum it came in (after "session", as the gateway puts it)
+        e = {**{key: e[key] for key in ("type", "ts", "order_id", "cl_ord_id", "session")}, "msg_seq_num": oid + 1,
+             **{key: v for key, v in e.items() if key not in ("type", "ts", "order_id", "cl_ord_id", "session")}}
     if k >= 2:
         e.update(exec_id=f"E{i}", exec_type="F", last_px="187.25", last_qty=25, trade_id=i,
                  contra_order_id=oid + 7, liquidity="A", avg_px="187.25")
