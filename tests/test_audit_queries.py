@@ -372,6 +372,11 @@ def test_eod_report_csv_and_html(day):
     assert "section,Blotter" in text and "section,Positions" in text and "B-2c" in text
     page = Q.eod_report(con, fmt="html")          # default date: the day of the last event
     assert page.startswith("<!DOCTYPE html>") and "Account ACC1" in page and "<script" not in page
+    # the day's last record as an anchor for `oms audit verify --anchor`
+    last_seq, last_hash = con.execute(f"SELECT seq, lower(hex(hash)) FROM {Q.TABLE} ORDER BY seq DESC LIMIT 1").fetchall()[0]
+    assert [(a["seq"], a["hash"]) for a in data["anchor"]] == [(last_seq, last_hash)]
+    assert data["anchor"][0]["verify"] == f"oms audit verify --anchor {last_seq}:{last_hash}"
+    assert "section,Journal anchor (keep with this report)" in text and last_hash in text
     empty = Q.eod_report(con, date="2026-11-24", fmt="csv")
     assert "B-1" not in empty
     with pytest.raises(Q.QueryError):

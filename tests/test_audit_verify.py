@@ -213,3 +213,39 @@ def test_value_moved_out_of_its_column_is_found(data, sql, seq):
         con.execute(sql)
     r = verify(data)
     assert not r.ok and r.where == "duckdb" and r.first_bad_seq == seq, r
+
+
+def test_anchors_find_a_journal_cut_from_its_end_or_rewritten(tmp_path):
+    """A chain cannot tell that its last records were cut (from the journal and the table
+    alike); an anchor kept outside (the EOD report prints the day's last) can."""
+    import subprocess
+    import sys
+
+    from oms_trading.audit.journal import iter_records
+    from oms_trading.audit.verify import parse_anchor
+    full, cut = tmp_path / "full", tmp_path / "cut"
+    for folder, n in ((full, N), (cut, N - 5)):      # the same events: the same hashes up to N - 5
+        with Journal(journal_dir(folder), fsync="os") as j:
+            for i in range(n):
+                j.append(ev(i))
+            j.flush()
+    hashes = {r["seq"]: r["hash"] for r in iter_records(journal_dir(full))}
+    anchor = {N: hashes[N]}
+    r = verify(full, anchor)
+    assert r.ok and "1 anchor(s) matched" in r.reason
+    r = verify(cut, anchor)                            # the cut journal verifies alone, not with the anchor
+    assert verify(cut).ok
+    assert not r.ok and r.first_bad_seq == N - 4 and f"ends at seq {N - 5}, before anchor seq {N}" in r.reason
+    r = verify(full, {10: hashes[11]})
+    assert not r.ok and r.first_bad_seq == 10 and "differs from its anchor" in r.reason
+    assert parse_anchor(f" {N}:{hashes[N]} ") == (N, hashes[N])
+    for bad in ("0:" + hashes[N], f"{N}:{hashes[N][:-1]}", f"{N}:{hashes[N].upper()}", f"{N}{hashes[N]}"):
+        with pytest.raises(ValueError, match="SEQ:HASH"):
+            parse_anchor(bad)
+    cli = [sys.executable, "-m", "oms_trading.cli", "audit", "verify", "--data-dir"]
+    ok = subprocess.run([*cli, str(full), "--anchor", f"{N}:{hashes[N]}"], capture_output=True, text=True)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    broken = subprocess.run([*cli, str(cut), "--anchor", f"{N}:{hashes[N]}"], capture_output=True, text=True)
+    assert broken.returncode == 1 and "before anchor seq" in broken.stdout
+    bad = subprocess.run([*cli, str(full), "--anchor", "nonsense"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "SEQ:HASH" in bad.stderr

@@ -470,6 +470,13 @@ async def test_audit_export_verify_and_limits(api, monkeypatch):
     status, out, _ = await api.call("GET", "/api/audit/verify", user="compliance1")
     assert status == 200 and out["ok"] is True and out["checked_journal"] > 10, out
     assert (await api.call("GET", "/api/audit/verify?x=1", user="compliance1"))[0] == 400
+    status, rows, _ = await api.call("GET", "/api/audit/search?limit=1", user="compliance1")
+    first = rows["rows"][0]
+    status, out, _ = await api.call("GET", f"/api/audit/verify?anchor={first['seq']}:{first['hash']}", user="compliance1")
+    assert status == 200 and out["ok"] is True and "1 anchor(s) matched" in out["reason"], out
+    status, out, _ = await api.call("GET", f"/api/audit/verify?anchor={first['seq']}:{'0' * 64}", user="compliance1")
+    assert status == 200 and out["ok"] is False and out["first_bad_seq"] == first["seq"], out
+    assert (await api.call("GET", "/api/audit/verify?anchor=nonsense", user="compliance1"))[0] == 400
     status, out, _ = await api.call("GET", "/api/audit/limits?account=ACC2", user="compliance1")
     assert status == 200 and out["limits"], out
     for path in ("/api/audit/limits", "/api/audit/limits?account=NOPE", "/api/audit/limits?account=ACC1&at=never"):

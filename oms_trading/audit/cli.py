@@ -8,8 +8,13 @@ from pathlib import Path
 
 
 def _cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import verify
-    result = verify(Path(args.data_dir))
+    from .verify import parse_anchor, verify
+    try:
+        anchors = dict(parse_anchor(a) for a in args.anchor or ())
+    except ValueError as exc:
+        print(f"oms audit verify: {exc}", file=sys.stderr)
+        return 2
+    result = verify(Path(args.data_dir), anchors)
     if result.ok:
         note = f" ({result.reason})" if result.reason else ""
         print(f"audit chain intact: {result.checked_journal} journal records, {result.checked_table} DuckDB rows{note}")
@@ -224,6 +229,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     verify = audit_sub.add_parser("verify", help="recompute the hash chain over journal and DuckDB")
     verify.add_argument("--data-dir", default="./oms-data")
+    verify.add_argument("--anchor", action="append", metavar="SEQ:HASH",
+                        help="a record the journal must still hold with that hash (the EOD report prints "
+                             "the day's last): proves nothing up to it was cut or changed; repeatable")
     verify.set_defaults(func=_cmd_verify)
 
     rebuild = audit_sub.add_parser("rebuild", help="rebuild the DuckDB projection from the journal")

@@ -129,9 +129,9 @@ class ProjectionProcess:
     def catch_up(self) -> int:
         return self._call(("catch_up",))
 
-    def verify(self, data_dir: Path | str):
-        """``audit.verify.verify(data_dir)`` where the DuckDB connection is."""
-        return self._call(("verify", str(data_dir)))
+    def verify(self, data_dir: Path | str, anchors: dict[int, str] | None = None):
+        """``audit.verify.verify(data_dir, anchors)`` where the DuckDB connection is."""
+        return self._call(("verify", str(data_dir), anchors))
 
     def _call(self, request: tuple) -> Any:
         if self._conn is None or self._proc is None or not self._proc.is_alive():
@@ -218,7 +218,7 @@ def _child_main(db_path: str, journal_dir: str, conn, db_max) -> None:
                         con.close()
                 elif op == "verify":
                     from .verify import verify
-                    value = verify(Path(request[1]))
+                    value = verify(Path(request[1]), request[2] if len(request) > 2 else None)
                 else:
                     raise ProjectorError(f"unknown request {op!r}")
                 answer = ("ok", value)

@@ -87,7 +87,7 @@ from typing import Any, BinaryIO, Iterable
 import orjson
 
 from . import schema as ev
-from .projection import COLUMNS_SQL, TABLE
+from .projection import COLUMNS_SQL, TABLE, column_sql
 
 NS = 1_000_000_000
 NS_PER_DAY = 86_400 * NS
@@ -887,9 +887,17 @@ def eod_data(con, *, date: str | None = None) -> dict:
     # a start that found the last command's events cut by a crash (none of its reports left)
     cuts = _rows(con.execute(f"SELECT seq, ts, text FROM {TABLE} WHERE ts >= ? AND ts < ? AND type = ? ORDER BY seq",
                              [a, b, ev.JOURNAL_TORN_TAIL]))
+    # the day's last record as an anchor: kept with the report, `oms audit verify --anchor`
+    # later proves the journal still holds it unchanged (a chain alone cannot tell its end cut)
+    anchor = _rows(con.execute(f"SELECT seq, {column_sql('hash')}, ts FROM {TABLE} WHERE ts < ? "
+                               f"ORDER BY seq DESC LIMIT 1", [b]))
+    for r in anchor:
+        r["time"] = iso_ns(r.pop("ts"))
+        r["verify"] = f"oms audit verify --anchor {r['seq']}:{r['hash']}"
     return {"date": day, "from": iso_ns(a), "to": iso_ns(b), "blotter": blotter, "fills": fills,
             "positions": positions, "exceptions": {"pending": pending, "rejects": reject_counts,
-                                                   "controls": controls, "journal_cuts": cuts}}
+                                                   "controls": controls, "journal_cuts": cuts},
+            "anchor": anchor}
 
 
 _BLOTTER_COLS = ("account", "order_id", "cl_ord_id", "symbol", "side", "ord_type", "tif", "price", "qty", "cum_qty",
@@ -904,6 +912,7 @@ _REJECT_COLS = ("type", "rule", "rej_reason", "count", "example")
 _CONTROL_COLS = ("time", "type", "scope", "limit", "old_value", "new_value", "user", "approver", "reason",
                  "affected", "text")
 _CUT_COLS = ("time", "seq", "text")
+_ANCHOR_COLS = ("seq", "hash", "time", "verify")
 
 
 def _sections(data: dict) -> list[tuple[str, tuple, list[dict]]]:
@@ -913,7 +922,8 @@ def _sections(data: dict) -> list[tuple[str, tuple, list[dict]]]:
             ("Exceptions: orders left open", _PENDING_COLS, ex["pending"]),
             ("Exceptions: rejects by reason", _REJECT_COLS, ex["rejects"]),
             ("Exceptions: limit changes and kill switch", _CONTROL_COLS, ex["controls"]),
-            ("Exceptions: journal cut by a crash", _CUT_COLS, ex["journal_cuts"])]
+            ("Exceptions: journal cut by a crash", _CUT_COLS, ex["journal_cuts"]),
+            ("Journal anchor (keep with this report)", _ANCHOR_COLS, data["anchor"])]
 
 
 _NUMBER = re.compile(r"-?\d+(?:\.\d+)?")

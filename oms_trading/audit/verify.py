@@ -7,11 +7,14 @@ parsed record gives back the hashed bytes). Table (ordered by seq): each row reb
 value, ``prev_hash`` and ``hash``, and each value in its own column (not moved into details);
 a missing, extra, duplicated or edited row is reported with the first bad seq.
 
-What this cannot see: records cut from the *end* of both the journal and the table (a chain
-has no memory of its own length); anchor ``last_seq``/``last_hash`` elsewhere for that.
+What a chain alone cannot see: records cut from the *end* of both the journal and the table (a
+chain has no memory of its own length). For that, anchors: a (seq, hash) kept outside the data
+folder (the EOD report prints the day's last one) is checked with ``anchors``: the journal must
+still hold that record with that hash, so nothing up to it was cut or changed.
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -55,7 +58,18 @@ def _journal_records(jdir: Path, reader: JournalReader, batch: int = 50_000) -> 
             yield _loads(p)
 
 
-def verify_journal(jdir: Path) -> VerifyResult:
+ANCHOR = re.compile(r"([1-9][0-9]{0,18}):([0-9a-f]{64})")
+
+
+def parse_anchor(text: str) -> tuple[int, str]:
+    """``SEQ:HASH`` (as the EOD report prints it) -> (seq, hex hash); ValueError otherwise."""
+    m = ANCHOR.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"an anchor is SEQ:HASH (a seq >= 1, a colon, 64 lowercase hex digits), got {text!r}")
+    return int(m.group(1)), m.group(2)
+
+
+def verify_journal(jdir: Path, anchors: dict[int, str] | None = None) -> VerifyResult:
     res = VerifyResult(ok=True)
     reader = JournalReader(jdir)
     prev = GENESIS_HASH
@@ -85,6 +99,9 @@ def verify_journal(jdir: Path) -> VerifyResult:
                 if canonical_bytes(rec) != hashed:
                     return _bad(res, "journal", seq, "payload is not in canonical form (re-encoding it "
                                                      "does not give the hashed bytes)")
+                if anchors and seq in anchors and anchors[seq] != h:
+                    return _bad(res, "journal", seq, f"record differs from its anchor (hash {h}, anchored "
+                                                     f"{anchors[seq]}): the journal up to it was rewritten")
                 prev = h
                 expected += 1
                 res.checked_journal += 1
@@ -92,9 +109,15 @@ def verify_journal(jdir: Path) -> VerifyResult:
         return _bad(res, "journal", e.seq if e.seq is not None else expected, str(e))
     except (ValueError, orjson.JSONDecodeError) as e:
         return _bad(res, "journal", expected, f"undecodable record: {e}")
+    beyond = [seq for seq in (anchors or {}) if seq >= expected]
+    if beyond:
+        return _bad(res, "journal", expected, f"the journal ends at seq {expected - 1}, before anchor seq "
+                                              f"{min(beyond)}: records were cut from its end")
     if reader.tail_bytes:
         res.reason = (f"an incomplete record of {reader.tail_bytes} bytes at the end of the journal was "
                       f"ignored (a write in progress, or a torn tail the next open cuts off)")
+    if anchors:
+        res.reason = "; ".join(filter(None, [res.reason, f"{len(anchors)} anchor(s) matched"]))
     res.last_hash = prev  # type: ignore[attr-defined]
     return res
 
@@ -164,10 +187,11 @@ def verify_table(con: duckdb.DuckDBPyConnection, jdir: Path, res: VerifyResult) 
     return res
 
 
-def verify(data_dir: Path | str) -> VerifyResult:
-    """Verify the journal in ``DATA/journal`` and the table in ``DATA/audit.duckdb``."""
+def verify(data_dir: Path | str, anchors: dict[int, str] | None = None) -> VerifyResult:
+    """Verify the journal in ``DATA/journal`` (against ``anchors``, seq -> hash, if given) and
+    the table in ``DATA/audit.duckdb``."""
     jdir = journal_dir(data_dir)
-    res = verify_journal(jdir)
+    res = verify_journal(jdir, anchors)
     if not res.ok:
         return res
     db = duckdb_path(data_dir)

@@ -177,11 +177,18 @@ async def export(request: web.Request) -> web.StreamResponse:
 async def verify(request: web.Request) -> web.Response:
     """Recompute the hash chain of the journal and check the DuckDB table against it."""
     server = _server(request)
-    query(request, ())
+    q = query(request, ("anchor",))
+    anchors = {}
+    if q.get("anchor"):
+        from ..audit.verify import parse_anchor
+        try:
+            anchors = dict(parse_anchor(a) for a in q["anchor"].split(","))
+        except ValueError as exc:
+            raise BadRequest(f"anchor: {exc}") from None
 
     def work():
         try:
-            return server.projection.verify(server.options.data_dir)
+            return server.projection.verify(server.options.data_dir, anchors or None)
         except ProjectorError as exc:
             raise BadRequest(f"audit trail unavailable: {exc}", status=503) from None
 
@@ -221,7 +228,10 @@ ROUTES = [
     Route("GET", "/api/audit/export", export, "Export the audit trail as a download", COMPLIANCE, (
         Param("format", required=True, description="csv | parquet | cat"), FROM, TO),
         produces="application/octet-stream", tags=("compliance",)),
-    Route("GET", "/api/audit/verify", verify, "Verify the audit hash chain", COMPLIANCE, tags=("compliance",)),
+    Route("GET", "/api/audit/verify", verify, "Verify the audit hash chain", COMPLIANCE,
+          (Param("anchor", description="SEQ:HASH[,SEQ:HASH...]: records the journal must still hold "
+                                        "with those hashes (the EOD report prints the day's last)"),),
+          tags=("compliance",)),
     Route("GET", "/api/audit/limits", limits_at, "Limits in force for an account at a time", COMPLIANCE, (
         Param("account", required=True), Param("at", description="UTC ns or ISO 8601; now when omitted")),
         tags=("compliance",)),
