@@ -88,6 +88,7 @@ class OmsServer:
             log.info("replayed %d commands from the journal in %.2fs (last seq %d)", replayed,
                      time.perf_counter() - started, self.journal.last_seq)
         self._report_replay(self.engine.replay_check, self.engine)
+        self.engine.journal_rules()
         self._journal_config_limits()
         # DuckDB in a process of its own: its GIL holds would delay the order path (projector.py)
         self.projection = ProjectionProcess(duckdb_path(opts.data_dir), self.journal.directory, self.journal)
@@ -98,8 +99,11 @@ class OmsServer:
         self.metrics = Metrics()
         self.gateway.on_events.append(self.metrics.observe_events)
         self.acceptor = FixAcceptor(cfg, self.gateway, opts.data_dir, opts.timing)
-        self.acceptor.recover_reports()
+        # inbound seqs first: recover_reports may reset a store (a daily reset passed while down),
+        # after which the old numbering's MsgSeqNums no longer apply (the reset is journaled, and
+        # the engine drops them from inbound_seqs as it records it)
         self.acceptor.recover_inbound_seqs(self.engine.inbound_seqs)
+        self.acceptor.recover_reports()
         self.acceptor.end_sessions_lost_in_a_crash(self.engine.sessions_logged_on)
         tls = None
         if cfg.tls_cert is not None:
@@ -178,9 +182,9 @@ class OmsServer:
     def _journal_config_limits(self) -> None:
         """The limits the config file sets, journaled when they differ from the last ones
         journaled (who changed the file is not known here: the record names the file and the
-        time it took effect; audit/config_limits.py). A journal that refuses it (disk full) is
-        logged, not a failed start: orders are refused meanwhile anyway, and the next start
-        tries again."""
+        time it took effect; audit/config_limits.py). A journal that refuses it (disk full)
+        fails the start: the replay left the last journaled file's limits in force, and the
+        running file's must not decide orders without the audit trail saying so."""
         if self.risk is None:
             return
         from .audit.config_limits import limits_loaded_record
@@ -194,8 +198,8 @@ class OmsServer:
             journaled = self.engine.record(record)
             self.engine.flush()
         except (OSError, JournalError) as exc:
-            log.error("could not journal the configured limits (%s); the next start tries again", exc)
-            return
+            raise JournalError(f"cannot journal the limits configured in {self.config.source} ({exc}); not "
+                               f"starting: they would decide orders without the audit trail saying so") from exc
         self.engine.apply_limits_loaded(journaled)
         log.info("configured limits journaled (seq %d): %s", journaled["seq"], record["text"])
 

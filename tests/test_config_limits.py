@@ -125,3 +125,43 @@ def test_replay_decides_past_orders_under_the_limits_of_the_file_that_ran_then()
     again = _start(today_cfg, MemJournal(), list(journal.records))
     assert again.replay_check.differences == 0, again.replay_check.first.describe()
     assert again.risk.layers == today.risk.layers and again.limits_loaded["seq"] == loaded[-1]["seq"]
+
+
+def test_a_start_whose_limits_cannot_be_journaled_does_not_go_on(tmp_path, monkeypatch):
+    """Reviewed: the journal refusing the limits_loaded record (disk full) at start left the
+    replay's limits (the previous file's) deciding orders with nothing refusing them. The
+    start now stops with one clear error instead."""
+    import os
+    import types
+
+    import pytest
+
+    from oms_trading.audit import journal as journal_mod
+    from oms_trading.audit.journal import Journal, JournalError
+    from oms_trading.config import parse_config
+    from oms_trading.engine.engine import Engine
+    from oms_trading.server import OmsServer, make_book_factory, make_risk
+
+    def config(qty: int):
+        text = demo_config_text().replace("max_order_qty = 100000 ", f"max_order_qty = {qty} ", 1)
+        return parse_config(text, f"oms-{qty}.toml", tmp_path)
+
+    def start(cfg):
+        journal = Journal(tmp_path / "journal", fsync="os")
+        engine = Engine(cfg, journal, make_book_factory("numba"), risk=make_risk(cfg))
+        engine.replay(iter_records(tmp_path / "journal"))
+        server = types.SimpleNamespace(risk=engine.risk, engine=engine, config=cfg)
+        return journal, engine, server
+
+    journal, _, server = start(config(100000))
+    OmsServer._journal_config_limits(server)
+    journal.close()
+    journal, engine, server = start(config(10))
+
+    def disk_full(fd, data):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(journal_mod.os, "write", disk_full)
+    with pytest.raises(JournalError, match="cannot journal the limits configured in oms-10.toml"):
+        OmsServer._journal_config_limits(server)
+    monkeypatch.undo()
+    journal.close()

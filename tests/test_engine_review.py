@@ -147,3 +147,33 @@ def test_replay_keeps_each_sessions_last_msg_seq_num_since_its_last_reset_and_wh
     assert replayed.inbound_seqs == {S1: 7}
     assert replayed.sessions_logged_on == {S1}
     assert replayed.replay_check.differences == 0
+
+
+def test_a_journal_of_the_rules_before_replays_by_them_and_new_commands_by_the_new_ones():
+    """Reviewed: a journal written before this version's rule changes (no engine_rules record)
+    replayed under them: a cancel the old rules took with another Side was refused at the
+    replay and the order came back working. Each journal now says which rules decided what."""
+    from oms_trading.engine.engine import RULES_VERSION
+    from tests.test_engine_common import MemJournal, cancel
+    old_journal = MemJournal()
+    old = make_engine(journal=old_journal)
+    old._set_rules(1)                    # an engine of the rules before versioning
+    old._rules_journaled = True          # (which journaled no engine_rules record)
+    old.process(new("B1", "1", 10, "99.00"))
+    out = reports(old.process({**cancel("C1", "B1"), "symbol": "AAPL", "side": "2"}))
+    assert [e["type"] for e in out] == [ev.ORDER_CANCELED]          # rules 1 took it
+    assert not any(r["type"] == ev.ENGINE_RULES for r in old_journal.records)
+    journal = MemJournal()
+    journal.records = list(old_journal.records)
+    now = make_engine(journal=journal)
+    now.replay(list(journal.records))
+    assert now.replay_check.differences == 0 and now.open_orders() == []
+    now.process(new("B2", "1", 10, "99.00", ts=5))                  # the first command of these rules
+    rules = [r for r in journal.records if r["type"] == ev.ENGINE_RULES]
+    assert [r["version"] for r in rules] == [RULES_VERSION]
+    out = reports(now.process({**cancel("C2", "B2", ts=6), "symbol": "AAPL", "side": "2"}))
+    assert [e["type"] for e in out] == [ev.CANCEL_REJECTED]          # rules 2 refuse it
+    again = make_engine(journal=MemJournal())
+    again.replay(list(journal.records))
+    assert again.replay_check.differences == 0, again.replay_check.first.describe()
+    assert [o.cl_ord_id for o in again.open_orders()] == ["B2"]

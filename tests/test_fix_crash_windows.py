@@ -108,3 +108,39 @@ def test_cancel_on_disconnect_runs_at_the_restart_after_a_crash(tmp_path):
         assert not any("logged on when the server stopped" in line for line in server.stderr_lines)
     finally:
         server.stop()
+
+
+def test_a_daily_reset_at_the_restart_after_such_a_crash_starts_the_new_numbering_at_1(tmp_path):
+    """Reviewed: the same crash, and the restart comes after the daily reset time. The rebuilt
+    reports reset the store (a new FIX day) and then the journaled MsgSeqNums of the old day
+    moved its inbound seq back up: the client's new-day Logon at 1 was refused as too low."""
+    import datetime as dt
+    import os
+
+    from oms_trading.config import demo_config_text
+    reset_at = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(hours=1)).strftime("%H:%M")
+    cfg = tmp_path / "oms.toml"
+    cfg.write_text(demo_config_text().replace('# daily_reset = "21:05"', f'daily_reset = "{reset_at}"'))
+    data = tmp_path / "data"
+    server = ServerProcess(data, config=cfg, module="tests.crash_launcher",
+                           env={"OMS_CRASH_BEFORE_STORE": "11=N1\x01"}).start()
+    c = _client(server, "CLIENT1")
+    c.logon(password="demo1", reset=True)
+    c.new_order("K1", "AAPL", "1", 10, "185.00")
+    assert field(c.expect("8"), 39) == "0"
+    c.new_order("N1", "AAPL", "1", 10, "185.00")
+    server.proc.wait(30)
+    assert server.proc.returncode == 137
+    c.close()
+    two_days_ago = (dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=2)).timestamp()
+    for f in (data / "fix").rglob("*"):       # the crash was before today's reset time
+        if f.is_file():
+            os.utime(f, (two_days_ago, two_days_ago))
+    server = ServerProcess(data, config=cfg).start()
+    try:
+        c = _client(server, "CLIENT1")
+        logon = c.logon(password="demo1")       # MsgSeqNum 1, the new day's numbering
+        assert field(logon, 35) == "A", logon
+        c.close()
+    finally:
+        server.stop()

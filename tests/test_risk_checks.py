@@ -307,7 +307,7 @@ def test_controls_replay_to_the_same_state(eng):
     events = []
     for cmd in eng.journal.commands():
         events.extend(again.process(strip(cmd)))
-    assert [strip(e) for e in events] == [strip(e) for e in records]
+    assert [strip(e) for e in events] == [strip(e) for e in records if e["type"] != ev.ENGINE_RULES]
 
 
 def test_no_risk_object_rejects_controls_cleanly():

@@ -86,6 +86,7 @@ SESSION_LOGOUT = "session_logout"
 SESSION_REJECT = "session_reject"
 JOURNAL_TORN_TAIL = "journal_torn_tail"      # a start found the last command's events cut by a crash
 SESSION_SEQ_RESET = "session_seq_reset"      # a FIX session's sequence numbers start again at 1 (before its store resets)
+ENGINE_RULES = "engine_rules"                # the engine's rules version, journaled before the first command it decides
 LIMITS_LOADED = "limits_loaded"              # a start whose config file sets other limits than the last one (config_limits.py)
 
 COMMAND_TYPES = frozenset({

@@ -212,6 +212,8 @@ class RiskEngine:
         in_inst = inst is not None and name in inst
         in_own = own is not None and name in own
         if in_own and in_inst:
+            if self.engine.rules < 2:          # engine rules 1: the instrument's stood in for the account's
+                return inst[name], inst_scope
             a, b = own[name], inst[name]
             if not b or (a and a <= b):
                 return a, own_scope
@@ -646,6 +648,11 @@ class RiskEngine:
                                                    new_value=_text(value), expires_ts=expires,
                                                    old_effective=old_effective,
                                                    new_effective=self._effective_text(kind, _acct, _sym, name)))
+
+    def rules_changed(self) -> None:
+        """The engine's rules version changed (a replay reached another one): the limits in
+        effect may combine otherwise (``effective``)."""
+        self._apply()
 
     def apply_baseline(self, layers: dict[str, dict[str, str]]) -> None:
         """Another configuration's limits from here on (a journaled ``limits_loaded`` record's

@@ -39,6 +39,15 @@ TICKS_MEMO_SIZE = 65536    # distinct prices remembered per instrument before th
 EVICT_CHUNK = 4096        # finished orders past the bound leave memory this many at a time at most
 CXL_BROKER_OPTION = 2     # CxlRejReason for a replace refused by a risk check
 _SESSION_RECORDS = frozenset({ev.SESSION_LOGON, ev.SESSION_LOGOUT, ev.SESSION_SEQ_RESET})
+# The rules the engine decides commands by. A change that would decide a journaled command
+# otherwise gets a new version; each journal says which version decided what (an engine_rules
+# record before the first command decided by it), so a replay decides every command as it was:
+#   1  until 2026-11-26 (journals without an engine_rules record)
+#   2  a cancel whose Symbol/Side differ from the order's is refused; where an account and an
+#      instrument both set a limit, the stricter binds; a duplicate ClOrdID's reject carries
+#      the working order's state, and a PossResend of it is answered with its status
+RULES_VERSION = 2
+RULES_BEFORE_VERSIONING = 1
 CLOCK_WARN_EVERY_S = 60.0  # a wall clock stepping back is logged at most this often
 
 
@@ -78,6 +87,9 @@ class Engine:
         self.replaying = False
         self.replay_check: ReplayCheck | None = None   # what the last replay found
         self.limits_loaded: dict | None = None   # the last limits_loaded record (audit/config_limits.py)
+        self.rules = RULES_VERSION                # the rules commands are decided by (RULES_VERSION)
+        self._rules_journaled = False             # an engine_rules record says so before the next command
+        self._rules_seen = False                  # the journal replayed holds one for this version
         # the wall clock stepped back under a command (NTP step, VM migration): how often since
         # the start, the largest step, and when it was last logged (at most one warning a minute)
         self.clock_steps_back = 0
@@ -136,6 +148,8 @@ class Engine:
         """Run one command; returns the command record followed by the events it caused."""
         out: list[dict] = []
         kind = command["type"]
+        if not self._rules_journaled and kind != ev.STATUS_REQUESTED:
+            self._journal_rules(command.get("ts"))   # journaled, not returned: the command record comes first
         handler = self._handlers.get(kind)
         if handler is None:
             raise ValueError(f"not a command type: {kind!r}")
@@ -221,8 +235,37 @@ class Engine:
                     self.last_ts = ts
                 else:
                     self._clock_went_back(event, ts)
-            return self.journal.append(event)
+            event = self.journal.append(event)
+        kind = event.get("type")
+        if kind in _SESSION_RECORDS:      # as the replay would see it (a reset after the replay)
+            self._session_record(kind, event.get("session"))
         return event
+
+    def journal_rules(self) -> None:
+        """At start-up, after the replay: journal the rules that decide from now on (see
+        ``_journal_rules``) and flush, so the read side (limits in effect) follows them too."""
+        if not self._rules_journaled:
+            self._journal_rules(None)
+            self.flush()
+
+    def _journal_rules(self, ts: object) -> dict | None:
+        """Before the first command this engine decides: say in the journal which rules decide
+        it (RULES_VERSION), unless the journal says so already. Returns the record journaled."""
+        record = None
+        if self.rules != RULES_VERSION or not self._rules_seen:
+            if self.journal is not None:
+                record = self.journal.append({
+                    "type": ev.ENGINE_RULES, "ts": ts if type(ts) is int else time.time_ns(),
+                    "version": RULES_VERSION, "text": f"commands from here on are decided by engine rules {RULES_VERSION}"})
+            self._set_rules(RULES_VERSION)
+        self._rules_journaled = True
+        return record
+
+    def _set_rules(self, version: int) -> None:
+        if version != self.rules:
+            self.rules = version
+            if self.risk is not None and hasattr(self.risk, "rules_changed"):
+                self.risk.rules_changed()
 
     def _session_record(self, kind: str, session: str | None) -> None:
         """A FIX session's logon, logout or sequence reset, replayed (see ``inbound_seqs``)."""
@@ -273,6 +316,8 @@ class Engine:
         self.replaying = True
         count = 0
         check = self.replay_check = ReplayCheck()
+        self._set_rules(RULES_BEFORE_VERSIONING)   # until the journal's engine_rules record says otherwise
+        self._rules_seen = False
         try:
             for record in records:
                 kind = record["type"]
@@ -297,10 +342,15 @@ class Engine:
                         self._session_record(kind, record.get("session"))
                     elif kind == ev.LIMITS_LOADED:
                         self.apply_limits_loaded(record)
+                    elif kind == ev.ENGINE_RULES:
+                        self._set_rules(int(record.get("version") or RULES_BEFORE_VERSIONING))
+                        self._rules_seen = True
                     check.record(record)
             check.finish()
         finally:
             self.replaying = False
+        # the next command is decided by this version's rules: journaled before it (process)
+        self._rules_journaled = False
         return count
 
     # -- reports ----------------------------------------------------------------------
@@ -481,6 +531,8 @@ class Engine:
             rate = self.risk.on_message(cmd)    # counted for the rate window either way
         else:
             rate = None
+        if self.rules < 2:
+            existing = None          # rules 1: a plain reject (39=8 151=0)
         if existing is not None and cmd.get("poss_resend") == "Y":
             if not self.replaying:              # an answer for the client only: nothing journaled
                 report = self._report(existing, "order_status", "I", cmd["ts"])
@@ -597,7 +649,8 @@ class Engine:
         if order is None:
             return
         symbol, side = cmd.get("symbol"), cmd.get("side")
-        if (symbol is not None and symbol != order.instrument.symbol) or (side is not None and side != order.side):
+        if self.rules >= 2 and ((symbol is not None and symbol != order.instrument.symbol)
+                                or (side is not None and side != order.side)):
             # FIX: the request's Symbol and Side must match the order's; a mismatch means the
             # client's OrigClOrdID bookkeeping went wrong, so nothing is canceled (as a replace)
             self._cancel_reject(cmd, "1", CxlRejReason.OTHER,

@@ -20,7 +20,7 @@ from ..audit import schema as ev
 
 JOURNAL_KEYS = frozenset({"seq", "prev_hash", "hash"})
 NOT_FROM_COMMANDS = frozenset({ev.SESSION_LOGON, ev.SESSION_LOGOUT, ev.SESSION_REJECT, ev.SESSION_SEQ_RESET,
-                               ev.LIMITS_LOADED})
+                               ev.LIMITS_LOADED, ev.ENGINE_RULES})
 # Journaled by ``oms serve`` at the start that found a torn tail, before anything else: the
 # journal goes on after the cut, so without it every later start would count the events the
 # crash cut off as missing (a false alarm at every start). ``command_seq`` names the command.

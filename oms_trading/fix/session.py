@@ -919,8 +919,8 @@ class FixAcceptor:
             if last is None:
                 continue
             store = self.existing_store(cfg)
-            if store is None or store.next_target_seq > last:
-                continue
+            if store is None or store.next_target_seq > last or self.daily_reset_due(store):
+                continue      # (a daily reset due: that numbering is over, the next starts at 1)
             log.warning("FIX session %s: next inbound MsgSeqNum %d -> %d (messages up to %d were journaled "
                         "before a crash cut the store's write; a resend of them is ignored as duplicates)",
                         cfg.key, store.next_target_seq, last + 1, last)
