@@ -326,3 +326,31 @@ def test_fix42_status_answer_for_an_unknown_order_carries_ord_rej_reason(tmp_pat
             assert rep[11] == b"NOPE" and rep[39] == b"8" and rep[103] == b"5", (sender, rep)
     finally:
         s.close()
+
+
+def test_a_poss_resend_duplicate_in_a_batch_the_journal_refuses_keeps_its_status_answer(tmp_path):
+    """Reviewed: a NewOrderSingle resent with PossResend=Y for a working order is answered with
+    its status; when the journal refused that batch, the client got the status and also a
+    rejected report (39=8) for the same ClOrdID, telling it the working order was dead."""
+    s = Stack(tmp_path)
+    try:
+        session, transport = s.logon("BENCH")
+        session.data_received(order("BENCH", "O1", 2))
+        real_flush = s.engine.flush
+        s.engine.flush = s.disk_full()
+        resent = order("BENCH", "O1", 3).replace(b"\x0152=", b"\x0197=Y\x0152=", 1)
+        resent = _fix_lengths(resent)
+        session.data_received(resent)
+        s.engine.flush = real_flush
+        answers = [f for f in fields_of(transport) if f[35] == b"8" and f[11] == b"O1"]
+        assert [(a[150], a[39]) for a in answers] == [(b"0", b"0"), (b"I", b"0")], answers
+        assert [o.cl_ord_id for o in s.engine.open_orders()] == ["O1"]
+    finally:
+        s.close()
+
+
+def _fix_lengths(raw: bytes) -> bytes:
+    """BodyLength and CheckSum of a message edited by hand, made right again."""
+    body = raw[raw.index(b"\x01", raw.index(b"9=")) + 1:raw.rindex(b"10=")]
+    head = raw[:raw.index(b"9=")] + b"9=%d\x01" % len(body)
+    return head + body + b"10=%03d\x01" % (sum(head + body) % 256)

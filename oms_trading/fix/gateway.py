@@ -95,6 +95,7 @@ class Gateway:
         self.drop_copies: set[str] = set()               # keys of drop-copy sessions
         self._events: list[dict] = []
         self._asked: list[tuple[int, dict]] = []        # status requests of the batch: (index in _events, command)
+        self._resent: set[int] = set()                  # ids of command records answered by a status (PossResend)
         # cancels on disconnect the journal could not take: session key -> the command, tried
         # again once the journal takes writes (``retry_cancel_on_disconnect``)
         self._cod_retry: dict[str, dict] = {}
@@ -202,6 +203,14 @@ class Gateway:
         events = self.engine.process(command)
         if command["type"] == ev.STATUS_REQUESTED:
             self._asked.append((len(self._events), command))
+        elif len(events) == 2 and events[1]["type"] == "order_status":
+            # a NewOrderSingle resent with PossResend=Y for an order already taken: answered with
+            # the order's status, which is asked again if the journal refuses the batch
+            self._asked.append((len(self._events) + 1, {
+                "type": ev.STATUS_REQUESTED, "ts": command["ts"], "session": command.get("session"),
+                "cl_ord_id": command.get("cl_ord_id"), "order_id": None, "symbol": command.get("symbol"),
+                "side": command.get("side")}))
+            self._resent.add(id(events[0]))
         self._events.extend(events)
         return events
 
@@ -234,6 +243,7 @@ class Gateway:
             return
         self._events = []
         asked, self._asked = self._asked, []
+        resent, self._resent = self._resent, set()
         try:
             self.engine.flush()
             self.journal_failed = None
@@ -258,10 +268,13 @@ class Gateway:
             for e in events:
                 if "seq" in e:
                     self._keep_cancel_on_disconnect(e)
-            # nothing journaled leaves; each refused command gets a clear reject instead
+            # nothing journaled leaves; each refused command gets a clear reject instead, but an
+            # order resent with PossResend=Y keeps its status answer alone (a reject of it would
+            # tell the client its working order is dead)
             events = [e if "seq" not in e else self._refusal(e, text) for e in events
-                      if "seq" not in e or e["type"] in (ev.ORDER_RECEIVED, ev.CANCEL_REQUESTED,
-                                                         ev.REPLACE_REQUESTED, ev.MASS_CANCEL_REQUESTED)]
+                      if "seq" not in e or (e["type"] in (ev.ORDER_RECEIVED, ev.CANCEL_REQUESTED,
+                                                          ev.REPLACE_REQUESTED, ev.MASS_CANCEL_REQUESTED)
+                                            and id(e) not in resent)]
         deliver = self._deliver
         drop_copies = self.drop_copies
         for event in events:
