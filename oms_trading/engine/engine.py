@@ -153,12 +153,7 @@ class Engine:
         handler = self._handlers.get(kind)
         if handler is None:
             raise ValueError(f"not a command type: {kind!r}")
-        ts = command.get("ts")
-        if type(ts) is int:
-            if ts >= self.last_ts:
-                self.last_ts = ts
-            else:
-                self._clock_went_back(command, ts)
+        self._track_ts(command)
         if self.session_accounts and (kind == ev.ORDER_RECEIVED or kind == ev.REPLACE_REQUESTED):
             command = self._stamp_entitlement(command)
         if kind != ev.STATUS_REQUESTED:   # a status query changes nothing: not journaled
@@ -229,12 +224,7 @@ class Engine:
     def record(self, event: dict) -> dict:
         """Journal an event that changes no engine state (session logon/logout/rejects)."""
         if self.journal is not None and not self.replaying:
-            ts = event.get("ts")
-            if type(ts) is int:
-                if ts >= self.last_ts:
-                    self.last_ts = ts
-                else:
-                    self._clock_went_back(event, ts)
+            self._track_ts(event)
             event = self.journal.append(event)
         kind = event.get("type")
         if kind in _SESSION_RECORDS:      # as the replay would see it (a reset after the replay)
@@ -283,6 +273,15 @@ class Engine:
         self.limits_loaded = record
         if self.risk is not None and hasattr(self.risk, "apply_baseline"):
             self.risk.apply_baseline(orjson.loads(record["new_value"]))
+
+    def _track_ts(self, record: dict) -> None:
+        """``last_ts`` follows the records journaled; one earlier than it: the clock went back."""
+        ts = record.get("ts")
+        if type(ts) is int:
+            if ts >= self.last_ts:
+                self.last_ts = ts
+            else:
+                self._clock_went_back(record, ts)
 
     def _clock_went_back(self, record: dict, ts: int) -> None:
         """The wall clock stepped back (an NTP step, a VM migration): the record keeps the time
