@@ -160,11 +160,29 @@ def test_risk_desk_limit_change_rejects_next_fix_order_and_kill_switch(page, ser
         fix.close()
 
 
+def test_a_temporary_limit_is_shown_as_such_and_its_expiry_not_carried_to_the_next_change(page, server):
+    sign_in(page, server, "demo-risk1-token")
+    page.wait_for_selector("#limits tr[data-row=max_order_qty]")
+    page.select_option("#lim-scope", "account:ACC2")
+    sync_api.expect(page.locator("#limits tr[data-row=max_order_qty] td:nth-child(4)")).to_have_text("default")
+    page.fill("#lim-reason", "browser test: temporary tightening")
+    page.fill("#lim-expires", "600")
+    row = page.locator("#limits tr[data-row=max_order_qty]")
+    row.locator("input").fill("900")
+    row.locator("button").click()
+    sync_api.expect(page.locator("#toast .msg.ok").last).to_contain_text("for 600 s")
+    assert page.locator("#lim-expires").input_value() == ""          # reviewed: it stayed for the next save
+    page.locator("#lim-reason").click()                               # leave the table: it refreshes
+    sync_api.expect(row.locator("td:nth-child(4)")).to_contain_text("temporary until", timeout=10_000)
+
+
 def test_compliance_search_lifecycle_and_export(page, server, shots):
     fix = FixClient("127.0.0.1", server.fix_port, "CLIENT2", begin_string="FIX.4.2")
     try:
         fix.logon()
         fix.new_order("AUDIT-7", "MSFT", "1", 10, "420.00")
+        assert field(fix.expect("8"), 39) == "0"
+        fix.new_order("1", "MSFT", "1", 10, "419.00")      # a ClOrdID that looks like an order id
         assert field(fix.expect("8"), 39) == "0"
     finally:
         fix.close()
@@ -181,6 +199,14 @@ def test_compliance_search_lifecycle_and_export(page, server, shots):
     page.locator("#search-results a.oid").first.click()
     page.wait_for_selector("#timeline li:has-text('order accepted')")
     assert "order received" in page.locator("#timeline").inner_text()
+    assert "ClOrdID AUDIT-7" in page.locator("#life-title").inner_text()
+    # reviewed: an all-digits ClOrdID was taken for an order id and showed another order
+    page.select_option("#life-by", "cl_ord_id")
+    page.fill("#life-id", "1")
+    page.fill("#life-session", "CLIENT2->OMS")
+    page.click("#life-form button[type=submit]")
+    sync_api.expect(page.locator("#life-title")).to_contain_text("ClOrdID 1 · CLIENT2->OMS")
+    assert "419.00" in page.locator("#timeline").inner_text()
     with page.expect_download() as dl:
         page.click(".export[data-format=csv]")
     assert dl.value.suggested_filename.endswith(".csv")

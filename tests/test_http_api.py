@@ -257,6 +257,9 @@ async def test_four_eyes_raise_needs_a_second_risk_user(api):
     assert approval["status"] == "pending" and approval["requested_by"] == "risk1"
     assert "four-eyes factor" in approval["why"] and headers["Location"].endswith(approval["id"])
     assert str(risk.value("credit_limit", "ACC2")) == "10000000"          # not applied yet
+    # the same request again (another reason, or by the other risk user) while one waits: refused
+    status, out, _ = await api.call("PUT", "/api/risk/limits", body=dict(body, reason="again"), user="risk2")
+    assert status == 409 and approval["id"] in out["error"], out
     _, listing, _ = await api.call("GET", "/api/risk/approvals", user="risk2")
     assert approval["id"] in [a["id"] for a in listing["approvals"]]
     # the requester cannot approve their own request
@@ -333,6 +336,13 @@ async def test_kill_switch_engage_release_and_global_four_eyes(api):
                                     body={"scope": "global", "action": "release", "reason": "all clear"})
     assert status == 202 and "global kill switch" in out["approval"]["why"]
     assert server.engine.risk.global_killed
+    # every account shows the global switch in its exposure flags
+    _, exposure, _ = await api.call("GET", "/api/exposure")
+    assert exposure["exposure"] and all(x["kill_switch"] for x in exposure["exposure"])
+    # pressing Release again while the first request waits: refused, not a second request
+    status, again, _ = await api.call("POST", "/api/risk/kill-switch",
+                                      body={"scope": "global", "action": "release", "reason": "all clear!"})
+    assert status == 409 and out["approval"]["id"] in again["error"], again
     status, out, _ = await api.call("POST", f"/api/risk/approvals/{out['approval']['id']}/approve", user="risk2")
     assert status == 200 and out["event"]["type"] == "kill_switch_released"
     assert out["event"]["user"] == "risk1" and out["event"]["approver"] == "risk2"

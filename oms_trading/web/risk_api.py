@@ -377,8 +377,19 @@ def _public(a: dict) -> dict:
             "decision_reason": a.get("decision_reason"), "result": a.get("result")}
 
 
+def _same_request(command: dict) -> tuple:
+    """What makes two requests the same (who asked, when and why aside)."""
+    return tuple(sorted((k, str(v)) for k, v in command.items()
+                        if k not in ("ts", "expires_ts", "user", "reason", "request_id", "approver")))
+
+
 def _create_approval(request: web.Request, command: dict, why: str) -> web.Response:
     store = _approvals(request)
+    same = _same_request(command)
+    for a in store.values():
+        if a["status"] == "pending" and _same_request(a["command"]) == same:
+            raise BadRequest(f"the same request is already waiting for approval (request {a['id']}, "
+                             f"by {a['requested_by']})", status=409)
     if sum(1 for a in store.values() if a["status"] == "pending") >= MAX_PENDING:
         raise BadRequest(f"too many pending approvals (at most {MAX_PENDING}); approve or reject some first",
                          status=429)
@@ -522,7 +533,10 @@ async def get_exposure(request: web.Request) -> web.Response:
     """Gross exposure per account against its credit limit."""
     server = _server(request)
     account = _account_param(server, request)
-    return json_response({"account": account, "exposure": server.engine.exposures(account)})
+    rows = server.engine.exposures(account)
+    if getattr(server.risk, "global_killed", False):   # the global switch stops every account too
+        rows = [dict(r, kill_switch=True) for r in rows]
+    return json_response({"account": account, "exposure": rows})
 
 
 async def get_orders(request: web.Request) -> web.Response:

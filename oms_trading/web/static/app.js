@@ -140,6 +140,8 @@ async function initRisk() {
   loadExposure();
   timers.push(setInterval(loadExposure, 2000));
   timers.push(setInterval(loadApprovals, 5000));
+  // kill switches, halts and temporary limits change under other users and the clock too
+  timers.push(setInterval(() => loadLimits(), 5000));
 }
 
 function scopeKind(scope) {
@@ -148,7 +150,7 @@ function scopeKind(scope) {
   return scope.split(":")[0];
 }
 
-async function loadLimits(first = false) {
+async function loadLimits(first = false, force = false) {
   const scopeSel = $("#lim-scope");
   const current = scopeSel.value || "default";
   const kind = scopeKind(current);
@@ -166,7 +168,8 @@ async function loadLimits(first = false) {
     scopeSel.value = current;
     fillKillTargets();
   }
-  renderLimits(current, data);
+  const editing = document.activeElement && $("#limits").contains(document.activeElement);
+  if (force || !editing) renderLimits(current, data);   // an edit in progress survives a refresh
   renderKill(data);
   renderInstruments(data);
 }
@@ -175,6 +178,7 @@ function renderLimits(scope, data) {
   const kind = scopeKind(scope);
   const own = data.layers[scope] || {};
   const eff = Object.fromEntries(data.effective.limits.map((r) => [r.limit, r]));
+  const temporary = Object.fromEntries(data.pending_expiries.filter((p) => p.scope === scope).map((p) => [p.limit, p]));
   const rows = [];
   for (const item of data.catalog) {
     if (!item.scopes.includes(kind)) continue;
@@ -195,7 +199,9 @@ function renderLimits(scope, data) {
     input.addEventListener("keydown", (e) => { if (e.key === "Enter") submit(); });
     const e = eff[item.limit];
     const inForce = isFlag ? (mine === "true" ? "yes" : "no") : (e ? e.value : "");
-    const source = isFlag ? (mine === "true" ? scope : "") : (e ? e.source : "");
+    const temp = temporary[item.limit];
+    const source = (isFlag ? (mine === "true" ? scope : "") : (e ? e.source : ""))
+      + (temp ? ` — temporary until ${fmtTs(temp.expires_ts)}, then ${temp.restore_value ?? "inherited"}` : "");
     rows.push(el("tr", { "data-row": item.limit },
       el("td", {}, el("div", { class: "name", text: item.limit }), el("div", { class: "desc small muted", text: item.description })),
       el("td", {}, input),
@@ -215,9 +221,11 @@ async function saveLimit(scope, limit, value) {
   try {
     const { status, data } = await api("PUT", "/api/risk/limits", body);
     if (status === 202) toast(`Needs a second risk user: ${data.approval.why}. Request ${data.approval.id} is pending.`);
-    else toast(`${limit} at ${scope}: ${data.event.old_value ?? "inherited"} → ${data.event.new_value ?? "inherited"}`, "ok");
-  } catch (err) { fail(err); }
-  await loadLimits();
+    else toast(`${limit} at ${scope}: ${data.event.old_value ?? "inherited"} → ${data.event.new_value ?? "inherited"}`
+      + (body.expires_in_s ? ` for ${body.expires_in_s} s` : ""), "ok");
+    $("#lim-expires").value = "";      // an expiry is for that change only, never carried to the next
+  } catch (err) { fail(err); return; }   // the value typed stays in its field, to be corrected
+  await loadLimits(false, true);
   loadApprovals();
 }
 
@@ -261,12 +269,14 @@ function renderKill(data) {
 function renderInstruments(data) {
   const rows = data.instruments.map((sym) => {
     const halted = data.halted.includes(sym);
-    const killed = data.kill_switches.includes("instrument:" + sym);
-    const state = halted ? "Halted" : killed ? "Kill switch" : "Trading";
+    const killed = data.kill_switches.includes("instrument:" + sym) || data.kill_switches.includes("global");
+    const restricted = (data.layers["instrument:" + sym] || {}).restricted === "true";
+    const state = [halted ? "Halted" : "", killed ? (data.kill_switches.includes("global") ? "Kill switch (global)" : "Kill switch") : "",
+      restricted ? "Restricted" : ""].filter(Boolean).join(", ") || "Trading";
     const btn = el("button", { class: halted ? "secondary small" : "danger small", text: halted ? "Resume" : "Halt" });
     btn.addEventListener("click", () => haltResume(sym, halted ? "resume" : "halt"));
     return el("tr", {}, el("td", { class: "name", text: sym }),
-      el("td", { class: "state " + (halted || killed ? "bad" : "ok"), text: state }), el("td", {}, btn));
+      el("td", { class: "state " + (halted || killed || restricted ? "bad" : "ok"), text: state }), el("td", {}, btn));
   });
   $("#instruments").replaceChildren(...rows);
 }
@@ -314,7 +324,18 @@ async function decide(a, how) {
 
 async function loadExposure() {
   let data;
-  try { data = (await api("GET", "/api/exposure")).data; } catch (err) { return; }
+  const badge = $("#exposure-live");
+  try { data = (await api("GET", "/api/exposure")).data; } catch (err) {
+    if (!badge.classList.contains("stale")) {      // say so once, keep the time the numbers are from
+      badge.classList.add("stale");
+      badge.textContent = "stale since " + new Date().toISOString().slice(11, 19) + " UTC";
+      badge.title = "the exposure feed failed: " + (err.message || err);
+    }
+    return;
+  }
+  badge.classList.remove("stale");
+  badge.textContent = "live";
+  badge.title = "refreshes every 2 seconds";
   const rows = data.exposure.map((x) => {
     const limit = x.credit_limit ? Number(x.credit_limit) : 0;
     const pct = limit ? Math.min(100, (Number(x.gross_exposure) / limit) * 100) : 0;
@@ -412,23 +433,32 @@ async function search(ev) {
       (data.projection_lag ? ` — audit projection ${data.projection_lag} event(s) behind` : "");
     $("#search-results").replaceChildren(...data.rows.map((r) => {
       const oid = r.order_id ? el("a", { class: "oid", text: r.order_id, title: "Show lifecycle" }) : "";
-      if (oid) oid.addEventListener("click", () => { $("#life-id").value = r.order_id; lifecycle(); });
+      if (oid) oid.addEventListener("click", () => { $("#life-id").value = r.order_id; $("#life-by").value = "order_id"; lifecycle(); });
       return el("tr", {}, el("td", { class: "num", text: r.seq }), el("td", { text: fmtTs(r.ts) }), el("td", { text: r.type }),
         el("td", { text: r.account ?? "" }), el("td", { text: r.symbol ?? "" }), el("td", { text: r.side === "1" ? "Buy" : r.side ? "Sell" : "" }),
         el("td", { class: "num", text: r.qty ?? "" }), el("td", { class: "num", text: r.price ?? "" }), el("td", { text: r.cl_ord_id ?? "" }),
         el("td", {}, oid), el("td", { text: r.user ? r.user + (r.approver ? " + " + r.approver : "") : "" }),
         el("td", { class: "detail", text: detail(r) }));
     }));
-  } catch (err) { $("#search-status").textContent = err.message; fail(err); }
+  } catch (err) {
+    $("#search-results").replaceChildren();     // no rows of an earlier query under this error
+    $("#search-status").textContent = err.message; fail(err);
+  }
 }
 
 async function lifecycle(ev) {
   if (ev) ev.preventDefault();
   const id = $("#life-id").value.trim();
   if (!id) return;
-  const q = /^\d+$/.test(id) ? "order_id=" + id : "cl_ord_id=" + encodeURIComponent(id);
+  const by = $("#life-by").value;            // a ClOrdID may be all digits: the user says which it is
+  const params = new URLSearchParams({ [by]: id });
+  const session = $("#life-session").value.trim();
+  if (session) params.set("session", session);
   try {
-    const data = (await api("GET", "/api/audit/lifecycle?" + q)).data;
+    const data = (await api("GET", "/api/audit/lifecycle?" + params)).data;
+    const first = data.events.find((e) => e.order_id) || data.events[0];
+    $("#life-title").textContent = first ? `Order ${first.order_id ?? "—"} · ClOrdID ${first.cl_ord_id ?? "—"}`
+      + ` · ${first.session ?? ""} · ${first.account ?? ""} ${first.symbol ?? ""}` : "no events";
     $("#timeline").replaceChildren(...data.events.map((e) => {
       const cls = e.type.includes("reject") ? "bad" : e.type.includes("fill") ? "fill" : e.type.endsWith("_requested") || e.type === "order_received" ? "cmd" : "";
       const qty = e.qty ? `${e.side === "1" ? "Buy" : "Sell"} ${e.qty} ${e.symbol ?? ""} @ ${e.price ?? "MKT"}` : "";
@@ -437,6 +467,7 @@ async function lifecycle(ev) {
         el("div", { class: "e", text: e.type.replace(/_/g, " ") }), el("div", { class: "d", text: [qty + state, detail(e)].filter(Boolean).join(" — ") }));
     }));
   } catch (err) {
+    $("#life-title").textContent = "";
     $("#timeline").replaceChildren(el("li", { class: "bad" }, el("div", { class: "d", text: err.message })));
   }
 }
