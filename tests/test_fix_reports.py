@@ -57,6 +57,8 @@ def test_template_matches_the_general_encoder(evs, begin, precision, seq):
         exec_type = event["exec_type"]
         if begin == "FIX.4.2" and exec_type == "I":
             continue                  # FIX 4.2 status answers have their own layout (_status_42)
+        if exec_type == "I" and event["order_id"] is None:
+            continue                  # nor does FIX 4.4's for an unknown order (_unknown_order_status_44)
         if begin == "FIX.4.2" and exec_type == "F":
             exec_type = "2" if event["ord_status"] == "2" else "1"
         fast = w.execution_report(seq + k, now, event)
@@ -98,3 +100,20 @@ def test_order_qty_text_never_raises_out_of_the_gateway():
     assert _int(b"100") == 100 and _int(b"100.0") == 100
     assert _int(b"1.5") is None and _int(b"abc") is None and _int(b"") is None
     assert _int(b"9" * 400 + b".0") is None
+
+
+def test_the_fix44_status_answer_for_an_unknown_order_invents_no_order_fields():
+    """Reviewed: it carried 40=2 and 38=0, the template's defaults, for an order that does not
+    exist; FIX 4.4's ExecutionReport requires neither."""
+    w = writer("FIX.4.4", "ms")
+    event = {"type": "order_status", "ts": TS0, "order_id": None, "cl_ord_id": "NOPE", "session": "CLIENT1->OMS",
+             "symbol": "AAPL", "side": "1", "exec_id": "0", "exec_type": "I", "ord_status": "8", "cum_qty": 0,
+             "leaves_qty": 0, "avg_px": "0", "qty": 0, "rej_reason": 5, "text": "Unknown order"}
+    raw = w.execution_report(9, w.now(TS0), event)
+    parser = simplefix.FixParser()
+    parser.append_buffer(raw)
+    msg = parser.get_message()
+    assert msg.get(38) is None and msg.get(40) is None
+    assert [msg.get(t) for t in (35, 34, 37, 11, 150, 39, 103, 58, 55, 54)] == [
+        b"8", b"9", b"NONE", b"NOPE", b"I", b"8", b"5", b"Unknown order", b"AAPL", b"1"]
+    assert int(msg.get(10)) == checksum(raw[:raw.rindex(b"10=")])

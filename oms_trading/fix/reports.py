@@ -93,6 +93,8 @@ class ReportWriter:
                 exec_type = "2" if event["ord_status"] == "2" else "1"
             elif exec_type == "I":
                 return self._status_42(seq, now, event)
+        elif exec_type == "I" and event.get("order_id") is None:
+            return self._unknown_order_status_44(seq, now, event)
         get = event.get
         if now is not self._now_b:
             self._now_b, self._now_s = now, now.decode("ascii")
@@ -169,6 +171,22 @@ class ReportWriter:
             body.append((103, str(rej if type(rej) is int and rej <= _ORD_REJ_42_MAX else _ORD_REJ_42_OTHER)))
         if event.get("text"):
             body.append((58, safe_text(event["text"])))
+        return encode(self.begin, b"8", self.sender, self.target, seq, now, body)
+
+    def _unknown_order_status_44(self, seq: int, now: bytes, event: dict) -> bytes:
+        """The FIX 4.4 status answer for an order we do not know: OrdStatus 8, OrdRejReason 5,
+        nothing of an order that does not exist (no OrdType or OrderQty, which FIX 4.4's
+        ExecutionReport does not require; the template would fill in 40=2 and 38=0)."""
+        body = [(37, "NONE"), (11, _wire(event.get("cl_ord_id") or "NONE")), (17, "0"), (150, "I"),
+                (39, event["ord_status"]), (55, _wire(event.get("symbol") or "")),
+                (54, _wire(event.get("side") or "1")), (151, event["leaves_qty"]), (14, event["cum_qty"]),
+                (6, event["avg_px"])]
+        rej = event.get("rej_reason")
+        if rej is not None:
+            body.append((103, str(rej)))
+        if event.get("text"):
+            body.append((58, safe_text(event["text"])))
+        body.append((60, fix_timestamp(event["ts"], self.precision)))
         return encode(self.begin, b"8", self.sender, self.target, seq, now, body)
 
     def cancel_reject(self, seq: int, now: bytes, event: dict) -> bytes:
