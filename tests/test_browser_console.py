@@ -192,6 +192,17 @@ def test_compliance_search_lifecycle_and_export(page, server, shots):
     page.click("#search-form button[type=submit]")
     page.wait_for_selector("#search-results tr:has-text('WEB-1')")
     assert "max_order_qty" in page.locator("#search-results tr", has_text="WEB-1").inner_text()
+    # pages of results (the API's offset): one row a page
+    page.click("#search-form button[type=reset]")
+    page.fill("#search-form input[name=limit]", "1")
+    page.click("#search-form button[type=submit]")
+    sync_api.expect(page.locator("#search-status")).to_contain_text("events 1-1 (more on the next page)")
+    first = page.locator("#search-results td").first.inner_text()
+    page.click("#search-next")
+    sync_api.expect(page.locator("#search-status")).to_contain_text("events 2-2")
+    assert page.locator("#search-results td").first.inner_text() != first
+    page.click("#search-prev")
+    sync_api.expect(page.locator("#search-status")).to_contain_text("events 1-1")
     page.click("#search-form button[type=reset]")
     page.fill("#search-form input[name=cl_ord_id]", "AUDIT-7")
     page.click("#search-form button[type=submit]")

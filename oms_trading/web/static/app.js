@@ -417,10 +417,14 @@ function detail(r) {
   return "";
 }
 
-async function search(ev) {
-  ev.preventDefault();
+let searchOffset = 0;          // the page of results shown (the API's offset)
+
+async function search(ev, offset = 0) {
+  if (ev) ev.preventDefault();
+  searchOffset = offset;
   const form = new FormData($("#search-form"));
   const params = new URLSearchParams();
+  if (offset) params.set("offset", String(offset));
   for (const [k, v] of form.entries()) {
     const value = String(v).trim();
     if (!value) continue;
@@ -429,8 +433,13 @@ async function search(ev) {
   $("#search-status").textContent = "Searching…";
   try {
     const data = (await api("GET", "/api/audit/search?" + params)).data;
-    $("#search-status").textContent = `${data.count} event(s)` + (data.more ? " (more: raise Rows or narrow the search)" : "") +
-      (data.projection_lag ? ` — audit projection ${data.projection_lag} event(s) behind` : "");
+    $("#search-status").textContent = (data.count ? `events ${offset + 1}-${offset + data.count}` : "0 events")
+      + (data.more ? " (more on the next page)" : "")
+      + (data.projection_lag ? ` — audit projection ${data.projection_lag} event(s) behind` : "");
+    $("#search-prev").hidden = offset === 0;
+    $("#search-next").hidden = !data.more;
+    $("#search-next").onclick = () => search(null, offset + data.limit);
+    $("#search-prev").onclick = () => search(null, Math.max(0, offset - data.limit));
     $("#search-results").replaceChildren(...data.rows.map((r) => {
       const oid = r.order_id ? el("a", { class: "oid", text: r.order_id, title: "Show lifecycle" }) : "";
       if (oid) oid.addEventListener("click", () => { $("#life-id").value = r.order_id; $("#life-by").value = "order_id"; lifecycle(); });
@@ -442,6 +451,7 @@ async function search(ev) {
     }));
   } catch (err) {
     $("#search-results").replaceChildren();     // no rows of an earlier query under this error
+    $("#search-prev").hidden = $("#search-next").hidden = true;
     $("#search-status").textContent = err.message; fail(err);
   }
 }
@@ -506,7 +516,10 @@ document.addEventListener("DOMContentLoaded", () => {
   $("#ks-engage").addEventListener("click", () => killSwitch("engage"));
   $("#ks-release").addEventListener("click", () => killSwitch("release"));
   $("#search-form").addEventListener("submit", search);
-  $("#search-form").addEventListener("reset", () => { $("#search-results").replaceChildren(); $("#search-status").textContent = ""; });
+  $("#search-form").addEventListener("reset", () => {
+    $("#search-results").replaceChildren(); $("#search-status").textContent = "";
+    $("#search-prev").hidden = $("#search-next").hidden = true;
+  });
   $("#life-form").addEventListener("submit", lifecycle);
   $$(".export").forEach((b) => b.addEventListener("click", () => download(b.dataset.format)));
   $("#verify").addEventListener("click", verify);
