@@ -210,6 +210,10 @@ function renderLimits(scope, data) {
       el("td", {}, save)));
   }
   $("#limits").replaceChildren(...rows);
+  $("#lim-note").textContent = kind === "instrument"
+    ? "In force: for accounts without a value of their own. Where an account has one, both are checked and the stricter binds (see that account's scope)."
+    : kind === "account" ? "In force: the account's value on instruments without one of their own; where an instrument has one, the stricter binds."
+    : "";
 }
 
 async function saveLimit(scope, limit, value) {
