@@ -176,10 +176,36 @@ def test_a_temporary_limit_is_shown_as_such_and_its_expiry_not_carried_to_the_ne
     sync_api.expect(row.locator("td:nth-child(4)")).to_contain_text("temporary until", timeout=10_000)
 
 
+def test_an_accounts_restricted_list_is_set_from_the_page(page, server):
+    """Reviewed: the per account-and-instrument restricted flag could be set only through the API."""
+    sign_in(page, server, "demo-risk1-token")
+    page.wait_for_selector("#limits tr[data-row=max_order_qty]")
+    page.select_option("#lim-scope", "account:ACC2/instrument:VOD.L")
+    row = page.locator("#limits tr[data-row=restricted]")
+    sync_api.expect(row.locator("td:nth-child(3)")).to_have_text("no")
+    assert page.locator("#limits tr[data-row=max_order_qty]").count() == 0     # only the flag at this scope
+    page.fill("#lim-reason", "browser test: ACC2 restricted in VOD.L")
+    row.locator("select").select_option("true")
+    row.locator("button").click()
+    sync_api.expect(page.locator("#toast .msg.ok").last).to_contain_text("restricted at account:ACC2/instrument:VOD.L")
+    sync_api.expect(row.locator("td:nth-child(3)")).to_have_text("yes")
+    fix = FixClient("127.0.0.1", server.fix_port, "CLIENT2", begin_string="FIX.4.2")
+    try:
+        fix.logon(reset=True)
+        fix.new_order("RESTR-1", "VOD.L", "1", 100, "70.00")
+        rej = fix.expect("8")
+        assert field(rej, 39) == "8" and "restricted" in field(rej, 58).lower()
+    finally:
+        fix.close()
+    row.locator("select").select_option("false")
+    row.locator("button").click()
+    sync_api.expect(row.locator("td:nth-child(3)")).to_have_text("no")
+
+
 def test_compliance_search_lifecycle_and_export(page, server, shots):
     fix = FixClient("127.0.0.1", server.fix_port, "CLIENT2", begin_string="FIX.4.2")
     try:
-        fix.logon()
+        fix.logon(reset=True)
         fix.new_order("AUDIT-7", "MSFT", "1", 10, "420.00")
         assert field(fix.expect("8"), 39) == "0"
         fix.new_order("1", "MSFT", "1", 10, "419.00")      # a ClOrdID that looks like an order id

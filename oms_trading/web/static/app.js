@@ -162,9 +162,13 @@ async function loadLimits(first = false, force = false) {
   limitsData = data;
   $("#lim-factor").textContent = data.four_eyes_factor;
   if (first || scopeSel.options.length === 0) {
+    // account x instrument: the per-account restricted list (a flag of that pair only)
+    const pairs = el("optgroup", { label: "Account on one instrument (restricted list)" },
+      ...data.accounts.flatMap((a) => data.instruments.map((s) =>
+        el("option", { value: `account:${a}/instrument:${s}`, text: `Account ${a} on ${s}` }))));
     scopeSel.replaceChildren(el("option", { value: "default", text: "Defaults (every account)" }),
       ...data.accounts.map((a) => el("option", { value: "account:" + a, text: "Account " + a })),
-      ...data.instruments.map((s) => el("option", { value: "instrument:" + s, text: "Instrument " + s })));
+      ...data.instruments.map((s) => el("option", { value: "instrument:" + s, text: "Instrument " + s })), pairs);
     scopeSel.value = current;
     fillKillTargets();
   }
