@@ -262,11 +262,7 @@ class FixSession(asyncio.Protocol):
         self.acceptor.record_session_event("session_logon", self.key, f"logon from {self.peer}")
 
     def _reset_sequences(self, why: str) -> None:
-        """Both sequence numbers start again at 1. Journaled first: a restart then never reads
-        the MsgSeqNums the journal's commands carry from the old numbering as this one's
-        (``Engine.inbound_seqs``, ``FixAcceptor.recover_inbound_seqs``)."""
-        self.acceptor.journal_seq_reset(self.key, why)
-        self.store.reset()
+        self.acceptor.reset_sequences(self.key, self.store, why)
 
     def _register(self) -> None:
         self.logged_on = True
@@ -859,8 +855,7 @@ class FixAcceptor:
                 # day's log that logon would reset away
                 log.info("FIX session %s: daily reset time %s UTC passed while logged off: sequence reset",
                          key, self.config.daily_reset)
-                self.journal_seq_reset(key, "daily reset time passed while logged off", end_batch=False)
-                store.reset()
+                self.reset_sequences(key, store, "daily reset time passed while logged off", end_batch=False)
             writer = self.writer_for(cfg)
             now = writer.now(now_ns)
             seq = store.next_sender_seq
@@ -967,6 +962,13 @@ class FixAcceptor:
         record = getattr(self.gateway.engine, "record", None)
         if record is not None:
             record({"type": kind, "ts": time.time_ns(), "session": key, "text": text, **extra})
+
+    def reset_sequences(self, key: str, store: MessageStore, why: str, end_batch: bool = True) -> None:
+        """Both sequence numbers of ``key`` start again at 1. Journaled first: a restart then
+        never reads the MsgSeqNums the journal's commands carry from the old numbering as this
+        one's (``Engine.inbound_seqs``, ``recover_inbound_seqs``)."""
+        self.journal_seq_reset(key, why, end_batch)
+        store.reset()
 
     def journal_seq_reset(self, key: str, why: str, end_batch: bool = True) -> None:
         """Journal (and flush) that ``key``'s sequence numbers start again, before its store
