@@ -14,7 +14,17 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"oms audit verify: {exc}", file=sys.stderr)
         return 2
+    from .paths import journal_dir
+    if not journal_dir(args.data_dir).is_dir():
+        # a mistyped --data-dir must not read as "intact: 0 journal records"
+        print(f"oms audit verify: no journal in {args.data_dir} (expected {journal_dir(args.data_dir)})",
+              file=sys.stderr)
+        return 2
     result = verify(Path(args.data_dir), anchors)
+    if not result.ok and result.where == "duckdb" and result.first_bad_seq is None and _in_use(result.reason):
+        # `oms serve` holds the DuckDB file: nothing was found broken, nothing could be checked
+        print(f"oms audit verify: {_IN_USE_HINT}: {result.reason}", file=sys.stderr)
+        return 2
     if result.ok:
         note = f" ({result.reason})" if result.reason else ""
         print(f"audit chain intact: {result.checked_journal} journal records, {result.checked_table} DuckDB rows{note}")
@@ -27,8 +37,17 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
     from .paths import duckdb_path, journal_dir
     from .projection import Projection
     from .projector import projection_options
+    import duckdb
+    if not journal_dir(args.data_dir).is_dir():
+        print(f"oms audit: no journal in {args.data_dir} (expected {journal_dir(args.data_dir)})", file=sys.stderr)
+        return 1
     projection = Projection(duckdb_path(args.data_dir), journal_dir(args.data_dir), **projection_options())
-    rows = projection.rebuild()
+    try:
+        rows = projection.rebuild()
+    except duckdb.IOException as exc:
+        projection.close()
+        print(f"oms audit: cannot open {duckdb_path(args.data_dir)}: {_IN_USE_HINT}: {exc}", file=sys.stderr)
+        return 1
     projection.stop()
     print(f"rebuilt {duckdb_path(args.data_dir)} from the journal: {rows} events")
     return 0
@@ -36,14 +55,11 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
 
 def _cmd_tail(args: argparse.Namespace) -> int:
     """Print the last N events of the DuckDB projection (catching up from the journal first)."""
-    import duckdb
-    from .paths import duckdb_path, journal_dir
-    from .projection import Projection
-    from .projector import projection_options
-    projection = Projection(duckdb_path(args.data_dir), journal_dir(args.data_dir), **projection_options())
-    projection.catch_up()
-    projection.stop()
-    con = duckdb.connect(str(duckdb_path(args.data_dir)), read_only=True)
+    try:
+        projection, con = _open(args.data_dir)     # the same checks and messages as the queries
+    except _CliError as exc:
+        print(f"oms audit: {exc}", file=sys.stderr)
+        return 1
     try:
         rows = con.execute(
             "SELECT seq, ts, type, order_id, cl_ord_id, account, symbol, side, price, qty, ord_status, "
@@ -52,6 +68,7 @@ def _cmd_tail(args: argparse.Namespace) -> int:
         names = [d[0] for d in con.description]
     finally:
         con.close()
+        projection.close()
     for row in reversed(rows):
         record = {k: v for k, v in zip(names, row) if v is not None}
         print(json.dumps(record) if args.json else "  ".join(f"{k}={v}" for k, v in record.items()))
@@ -69,6 +86,15 @@ class _CliError(Exception):
     pass
 
 
+_IN_USE_HINT = "it is in use (is `oms serve` running on this data dir? stop it, or query through its HTTP API)"
+
+
+def _in_use(reason: str | None) -> bool:
+    """DuckDB's message for a file another process holds (`oms serve`'s projection)."""
+    text = (reason or "").lower()
+    return "could not set lock" in text or "conflicting lock" in text
+
+
 def _open(data_dir: str):
     """(projection, cursor) on DATA/audit.duckdb, caught up with the journal first."""
     import duckdb
@@ -83,8 +109,7 @@ def _open(data_dir: str):
         return projection, projection.cursor()
     except duckdb.IOException as exc:
         projection.close()
-        raise _CliError(f"cannot open {duckdb_path(data_dir)}: it is in use (is `oms serve` running on this data "
-                        f"dir? stop it, or query through its HTTP API): {exc}") from None
+        raise _CliError(f"cannot open {duckdb_path(data_dir)}: {_IN_USE_HINT}: {exc}") from None
     except ProjectionDiverged as exc:
         projection.close()
         raise _CliError(f"{exc} (oms audit verify --data-dir {data_dir}; oms audit rebuild ...)") from None
