@@ -45,3 +45,27 @@ def test_fix44_unknown_order_status_leaves_out_an_absent_symbol(tmp_path):
         assert rep[35] == b"8" and rep[150] == b"I" and rep[39] == b"8" and 55 not in rep, rep
     finally:
         s.close()
+
+
+def test_orders_refused_while_the_journal_is_down_get_unique_exec_ids(tmp_path):
+    """FIX 4.2 ExecID (17): unique per execution message, "0" only for ExecTransType 3 (Status).
+    Orders refused because the journal could not be written all went out with ExecID 0 and
+    ExecTransType 0: a client that drops reports whose ExecID it has seen (the usual guard
+    against resent duplicates) dropped every refusal after the first, and its orders stayed
+    pending for ever. Each refusal now has its own ExecID, apart from the engine's numbers."""
+    s = Stack(tmp_path)
+    try:
+        session, transport = s.logon("CLIENT2")
+        session.data_received(order("CLIENT2", "O1", 2))
+        real_flush = s.engine.flush
+        s.engine.flush = s.disk_full()
+        session.data_received(order("CLIENT2", "O2", 3) + order("CLIENT2", "O3", 4))
+        session.data_received(order("CLIENT2", "O4", 5))      # refused at once (journal retry wait)
+        s.engine.flush = real_flush
+        reports = [m for m in _sent(transport) if m[35] == b"8"]
+        assert [(m[11], m[39], m[20]) for m in reports] == [(b"O1", b"0", b"0")] + [
+            (cl, b"8", b"0") for cl in (b"O2", b"O3", b"O4")]
+        ids = [m[17] for m in reports]
+        assert b"0" not in ids and len(set(ids)) == len(ids), ids
+    finally:
+        s.close()
