@@ -8,10 +8,6 @@ from oms_trading.fix.dictionary import validate
 from tests.test_gateway_review import Stack, fields_of, msg, order
 
 
-def _sent(transport) -> list[dict[int, bytes]]:
-    return fields_of(transport)
-
-
 def test_fix42_status_request_without_symbol_is_rejected_not_answered_with_an_empty_symbol(tmp_path):
     """FIX 4.2 makes Symbol (55) required in OrderStatusRequest (H), and in the ExecutionReport
     that answers it. An H without Symbol for an order we do not know was answered with "55=" (a
@@ -26,7 +22,7 @@ def test_fix42_status_request_without_symbol_is_rejected_not_answered_with_an_em
         session, transport = s.logon("CLIENT2")
         session.data_received(raw)
         session.data_received(msg("CLIENT2", "H", 3, [(11, "NOPE"), (55, "AAPL"), (54, "1")]))
-        sent = _sent(transport)[1:]
+        sent = fields_of(transport)[1:]
         assert [(m[35], m.get(373), m.get(371)) for m in sent] == [(b"3", b"1", b"55"), (b"8", None, None)]
         assert sent[1][55] == b"AAPL" and sent[1][20] == b"3" and sent[1][103] == b"5"
         assert all(v != b"" for m in sent for v in m.values())
@@ -41,7 +37,7 @@ def test_fix44_unknown_order_status_leaves_out_an_absent_symbol(tmp_path):
     try:
         session, transport = s.logon("CLIENT1")
         session.data_received(msg("CLIENT1", "H", 2, [(11, "NOPE"), (54, "1")]))
-        rep = _sent(transport)[-1]
+        rep = fields_of(transport)[-1]
         assert rep[35] == b"8" and rep[150] == b"I" and rep[39] == b"8" and 55 not in rep, rep
     finally:
         s.close()
@@ -62,7 +58,7 @@ def test_orders_refused_while_the_journal_is_down_get_unique_exec_ids(tmp_path):
         session.data_received(order("CLIENT2", "O2", 3) + order("CLIENT2", "O3", 4))
         session.data_received(order("CLIENT2", "O4", 5))      # refused at once (journal retry wait)
         s.engine.flush = real_flush
-        reports = [m for m in _sent(transport) if m[35] == b"8"]
+        reports = [m for m in fields_of(transport) if m[35] == b"8"]
         assert [(m[11], m[39], m[20]) for m in reports] == [(b"O1", b"0", b"0")] + [
             (cl, b"8", b"0") for cl in (b"O2", b"O3", b"O4")]
         ids = [m[17] for m in reports]
