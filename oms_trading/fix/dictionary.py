@@ -482,7 +482,8 @@ _MSGS_42["G"] = (
     _SESSIONS_42 + _INSTRUMENT_42 + [R(54), R(60), 38, 152, R(40), 44, 99, 15, 376, 377, 59,
                                      168, 432, 126, 427] + _COMMISSION +
     [47, 121, 120] + _TEXT + [193, 192, 77, 203, 204, 210, 211, 388, 389, 114, 439, 440])
-_MSGS_42["H"] = [37, R(11), 109, 1, 76] + _INSTRUMENT_42 + [R(54)]
+# Symbol is required in a FIX 4.2 H (the 4.2 ExecutionReport that answers it requires it too)
+_MSGS_42["H"] = [37, R(11), 109, 1, 76] + [R(55) if t == 55 else t for t in _INSTRUMENT_42] + [R(54)]
 _MSGS_42["q"] = _MSGS_44["q"]  # extension: q is FIX 4.3+, accepted on 4.2 (module doc)
 _MSGS_42["8"] = (
     [R(37), 11, 41, 109, G(382, 375, 337, 437, 438), 66, R(17), R(20), 19, R(150), R(39), 103,

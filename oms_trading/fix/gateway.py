@@ -99,6 +99,7 @@ class Gateway:
         # cancels on disconnect the journal could not take: session key -> the command, tried
         # again once the journal takes writes (``retry_cancel_on_disconnect``)
         self._cod_retry: dict[str, dict] = {}
+        self._refusals = 0                              # orders refused unjournaled (their ExecIDs)
         self._dirty: set["FixSession"] = set()
         self.journal_failed: str | None = None
         self._journal_failed_at = 0.0
@@ -214,16 +215,18 @@ class Gateway:
         self._events.extend(events)
         return events
 
-    @staticmethod
-    def _refusal(command: dict, text: str) -> dict:
+    def _refusal(self, command: dict, text: str) -> dict:
         """An unjournaled reject (with ``text``) for a command the journal could not take."""
         if command["type"] == ev.ORDER_RECEIVED:
+            # an ExecID of its own: "0" is the status answers' (FIX 4.2: ExecTransType 3) and a
+            # client drops a report whose ExecID it has seen; the engine's are digits, this never
+            self._refusals += 1
             return {"type": ev.ORDER_REJECTED, "ts": command["ts"], "order_id": None,
                     "cl_ord_id": command.get("cl_ord_id"), "session": command.get("session"),
                     "account": command.get("account"), "symbol": command.get("symbol"),
                     "side": command.get("side"), "ord_type": command.get("ord_type"), "tif": command.get("tif"),
-                    "price": command.get("price"), "qty": command.get("qty"), "exec_id": "0", "exec_type": "8",
-                    "ord_status": "8", "cum_qty": 0, "leaves_qty": 0, "avg_px": "0", "rej_reason": 0,
+                    "price": command.get("price"), "qty": command.get("qty"),
+                    "exec_id": f"R{command['ts']}-{self._refusals}", "exec_type": "8", "ord_status": "8", "cum_qty": 0, "leaves_qty": 0, "avg_px": "0", "rej_reason": 0,
                     "text": text}
         if command["type"] == ev.MASS_CANCEL_REQUESTED:   # OrderMassCancelReport: rejected, 532=99 Other
             return {"type": ev.MASS_CANCEL_DONE, "ts": command["ts"], "session": command.get("session"),

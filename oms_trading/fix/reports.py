@@ -178,9 +178,11 @@ class ReportWriter:
         nothing of an order that does not exist (no OrdType or OrderQty, which FIX 4.4's
         ExecutionReport does not require; the template would fill in 40=2 and 38=0)."""
         body = [(37, "NONE"), (11, _wire(event.get("cl_ord_id") or "NONE")), (17, "0"), (150, "I"),
-                (39, event["ord_status"]), (55, _wire(event.get("symbol") or "")),
-                (54, _wire(event.get("side") or "1")), (151, event["leaves_qty"]), (14, event["cum_qty"]),
-                (6, event["avg_px"])]
+                (39, event["ord_status"])]
+        if event.get("symbol"):      # optional in FIX 4.4 (Instrument): left out, never sent empty
+            body.append((55, _wire(event["symbol"])))
+        body += [(54, _wire(event.get("side") or "1")), (151, event["leaves_qty"]), (14, event["cum_qty"]),
+                 (6, event["avg_px"])]
         rej = event.get("rej_reason")
         if rej is not None:
             body.append((103, str(rej)))
