@@ -226,8 +226,8 @@ class Gateway:
                     "account": command.get("account"), "symbol": command.get("symbol"),
                     "side": command.get("side"), "ord_type": command.get("ord_type"), "tif": command.get("tif"),
                     "price": command.get("price"), "qty": command.get("qty"),
-                    "exec_id": f"R{command['ts']}-{self._refusals}", "exec_type": "8", "ord_status": "8", "cum_qty": 0, "leaves_qty": 0, "avg_px": "0", "rej_reason": 0,
-                    "text": text}
+                    "exec_id": f"R{command['ts']}-{self._refusals}", "exec_type": "8", "ord_status": "8",
+                    "cum_qty": 0, "leaves_qty": 0, "avg_px": "0", "rej_reason": 0, "text": text}
         if command["type"] == ev.MASS_CANCEL_REQUESTED:   # OrderMassCancelReport: rejected, 532=99 Other
             return {"type": ev.MASS_CANCEL_DONE, "ts": command["ts"], "session": command.get("session"),
                     "cl_ord_id": command.get("cl_ord_id"), "symbol": command.get("symbol"),
