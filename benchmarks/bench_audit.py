@@ -179,7 +179,8 @@ def bench_journal(jdir: Path, events: int, batch: int, policy: str, keep: list |
     crc_s = time.perf_counter() - t3
     size = sum(p.stat().st_size for p in jdir.glob("journal-*.log"))
     return {
-        "events": events, "batch": batch, "fsync": policy, "tap": tap is not None, "native": is_native,
+        "events": events, "batch": batch, "fsync": policy, "tap": tap is not None, "keeps_records": keep is not None,
+        "native": is_native,
         "events_per_s": round(events / dt), "us_per_event": round(dt / events * 1e6, 3),
         "engine_thread_cpu_us_per_event": round(th / events * 1e6, 3),
         "cpu_us_per_event": round(cpu / events * 1e6, 3),  # process CPU incl. the fsync thread
