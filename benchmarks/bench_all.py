@@ -56,8 +56,15 @@ def _headline(name: str, r: dict | None) -> str:
             return s
         if name == "audit":
             # the serve path: the projection process catches up from the journal files, indexes on
-            j, p = r.get("journal", {}), r.get("projection_with_indexes") or r.get("projection", {})
-            out = f"journal {j['events_per_s']:,.0f} events/s"
+            # the journal: the plain append + flush runs (``journal_reps``), not the first run
+            # ("journal"), which also keeps every record and feeds a tap for the projection runs
+            # after it (1.5-1.8x slower)
+            jr, p = r.get("journal_reps"), r.get("projection_with_indexes") or r.get("projection", {})
+            if jr and jr.get("us_per_event_median"):
+                out = (f"journal {1e6 / jr['us_per_event_median']:,.0f} events/s (append + flush, "
+                       f"median of {jr['reps']})")
+            else:
+                out = f"journal {r['journal']['events_per_s']:,.0f} events/s (records kept, tap on)"
             rate = next((p[k] for k in p if k.endswith("per_s")), None)
             return out + (f", DuckDB catch-up from the journal (oms serve path) {rate:,.0f} events/s"
                           if isinstance(rate, (int, float)) else "")
