@@ -193,3 +193,30 @@ def test_a_first_logon_while_the_disk_is_full_leaves_no_half_made_store(tmp_path
         assert restarted.stop() == 0
     log = "".join(restarted.stderr_lines) + "".join(server.stderr_lines)
     assert "Traceback" not in log, log[-3000:]
+
+
+def test_a_reset_refused_by_a_full_disk_leaves_the_store_as_it_was(tmp_path, monkeypatch):
+    """Before the fix the reset moved the log away, then failed writing the new one's tag: the
+    store went on with the old numbering in memory over an untagged file and a reset marker
+    that the next open obeyed (a reset the counterparty never agreed to)."""
+    store = MessageStore(tmp_path)
+    store.save_sent([(seq, _msg(seq), 0) for seq in (1, 2, 3)])
+    store.next_target_seq = 7
+    store.save_target_seq()
+    store.mark_events(0)                       # its watermark is on disk (as from its first logon)
+    real = Path.write_bytes
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+    monkeypatch.setattr(store_mod.os, "write", lambda fd, data: full(None, data))
+    monkeypatch.setattr(Path, "write_bytes", full)
+    with pytest.raises(OSError):
+        store.reset()
+    monkeypatch.setattr(Path, "write_bytes", real)
+    monkeypatch.undo()
+    assert not (tmp_path / "reset.pending").exists()
+    assert list(store.get_sent(1, 10)) == [(1, _msg(1)), (2, _msg(2)), (3, _msg(3))]
+    store.save_sent([(4, _msg(4), 0)])
+    store.close()
+    again = MessageStore(tmp_path)
+    assert again.next_sender_seq == 5 and again.next_target_seq == 7

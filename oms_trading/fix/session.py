@@ -219,20 +219,20 @@ class FixSession(asyncio.Protocol):
             if self._fast is not None:
                 self._fast_ids = self._fast.ids(self._target, self._sender)
                 self._fast_out = np.empty((FAST_ROWS, fastpath.ROW), np.int64)
+        reset_requested = msg.get(141) == b"Y"
         try:
             self.store = self.acceptor.store_for(cfg)
-        except OSError as exc:       # a full disk: the store's files cannot be made
+            daily = self.acceptor.daily_reset_due(self.store)
+            if daily:
+                log.info("FIX session %s: daily reset time %s UTC passed since its last activity: sequence reset",
+                         cfg.key, self.acceptor.config.daily_reset)
+            resetting = cfg.reset_on_logon or reset_requested or daily
+            if resetting:
+                self._reset_sequences("daily reset time passed" if daily else
+                                      "reset_on_logon" if cfg.reset_on_logon else "Logon with ResetSeqNumFlag=Y")
+        except OSError as exc:       # a full disk: the store's files cannot be made or reset
             self._refuse(f"message store unavailable: {exc}")
             return
-        reset_requested = msg.get(141) == b"Y"
-        daily = self.acceptor.daily_reset_due(self.store)
-        if daily:
-            log.info("FIX session %s: daily reset time %s UTC passed since its last activity: sequence reset",
-                     cfg.key, self.acceptor.config.daily_reset)
-        resetting = cfg.reset_on_logon or reset_requested or daily
-        if resetting:
-            self._reset_sequences("daily reset time passed" if daily else
-                                  "reset_on_logon" if cfg.reset_on_logon else "Logon with ResetSeqNumFlag=Y")
         self.next_out = self.store.next_sender_seq
         seq = msg.seq_num
         expected = self.store.next_target_seq
@@ -877,7 +877,12 @@ class FixAcceptor:
                 # day's log that logon would reset away
                 log.info("FIX session %s: daily reset time %s UTC passed while logged off: sequence reset",
                          key, self.config.daily_reset)
-                self.reset_sequences(key, store, "daily reset time passed while logged off", end_batch=False)
+                try:
+                    self.reset_sequences(key, store, "daily reset time passed while logged off", end_batch=False)
+                except OSError as exc:     # disk full: the other sessions' reports still go out
+                    log.error("FIX session %s: daily reset failed (%s): %d reports not stored",
+                              key, exc, len(events))
+                    continue
             writer = self.writer_for(cfg)
             now = writer.now(now_ns)
             seq = store.next_sender_seq

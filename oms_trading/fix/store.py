@@ -346,19 +346,23 @@ class MessageStore:
                         self.directory, len(self._unsaved))
             self._unsaved = []
         self.mark_events(self.event_seq)     # the watermark outlives the log it came from
+        fresh = self.directory / "outbound.new"
+        fresh.write_bytes(_TAG)              # a full disk fails here, before anything moved
         self._reset_path.touch()             # a crash from here on: the next open finishes the reset
         os.close(self._out_fd)
         if self._out_path.exists() and self._out_path.stat().st_size > len(_TAG):
             self._out_path.rename(self.directory / f"outbound-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns()}.log")
-        self._out_fd = os.open(self._out_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.write(self._out_fd, _TAG)
+        os.replace(fresh, self._out_path)
+        self._out_fd = os.open(self._out_path, os.O_WRONLY | os.O_APPEND, 0o644)
         self._out_size = len(_TAG)
         self._torn = False
         self._index.clear()
         self.next_sender_seq = 1
         self.next_target_seq = 1
-        self._saved_target_seq = -1
-        self.save_target_seq()
+        # not save_target_seq, which lets a failure pass: the old inbound seq must not outlive
+        # the marker (an overwrite in place, it takes no new space)
+        os.pwrite(self._in_fd, struct.pack("<Q", 1), 0)
+        self._saved_target_seq = 1
         self._reset_path.unlink()
 
     def last_activity_ns(self) -> int:
