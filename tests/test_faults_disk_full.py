@@ -220,3 +220,43 @@ def test_a_reset_refused_by_a_full_disk_leaves_the_store_as_it_was(tmp_path, mon
     store.close()
     again = MessageStore(tmp_path)
     assert again.next_sender_seq == 5 and again.next_target_seq == 7
+
+
+def test_an_order_refused_by_a_full_journal_is_not_live_after_the_rebuild(tmp_path, tiny_disk):
+    """The journal disk fills mid-batch: a write that got part of the batch to the OS kept
+    the whole records of it (the order's command without its acceptance), the gateway refused
+    the order ("audit journal unavailable") and the engine's rebuild replayed the command:
+    before the fix about half of such refused orders were resting in the book, able to trade."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "journal").symlink_to(tiny_disk)
+    server = ServerProcess(data).start()
+    client = FixClient("127.0.0.1", server.fix_port, "CLIENT1", timeout=10)
+    refused = []
+    try:
+        client.logon(password="demo1")
+        for rnd in range(12):                    # a different slack each round: the cut falls anywhere
+            filler = _fill(tiny_disk, leave=(8 + 3 * rnd) * 1024 - 101 * rnd)
+            for i in range(400):                 # bounded: the disk fills long before
+                client.new_order(f"R{rnd}-{i}", "AAPL", "1", 10, "189.00")
+                report = client.expect("8")
+                if field(report, 39) == "8":
+                    assert "audit journal unavailable" in field(report, 58)
+                    refused.append(f"R{rnd}-{i}")
+                    break
+            filler.unlink()
+            time.sleep(0.7)                      # past the gateway's retry pause
+        assert len(refused) == 12
+        live = []
+        for cl in refused:
+            client.send("H", [(11, cl), (55, "AAPL"), (54, "1")])
+            status = client.expect("8")
+            if field(status, 39) != "8":
+                live.append((cl, field(status, 39)))
+        assert live == [], f"orders refused to the client yet live in the engine: {live}"
+    finally:
+        client.close()
+        assert server.stop() == 0
+    verify = subprocess.run([sys.executable, "-m", "oms_trading.cli", "audit", "verify", "--data-dir", str(data)],
+                            capture_output=True, text=True, timeout=120)
+    assert verify.returncode == 0, verify.stdout + verify.stderr
