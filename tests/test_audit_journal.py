@@ -342,23 +342,25 @@ def test_write_failure_rolls_back_and_recovers(tmp_path, monkeypatch, policy):
     check_chain(got)
 
 
-def test_partial_write_then_failure_keeps_whole_records(tmp_path, monkeypatch):
+def test_partial_write_then_failure_cuts_the_whole_batch(tmp_path, monkeypatch):
+    """Whole records of the failed write are cut too: the gateway refuses every command of
+    the batch, so none may stay journaled (tests/test_faults_disk_full.py shows why)."""
     j = Journal(tmp_path, fsync="os")
     j.append(ev(1))
     j.flush()
     recs = [j.append(ev(i)) for i in range(2, 6)]
     frame2 = HLEN + len(orjson.dumps(recs[0]))
     _FailingWrite(monkeypatch, errno.EIO, partial=frame2 + 11)  # record 2 and 11 bytes of 3
-    with pytest.raises(JournalWriteError):
+    with pytest.raises(JournalWriteError) as ei:
         j.flush()
-    assert j.last_seq == 2 and j.last_hash == recs[0]["hash"]
-    assert j.append(ev(9))["seq"] == 3
+    assert j.last_seq == 1 and ei.value.last_seq == 1
+    assert j.append(ev(9))["seq"] == 2
     j.close()
     got = list(iter_records(tmp_path))
-    assert [g["order_id"] for g in got] == [1, 2, 9]
+    assert [g["order_id"] for g in got] == [1, 9]
     check_chain(got)
     with Journal(tmp_path) as j2:
-        assert j2.last_seq == 3
+        assert j2.last_seq == 2
 
 
 def test_failure_at_segment_switch(tmp_path, monkeypatch):
@@ -549,17 +551,17 @@ def test_records_appended_while_a_partial_write_cannot_be_cut_never_reach_the_jo
 
     monkeypatch.setattr(jmod.os, "ftruncate", ftruncate)
     with pytest.raises(JournalWriteError):
-        j.flush()                              # record 2 reached the OS; the tail of 3 could not be cut
-    assert j.last_seq == 2
+        j.flush()                              # record 2 and part of 3 reached the OS; could not be cut
+    assert j.last_seq == 1                     # the whole batch is refused, 2 with it
     j.append(ev(50))
     with pytest.raises(JournalWriteError):
         j.flush()                              # the truncate fails again: record 50 is refused
-    assert j.last_seq == 2
+    assert j.last_seq == 1
     j.append(ev(60))
-    j.flush()                                  # the truncate works: 60 goes on after 2
+    j.flush()                                  # the truncate works: 60 goes on after 1
     j.close()
     got = list(iter_records(tmp_path))
-    assert [g["order_id"] for g in got] == [1, 2, 60]
+    assert [g["order_id"] for g in got] == [1, 60]
     check_chain(got)
 
 

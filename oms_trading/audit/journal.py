@@ -1195,22 +1195,19 @@ class Journal:
         self._seg_day = day
 
     def _rollback(self, chunks, i: int, done: int, seg_start: int, err: Exception) -> None:
-        """Undo what did not reach the OS after a failed write of chunk ``i``: ``done`` bytes of
-        it were written at offset ``seg_start`` of the current segment. Raises JournalWriteError."""
+        """Undo the failed write of chunk ``i`` (``done`` bytes of it were written at offset
+        ``seg_start`` of the current segment): the journal goes back to where the chunk began.
+        Raises JournalWriteError."""
         new_seq, new_hash = self._os_seq, self._os_hash
         if i > 0:  # whole chunks before i reached the OS (and were fsynced at the switch)
             last = _last_frame(chunks[i - 1][2], len(chunks[i - 1][2]))
             if last is not None:
                 new_seq, new_hash = last
-        buf = chunks[i][2]
-        complete = 0
-        if done > 0:
-            last = _last_frame(buf, done)
-            if last is not None:
-                new_seq, new_hash = last
-                complete = _complete_len(buf, done)
+        # whole records of the failed chunk that reached the OS are cut too: the caller refuses
+        # every command of the batch, and a command kept without its events would come back
+        # to life (an order told "not accepted" resting in the book) when the engine rebuilds
         if self._fd is not None and chunks[i][0] == self._seg_first:
-            keep = seg_start + complete
+            keep = seg_start
             self._seg_size = keep
             try:
                 os.ftruncate(self._fd, keep)
@@ -1338,9 +1335,3 @@ def _last_frame(buf, limit: int) -> tuple[int, str] | None:
     seq, ps, pe = last
     return seq, bytes(buf[pe - 66:pe - 2]).decode("ascii")
 
-
-def _complete_len(buf, limit: int) -> int:
-    end = 0
-    for _, _, end in _frames_in(buf, limit):
-        pass
-    return end

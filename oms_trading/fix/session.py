@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -218,16 +219,20 @@ class FixSession(asyncio.Protocol):
             if self._fast is not None:
                 self._fast_ids = self._fast.ids(self._target, self._sender)
                 self._fast_out = np.empty((FAST_ROWS, fastpath.ROW), np.int64)
-        self.store = self.acceptor.store_for(cfg)
         reset_requested = msg.get(141) == b"Y"
-        daily = self.acceptor.daily_reset_due(self.store)
-        if daily:
-            log.info("FIX session %s: daily reset time %s UTC passed since its last activity: sequence reset",
-                     cfg.key, self.acceptor.config.daily_reset)
-        resetting = cfg.reset_on_logon or reset_requested or daily
-        if resetting:
-            self._reset_sequences("daily reset time passed" if daily else
-                                  "reset_on_logon" if cfg.reset_on_logon else "Logon with ResetSeqNumFlag=Y")
+        try:
+            self.store = self.acceptor.store_for(cfg)
+            daily = self.acceptor.daily_reset_due(self.store)
+            if daily:
+                log.info("FIX session %s: daily reset time %s UTC passed since its last activity: sequence reset",
+                         cfg.key, self.acceptor.config.daily_reset)
+            resetting = cfg.reset_on_logon or reset_requested or daily
+            if resetting:
+                self._reset_sequences("daily reset time passed" if daily else
+                                      "reset_on_logon" if cfg.reset_on_logon else "Logon with ResetSeqNumFlag=Y")
+        except OSError as exc:       # a full disk: the store's files cannot be made or reset
+            self._refuse(f"message store unavailable: {exc}")
+            return
         self.next_out = self.store.next_sender_seq
         seq = msg.seq_num
         expected = self.store.next_target_seq
@@ -682,10 +687,22 @@ class FixSession(asyncio.Protocol):
         if self.store is not None:
             if pending:
                 self._pending = []
-                self.store.save_sent(pending)
+                try:
+                    self.store.save_sent(pending)
+                except OSError as exc:
+                    self._store_failed(exc)
+                    return
             self.store.save_target_seq()
         if pending:
             self._write(b"".join(item[1] for item in pending))
+
+    def _store_failed(self, exc: OSError) -> None:
+        """The store refused the batch (disk full): none of it may leave, nor anything after it
+        (a Logout needs a stored seq too), so the connection is closed. The store keeps the
+        messages and writes them first once it can: the next logon's resend delivers them."""
+        log.error("%s %s: message store write failed (%s): %d messages held for the next logon's resend",
+                  self.key, self.peer, exc, self.store.unsaved)
+        self.disconnect(f"message store unavailable: {exc}")
 
     def _write(self, data: bytes) -> None:
         transport = self.transport
@@ -811,9 +828,14 @@ class FixAcceptor:
         if store is None:
             path = self._store_path(cfg)
             new = not path.exists()
-            store = MessageStore(path)
-            if new:   # nothing journaled before a session's first logon is its to receive
-                store.mark_events(self._journal_seq())
+            try:
+                store = MessageStore(path)
+                if new:   # nothing journaled before a session's first logon is its to receive
+                    store.mark_events(self._journal_seq())
+            except OSError:
+                if new:   # a half-made store (disk full) would be taken as used at the next try
+                    shutil.rmtree(path, ignore_errors=True)
+                raise
             self._stores[cfg.key] = store
             self._no_store.discard(cfg.key)
         return store
@@ -855,7 +877,12 @@ class FixAcceptor:
                 # day's log that logon would reset away
                 log.info("FIX session %s: daily reset time %s UTC passed while logged off: sequence reset",
                          key, self.config.daily_reset)
-                self.reset_sequences(key, store, "daily reset time passed while logged off", end_batch=False)
+                try:
+                    self.reset_sequences(key, store, "daily reset time passed while logged off", end_batch=False)
+                except OSError as exc:     # disk full: the other sessions' reports still go out
+                    log.error("FIX session %s: daily reset failed (%s): %d reports not stored",
+                              key, exc, len(events))
+                    continue
             writer = self.writer_for(cfg)
             now = writer.now(now_ns)
             seq = store.next_sender_seq
@@ -864,7 +891,13 @@ class FixAcceptor:
                 if event["seq"] > store.event_seq:
                     messages.append((seq, writer.render(seq, now, event), event["seq"]))
                     seq += 1
-            store.save_sent(messages, activity=False)    # not the session's: no daily reset postponed
+            first = not store.unsaved
+            try:
+                store.save_sent(messages, activity=False)    # not the session's: no daily reset postponed
+            except OSError as exc:   # kept by the store, written first by its next save
+                if first:
+                    log.error("FIX session %s: reports for its next logon not stored yet (%s): held in "
+                              "memory until the store takes writes", key, exc)
 
     def recover_reports(self) -> int:
         """Rebuild reports whose events reached the journal but not the session's store (a
@@ -1034,5 +1067,8 @@ class FixAcceptor:
             await self._server.wait_closed()
         last = self._journal_seq()
         for store in self._stores.values():
-            store.mark_events(last)      # everything journaled was routed: nothing to rebuild
+            try:
+                store.mark_events(last)      # everything journaled was routed: nothing to rebuild
+            except OSError as exc:           # disk full: the next start rebuilds from an older mark
+                log.error("message store %s: watermark not saved at stop (%s)", store.directory, exc)
             store.close()

@@ -115,6 +115,8 @@ class MessageStore:
         self._events_path = self.directory / "events.seq"
         self._reset_path = self.directory / "reset.pending"
         self.event_seq = 0            # highest journal seq rendered into this store
+        self._unsaved: list[tuple[int, bytes, int]] = []   # numbered, refused by the disk (save_sent)
+        self._torn = False            # a failed write's bytes are still at the log's end
         self._index = SentIndex()
         self.next_sender_seq = 1
         self.next_target_seq = 1
@@ -214,34 +216,70 @@ class MessageStore:
     def save_sent(self, messages: list[tuple[int, bytes, int]], activity: bool = True) -> None:
         """Persist sent messages (seq, raw, journal seq) with one write, before the socket.
         ``activity=False`` (reports stored for a session that is logged off) keeps the log's
-        modification time: they are not the session's activity (``last_activity_ns``)."""
+        modification time: they are not the session's activity (``last_activity_ns``).
+
+        A write that fails (disk full) raises OSError and leaves the log as it was; the
+        messages are kept, numbered, and written first by the next call (``unsaved``): the log
+        stays a prefix of what the session is owed, none of them may go to the socket yet, and
+        a crash meanwhile loses nothing the journal cannot rebuild (their events lie past the
+        log's watermark)."""
+        if self._unsaved:
+            messages = self._unsaved + messages
         if not messages:
             return
         kept = None if activity else os.fstat(self._out_fd)
         buf = bytearray()
+        offsets = []
         offset = self._out_size
         event_seq = self.event_seq
         target = self.next_target_seq
         pack = _FRAME.pack
         for seq, raw, reported in messages:
-            self._index.add(seq, offset + len(buf))
+            offsets.append(offset + len(buf))
             buf += pack(seq, len(raw), reported, target)
             buf += raw
             if reported > event_seq:
                 event_seq = reported
-        view = memoryview(buf)
-        while view:
-            written = os.write(self._out_fd, view)
-            view = view[written:]
-        self._out_size += len(buf)
+        self.next_sender_seq = messages[-1][0] + 1
+        self.event_seq = event_seq           # rendered: not to be rendered again while we run
+        self._write_log(buf, messages)
+        for (seq, _raw, _reported), at in zip(messages, offsets):
+            self._index.add(seq, at)
         if kept is not None:
             os.utime(self._out_fd, ns=(kept.st_atime_ns, kept.st_mtime_ns))
-        self.next_sender_seq = messages[-1][0] + 1
-        self.event_seq = event_seq
         self._saved_target_seq = target      # the frames carry it: no second write
 
+    @property
+    def unsaved(self) -> int:
+        """Messages numbered but not in the log yet (a write refused by a full disk)."""
+        return len(self._unsaved)
+
+    def _write_log(self, buf: bytearray, messages: list) -> None:
+        """Append ``buf`` whole or not at all: a partial write (disk full) is cut off again,
+        else the next frames would land behind a torn one."""
+        try:
+            if self._torn:
+                os.ftruncate(self._out_fd, self._out_size)
+                self._torn = False
+            view = memoryview(buf)
+            while view:
+                written = os.write(self._out_fd, view)
+                view = view[written:]
+        except OSError:
+            self._unsaved = messages
+            try:
+                os.ftruncate(self._out_fd, self._out_size)
+            except OSError:
+                self._torn = True            # cut before the next write
+            raise
+        self._unsaved = []
+        self._out_size += len(buf)
+
     def mark_events(self, event_seq: int) -> None:
-        """Record that every journal event up to ``event_seq`` was rendered or is not ours."""
+        """Record that every journal event up to ``event_seq`` was rendered or is not ours.
+        Not while rendered messages wait unsaved: a restart rebuilds them from the journal."""
+        if self._unsaved:
+            return
         if event_seq > self.event_seq or not self._events_path.exists():
             self.event_seq = max(self.event_seq, event_seq)
             tmp = self._events_path.with_suffix(".tmp")
@@ -249,9 +287,16 @@ class MessageStore:
             os.replace(tmp, self._events_path)
 
     def save_target_seq(self) -> None:
-        """Persist the next expected inbound seq if it moved (one pwrite of 8 bytes)."""
+        """Persist the next expected inbound seq if it moved (one pwrite of 8 bytes). A disk
+        that refuses it (full) leaves it to the next call: the frames and the journal's
+        commands carry it too, and the session's replies must not wait on it."""
         if self.next_target_seq != self._saved_target_seq:
-            os.pwrite(self._in_fd, struct.pack("<Q", self.next_target_seq), 0)
+            try:
+                os.pwrite(self._in_fd, struct.pack("<Q", self.next_target_seq), 0)
+            except OSError as exc:
+                log.error("message store %s: inbound seq %d not saved (%s): tried again at the next batch",
+                          self.directory, self.next_target_seq, exc)
+                return
             self._saved_target_seq = self.next_target_seq
 
     def get_sent(self, begin: int, end: int) -> Iterator[tuple[int, bytes]]:
@@ -294,20 +339,30 @@ class MessageStore:
         """Start both sequences again at 1 (ResetSeqNumFlag, reset_on_logon, daily reset).
 
         The old log is kept beside the new one (renamed with a timestamp) for the record.
+        Messages still unsaved belong to the old numbering: dropped with it.
         """
+        if self._unsaved:
+            log.warning("message store %s: %d messages never stored (disk full) dropped by a sequence reset",
+                        self.directory, len(self._unsaved))
+            self._unsaved = []
         self.mark_events(self.event_seq)     # the watermark outlives the log it came from
+        fresh = self.directory / "outbound.new"
+        fresh.write_bytes(_TAG)              # a full disk fails here, before anything moved
         self._reset_path.touch()             # a crash from here on: the next open finishes the reset
         os.close(self._out_fd)
         if self._out_path.exists() and self._out_path.stat().st_size > len(_TAG):
             self._out_path.rename(self.directory / f"outbound-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns()}.log")
-        self._out_fd = os.open(self._out_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_TRUNC, 0o644)
-        os.write(self._out_fd, _TAG)
+        os.replace(fresh, self._out_path)
+        self._out_fd = os.open(self._out_path, os.O_WRONLY | os.O_APPEND, 0o644)
         self._out_size = len(_TAG)
+        self._torn = False
         self._index.clear()
         self.next_sender_seq = 1
         self.next_target_seq = 1
-        self._saved_target_seq = -1
-        self.save_target_seq()
+        # not save_target_seq, which lets a failure pass: the old inbound seq must not outlive
+        # the marker (an overwrite in place, it takes no new space)
+        os.pwrite(self._in_fd, struct.pack("<Q", 1), 0)
+        self._saved_target_seq = 1
         self._reset_path.unlink()
 
     def last_activity_ns(self) -> int:
