@@ -281,8 +281,9 @@ def test_export_cat(day, tmp_path):
     assert meno["quantity"] == 500 and meno["timeInForce"] == {"DAY": 20261125}
     assert meno["eventTimestamp"] == "20261125 090200.000000000"   # 14:02 UTC = 09:02 New York
     meom = [x for x in lines if x["type"] == "MEOM"]
-    assert meom[0]["priorOrderKeyDate"] == meno["orderKeyDate"] and meom[0]["priorOrderID"] == meno["orderID"]
-    assert meom[1]["priorOrderKeyDate"] == meom[0]["orderKeyDate"]
+    # the orderID stays, so the Order Key stays: no prior* fields (tests/test_cat_review.py)
+    assert all((x["orderKeyDate"], x["orderID"]) == (meno["orderKeyDate"], meno["orderID"]) for x in meom)
+    assert not any("priorOrderID" in x or "priorOrderKeyDate" in x for x in meom)
     meoc = {x["clOrdID"]: x for x in lines if x["type"] == "MEOC"}
     assert meoc["B-2c"]["initiator"] == "C" and meoc["B-2c"]["cancelQty"] == 100
     assert meoc["M-1"]["initiator"] == "F"                          # kill switch

@@ -68,13 +68,13 @@ def two_days(tmp_path_factory):
 
 def test_cat_order_key_date_of_order_accepted_before_the_window(two_days, tmp_path):
     """CAT events of an order accepted before --from must carry the order's real orderKeyDate
-    (its acceptance, or its latest replace before the window), not the event's own time."""
+    (its acceptance: a replace keeps the Order Key), not the event's own time."""
     _, con = two_days
     full = [json.loads(x) for x in _cat(con, tmp_path / "all.jsonl")]
     day2 = [json.loads(x) for x in _cat(con, tmp_path / "d2.jsonl", ts_from=DAY2)]
     meno = [x for x in full if x["type"] == "MENO" and x["clOrdID"] == "G-2"][0]
     meom = [x for x in day2 if x["type"] == "MEOM"][0]
-    assert meom["priorOrderKeyDate"] == meno["orderKeyDate"]       # accepted on day 1
+    assert meom["orderKeyDate"] == meno["orderKeyDate"]            # accepted on day 1
     meom_full = [x for x in full if x["type"] == "MEOM"][0]
     assert meom == meom_full
     # every day-2 event is the same as in the export of both days

@@ -47,8 +47,11 @@ IMID, submitter ID, FDID registration) are added by the firm's CAT submission la
 audit event             type   notes
 ======================  =====  ==========================================================
 order_accepted          MENO   new order accepted (orderKeyDate = acceptance time)
-order_replaced          MEOM   priorOrderKeyDate/priorOrderID = the version it replaces;
-                               orderID stays our order_id, orderKeyDate = the replace time
+order_replaced          MEOM   the Order Key does not change: orderID stays our order_id
+                               (FIX OrderID 37 is kept across a replace) and orderKeyDate
+                               stays the acceptance time, on this and every later event of
+                               the order; priorOrderID/priorOrderKeyDate are left out (the
+                               spec: blank when the orderID remains the same)
 order_canceled          MEOC   cancelQty = quantity that was still open; initiator
                                from the command that caused it (the nearest command
                                record before the cancel): C for the client's own cancel
@@ -465,8 +468,8 @@ def _cat_tif(tif: str | None, ts: int) -> tuple[dict | None, str | None]:
     return None, None
 
 
-def _cat_order_fields(r: dict, key_ts: int) -> dict:
-    tif, handling = _cat_tif(r.get("tif"), key_ts)
+def _cat_order_fields(r: dict, key_ts: int, tif_ts: int | None = None) -> dict:
+    tif, handling = _cat_tif(r.get("tif"), key_ts if tif_ts is None else tif_ts)
     d = {"orderKeyDate": cat_timestamp(key_ts), "orderID": str(r["order_id"]), "symbol": r.get("symbol"),
          "eventTimestamp": cat_timestamp(r["ts"]), "side": _CAT_SIDE.get(r.get("side"), r.get("side")),
          "orderType": _CAT_TYPE.get(r.get("ord_type"), r.get("ord_type"))}
@@ -485,7 +488,7 @@ def cat_events(rows: Iterable[dict], key_ts: dict[int, int] | None = None) -> It
     ``key_ts``: order_id -> orderKeyDate (ts) of orders accepted before the first row.
     Give the command records too (with ``session``, ``cl_ord_id``, ``reason``): a cancel's
     initiator is decided by the nearest one before it (``_by_client``)."""
-    key_ts = dict(key_ts or {})       # order_id -> current orderKeyDate (ts)
+    key_ts = dict(key_ts or {})       # order_id -> orderKeyDate (ts): its acceptance
     cause: dict | None = None         # the last command record: what the events after it answer
     fills: dict[int, dict] = {}       # trade_id -> first side seen
     for r in rows:
@@ -501,10 +504,9 @@ def cat_events(rows: Iterable[dict], key_ts: dict[int, int] | None = None) -> It
             d = {"type": "MENO", **_cat_order_fields(r, r["ts"]), "deptType": "A",
                  "firmDesignatedID": r.get("account"), "manualFlag": False}
         elif kind == ev.ORDER_REPLACED:
-            prior = key_ts.get(oid, r["ts"])
-            key_ts[oid] = r["ts"]
-            d = {"type": "MEOM", **_cat_order_fields(r, r["ts"]), "priorOrderKeyDate": cat_timestamp(prior),
-                 "priorOrderID": str(oid), "leavesQty": r.get("leaves_qty"), "initiator": "C",
+            # same orderID, so the same Order Key: the acceptance's orderKeyDate, no prior* fields
+            d = {"type": "MEOM", **_cat_order_fields(r, key_ts.get(oid, r["ts"]), r["ts"]),
+                 "leavesQty": r.get("leaves_qty"), "initiator": "C",
                  "firmDesignatedID": r.get("account"), "manualFlag": False}
         elif kind in (ev.ORDER_CANCELED, ev.ORDER_EXPIRED):
             qty, cum = r.get("qty") or 0, r.get("cum_qty") or 0
@@ -569,14 +571,14 @@ def _types_where(where: str, types: tuple[str, ...]) -> str:
 
 def _export_cat(con, out, a, b) -> int:
     where, params = _range_sql(a, b)
-    # orderKeyDate of an order accepted before the range: its latest accept/replace before it
+    # orderKeyDate of an order accepted before the range: its acceptance (a replace keeps the key)
     key_ts: dict[int, int] = {}
     if a is not None:
         key_ts = dict(con.execute(
-            f"SELECT order_id, arg_max(ts, seq) FROM {TABLE} WHERE ts < ? AND type IN (?, ?) "
+            f"SELECT order_id, min(ts) FROM {TABLE} WHERE ts < ? AND type = ? "
             f"AND order_id IN (SELECT order_id FROM {TABLE}{_types_where(where, _CAT_REPORTED_TYPES)}) "
             f"GROUP BY order_id",
-            [a, ev.ORDER_ACCEPTED, ev.ORDER_REPLACED, *params, *_CAT_REPORTED_TYPES]).fetchall())
+            [a, ev.ORDER_ACCEPTED, *params, *_CAT_REPORTED_TYPES]).fetchall())
     cols = ("seq", "ts", "type", "order_id", "cl_ord_id", "session", "reason", "account", "symbol", "side",
             "ord_type", "tif", "price", "qty", "cum_qty", "leaves_qty", "last_px", "last_qty", "trade_id")
     sel = ", ".join(f'"{c}"' for c in cols)
