@@ -695,3 +695,60 @@ TestRiskModel = RiskModelMachine.TestCase
 TestRiskModel.settings = settings(max_examples=FUZZ_EXAMPLES, stateful_step_count=50, deadline=None,
                                   suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much])
 
+
+# -- what the model found, each as a plain test ----------------------------------------------------
+
+def _engine():
+    from tests.test_engine_common import MemJournal
+    cfg = parse_config(CONFIG, "<test>", Path("."))
+    return Engine(cfg, MemJournal(), lambda: NumbaBook(capacity=16), risk=RiskEngine(cfg))
+
+
+def _reports(events):
+    return [e for e in events if e["type"] not in ev.COMMAND_TYPES and e["type"] != ev.ENGINE_RULES]
+
+
+def _vod(cl, session, side, qty, price):
+    return {"type": ev.ORDER_RECEIVED, "ts": 1, "session": session, "cl_ord_id": cl,
+            "account": SESSION_ACCOUNT[session], "symbol": "VOD", "side": side, "ord_type": "2", "tif": "1",
+            "price": price, "qty": qty}
+
+
+def _partly_filled_gbp_buy(eng):
+    """A1 buys 20 VOD (GBP, 1.27 USD) at 50.02, 10 of them filled: 635.26 USD filled + 635.26 resting."""
+    assert _reports(eng.process(_vod("B", S1, "1", 20, "50.02")))[0]["type"] == ev.ORDER_ACCEPTED
+    assert [e["type"] for e in _reports(eng.process(_vod("S", S2, "2", 10, "50.02")))][-1] == ev.ORDER_FILLED
+    eng.process({"type": ev.LIMIT_CHANGE_REQUESTED, "ts": 1, "user": "risk1", "approver": None, "reason": "t",
+                 "scope": "account:A1", "limit": "credit_limit", "new_value": "2541.02", "expires_ts": None})
+    return {"type": ev.REPLACE_REQUESTED, "ts": 1, "session": S1, "cl_ord_id": "B2", "orig_cl_ord_id": "B",
+            "order_id": None, "symbol": None, "side": None, "ord_type": None, "tif": None, "price": "50.02",
+            "qty": 40}
+
+
+def test_replace_after_a_partial_fill_in_another_currency_is_checked_at_the_exposure_it_makes():
+    """Replacing the partly filled GBP buy up to 40 leaves 30 resting: 30 x 50.02 x 1.27 =
+    1905.762 -> 1905.77 USD (rounded up, as the exposure counts it) + 635.26 filled = 2541.03, over
+    a credit limit of 2541.02. The check converted the whole order (40: 2541.016 -> 2541.02) and
+    took the filled part out converted on its own (635.254 -> 635.26), one cent less than the
+    exposure, and accepted it: /api/exposure then showed gross 2541.03 against 2541.02."""
+    eng = _engine()
+    out = _reports(eng.process(_partly_filled_gbp_buy(eng)))
+    assert [e["type"] for e in out] == [ev.REPLACE_REJECTED], out
+    assert (out[0]["rule"], out[0]["limit_value"], out[0]["actual_value"]) == ("credit_limit", "2541.02", "2541.03")
+    assert eng.exposures("A1")[0]["gross_exposure"] == "1270.52"
+    # one cent more of limit: accepted, and the exposure is what the check said
+    eng.process({"type": ev.LIMIT_CHANGE_REQUESTED, "ts": 1, "user": "risk1", "approver": None, "reason": "t",
+                 "scope": "account:A1", "limit": "credit_limit", "new_value": "2541.03", "expires_ts": None})
+    out = _reports(eng.process({"type": ev.REPLACE_REQUESTED, "ts": 1, "session": S1, "cl_ord_id": "B3",
+                                "orig_cl_ord_id": "B", "order_id": None, "symbol": None, "side": None,
+                                "ord_type": None, "tif": None, "price": "50.02", "qty": 40}))
+    assert [e["type"] for e in out] == [ev.ORDER_REPLACED], out
+    assert eng.exposures("A1")[0]["gross_exposure"] == "2541.03"
+
+
+def test_replace_rounding_of_a_journal_of_engine_rules_2_replays_as_it_ran():
+    """A journal decided by engine rules 2 accepted that replace: its replay still does."""
+    eng = _engine()
+    replace = _partly_filled_gbp_buy(eng)
+    eng._set_rules(2)
+    assert [e["type"] for e in _reports(eng.process(replace))] == [ev.ORDER_REPLACED]
