@@ -433,8 +433,17 @@ class RiskEngine:
             scope = f"session:{order.session}"
             raise Rejection(BROKER_OPTION, f"Kill switch engaged ({scope})", "kill_switch", scope)
         inst = order.instrument
-        # what the order counts in its account's credit sums now, in the base currency
-        old_money = order.open_base + self.pos.to_base(inst.index, order.cum_qty * price_ticks * self.pos.mult[inst.index])
+        # the kernel adds the whole replaced order's notional (qty * price, in the base currency,
+        # rounded up) and takes old_money out: the order's resting money now, and the part of the
+        # whole that is its CumQty, so that what stays is its new leaves' money rounded up as
+        # Positions.open_add will count them (ceil(whole) - ceil(cum part) can be one unit less)
+        cum_money = order.cum_qty * price_ticks * self.pos.mult[inst.index]
+        if self.engine.rules >= 3:
+            whole = new_qty * price_ticks * self.pos.mult[inst.index]
+            old_money = order.open_base + self.pos.to_base(inst.index, whole) \
+                - self.pos.to_base(inst.index, whole - cum_money)
+        else:   # engine rules 1-2: the CumQty part converted on its own
+            old_money = order.open_base + self.pos.to_base(inst.index, cum_money)
         rule = self._replace_order(self._mem_window, order.account_idx, inst.index, order.is_buy, price_ticks, new_qty,
                                    order.leaves_qty + order.cum_qty, old_money)
         if rule:

@@ -46,7 +46,9 @@ _SESSION_RECORDS = frozenset({ev.SESSION_LOGON, ev.SESSION_LOGOUT, ev.SESSION_SE
 #   2  a cancel whose Symbol/Side differ from the order's is refused; where an account and an
 #      instrument both set a limit, the stricter binds; a duplicate ClOrdID's reject carries
 #      the working order's state, and a PossResend of it is answered with its status
-RULES_VERSION = 2
+#   3  a replace's credit check counts the new leaves of an order in another currency as the
+#      exposure will (rounded up once): after a partial fill it was up to one money unit less
+RULES_VERSION = 3
 RULES_BEFORE_VERSIONING = 1
 CLOCK_WARN_EVERY_S = 60.0  # a wall clock stepping back is logged at most this often
 
