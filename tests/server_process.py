@@ -14,6 +14,15 @@ READY_FIX = re.compile(r"FIX listening on ([\d.]+):(\d+)")
 READY_HTTP = re.compile(r"HTTP listening on ([\d.]+):(\d+)")
 
 
+def audit_verify_ok(data: Path | str, timeout: float = 120) -> str:
+    """Run `oms audit verify` on a stopped server's data folder, as an operator would; assert it
+    exits 0 and return what it printed."""
+    proc = subprocess.run([sys.executable, "-m", "oms_trading.cli", "audit", "verify", "--data-dir", str(data)],
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc.stdout
+
+
 class ServerProcess:
     def __init__(self, data_dir: Path, config: Path | None = None, extra: list[str] | None = None,
                  module: str = "oms_trading.cli", env: dict[str, str] | None = None) -> None:

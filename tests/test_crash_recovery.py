@@ -15,8 +15,6 @@ import json
 import os
 import random
 import re
-import subprocess
-import sys
 import threading
 import time
 import urllib.request
@@ -26,7 +24,7 @@ import duckdb
 from oms_trading.audit.paths import duckdb_path
 from oms_trading.config import demo_config_text
 from tests.fixclient import FixClient, field, utc_now
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, audit_verify_ok
 
 SEED = int(os.environ.get("OMS_CRASH_SEED", "20261125"))
 ROUNDS = int(os.environ.get("OMS_CRASH_ROUNDS", "5"))   # the soak: OMS_CRASH_ROUNDS=20
@@ -341,8 +339,6 @@ def test_kill_9_at_random_moments_then_recover(tmp_path):
     # reports journaled but lost with the process before reaching the FIX store are rebuilt at
     # restart and recovered by the client's resend: none may be missing
     assert unreported == 0, f"{unreported} journaled reports never reached their session"
-    verify = subprocess.run([sys.executable, "-m", "oms_trading.cli", "audit", "verify", "--data-dir", str(data)],
-                            capture_output=True, text=True, timeout=60)
-    assert verify.returncode == 0, verify.stdout + verify.stderr
-    assert f"{n_rows} journal records, {n_rows} DuckDB rows" in verify.stdout, verify.stdout
+    out = audit_verify_ok(data, timeout=60)
+    assert f"{n_rows} journal records, {n_rows} DuckDB rows" in out, out
     assert time.monotonic() - started < 90 * max(1, ROUNDS // 5)

@@ -8,7 +8,7 @@ import duckdb
 import pytest
 
 from tests.fixclient import FixClient, field
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, audit_verify_ok
 
 
 @pytest.fixture
@@ -79,9 +79,7 @@ def test_two_crossing_orders_trade_and_land_in_duckdb(server, tmp_path):
     fill = next(r for r in rows if r[0] == "order_partially_filled")
     assert fill[2:] == ("1", 100, 200, "190.00", 100)
 
-    verify = subprocess.run([sys.executable, "-m", "oms_trading.cli", "audit", "verify", "--data-dir",
-                             str(tmp_path / "data")], capture_output=True, text=True)
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    audit_verify_ok(tmp_path / "data")
 
 
 def test_bad_config_stops_serve_with_file_key_and_problem(tmp_path):

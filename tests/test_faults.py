@@ -14,7 +14,7 @@ import duckdb
 import pytest
 
 from tests.fixclient import FixClient, field
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, audit_verify_ok
 
 
 def health(server: ServerProcess) -> dict:
@@ -73,9 +73,7 @@ def test_journal_disk_full_rejects_clearly_and_trading_resumes_when_space_return
     finally:
         client.close()
         assert server.stop() == 0
-    verify = subprocess.run([sys.executable, "-m", "oms_trading.cli", "audit", "verify", "--data-dir", str(data)],
-                            capture_output=True, text=True, timeout=120)
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    audit_verify_ok(data)
     assert accepted > 0
 
 

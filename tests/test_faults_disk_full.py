@@ -5,8 +5,6 @@ from __future__ import annotations
 
 import errno
 import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -15,7 +13,7 @@ import pytest
 from oms_trading.fix import store as store_mod
 from oms_trading.fix.store import MessageStore
 from tests.fixclient import FixClient, field
-from tests.server_process import ServerProcess
+from tests.server_process import ServerProcess, audit_verify_ok
 from tests.test_faults import tiny_disk  # noqa: F401  (the fixture)
 
 
@@ -257,6 +255,4 @@ def test_an_order_refused_by_a_full_journal_is_not_live_after_the_rebuild(tmp_pa
     finally:
         client.close()
         assert server.stop() == 0
-    verify = subprocess.run([sys.executable, "-m", "oms_trading.cli", "audit", "verify", "--data-dir", str(data)],
-                            capture_output=True, text=True, timeout=120)
-    assert verify.returncode == 0, verify.stdout + verify.stderr
+    audit_verify_ok(data)
