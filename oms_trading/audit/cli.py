@@ -14,11 +14,9 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     except ValueError as exc:
         print(f"oms audit verify: {exc}", file=sys.stderr)
         return 2
-    from .paths import journal_dir
-    if not journal_dir(args.data_dir).is_dir():
-        # a mistyped --data-dir must not read as "intact: 0 journal records"
-        print(f"oms audit verify: no journal in {args.data_dir} (expected {journal_dir(args.data_dir)})",
-              file=sys.stderr)
+    missing = _no_journal(args.data_dir)
+    if missing:   # a mistyped --data-dir must not read as "intact: 0 journal records"
+        print(f"oms audit verify: {missing}", file=sys.stderr)
         return 2
     result = verify(Path(args.data_dir), anchors)
     if not result.ok and result.where == "duckdb" and result.first_bad_seq is None and _in_use(result.reason):
@@ -38,8 +36,9 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
     from .projection import Projection
     from .projector import projection_options
     import duckdb
-    if not journal_dir(args.data_dir).is_dir():
-        print(f"oms audit: no journal in {args.data_dir} (expected {journal_dir(args.data_dir)})", file=sys.stderr)
+    missing = _no_journal(args.data_dir)
+    if missing:
+        print(f"oms audit: {missing}", file=sys.stderr)
         return 1
     projection = Projection(duckdb_path(args.data_dir), journal_dir(args.data_dir), **projection_options())
     try:
@@ -95,14 +94,22 @@ def _in_use(reason: str | None) -> bool:
     return "could not set lock" in text or "conflicting lock" in text
 
 
+def _no_journal(data_dir: str) -> str | None:
+    """Why DATA holds no journal to read (a mistyped --data-dir), or None."""
+    from .paths import journal_dir
+    jdir = journal_dir(data_dir)
+    return None if jdir.is_dir() else f"no journal in {data_dir} (expected {jdir})"
+
+
 def _open(data_dir: str):
     """(projection, cursor) on DATA/audit.duckdb, caught up with the journal first."""
     import duckdb
     from .paths import duckdb_path, journal_dir
     from .projection import Projection, ProjectionDiverged
     from .projector import projection_options
-    if not journal_dir(data_dir).is_dir():
-        raise _CliError(f"no journal in {data_dir} (expected {journal_dir(data_dir)})")
+    missing = _no_journal(data_dir)
+    if missing:
+        raise _CliError(missing)
     projection = Projection(duckdb_path(data_dir), journal_dir(data_dir), **projection_options())
     try:
         projection.catch_up()
