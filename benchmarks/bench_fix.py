@@ -57,7 +57,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks import loadgen
+from benchmarks import affinity, loadgen
 from benchmarks.loadgen import PATHS, LoadGen, parse_mix, run_coro
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -626,6 +626,8 @@ def build_parser() -> argparse.ArgumentParser:
     ap.add_argument("--drain-timeout", type=float, default=10.0,
                     help="seconds to wait for answers after the last send; later ones count as errors (default 10)")
     ap.add_argument("--no-echo", action="store_true", help="skip the echo floor")
+    ap.add_argument("--no-pin", action="store_true",
+                    help="do not pin the servers to one CPU and this client to the others (Linux, 2+ CPUs)")
     ap.add_argument("--book-ops", type=int, default=20000, help="book baseline size; 0 skips it (default 20000)")
     ap.add_argument("--comp-id", default="BENCH", help="SenderCompID of the first session (default BENCH)")
     ap.add_argument("--seed", type=int, default=1, help="seed of the operation mix (default 1)")
@@ -704,6 +706,13 @@ def run(args) -> dict:
                 echo = start_echo()
             print(f"oms at {oms_addr[0]}:{oms_addr[1]}" + (f", echo floor at {LOOPBACK}:{echo.port}" if echo else ""),
                   flush=True)
+            if not args.no_pin and oms is not None:
+                # servers on one core, this client (and the projection child) on the others
+                pinned = affinity.pin_server_and_client([c.proc.pid for c in (oms, echo) if c is not None])
+                report["cpu_pinning"] = pinned
+                if pinned:
+                    print(f"cpu pinning: servers on CPU {pinned['server_cpus']}, client and projection on "
+                          f"{pinned['client_cpus']} (--no-pin to leave it to the scheduler)", flush=True)
             if args.mode == "open":
                 rate = args.rate
                 if args.find_max:
@@ -766,6 +775,7 @@ def run(args) -> dict:
             for child in (echo, oms):
                 if child is not None:
                     child.stop()
+            affinity.unpin_self()
     report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
     report["elapsed_s"] = round(time.time() - t_start, 1)
     report["_hists"] = hists

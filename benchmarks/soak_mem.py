@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks import loadgen
+from benchmarks import affinity, loadgen
 from benchmarks.bench_fix import LOOPBACK, ROOT, Child, RssSampler, bench_config_text, machine
 
 
@@ -113,6 +113,8 @@ def run(args) -> dict:
         cfg = tmp / "soak.toml"
         cfg.write_text(config_text(args.sessions, args.keep, Path(args.server_path)), encoding="utf-8")
         server = Server(Path(args.server_path).resolve(), cfg, tmp / "data")
+        if not args.no_pin:     # the server on one core, this client and the projection on the others
+            report["cpu_pinning"] = affinity.pin_server_and_client([server.proc.pid])
         sampler = RssSampler(server.proc.pid, 0.5)
         marks: dict[str, float] = {}
         stop_print = threading.Event()
@@ -151,6 +153,7 @@ def run(args) -> dict:
             stop_print.set()
             alive = server.proc.poll() is None
             server.stop()
+            affinity.unpin_self()
         report["load"] = {k: rep[k] for k in ("offered", "sent", "unsent", "acknowledged", "rejected", "errors",
                                                "seq_gaps", "achieved_rate", "offered_rate_met", "latency_us",
                                                "reject_reasons", "error_reasons")}
@@ -202,6 +205,8 @@ def main(argv=None) -> int:
     ap.add_argument("--max-backlog", type=int, default=20000)
     ap.add_argument("--drain-timeout", type=float, default=10.0)
     ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--no-pin", action="store_true",
+                    help="do not pin the server to one CPU and this client to the others (Linux, 2+ CPUs)")
     ap.add_argument("--server-path", default=str(ROOT), help="checkout whose oms_trading runs the server")
     ap.add_argument("--json", metavar="FILE")
     args = ap.parse_args(argv)
