@@ -117,3 +117,25 @@ def test_the_fix44_status_answer_for_an_unknown_order_invents_no_order_fields():
     assert [msg.get(t) for t in (35, 34, 37, 11, 150, 39, 103, 58, 55, 54)] == [
         b"8", b"9", b"NONE", b"NOPE", b"I", b"8", b"5", b"Unknown order", b"AAPL", b"1"]
     assert int(msg.get(10)) == checksum(raw[:raw.rindex(b"10=")])
+
+
+def test_common_reports_take_the_one_format_path(monkeypatch):
+    """Accepted, canceled (with OrigClOrdID), replaced and filled reports as the engine makes them
+    are rendered by ``execution_report``'s own format, not ``_execution_report_any`` (which the
+    test above holds the bytes of both to): the order path's reports stay on the short path."""
+    w = writer("FIX.4.4", "ms")
+    base = {"type": "order_accepted", "ts": TS0, "order_id": 7, "cl_ord_id": "C7", "orig_cl_ord_id": None,
+            "session": "FIX.4.4:OMS->CLIENT1", "account": "ACC1", "symbol": "MSFT", "side": "1", "ord_type": "2",
+            "tif": "0", "price": "187.25", "qty": 100, "exec_id": "12", "exec_type": "0", "ord_status": "0",
+            "cum_qty": 0, "leaves_qty": 100, "avg_px": "0", "seq": 5, "prev_hash": "0" * 64, "hash": "1" * 64}
+    shapes = [base, dict(base, type="order_canceled", exec_type="4", ord_status="4", cl_ord_id="C8",
+                         orig_cl_ord_id="C7", leaves_qty=0),
+              dict(base, type="order_replaced", exec_type="5", cl_ord_id="C9", orig_cl_ord_id="C8", price="187.5"),
+              dict(base, type="order_filled", exec_type="F", ord_status="2", cum_qty=100, leaves_qty=0,
+                   avg_px="187.25", last_px="187.25", last_qty=100, trade_id=3, contra_order_id=2, liquidity="A")]
+    general = [w._execution_report_general(40 + k, w.now(TS0), e, e["exec_type"]) for k, e in enumerate(shapes)]
+
+    def refuse(*_args):
+        raise AssertionError("left the one-format path")
+    monkeypatch.setattr(w, "_execution_report_any", refuse)
+    assert [w.execution_report(40 + k, w.now(TS0), e) for k, e in enumerate(shapes)] == general

@@ -6,6 +6,7 @@ reached the journal but not the store.
 """
 from __future__ import annotations
 
+from operator import itemgetter
 from zlib import adler32 as _adler32
 
 from ..audit import schema as ev
@@ -23,6 +24,13 @@ CANCEL_REJECT_TYPES = frozenset({ev.CANCEL_REJECTED, ev.REPLACE_REJECTED})
 JOURNALED_REPORT_TYPES = (EXEC_REPORT_TYPES - {"order_status"}) | CANCEL_REJECT_TYPES | {ev.MASS_CANCEL_DONE}
 
 _TT_DIV = {"ms": 1_000_000, "us": 1_000, "s": 1_000_000_000}   # ns per TransactTime unit
+# precision -> [ts // unit, its TransactTime text]: one cache for all the sessions' writers, since
+# the reports of a batch (whichever session they go to) share their millisecond
+_TT_CACHES: dict[str, list] = {}
+# the keys every report the engine makes (Engine._report) carries, fetched in one call
+_REPORT_KEYS = itemgetter("ts", "order_id", "cl_ord_id", "orig_cl_ord_id", "account", "symbol", "side", "ord_type",
+                          "tif", "price", "qty", "exec_id", "exec_type", "ord_status", "cum_qty", "leaves_qty",
+                          "avg_px")
 
 # FIX 4.2 ends OrdRejReason (103) at 8 and CxlRejReason (102) at 3: the later codes the engine
 # uses (FIX 4.4's 11, 13, 15, 99; 6 Duplicate ClOrdID) go to a 4.2 session as Broker option,
@@ -71,9 +79,17 @@ class ReportWriter:
                         "38=%d\x0140=%s\x01%s%s32=%d\x0131=%s\x01151=%d\x0114=%d\x016=%s\x0160=%s\x01%s")
         self._now_b = b""          # SendingTime bytes last seen -> its text
         self._now_s = ""
-        self._tt_key: int | None = None   # TransactTime of the last report, per unit of the precision
-        self._tt_s = ""
+        self._tt = _TT_CACHES.setdefault(precision, [None, ""])   # (see _TT_CACHES)
         self._tt_div = _TT_DIV.get(precision, 0)
+        # the common report in one format: every field present, no Text; with and without
+        # OrigClOrdID (41). FIX 4.2 takes it too but for fills (ExecType F is 1 or 2 there)
+        self._is42 = self.begin == b"FIX.4.2"
+        common = ("35=8\x0149=" + self.sender.decode("latin-1").replace("%", "%%") + "\x0156="
+                  + self.target.decode("latin-1").replace("%", "%%") + "\x0134=%d\x0152=%s\x0137=%s\x0111=%s\x01")
+        rest = ("17=%s\x01" + etx + "150=%s\x0139=%s\x011=%s\x0155=%s\x0154=%s\x0138=%d\x0140=%s\x0144=%s\x01"
+                "59=%s\x0132=%d\x0131=%s\x01151=%d\x0114=%d\x016=%s\x0160=%s\x01")
+        self._er_plain = common + rest
+        self._er_orig = common + "41=%s\x01" + rest
 
     def now(self, ns: int) -> bytes:
         return fix_timestamp(ns, self.precision)
@@ -87,6 +103,48 @@ class ReportWriter:
         return self.mass_cancel_report(seq, now, event)
 
     def execution_report(self, seq: int, now: bytes, event: dict) -> bytes:
+        """The ExecutionReport of ``event``: the common report (every field of an engine report
+        present, no Text; ExecType 0, 4, 5, C, or F on FIX 4.4) in one format here, anything
+        else by ``_execution_report_any``; the same bytes either way."""
+        try:
+            (ts, order_id, cl, orig, account, symbol, side, ord_type, tif, price, qty, exec_id, exec_type,
+             ord_status, cum, leaves, avg_px) = _REPORT_KEYS(event)
+        except KeyError:
+            return self._execution_report_any(seq, now, event)
+        get = event.get
+        last_qty = get("last_qty") or 0
+        if exec_type == "I" or exec_type == "8" or (exec_type == "F" and self._is42) or get("text") \
+                or not (order_id and cl and account and symbol and side and ord_type and price and tif) \
+                or type(qty) is not int or type(cum) is not int or type(leaves) is not int \
+                or type(last_qty) is not int or type(ts) is not int:
+            return self._execution_report_any(seq, now, event)
+        if now is not self._now_b:
+            self._now_b, self._now_s = now, now.decode("ascii")
+        div = self._tt_div
+        tt = self._tt
+        if div and ts // div == tt[0]:
+            transact = tt[1]               # reports of one batch share their millisecond
+        else:
+            transact = fix_timestamp(ts, self.precision).decode("ascii")
+            if div:
+                tt[0], tt[1] = ts // div, transact
+        try:
+            if orig:
+                body = (self._er_orig % (seq, self._now_s, order_id, cl, orig, exec_id, exec_type, ord_status, account,
+                                         symbol, side, qty, ord_type, price, tif, last_qty, get("last_px") or "0",
+                                         leaves, cum, avg_px, transact)).encode("latin-1")
+            else:
+                body = (self._er_plain % (seq, self._now_s, order_id, cl, exec_id, exec_type, ord_status, account,
+                                          symbol, side, qty, ord_type, price, tif, last_qty, get("last_px") or "0",
+                                          leaves, cum, avg_px, transact)).encode("latin-1")
+        except (TypeError, UnicodeEncodeError):   # a value of an unexpected type or past U+00FF
+            return self._execution_report_any(seq, now, event)
+        msg = b"%b%d\x01%b" % (self._er_head, len(body), body)
+        return b"%b10=%03d\x01" % (msg, (_adler32(msg, 0) & 0xFF) if len(msg) <= 256 else checksum(msg))
+
+    def _execution_report_any(self, seq: int, now: bytes, event: dict) -> bytes:
+        """``execution_report`` for any event: FIX 4.2's ExecType and status layout, status
+        answers, rejects, Text, absent fields; values of other types by the general encoder."""
         exec_type = event["exec_type"]
         if self.begin == b"FIX.4.2":
             if exec_type == "F":
@@ -100,12 +158,13 @@ class ReportWriter:
             self._now_b, self._now_s = now, now.decode("ascii")
         ts = event["ts"]
         div = self._tt_div
-        if div and type(ts) is int and ts // div == self._tt_key:
-            transact = self._tt_s          # reports of one batch share their millisecond
+        tt = self._tt
+        if div and type(ts) is int and ts // div == tt[0]:
+            transact = tt[1]               # reports of one batch share their millisecond
         else:
             transact = fix_timestamp(ts, self.precision).decode("ascii")
             if div and type(ts) is int:
-                self._tt_key, self._tt_s = ts // div, transact
+                tt[0], tt[1] = ts // div, transact
         orig = get("orig_cl_ord_id")
         rej = get("rej_reason")
         if rej is not None and self.begin == b"FIX.4.2" and type(rej) is int and rej > _ORD_REJ_42_MAX:
