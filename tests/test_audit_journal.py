@@ -397,6 +397,51 @@ def test_failure_at_segment_switch(tmp_path, monkeypatch):
         assert j2.last_seq == j.last_seq
 
 
+@pytest.mark.parametrize("native", [False, True])
+@pytest.mark.parametrize("fail_chunk", [1, 2])
+def test_batch_failing_after_a_rotation_is_cut_from_every_segment(tmp_path, monkeypatch, native, fail_chunk):
+    """One flush spans segments and a later segment's write fails: the records the batch wrote
+    into the earlier segments are cut too (the first truncated, the ones it started deleted), so
+    the journal holds none of the refused batch -- the gateway refuses every command of it, and a
+    command kept would come back to life when the engine rebuilds from the journal."""
+    j = Journal(tmp_path, fsync="os", rotate_bytes=1200, native=native)
+    for i in range(1, 3):
+        j.append(ev(i))
+    j.flush()
+    before = (j.last_seq, j.last_hash)
+    segments_before = list_segments(tmp_path)
+    size_before = segments_before[-1][1].stat().st_size
+
+    real = os.write
+    calls = {"n": 0}
+
+    def write(fd, data):          # the batch's chunk ``fail_chunk`` (0-based) fails
+        calls["n"] += 1
+        if calls["n"] == fail_chunk + 1:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data)
+    for i in range(3, 40):        # ~8 records per 1,200-byte segment: several segments
+        j.append(ev(i))
+    monkeypatch.setattr(jmod.os, "write", write)
+    with pytest.raises(JournalWriteError) as ei:
+        j.flush()
+    monkeypatch.setattr(jmod.os, "write", real)
+    assert ei.value.last_seq == before[0] and (j.last_seq, j.last_hash) == before
+    assert list_segments(tmp_path) == segments_before
+    assert segments_before[-1][1].stat().st_size == size_before
+    assert [r["order_id"] for r in iter_records(tmp_path)] == [1, 2]
+    # the journal goes on from there, across segments again
+    for i in range(50, 70):
+        j.append(ev(i))
+    j.flush()
+    j.close()
+    got = list(iter_records(tmp_path))
+    assert [r["order_id"] for r in got] == [1, 2, *range(50, 70)]
+    check_chain(got)
+    with Journal(tmp_path) as j2:
+        assert j2.last_seq == 22
+
+
 def test_interval_fsync_thread(tmp_path, monkeypatch):
     synced = []
     real = os.fsync

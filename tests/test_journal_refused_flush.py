@@ -89,3 +89,49 @@ def test_refused_flush_rejects_the_batch_and_the_journal_goes_on(tmp_path):
     assert verify_journal(tmp_path / "journal").ok
     with Journal(tmp_path / "journal", fsync="os") as j:
         assert j.last_seq == len(recs)
+
+
+def test_a_batch_failing_after_a_segment_rotation_leaves_none_of_its_orders_live(tmp_path, monkeypatch):
+    """A read of several orders whose journal flush crosses into a new segment, and the new
+    segment's write fails (disk full): every order of the read is refused, and after the engine's
+    rebuild from the journal none of them rests -- the records the batch wrote into the earlier
+    segment are cut too (before, they stayed, and the rebuild brought refused orders to life)."""
+    import errno
+    import os
+
+    from oms_trading.audit import journal as jmod
+    clock = itertools.count(1_800_000_000_000_000_000, 1000)
+    journal = Journal(tmp_path / "journal", fsync="os", rotate_bytes=4096, native=True)
+    engine = Engine(CFG, journal, lambda: NumbaBook(capacity=1 << 10), risk=RiskEngine(CFG))
+    gateway = Gateway(engine, clock_ns=lambda: next(clock))
+    acceptor = FixAcceptor(CFG, gateway, tmp_path)
+    transport = Transport()
+    session = FixSession(acceptor)
+    session.connection_made(transport)
+    session.data_received(frame(header(b"A", 1) + [(b"98", b"0"), (b"108", b"30"), (b"141", b"Y")]))
+    session.data_received(order(b"FIRST", 2))
+    real = os.write
+    calls = {"n": 0}
+
+    def write(fd, data):          # the batch's second write (its second segment) fails
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real(fd, data)
+    segments = len(jmod.list_segments(tmp_path / "journal"))
+    monkeypatch.setattr(jmod.os, "write", write)
+    session.data_received(b"".join(order(b"B%d" % k, 3 + k) for k in range(12)))   # > 4 KiB of records
+    monkeypatch.setattr(jmod.os, "write", real)
+    assert calls["n"] >= 2, "the batch did not cross into a new segment"
+    got = {r[b"11"]: r for r in reports(transport)}
+    refused = [b"B%d" % k for k in range(12)]
+    assert all(got[cl][b"39"] == b"8" for cl in refused)
+    assert {o.cl_ord_id for o in engine.open_orders()} == {"FIRST"}
+    assert len(jmod.list_segments(tmp_path / "journal")) == segments
+    assert not [r for r in iter_records(tmp_path / "journal") if r.get("cl_ord_id", "").startswith("B")]
+    from oms_trading.fix import gateway as gateway_mod
+    monkeypatch.setattr(gateway_mod, "JOURNAL_RETRY_S", 0.0)   # (no pause before the journal is tried again)
+    session.data_received(order(b"AFTER", 15))          # space is back: the next order goes through
+    assert {o.cl_ord_id for o in engine.open_orders()} == {"FIRST", "AFTER"}
+    journal.close()
+    assert verify_journal(tmp_path / "journal").ok

@@ -1126,11 +1126,14 @@ class Journal:
         i = 0
         done = 0
         seg_start = self._seg_size
+        start = (self._seg_first, self._seg_size, self._seg_day)   # where the batch begins
+        made: list[int] = []     # the segments this batch started (a failure deletes them)
         try:
             for i, (first, day, buf) in enumerate(chunks):
                 done = 0
                 if first != self._seg_first:
                     self._switch_segment(first, day)
+                    made.append(first)
                 seg_start = self._seg_size
                 if seg_start == 0:
                     self._seg_day = day
@@ -1153,7 +1156,7 @@ class Journal:
                     raise
         except (OSError, JournalError) as e:   # JournalError: a new segment that already has data
             self._tap_pending = []
-            self._rollback(chunks, i, done, seg_start, e)
+            self._rollback(chunks, i, done, seg_start, e, (made, *start))
         tap = self._tap   # once: ``untap`` may run on another thread meanwhile
         if self._tap_on and self._tap_pending and tap is not None:
             tap._push(self._last_seq - len(self._tap_pending) + 1, self._tap_pending)
@@ -1194,12 +1197,15 @@ class Journal:
         self._seg_size = 0
         self._seg_day = day
 
-    def _rollback(self, chunks, i: int, done: int, seg_start: int, err: Exception) -> None:
+    def _rollback(self, chunks, i: int, done: int, seg_start: int, err: Exception,
+                  start: tuple | None = None) -> None:
         """Undo the failed write of chunk ``i`` (``done`` bytes of it were written at offset
-        ``seg_start`` of the current segment): the journal goes back to where the chunk began.
-        Raises JournalWriteError."""
+        ``seg_start`` of the current segment): the journal goes back to where the batch began
+        (``start``: the segments it started, and its first segment, size and day then), the
+        chunks before ``i`` cut too. Raises JournalWriteError."""
         new_seq, new_hash = self._os_seq, self._os_hash
-        if i > 0:  # whole chunks before i reached the OS (and were fsynced at the switch)
+        if i > 0 and not (start is not None and self._cut_batch(*start)):
+            # whole chunks before i reached the OS and could not be cut: the journal keeps them
             last = _last_frame(chunks[i - 1][2], len(chunks[i - 1][2]))
             if last is not None:
                 new_seq, new_hash = last
@@ -1223,6 +1229,51 @@ class Journal:
                f"seq {new_seq} were discarded, the journal continues from seq {new_seq + 1}")
         log.error(msg)
         raise JournalWriteError(msg, errno_=code, last_seq=new_seq) from err
+
+    def _cut_batch(self, made: list[int], first0: int | None, size0: int, day0) -> bool:
+        """A batch that started new segments failed in a later chunk: delete the segments it
+        started (``made``; a file it found at a segment's name is not its to delete) and cut the
+        one it began in back to ``size0``, so that none of its records stays
+        journaled (the gateway refuses every command of the batch; one kept would come back to
+        life when the engine rebuilds from the journal). The segments go first, newest first; a
+        cut of the first segment that fails is retried before the next write (``_retry_truncate``,
+        which refuses writes until it works). False (logged, nothing changed) if the first
+        segment cannot be opened or the first delete fails: the whole chunks before the failed
+        one then stay journaled, and the error says so."""
+        fd = None
+        try:
+            if first0 is not None:
+                fd = os.open(self._dir / segment_name(first0), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            for first in reversed(made):
+                try:
+                    os.unlink(self._dir / segment_name(first))
+                except FileNotFoundError:
+                    pass
+        except OSError as e:
+            if fd is not None:
+                os.close(fd)
+            log.error("journal: could not cut the records of a failed batch from the segments it started: %s", e)
+            return False
+        try:
+            dfd = os.open(self._dir, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as e:
+            log.error("journal: fsync of %s after deleting a failed batch's segments: %s", self._dir, e)
+        with self._fd_lock:
+            old, self._fd = self._fd, fd
+            if old is not None:
+                os.close(old)
+        self._seg_first, self._seg_size, self._seg_day = first0, size0, day0
+        if fd is not None:
+            try:
+                os.ftruncate(fd, size0)
+            except OSError as e:
+                self._needs_truncate = (fd, size0)
+                log.error("journal: could not truncate a failed batch's records: %s", e)
+        return True
 
     def _retry_truncate(self) -> None:
         """Cut the partial write a failed rollback left. While that fails, records appended since
