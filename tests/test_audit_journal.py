@@ -4,6 +4,7 @@ from __future__ import annotations
 import errno
 import logging
 import os
+import types
 
 import orjson
 import pytest
@@ -411,6 +412,7 @@ def test_batch_failing_after_a_rotation_is_cut_from_every_segment(tmp_path, monk
     before = (j.last_seq, j.last_hash)
     segments_before = list_segments(tmp_path)
     size_before = segments_before[-1][1].stat().st_size
+    j.watermark = types.SimpleNamespace(value=before[0])     # what the projection process may read
 
     real = os.write
     calls = {"n": 0}
@@ -427,6 +429,7 @@ def test_batch_failing_after_a_rotation_is_cut_from_every_segment(tmp_path, monk
         j.flush()
     monkeypatch.setattr(jmod.os, "write", real)
     assert ei.value.last_seq == before[0] and (j.last_seq, j.last_hash) == before
+    assert j.watermark.value == before[0]
     assert list_segments(tmp_path) == segments_before
     assert segments_before[-1][1].stat().st_size == size_before
     assert [r["order_id"] for r in iter_records(tmp_path)] == [1, 2]

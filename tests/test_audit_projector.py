@@ -60,3 +60,32 @@ def test_follows_the_journal_answers_queries_and_stops(tmp_path):
         assert _count(con) == 310
     with pytest.raises(ProjectorError):
         projection.run(_count)
+
+
+def test_reads_no_further_than_the_journal_kept(tmp_path):
+    """While the server runs, the projection process stops at the journal's watermark (the last
+    seq a write kept): records past it may still be cut again by a failed write's rollback, and
+    DuckDB must not take them (it would fork from the journal). The journal moves the mark after
+    each write, and down again when a failed batch is cut."""
+    jdir, db = tmp_path / "journal", tmp_path / "audit.duckdb"
+    journal = Journal(jdir, fsync="os")
+    for i in range(10):
+        journal.append(ev(i))
+    journal.flush()
+    projection = ProjectionProcess(db, jdir, journal)
+    projection.start()
+    try:
+        assert journal.watermark is not None and journal.watermark.value == 10
+        for i in range(10, 20):
+            journal.append(ev(i))
+        journal.flush()
+        assert journal.watermark.value == 20
+        journal.watermark.value = 15          # as if records 16-20 were not kept yet
+        projection.catch_up()
+        assert projection.run(_count) == 15
+        journal.watermark.value = journal.written_seq
+        projection.catch_up()
+        assert projection.run(_count) == 20
+    finally:
+        projection.stop()
+        journal.close()

@@ -639,6 +639,9 @@ class Journal:
         self._closed = True
         # payloads of the records flushed, for a DuckDB projection in this process (``tap``)
         self._tap_on = False
+        # an object with a ``value`` (a shared multiprocessing.Value) set to ``written_seq``
+        # after each write: the projection process reads no further (projector.py)
+        self.watermark = None
         self._tap: JournalTap | None = None
         self._tap_pending: list[bytes] = []
         # the hash chain in native code, one call per flush (chain_native); None: Python path.
@@ -1001,6 +1004,8 @@ class Journal:
             self._rollback([(self._seg_first, self._seg_day, buf)], 0, done, seg_start, e)
         self._os_seq = self._last_seq
         self._os_hash = prev
+        if self.watermark is not None:
+            self.watermark.value = self._os_seq
         if self._wake_sync and not self._sync_asked:
             self._sync_asked = True
             self._wake.set()
@@ -1163,6 +1168,8 @@ class Journal:
             self._tap_pending = []
         self._os_seq = self._last_seq
         self._os_hash = self._last_hash
+        if self.watermark is not None:
+            self.watermark.value = self._os_seq
         if self._wake_sync and not self._sync_asked:
             self._sync_asked = True
             self._wake.set()
@@ -1222,6 +1229,8 @@ class Journal:
                 log.error("journal: could not truncate a partial write: %s", e2)
         self._os_seq = new_seq
         self._os_hash = new_hash
+        if self.watermark is not None:
+            self.watermark.value = new_seq
         self._discard_pending()
         code = getattr(err, "errno", None)
         name = errno.errorcode.get(code, str(code)) if code else type(err).__name__

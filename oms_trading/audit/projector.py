@@ -70,6 +70,10 @@ class ProjectionProcess:
         ctx = multiprocessing.get_context("spawn")  # no fork of a process with threads and a loop
         self._ctx = ctx
         self._db_max = ctx.Value("q", 0, lock=False)   # max(seq) in DuckDB, written by the child
+        # the last seq the server's journal wrote and kept (Journal.watermark). The child reads
+        # no further while the server runs: a write that fails is cut from the journal again
+        # (Journal._rollback), and records the child read meanwhile would fork DuckDB from it
+        self._written = ctx.Value("q", 0, lock=False)
         self._conn = None
         self._proc = None
         self._lock = threading.Lock()            # one request at a time on the pipe
@@ -80,8 +84,14 @@ class ProjectionProcess:
         if self._proc is not None:
             return
         parent, child = self._ctx.Pipe()
+        if self.journal is not None and hasattr(self.journal, "watermark"):
+            self._written.value = self.journal.written_seq
+            self.journal.watermark = self._written     # the journal moves it after each write
+        else:
+            self._written.value = -1     # no journal object to follow: up to the files' end
         self._proc = self._ctx.Process(target=_child_main, name="oms-audit-projection", daemon=True,
-                                       args=(str(self.db_path), str(self.journal_dir), child, self._db_max))
+                                       args=(str(self.db_path), str(self.journal_dir), child, self._db_max,
+                                             self._written))
         self._proc.start()
         child.close()
         self._conn = parent
@@ -152,7 +162,7 @@ class ProjectionProcess:
         raise ProjectorError(text)
 
 
-def _child_main(db_path: str, journal_dir: str, conn, db_max) -> None:
+def _child_main(db_path: str, journal_dir: str, conn, db_max, written=None) -> None:
     """The projection process: catch up every POLL_S, answer requests, stop when told or
     when the server's end of the pipe closes."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)     # Ctrl-C is the server's to handle
@@ -174,7 +184,8 @@ def _child_main(db_path: str, journal_dir: str, conn, db_max) -> None:
     def catch_up() -> int:
         nonlocal last_error
         try:
-            added = projection.catch_up()
+            upto = written.value if written is not None else -1
+            added = projection.catch_up(upto=None if upto < 0 else upto)
             last_error = None
             return added
         except Exception as exc:                    # locked or missing DB, journal being cut: retry
