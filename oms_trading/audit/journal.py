@@ -1211,11 +1211,13 @@ class Journal:
         (``start``: the segments it started, and its first segment, size and day then), the
         chunks before ``i`` cut too. Raises JournalWriteError."""
         new_seq, new_hash = self._os_seq, self._os_hash
-        if i > 0 and not (start is not None and self._cut_batch(*start)):
-            # whole chunks before i reached the OS and could not be cut: the journal keeps them
-            last = _last_frame(chunks[i - 1][2], len(chunks[i - 1][2]))
+        kept = i if i == 0 or start is None else self._cut_batch(chunks, i, *start)
+        # whole chunks before ``kept`` reached the OS and could not be cut: the journal keeps them
+        for k in range(kept - 1, -1, -1):
+            last = _last_frame(chunks[k][2], len(chunks[k][2]))
             if last is not None:
                 new_seq, new_hash = last
+                break
         # whole records of the failed chunk that reached the OS are cut too: the caller refuses
         # every command of the batch, and a command kept without its events would come back
         # to life (an order told "not accepted" resting in the book) when the engine rebuilds
@@ -1239,30 +1241,46 @@ class Journal:
         log.error(msg)
         raise JournalWriteError(msg, errno_=code, last_seq=new_seq) from err
 
-    def _cut_batch(self, made: list[int], first0: int | None, size0: int, day0) -> bool:
-        """A batch that started new segments failed in a later chunk: delete the segments it
+    def _cut_batch(self, chunks, i: int, made: list[int], first0: int | None, size0: int, day0) -> int:
+        """A batch that started new segments failed in chunk ``i``: delete the segments it
         started (``made``; a file it found at a segment's name is not its to delete) and cut the
         one it began in back to ``size0``, so that none of its records stays
         journaled (the gateway refuses every command of the batch; one kept would come back to
-        life when the engine rebuilds from the journal). The segments go first, newest first; a
-        cut of the first segment that fails is retried before the next write (``_retry_truncate``,
-        which refuses writes until it works). False (logged, nothing changed) if the first
-        segment cannot be opened or the first delete fails: the whole chunks before the failed
-        one then stay journaled, and the error says so."""
-        fd = None
+        life when the engine rebuilds from the journal). The segments go first, newest first (a
+        crash in between leaves a journal that ends early, never one with a gap); the cut of the
+        first segment is fsynced unless the policy is "os" (the switch fsynced the records it
+        cuts); a cut that fails is retried before the next write (``_retry_truncate``, which
+        refuses writes until it works). Returns how many of the batch's leading chunks stay
+        journaled: 0 when all were cut; ``i`` (logged, nothing changed) if a segment cannot be
+        opened or the first delete fails; if a later delete fails, the chunks up to the segment
+        it left, which becomes the open one (every segment after it is gone)."""
+        fds: dict[int, int] = {}
         try:
+            # every segment the journal may go on in, opened before anything is deleted: the one
+            # it began in, and each it started but the last (the open one, ``self._fd``)
             if first0 is not None:
-                fd = os.open(self._dir / segment_name(first0), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
-            for first in reversed(made):
-                try:
-                    os.unlink(self._dir / segment_name(first))
-                except FileNotFoundError:
-                    pass
+                fds[first0] = os.open(self._dir / segment_name(first0), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+            for first in made[:-1]:
+                fds[first] = os.open(self._dir / segment_name(first), os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
         except OSError as e:
-            if fd is not None:
+            for fd in fds.values():
                 os.close(fd)
             log.error("journal: could not cut the records of a failed batch from the segments it started: %s", e)
-            return False
+            return i
+        left = None          # the newest segment a failed delete left (None: all deleted)
+        for first in reversed(made):
+            try:
+                os.unlink(self._dir / segment_name(first))
+            except FileNotFoundError:
+                pass
+            except OSError as e:
+                log.error("journal: could not delete segment %s of a failed batch: %s", segment_name(first), e)
+                left = first
+                break
+        if left is not None and left == made[-1]:     # nothing deleted: nothing changed
+            for fd in fds.values():
+                os.close(fd)
+            return i
         try:
             dfd = os.open(self._dir, os.O_RDONLY | os.O_CLOEXEC)
             try:
@@ -1271,18 +1289,32 @@ class Journal:
                 os.close(dfd)
         except OSError as e:
             log.error("journal: fsync of %s after deleting a failed batch's segments: %s", self._dir, e)
+        if left is None:
+            keep, seg, kept = first0, (first0, size0, day0), 0
+        else:   # a whole chunk of the batch is the segment's whole content (it started empty)
+            k = next(k for k, c in enumerate(chunks) if c[0] == left)
+            keep, seg, kept = left, (left, len(chunks[k][2]), chunks[k][1]), k + 1
+        fd = fds.pop(keep, None) if keep is not None else None
+        for other in fds.values():
+            os.close(other)
         with self._fd_lock:
             old, self._fd = self._fd, fd
             if old is not None:
                 os.close(old)
-        self._seg_first, self._seg_size, self._seg_day = first0, size0, day0
-        if fd is not None:
+        self._seg_first, self._seg_size, self._seg_day = seg
+        if fd is not None and left is None:
             try:
                 os.ftruncate(fd, size0)
             except OSError as e:
                 self._needs_truncate = (fd, size0)
                 log.error("journal: could not truncate a failed batch's records: %s", e)
-        return True
+            else:
+                if self._policy != "os":
+                    try:
+                        os.fsync(fd)
+                    except OSError as e:
+                        log.error("journal: fsync after cutting a failed batch's records: %s", e)
+        return kept
 
     def _retry_truncate(self) -> None:
         """Cut the partial write a failed rollback left. While that fails, records appended since
