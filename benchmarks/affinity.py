@@ -4,7 +4,9 @@ On the 2-vCPU VM of benchmarks/RESULTS.md the scheduler moves ``oms serve``'s or
 between the two vCPUs as the load generator and the projection child wake up; each move leaves
 the first vCPU's L1/L2 behind. Pinning the server (every thread, its projection child aside) to
 one CPU and the client and the projection child to the others took 4-6% off the server's CPU per
-operation in alternating 20 s runs of the ten-session load (2026-11-26, tenth session). It is
+operation in alternating 20 s runs of the ten-session load (2026-11-26, tenth session). The
+server goes to the CPU that runs a calibration loop fastest just before: that VM's two vCPUs
+differ by up to 1.8x for minutes at a time (benchmarks/calibration.py). It is
 what a latency benchmark does anyway (isolate the system under test from its client) and what
 an operator of a trading server does with the order-path thread.
 
@@ -15,6 +17,8 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+
+from benchmarks import calibration
 
 
 _original: set[int] | None = None     # this process's CPUs before it was pinned
@@ -56,22 +60,27 @@ def available() -> list[int]:
 
 
 def pin_server_and_client(server_pids: list[int]) -> dict | None:
-    """Pin each server in ``server_pids`` to the first available CPU, their child processes
-    (the projection) and this process to the others. None (nothing changed) with fewer than two
-    CPUs or off Linux; else what was pinned where, for the report."""
+    """Pin each server in ``server_pids`` to the CPU that runs Python fastest right now
+    (``calibration.per_cpu``: on the shared VM one vCPU can be ~1.8x slower than the other for
+    minutes), their child processes (the projection) and this process to the others. None
+    (nothing changed) with fewer than two CPUs or off Linux; else what was pinned where and
+    each CPU's calibration loop, for the report."""
     cpus = available()
     if len(cpus) < 2:
         return None
     global _original
     if _original is None:
         _original = set(cpus)
-    server, client = {cpus[0]}, set(cpus[1:])
+    speed = calibration.per_cpu()
+    best = min(cpus, key=lambda c: speed.get(c, float("inf")))
+    server, client = {best}, set(cpus) - {best}
     for pid in server_pids:
         _pin(pid, server)
         for child in _children(pid):
             _pin(child, client)
     _pin(os.getpid(), client)
-    return {"server_cpus": sorted(server), "client_cpus": sorted(client)}
+    return {"server_cpus": sorted(server), "client_cpus": sorted(client),
+            "calibration_us_by_cpu": {str(c): v for c, v in speed.items()}}
 
 
 def unpin_self() -> None:

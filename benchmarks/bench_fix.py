@@ -57,7 +57,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks import affinity, loadgen
+from benchmarks import affinity, calibration, loadgen
 from benchmarks.loadgen import PATHS, LoadGen, parse_mix, run_coro
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -86,7 +86,9 @@ def machine() -> dict:
         uv = None
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(),
             "implementation": platform.python_implementation(), "platform": platform.platform(),
-            "uvloop": uv, "load_average": load}
+            "uvloop": uv, "load_average": load,
+            # this VM runs the same code 1.5-1.8x slower in some minutes: which ones these were
+            "calibration": calibration.reading()}
 
 
 # -- child processes ---------------------------------------------------------------------------
@@ -712,7 +714,8 @@ def run(args) -> dict:
                 report["cpu_pinning"] = pinned
                 if pinned:
                     print(f"cpu pinning: servers on CPU {pinned['server_cpus']}, client and projection on "
-                          f"{pinned['client_cpus']} (--no-pin to leave it to the scheduler)", flush=True)
+                          f"{pinned['client_cpus']} (calibration loop by CPU, us: {pinned['calibration_us_by_cpu']}; "
+                          f"--no-pin to leave it to the scheduler)", flush=True)
             if args.mode == "open":
                 rate = args.rate
                 if args.find_max:
@@ -777,6 +780,7 @@ def run(args) -> dict:
                     child.stop()
             affinity.unpin_self()
     report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    report["machine"]["calibration_end"] = calibration.reading()
     report["elapsed_s"] = round(time.time() - t_start, 1)
     report["_hists"] = hists
     return report
@@ -786,6 +790,7 @@ def print_report(report: dict) -> None:
     m = report["machine"]
     print(f"machine: {m['cpu']} ({m['cores']} cores), Python {m['python']}, uvloop {m['uvloop']}, "
           f"load average {m['load_average']} -> {m.get('load_average_end')}")
+    print(calibration.describe(m.get("calibration"), m.get("calibration_end")))
     fm = report.get("find_max")
     if fm:
         print(f"find-max (p99 bound {fm['p99_bound_us']:,.0f} us, {fm['step_duration_s']:g} s steps): max rate "

@@ -31,6 +31,7 @@ from pathlib import Path
 
 import simplefix
 
+from benchmarks.calibration import calibration_us
 from oms_trading.audit.journal import Journal
 from oms_trading.book import NumbaBook
 from oms_trading.book import warm_up as book_warm_up
@@ -123,13 +124,6 @@ def mix_messages(n: int, sessions: int, probs: list[float], seed: int = 1) -> li
             mt = "G"
         out[k].append(message(mt, seq, body, sender))
     return out
-
-
-def calibration_us() -> float:
-    t = time.process_time_ns()
-    for _ in range(300):
-        sum(range(1000))
-    return (time.process_time_ns() - t) / 300 / 1000
 
 
 def run(n: int, batch: int, stages: bool, warm: int = 2000) -> dict:

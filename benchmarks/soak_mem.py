@@ -34,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from benchmarks import affinity, loadgen
+from benchmarks import affinity, calibration, loadgen
 from benchmarks.bench_fix import LOOPBACK, ROOT, Child, RssSampler, bench_config_text, machine
 
 
@@ -163,6 +163,7 @@ def run(args) -> dict:
                                      rep["achieved_rate"] or args.rate)
         report["rss_samples_mib"] = rss.get("samples")
     report["machine"]["load_average_end"] = [round(x, 2) for x in os.getloadavg()]
+    report["machine"]["calibration_end"] = calibration.reading()
     return report
 
 
@@ -171,6 +172,7 @@ def print_report(r: dict) -> None:
     ld = r["load"]
     lat = ld["latency_us"]
     print(f"machine: {m['cpu']} ({m['cores']} cores), load average {m['load_average']} -> {m['load_average_end']}")
+    print(calibration.describe(m.get("calibration"), m.get("calibration_end")))
     print(f"load: {r['config']['sessions']} sessions, {r['config']['rate']:,.0f}/s offered for {r['config']['duration_s']:g} s, "
           f"mix {r['config']['mix']}: sent {ld['sent']:,} = acknowledged {ld['acknowledged']:,} + rejected "
           f"{ld['rejected']:,} + errors {ld['errors']:,}; unsent {ld['unsent']:,}; MsgSeqNum gaps {ld['seq_gaps']}; "
