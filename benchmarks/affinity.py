@@ -1,14 +1,16 @@
 """Keep the server under test and the load generator on separate cores (Linux).
 
-On the 2-vCPU VM of benchmarks/RESULTS.md the scheduler moves ``oms serve``'s order-path thread
-between the two vCPUs as the load generator and the projection child wake up; each move leaves
-the first vCPU's L1/L2 behind. Pinning the server (every thread, its projection child aside) to
-one CPU and the client and the projection child to the others took 4-6% off the server's CPU per
-operation in alternating 20 s runs of the ten-session load (2026-11-26, tenth session). The
-server goes to the CPU that runs a calibration loop fastest just before: that VM's two vCPUs
-differ by up to 1.8x for minutes at a time (benchmarks/calibration.py). It is
-what a latency benchmark does anyway (isolate the system under test from its client) and what
-an operator of a trading server does with the order-path thread.
+On the 2-vCPU VM of benchmarks/RESULTS.md the two vCPUs do not run at the same speed: timed
+pinned to each in turn, a calibration loop took 15-16 us on one and 27-31 us on the other, and
+each moves between the two by itself over seconds to minutes (the host shares their cores).
+Left to the scheduler, the order-path thread of ``oms serve`` lands on either and moves as the
+load generator and the projection child wake up, so the same run passed or missed. Pinned
+(every server thread to one CPU, the client and the projection child to the others), the
+server's CPU per operation was 4-6% lower in two alternating pairs of 20 s runs of the
+ten-session load; and the server goes to the CPU that runs the calibration loop fastest just
+before the run (``calibration.per_cpu``). It is what a latency benchmark does anyway (keep the
+system under test apart from its client) and what an operator of a trading server does with
+the order-path thread.
 
 Threads started later inherit the affinity of the thread that starts them, so pinning once the
 server is ready covers them too.
@@ -61,8 +63,7 @@ def available() -> list[int]:
 
 def pin_server_and_client(server_pids: list[int]) -> dict | None:
     """Pin each server in ``server_pids`` to the CPU that runs Python fastest right now
-    (``calibration.per_cpu``: on the shared VM one vCPU can be ~1.8x slower than the other for
-    minutes), their child processes (the projection) and this process to the others. None
+    (``calibration.per_cpu``), their child processes (the projection) and this process to the others. None
     (nothing changed) with fewer than two CPUs or off Linux; else what was pinned where and
     each CPU's calibration loop, for the report."""
     cpus = available()
