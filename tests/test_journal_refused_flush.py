@@ -52,16 +52,22 @@ def reports(transport: Transport) -> list[dict]:
     return out
 
 
-def test_refused_flush_rejects_the_batch_and_the_journal_goes_on(tmp_path):
+def connected(tmp_path, journal: Journal) -> tuple[Engine, FixSession, Transport]:
+    """An engine on ``journal`` and a FIX session of the demo config on a memory transport."""
     clock = itertools.count(1_800_000_000_000_000_000, 1000)
-    journal = Journal(tmp_path / "journal", fsync="os", native=True)
-    assert journal.native
     engine = Engine(CFG, journal, lambda: NumbaBook(capacity=1 << 10), risk=RiskEngine(CFG))
     gateway = Gateway(engine, clock_ns=lambda: next(clock))
     acceptor = FixAcceptor(CFG, gateway, tmp_path)
     transport = Transport()
     session = FixSession(acceptor)
     session.connection_made(transport)
+    return engine, session, transport
+
+
+def test_refused_flush_rejects_the_batch_and_the_journal_goes_on(tmp_path):
+    journal = Journal(tmp_path / "journal", fsync="os", native=True)
+    assert journal.native
+    engine, session, transport = connected(tmp_path, journal)
     real_append = journal.append
 
     def append(event):   # a bug upstream: a float slips into the accepted event of order BAD
@@ -84,7 +90,7 @@ def test_refused_flush_rejects_the_batch_and_the_journal_goes_on(tmp_path):
     assert [r["seq"] for r in recs] == list(range(1, len(recs) + 1))
     assert not any(r.get("cl_ord_id") == b"BAD".decode() for r in recs)
     assert sum(r.get("cl_ord_id") in ("GOOD1", "GOOD2") and r["type"] == "order_accepted" for r in recs) == 2
-    assert gateway.journal_failed is None            # cleared by the next good flush
+    assert session.gateway.journal_failed is None    # cleared by the next good flush
     journal.close()
     assert verify_journal(tmp_path / "journal").ok
     with Journal(tmp_path / "journal", fsync="os") as j:
@@ -100,14 +106,8 @@ def test_a_batch_failing_after_a_segment_rotation_leaves_none_of_its_orders_live
     import os
 
     from oms_trading.audit import journal as jmod
-    clock = itertools.count(1_800_000_000_000_000_000, 1000)
     journal = Journal(tmp_path / "journal", fsync="os", rotate_bytes=4096, native=True)
-    engine = Engine(CFG, journal, lambda: NumbaBook(capacity=1 << 10), risk=RiskEngine(CFG))
-    gateway = Gateway(engine, clock_ns=lambda: next(clock))
-    acceptor = FixAcceptor(CFG, gateway, tmp_path)
-    transport = Transport()
-    session = FixSession(acceptor)
-    session.connection_made(transport)
+    engine, session, transport = connected(tmp_path, journal)
     session.data_received(frame(header(b"A", 1) + [(b"98", b"0"), (b"108", b"30"), (b"141", b"Y")]))
     session.data_received(order(b"FIRST", 2))
     real = os.write
