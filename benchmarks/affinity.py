@@ -63,9 +63,9 @@ def available() -> list[int]:
 
 def pin_server_and_client(server_pids: list[int]) -> dict | None:
     """Pin each server in ``server_pids`` to the CPU that runs Python fastest right now
-    (``calibration.per_cpu``), their child processes (the projection) and this process to the others. None
-    (nothing changed) with fewer than two CPUs or off Linux; else what was pinned where and
-    each CPU's calibration loop, for the report."""
+    (``calibration.per_cpu``), their child processes (the projection) and this process to the
+    others. None (nothing changed) with fewer than two CPUs or off Linux; else what was pinned
+    where and each CPU's calibration loop, for the report."""
     cpus = available()
     if len(cpus) < 2:
         return None

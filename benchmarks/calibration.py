@@ -12,7 +12,7 @@ import os
 import statistics
 import time
 
-NORMAL_US = (15.0, 19.0)      # this VM's normal phase, for the printed hint
+FAST_US = (15.0, 19.0)        # this VM's vCPUs in their fast state, for the printed hint
 
 
 def calibration_us() -> float:
@@ -61,7 +61,7 @@ def describe(before: dict | None, after: dict | None = None) -> str:
     text = f"calibration loop (Python speed now): {before['median_us']} us"
     if after:
         text += f" before, {after['median_us']} us after"
-    lo, hi = NORMAL_US
+    lo, hi = FAST_US
     worst = max(before["median_us"], (after or before)["median_us"])
-    phase = "normal" if worst <= hi else "SLOW (compare runs by alternating them)"
-    return text + f"; this VM's normal phase {lo:g}-{hi:g} us: {phase}"
+    state = "fast" if worst <= hi else "SLOW (compare runs by alternating them)"
+    return text + f"; this VM's vCPUs read {lo:g}-{hi:g} us when fast: {state}"
