@@ -319,3 +319,35 @@ def test_ab_catch_up_runs_each_tree_in_turn(capsys):
     assert all(r["events"] == 3000 and r["events_per_s"] > 0 for r in runs)
     summary = json.loads(out[out.index('{\n  "summary"'):])["summary"]
     assert set(summary) == {"a", "b"} and summary["a"]["file_mb"] >= 0
+
+
+def test_order_path_floor_lean_path_answers_every_order_and_keeps_the_chain(tmp_path):
+    """benchmarks/order_path_floor.py: the parts-only path does the real work -- each order a
+    New ExecutionReport in MsgSeqNum order, journaled (the hash chain verifies over both paths'
+    records), booked (the book holds it) -- and ``run`` reports both paths and the parts."""
+    import types
+    import simplefix
+    from benchmarks import inproc_path, order_path_floor
+    from oms_trading.audit.verify import verify_journal
+    f = order_path_floor.Floor(tmp_path, 1 << 16)
+    msgs = inproc_path.orders(100, 2)
+    f.real(b"".join(msgs[:50]))
+    out: list[bytes] = []
+    f.transport = types.SimpleNamespace(write=out.append)
+    assert f.lean(b"".join(msgs[50:]), timed=True) == 50 and f.rejected == 0
+    parser = simplefix.FixParser()
+    parser.append_buffer(b"".join(out))
+    reports = [parser.get_message() for _ in range(50)]
+    assert all(m is not None and m.get(35) == b"8" and m.get(150) == b"0" and m.get(39) == b"0" for m in reports)
+    assert [m.get(11) for m in reports] == [b"C%d" % i for i in range(50, 100)]
+    seqs = [int(m.get(34)) for m in reports]
+    assert seqs == list(range(seqs[0], seqs[0] + 50)) and f.session.next_out == seqs[-1] + 1
+    assert f.session.store.next_target_seq == 102          # the logon and 100 orders taken
+    assert len(f.book) >= 100                              # both paths' orders rest in the book
+    assert set(f.spent) >= {"scan", "ExecutionReport render", "journal flush (native chain, write)"}
+    f.journal.close()
+    res = verify_journal(tmp_path / "journal")
+    assert res.ok, res
+    r = order_path_floor.run(100, 50, 1, warm=100, pin=False)
+    assert r["real_median_us"] > 0 and r["lean_median_us"] > 0 and r["lean_risk_rejects"] == 0
+    assert r["target_us_per_order"] == 20.0 and "book add (numba)" in r["lean_parts_us_per_order"]
