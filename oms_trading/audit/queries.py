@@ -279,6 +279,18 @@ def lifecycle(con, *, order_id: int | None = None, cl_ord_id: str | None = None,
         raise QueryError(f"ClOrdID {cl_ord_id!r} names {len(order_ids)} orders ("
                          + ", ".join(f"order_id {o} on {s}" for o, s in found)
                          + "): give the session, or the order_id")
+    if session is None:
+        # rows without an order (a NewOrderSingle rejected on receipt, a request answered as
+        # unknown) from a session none of the found orders belongs to are another session's
+        # use of the ClOrdID, not events of this order: as ambiguous as two orders
+        own = {r["session"] for r in hits if r["order_id"] in order_ids and r["type"] not in ev.COMMAND_TYPES}
+        others = sorted({r["session"] for r in loose if r["session"] is not None} - own)
+        if len(others) > (0 if order_ids else 1):
+            found = sorted({(r["order_id"], r["session"]) for r in hits if r["order_id"] in order_ids})
+            raise QueryError(f"ClOrdID {cl_ord_id!r} was used on {len(own) + len(others)} sessions ("
+                             + ", ".join([*(f"order_id {o} on {s}" for o, s in found),
+                                          *(f"requests without an order on {s}" for s in others)])
+                             + "): give the session, or the order_id")
     if not order_ids and loose:
         # a request that never reached an order (say a cancel rejected as unknown whose
         # OrigClOrdID named an order on the session): follow OrigClOrdID back to it
