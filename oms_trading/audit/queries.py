@@ -432,7 +432,7 @@ def export(con, fmt: str, out: str | Path | BinaryIO, *, ts_from: int | None = N
     if fmt == "csv":
         with pa_csv.CSVWriter(sink, reader.schema) as w:
             for batch in reader:
-                w.write_batch(batch)
+                w.write_batch(_csv_safe(batch))
                 n += batch.num_rows
     else:
         with pq.ParquetWriter(sink, reader.schema, compression="zstd") as w:
@@ -440,6 +440,23 @@ def export(con, fmt: str, out: str | Path | BinaryIO, *, ts_from: int | None = N
                 w.write_batch(batch)
                 n += batch.num_rows
     return n
+
+
+def _csv_safe(batch):
+    """``batch`` with text a spreadsheet would run as a formula (a ClOrdID, Account or Text
+    from a client starting with = + - @ TAB or CR) prefixed with ' as ``_csv_cell`` does for
+    the EOD report: the CSV export is opened in a spreadsheet just the same. Parquet keeps
+    the values as they are (no spreadsheet evaluates it)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    cols = []
+    for col in batch.columns:
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            risky = pc.and_(pc.match_substring_regex(col, r"^[=+\-@\t\r]"),
+                            pc.invert(pc.match_substring_regex(col, _NUMBER.pattern.join("^$"))))
+            col = pc.if_else(risky, pc.binary_join_element_wise("'", col, ""), col)
+        cols.append(col)
+    return pa.RecordBatch.from_arrays(cols, schema=batch.schema)
 
 
 _CAT_SIDE = {"1": "B", "2": "SL", "5": "SS", "6": "SX"}
