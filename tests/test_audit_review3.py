@@ -68,3 +68,50 @@ def test_csv_export_neutralizes_formulas_from_clients(tmp_path):
     assert "'" + evil in cells and "'@SUM(1+1)" in cells and "'+R-1" in cells and "-5" in cells
     import pyarrow.parquet as pq
     assert evil in pq.read_table(io.BytesIO(raw.getvalue())).column("cl_ord_id").to_pylist()  # exact there
+
+
+async def test_http_from_to_and_at_keep_the_nanoseconds_of_an_audit_time(tmp_path_factory):
+    """/api/audit/search, export and limits read from/to/at with datetime.fromisoformat, which
+    keeps 6 fraction digits: the 9-digit ``time`` the API itself returns, pasted back, moved
+    up to 999 ns earlier. ``from`` = an event's time then also returned the event before it
+    in that microsecond, ``to`` left out the events of that microsecond before it, and the
+    limits ``at`` the exact time of a change showed the value before the change."""
+    import time
+
+    from oms_trading.audit import schema as ev
+
+    from .test_audit_queries import _limit
+    from .test_http_api import serve_demo
+
+    servers = serve_demo(tmp_path_factory, "nsapi")
+    api = await servers.__anext__()
+    try:
+        gw = api.server.gateway
+        t = (time.time_ns() // 1000 + 1000) * 1000        # a microsecond boundary, after the start
+        for cl, ts in (("NS-1", t + 100), ("NS-2", t + 789)):
+            gw.submit({"type": ev.ORDER_RECEIVED, "ts": ts, "session": S1, "cl_ord_id": cl, "account": "ACC1",
+                       "symbol": "AAPL", "side": "1", "ord_type": "2", "tif": "1", "price": "185.00", "qty": 5})
+            gw.end_batch()
+        gw.submit(_limit("account:ACC1", "max_order_qty", "321", t + 2000 + 456))
+        gw.end_batch()
+
+        async def search(**q):
+            path = "/api/audit/search?account=ACC1&" + "&".join(f"{k}={v}" for k, v in q.items())
+            status, out, _ = await api.call("GET", path, user="compliance1")
+            assert status == 200, out
+            return [r["cl_ord_id"] for r in out["rows"] if r["type"] == "order_received"]
+        at = Q.iso_ns(t + 789)
+        assert at[-4:] == "789Z"                       # 9 digits: ns below the microsecond
+        assert await search(**{"from": at}) == ["NS-2"]
+        assert await search(**{"from": Q.iso_ns(t), "to": at}) == ["NS-1"]
+        status, out, _ = await api.call("GET", f"/api/audit/limits?account=ACC1&at={Q.iso_ns(t + 2456)}",
+                                        user="compliance1")
+        assert status == 200, out
+        row = [r for r in out["limits"] if r["limit"] == "max_order_qty"][0]
+        assert (row["value"], row["set_at_time"]) == ("321", Q.iso_ns(t + 2456)) and out["at"] == t + 2456
+        status, out, _ = await api.call("GET", f"/api/audit/limits?account=ACC1&at={Q.iso_ns(t + 2455)}",
+                                        user="compliance1")
+        assert [r["value"] for r in out["limits"] if r["limit"] == "max_order_qty"] != ["321"]
+    finally:
+        with pytest.raises(StopAsyncIteration):
+            await servers.__anext__()          # closes the client and stops the server
