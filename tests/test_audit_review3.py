@@ -115,3 +115,32 @@ async def test_http_from_to_and_at_keep_the_nanoseconds_of_an_audit_time(tmp_pat
     finally:
         with pytest.raises(StopAsyncIteration):
             await servers.__anext__()          # closes the client and stops the server
+
+
+def test_eod_blotter_leaves_out_orders_that_ended_on_an_earlier_day(tmp_path):
+    """Day 1: B-1 and S-1 trade in full. Day 2: the client sends a cancel of B-1 naming its
+    OrderID (37), and another session a cancel naming it too; both are rejected (unknown
+    order) and nothing trades. The day-2 blotter listed B-1 as one of the day's orders
+    ("filled", last event the day before), because the command rows carry the OrderID the
+    client wrote, and the blotter took any row of the day with an order_id."""
+    from .test_audit_queries import _cancel
+    from .test_audit_review import DAY_NS, _clock_eod
+    _run(tmp_path, [
+        _new("S-1", "2", 100, "190.00", session=S2, account="ACC2", ts=T0),
+        _new("B-1", "1", 100, "190.00", ts=T0 + MIN),                                    # both filled
+        _clock_eod(T0 + 7 * 3600 * 10**9),
+        dict(_cancel("X-1", "B-1", ts=T0 + DAY_NS), order_id=2),
+        dict(_cancel("X-2", "NOPE", session=S2, ts=T0 + DAY_NS + MIN), order_id=2),
+        _new("B-2", "1", 10, "185.00", ts=T0 + DAY_NS + 2 * MIN),                        # the day's order
+    ])
+    proj, con = _open(tmp_path)
+    try:
+        day1 = Q.eod_data(con, date="2026-11-25")
+        day2 = Q.eod_data(con, date="2026-11-26")
+        html = Q.eod_report(con, date="2026-11-26", fmt="html")
+    finally:
+        con.close()
+        proj.close()
+    assert sorted(o["cl_ord_id"] for o in day1["blotter"]) == ["B-1", "S-1"]
+    assert [(o["cl_ord_id"], o["ended"]) for o in day2["blotter"]] == [("B-2", "open")]
+    assert day2["fills"] == [] and "filled" not in html.split("<h2>Blotter</h2>")[1].split("<h2>")[0]

@@ -827,12 +827,14 @@ def eod_data(con, *, date: str | None = None) -> dict:
     """The end-of-day report as data (what ``eod_report`` renders): day, blotter, fills,
     positions and exceptions; a UTC day ``[00:00, 24:00)``."""
     day, a, b = _day_bounds(con, date)
-    # orders with any event of the day, and orders still open when it began (a GTC order resting
-    # from an earlier day with no event today); their state as of the end of the day
+    # orders whose state changed during the day, and orders still open when it began (a GTC
+    # order resting from an earlier day with no event today); their state as of the end of the
+    # day. Not any row naming an order_id: a command's is the OrderID (37) its client wrote and
+    # a too-late cancel's reject names the order, both maybe of an order that ended days ago
     states = (ev.ORDER_ACCEPTED, ev.ORDER_PARTIALLY_FILLED, ev.ORDER_FILLED, ev.ORDER_CANCELED,
               ev.ORDER_REPLACED, ev.ORDER_EXPIRED, "order_status")
     rows = _rows(con.execute(
-        f"""WITH ids AS (SELECT DISTINCT order_id FROM {TABLE} WHERE ts >= ? AND ts < ? AND order_id IS NOT NULL
+        f"""WITH ids AS (SELECT DISTINCT order_id FROM {TABLE} WHERE ts >= ? AND ts < ? AND type IN (?, ?, ?, ?, ?, ?, ?)
                          UNION
                          SELECT order_id FROM {TABLE} WHERE ts < ? AND type IN (?, ?, ?, ?, ?, ?, ?)
                          GROUP BY order_id HAVING arg_max(ord_status, seq) IN (?, ?, ?, ?, ?)),
@@ -845,7 +847,7 @@ def eod_data(con, *, date: str | None = None) -> dict:
                    last.tif, last.price, last.qty, last.cum_qty, last.leaves_qty, last.avg_px, last.ord_status,
                    last.type, last.text, last.ts, firsts.first_ts
             FROM last LEFT JOIN firsts USING (order_id) WHERE rn = 1 ORDER BY last.account, last.order_id""",
-        [a, b, a, *states, *_OPEN_STATUSES, b, *states, ev.ORDER_ACCEPTED]))
+        [a, b, *states, a, *states, *_OPEN_STATUSES, b, *states, ev.ORDER_ACCEPTED]))
     blotter = []
     for r in rows:
         st = r["ord_status"]
