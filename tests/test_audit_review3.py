@@ -144,3 +144,44 @@ def test_eod_blotter_leaves_out_orders_that_ended_on_an_earlier_day(tmp_path):
     assert sorted(o["cl_ord_id"] for o in day1["blotter"]) == ["B-1", "S-1"]
     assert [(o["cl_ord_id"], o["ended"]) for o in day2["blotter"]] == [("B-2", "open")]
     assert day2["fills"] == [] and "filled" not in html.split("<h2>Blotter</h2>")[1].split("<h2>")[0]
+
+
+def test_search_by_account_or_symbol_finds_the_risk_desks_actions_on_it(tmp_path):
+    """`oms audit query --account ACC1` listed B-3's reject for max_order_notional but not the
+    limit change that lowered it on account:ACC1 minutes before (who, why, old and new value);
+    `--account ACC2 --event kill_switch` found nothing although ACC2's kill switch was engaged
+    and released; `--symbol AAPL` left out AAPL's halt. Those rows name the account or symbol
+    only in ``scope``, and the filters looked at the account / symbol columns alone."""
+    from oms_trading.audit import schema as ev
+
+    from .test_audit_queries import _kill, _limit
+    _run(tmp_path, [
+        _limit("account:ACC1", "max_order_notional", "10000", T0),
+        _new("B-3", "1", 100, "190.00", ts=T0 + MIN),                                     # rejected
+        _kill("account:ACC2", "engage", T0 + 2 * MIN),
+        _kill("account:ACC2", "release", T0 + 3 * MIN),
+        _limit("instrument:AAPL", "halted", "true", T0 + 4 * MIN),
+        _limit("account:ACC1/instrument:TSLA", "restricted", "true", T0 + 5 * MIN),
+        _limit("account:ACC10", "max_order_qty", "5", T0 + 6 * MIN),                      # another account
+        _limit("default", "max_order_qty", "50000", T0 + 7 * MIN),                        # nobody's own
+    ])
+    proj, con = _open(tmp_path)
+    try:
+        acc1 = Q.search(con, account="ACC1", event="limit_changed,order_rejected")
+        acc2 = Q.search(con, account="ACC2", event="kill_switch")
+        aapl = Q.search(con, symbol="AAPL", event="limits")
+        tsla = Q.search(con, symbol="TSLA", event="limits")
+        both = Q.search(con, account="ACC1", symbol="TSLA", event="limit_changed")
+    finally:
+        con.close()
+        proj.close()
+    assert [(r["type"], r["scope"], r["cl_ord_id"]) for r in acc1] == [
+        (ev.LIMIT_CHANGED, "account:ACC1", None), (ev.ORDER_REJECTED, None, "B-3"),
+        (ev.LIMIT_CHANGED, "account:ACC1/instrument:TSLA", None)]
+    assert acc1[0]["new_value"] == "10000" and acc1[0]["user"] == "risk1"
+    assert [r["type"] for r in acc2] == [ev.KILL_SWITCH_REQUESTED, ev.KILL_SWITCH_ENGAGED,
+                                         ev.KILL_SWITCH_REQUESTED, ev.KILL_SWITCH_RELEASED]
+    assert [(r["type"], r["scope"]) for r in aapl] == [(ev.LIMIT_CHANGE_REQUESTED, "instrument:AAPL"),
+                                                       (ev.LIMIT_CHANGED, "instrument:AAPL")]
+    assert [r["scope"] for r in tsla] == ["account:ACC1/instrument:TSLA"] * 2
+    assert [r["scope"] for r in both] == ["account:ACC1/instrument:TSLA"]

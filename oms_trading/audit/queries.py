@@ -23,7 +23,8 @@ Time ranges are ``[ts_from, ts_to)``: ``ts_from`` inclusive, ``ts_to`` exclusive
     Filtered event list (account, symbol, event types as a comma list, time range, ids) with
     paging; rows carry the risk columns (rule, limit_value, actual_value) so breaches show why.
     A cancel or replace request usually names no account nor symbol (FIX F/G need not repeat
-    them): an account or symbol filter also matches it through its answer at ``seq + 1``.
+    them): an account or symbol filter also matches it through its answer at ``seq + 1``; and
+    the risk desk's limit and kill-switch rows whose ``scope`` names the account or symbol.
 
 ``export``
     CSV, Parquet or CAT-style JSON lines of a time range to a path or binary file object.
@@ -360,6 +361,16 @@ def _own_or_answer(column: str, value: Any) -> tuple[str, list]:
     return sql, [value, *_REQUEST_COMMANDS, value, *_ANSWER_TYPES]
 
 
+def _scoped_to(column: str, value: str) -> tuple[str, list]:
+    """SQL condition and parameters for the risk desk's rows (limit changes and their rejects,
+    expiries, kill switches) whose ``scope`` names account / symbol ``value``: they have no
+    account nor symbol column, so the column filter alone left out the limit that was lowered
+    on the account, or the instrument's halt, beside the rejects it caused."""
+    if column == "account":     # account:X, account:X/instrument:S
+        return "(scope = ? OR starts_with(scope, ?))", [f"account:{value}", f"account:{value}/"]
+    return "(scope = ? OR suffix(scope, ?))", [f"instrument:{value}", f"/instrument:{value}"]
+
+
 def search(con, *, account: str | None = None, symbol: str | None = None, event: str | None = None,
            ts_from: int | None = None, ts_to: int | None = None, cl_ord_id: str | None = None,
            order_id: int | None = None, limit: int = 1000, offset: int = 0) -> list[dict]:
@@ -367,7 +378,8 @@ def search(con, *, account: str | None = None, symbol: str | None = None, event:
 
     ``event`` is a type or a comma list of types (aliases: rejects, fills, limits, kill_switch);
     ``account`` / ``symbol`` also match the cancel and replace requests of the account's /
-    symbol's orders (see ``_own_or_answer``); ``cl_ord_id`` matches ClOrdID or OrigClOrdID.
+    symbol's orders (see ``_own_or_answer``) and the risk desk's rows scoped to it
+    (``_scoped_to``); ``cl_ord_id`` matches ClOrdID or OrigClOrdID.
     Rows have every column (``details`` parsed)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
         raise QueryError(f"limit must be between 1 and {MAX_SEARCH_LIMIT}, got {limit!r}")
@@ -378,8 +390,9 @@ def search(con, *, account: str | None = None, symbol: str | None = None, event:
     for column, value in (("account", account), ("symbol", symbol)):
         if value is not None:
             clause, values = _own_or_answer(column, value)
-            where.append(clause)
-            params += values
+            scoped, scope_values = _scoped_to(column, value)
+            where.append(f"({clause} OR {scoped})")
+            params += values + scope_values
     types = _event_types(event)
     if types:
         where.append(f"type IN ({', '.join('?' * len(types))})")
