@@ -238,7 +238,8 @@ def test_search_by_account_or_symbol_finds_cancel_and_replace_requests(day):
     # without an event filter: the account's rows plus its requests, nothing of another account;
     # a cancel of an unknown order (its reject names no account) is nobody's
     acc1 = Q.search(con, account="ACC1")
-    assert {r["cl_ord_id"] for r in acc1 if r["account"] is None} == {"B-2a", "B-2b", "B-2c"}
+    assert {r["cl_ord_id"] for r in acc1 if r["account"] is None and r["scope"] is None} == {"B-2a", "B-2b", "B-2c"}
+    assert {r["scope"] for r in acc1 if r["scope"] is not None} == {"account:ACC1"}   # its limit changes
     assert all(r["account"] in ("ACC1", None) for r in acc1) and "X-1" not in {r["cl_ord_id"] for r in acc1}
     assert "B-2c" not in {r["cl_ord_id"] for r in Q.search(con, account="ACC2")}
 

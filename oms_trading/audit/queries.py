@@ -23,7 +23,8 @@ Time ranges are ``[ts_from, ts_to)``: ``ts_from`` inclusive, ``ts_to`` exclusive
     Filtered event list (account, symbol, event types as a comma list, time range, ids) with
     paging; rows carry the risk columns (rule, limit_value, actual_value) so breaches show why.
     A cancel or replace request usually names no account nor symbol (FIX F/G need not repeat
-    them): an account or symbol filter also matches it through its answer at ``seq + 1``.
+    them): an account or symbol filter also matches it through its answer at ``seq + 1``; and
+    the risk desk's limit and kill-switch rows whose ``scope`` names the account or symbol.
 
 ``export``
     CSV, Parquet or CAT-style JSON lines of a time range to a path or binary file object.
@@ -279,6 +280,18 @@ def lifecycle(con, *, order_id: int | None = None, cl_ord_id: str | None = None,
         raise QueryError(f"ClOrdID {cl_ord_id!r} names {len(order_ids)} orders ("
                          + ", ".join(f"order_id {o} on {s}" for o, s in found)
                          + "): give the session, or the order_id")
+    if session is None:
+        # rows without an order (a NewOrderSingle rejected on receipt, a request answered as
+        # unknown) from a session none of the found orders belongs to are another session's
+        # use of the ClOrdID, not events of this order: as ambiguous as two orders
+        own = {r["session"] for r in hits if r["order_id"] in order_ids and r["type"] not in ev.COMMAND_TYPES}
+        others = sorted({r["session"] for r in loose if r["session"] is not None} - own)
+        if len(others) > (0 if order_ids else 1):
+            found = sorted({(r["order_id"], r["session"]) for r in hits if r["order_id"] in order_ids})
+            raise QueryError(f"ClOrdID {cl_ord_id!r} was used on {len(own) + len(others)} sessions ("
+                             + ", ".join([*(f"order_id {o} on {s}" for o, s in found),
+                                          *(f"requests without an order on {s}" for s in others)])
+                             + "): give the session, or the order_id")
     if not order_ids and loose:
         # a request that never reached an order (say a cancel rejected as unknown whose
         # OrigClOrdID named an order on the session): follow OrigClOrdID back to it
@@ -348,6 +361,16 @@ def _own_or_answer(column: str, value: Any) -> tuple[str, list]:
     return sql, [value, *_REQUEST_COMMANDS, value, *_ANSWER_TYPES]
 
 
+def _scoped_to(column: str, value: str) -> tuple[str, list]:
+    """SQL condition and parameters for the risk desk's rows (limit changes and their rejects,
+    expiries, kill switches) whose ``scope`` names account / symbol ``value``: they have no
+    account nor symbol column, so the column filter alone left out the limit that was lowered
+    on the account, or the instrument's halt, beside the rejects it caused."""
+    if column == "account":     # account:X, account:X/instrument:S
+        return "(scope = ? OR starts_with(scope, ?))", [f"account:{value}", f"account:{value}/"]
+    return "(scope = ? OR suffix(scope, ?))", [f"instrument:{value}", f"/instrument:{value}"]
+
+
 def search(con, *, account: str | None = None, symbol: str | None = None, event: str | None = None,
            ts_from: int | None = None, ts_to: int | None = None, cl_ord_id: str | None = None,
            order_id: int | None = None, limit: int = 1000, offset: int = 0) -> list[dict]:
@@ -355,7 +378,8 @@ def search(con, *, account: str | None = None, symbol: str | None = None, event:
 
     ``event`` is a type or a comma list of types (aliases: rejects, fills, limits, kill_switch);
     ``account`` / ``symbol`` also match the cancel and replace requests of the account's /
-    symbol's orders (see ``_own_or_answer``); ``cl_ord_id`` matches ClOrdID or OrigClOrdID.
+    symbol's orders (see ``_own_or_answer``) and the risk desk's rows scoped to it
+    (``_scoped_to``); ``cl_ord_id`` matches ClOrdID or OrigClOrdID.
     Rows have every column (``details`` parsed)."""
     if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_SEARCH_LIMIT:
         raise QueryError(f"limit must be between 1 and {MAX_SEARCH_LIMIT}, got {limit!r}")
@@ -366,8 +390,9 @@ def search(con, *, account: str | None = None, symbol: str | None = None, event:
     for column, value in (("account", account), ("symbol", symbol)):
         if value is not None:
             clause, values = _own_or_answer(column, value)
-            where.append(clause)
-            params += values
+            scoped, scope_values = _scoped_to(column, value)
+            where.append(f"({clause} OR {scoped})")
+            params += values + scope_values
     types = _event_types(event)
     if types:
         where.append(f"type IN ({', '.join('?' * len(types))})")
@@ -420,7 +445,7 @@ def export(con, fmt: str, out: str | Path | BinaryIO, *, ts_from: int | None = N
     if fmt == "csv":
         with pa_csv.CSVWriter(sink, reader.schema) as w:
             for batch in reader:
-                w.write_batch(batch)
+                w.write_batch(_csv_safe(batch))
                 n += batch.num_rows
     else:
         with pq.ParquetWriter(sink, reader.schema, compression="zstd") as w:
@@ -428,6 +453,23 @@ def export(con, fmt: str, out: str | Path | BinaryIO, *, ts_from: int | None = N
                 w.write_batch(batch)
                 n += batch.num_rows
     return n
+
+
+def _csv_safe(batch):
+    """``batch`` with text a spreadsheet would run as a formula (a ClOrdID, Account or Text
+    from a client starting with = + - @ TAB or CR) prefixed with ' as ``_csv_cell`` does for
+    the EOD report: the CSV export is opened in a spreadsheet just the same. Parquet keeps
+    the values as they are (no spreadsheet evaluates it)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    cols = []
+    for col in batch.columns:
+        if pa.types.is_string(col.type) or pa.types.is_large_string(col.type):
+            risky = pc.and_(pc.match_substring_regex(col, r"^[=+\-@\t\r]"),
+                            pc.invert(pc.match_substring_regex(col, _NUMBER.pattern.join("^$"))))
+            col = pc.if_else(risky, pc.binary_join_element_wise("'", col, ""), col)
+        cols.append(col)
+    return pa.RecordBatch.from_arrays(cols, schema=batch.schema)
 
 
 _CAT_SIDE = {"1": "B", "2": "SL", "5": "SS", "6": "SX"}
@@ -798,12 +840,14 @@ def eod_data(con, *, date: str | None = None) -> dict:
     """The end-of-day report as data (what ``eod_report`` renders): day, blotter, fills,
     positions and exceptions; a UTC day ``[00:00, 24:00)``."""
     day, a, b = _day_bounds(con, date)
-    # orders with any event of the day, and orders still open when it began (a GTC order resting
-    # from an earlier day with no event today); their state as of the end of the day
+    # orders whose state changed during the day, and orders still open when it began (a GTC
+    # order resting from an earlier day with no event today); their state as of the end of the
+    # day. Not any row naming an order_id: a command's is the OrderID (37) its client wrote and
+    # a too-late cancel's reject names the order, both maybe of an order that ended days ago
     states = (ev.ORDER_ACCEPTED, ev.ORDER_PARTIALLY_FILLED, ev.ORDER_FILLED, ev.ORDER_CANCELED,
               ev.ORDER_REPLACED, ev.ORDER_EXPIRED, "order_status")
     rows = _rows(con.execute(
-        f"""WITH ids AS (SELECT DISTINCT order_id FROM {TABLE} WHERE ts >= ? AND ts < ? AND order_id IS NOT NULL
+        f"""WITH ids AS (SELECT DISTINCT order_id FROM {TABLE} WHERE ts >= ? AND ts < ? AND type IN (?, ?, ?, ?, ?, ?, ?)
                          UNION
                          SELECT order_id FROM {TABLE} WHERE ts < ? AND type IN (?, ?, ?, ?, ?, ?, ?)
                          GROUP BY order_id HAVING arg_max(ord_status, seq) IN (?, ?, ?, ?, ?)),
@@ -816,7 +860,7 @@ def eod_data(con, *, date: str | None = None) -> dict:
                    last.tif, last.price, last.qty, last.cum_qty, last.leaves_qty, last.avg_px, last.ord_status,
                    last.type, last.text, last.ts, firsts.first_ts
             FROM last LEFT JOIN firsts USING (order_id) WHERE rn = 1 ORDER BY last.account, last.order_id""",
-        [a, b, a, *states, *_OPEN_STATUSES, b, *states, ev.ORDER_ACCEPTED]))
+        [a, b, *states, a, *states, *_OPEN_STATUSES, b, *states, ev.ORDER_ACCEPTED]))
     blotter = []
     for r in rows:
         st = r["ord_status"]

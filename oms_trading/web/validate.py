@@ -3,6 +3,7 @@ that names the field and says what is wrong)."""
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import Any, Iterable
@@ -14,6 +15,8 @@ from .errors import BadRequest
 MAX_TEXT = 500           # reason, free text
 MAX_NAME = 64            # account, symbol, ClOrdID, scope parts
 MAX_TS = 4_102_444_800 * 10**9   # 2100-01-01, in ns
+# the seconds' fraction of an ISO 8601 time: datetime keeps 6 digits and drops the rest
+_FRACTION = re.compile(r"(:\d{2}[.,])(\d+)")
 
 
 async def json_body(request: web.Request, allowed: Iterable[str], required: Iterable[str] = ()) -> dict:
@@ -84,6 +87,13 @@ def timestamp(value: str | None, name: str) -> int | None:
     if v.isascii() and v.isdigit():
         ns = int(v) if len(v) <= 20 else MAX_TS + 1
     else:
+        # the audit trail's times are ns (its own ``time`` fields carry 9 digits): digits past
+        # the microsecond are added here, or a from/to/at copied from an event lands before it
+        extra_ns = 0
+        m = _FRACTION.search(v)
+        if m is not None and len(m.group(2)) > 6:
+            extra_ns = int(m.group(2)[6:9].ljust(3, "0"))
+            v = v[:m.start(2)] + m.group(2)[:6] + v[m.end(2):]
         try:
             dt = datetime.fromisoformat(v.replace("Z", "+00:00").replace("z", "+00:00"))
         except ValueError:
@@ -92,7 +102,7 @@ def timestamp(value: str | None, name: str) -> int | None:
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=timezone.utc)
         delta = dt - datetime(1970, 1, 1, tzinfo=timezone.utc)
-        ns = (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000
+        ns = (delta.days * 86_400 + delta.seconds) * 10**9 + delta.microseconds * 1000 + extra_ns
     if not 0 <= ns <= MAX_TS:
         raise BadRequest(f"{name} is out of range (1970..2100), got {value!r}")
     return ns
