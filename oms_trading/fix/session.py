@@ -449,19 +449,9 @@ class FixSession(asyncio.Protocol):
         seq = msg.seq_num
         mt = msg.msg_type
         get = msg._d.get
-        if get(43) == b"Y" and mt != b"4":
-            orig_raw = get(122)
-            orig = parse_fix_timestamp(orig_raw or b"")
-            sending = parse_fix_timestamp(msg.get(52) or b"")
-            if orig is None:
-                self._reject_bad_time(msg, 122, "OrigSendingTime", orig_raw)
-                self._advance(seq)
-                return
-            if sending is not None and orig > sending:
-                self.send_reject(msg, 10, 122, "OrigSendingTime is after SendingTime")
-                self._advance(seq)
-                return
-        elif not self._sending_time_ok(get(52)):
+        # SendingTime first, PossDup or not (as QuickFIX/J): a resend's SendingTime is the time
+        # it was sent again, so a stale one is an accuracy problem, never a licence to replay
+        if not self._sending_time_ok(get(52)):
             sending = get(52)
             if not sending or parse_fix_timestamp(sending) is None:
                 # no time to judge: rejected as any other required field, the session goes on
@@ -474,6 +464,18 @@ class FixSession(asyncio.Protocol):
             self.flush()
             self.disconnect("SendingTime accuracy problem")
             return
+        if get(43) == b"Y" and mt != b"4":
+            orig_raw = get(122)
+            orig = parse_fix_timestamp(orig_raw or b"")
+            if orig is None:
+                self._reject_bad_time(msg, 122, "OrigSendingTime", orig_raw)
+                self._advance(seq)
+                return
+            sending = parse_fix_timestamp(get(52))     # None: a bad fraction, the dictionary's to reject
+            if sending is not None and orig > sending:
+                self.send_reject(msg, 10, 122, "OrigSendingTime is after SendingTime")
+                self._advance(seq)
+                return
         problem = dictionary.validate(msg, self._begin) if self._validate else None
         if problem is not None:
             if getattr(problem, "business", False):

@@ -1,0 +1,45 @@
+"""Session-layer defects found in the third FIX review, each driven through FixSession in memory
+(tests/memtransport.py) on the demo config's BENCH session (FIX.4.4, reset on logon), with the
+helpers of tests/test_fix_review.py."""
+from __future__ import annotations
+
+from tests.test_fix_fastpath import now_ts
+from tests.test_fix_review import _logged_on, _msg, _sent
+
+
+def _order(seq: int, cl: bytes, header=(), sending_time: bytes | None = None) -> bytes:
+    return _msg(b"D", seq, list(header) + [(b"11", cl), (b"55", b"AAPL"), (b"54", b"1"), (b"60", now_ts()),
+                                           (b"38", b"100"), (b"40", b"2"), (b"44", b"190.00")],
+                sending_time=sending_time)
+
+
+def test_poss_dup_message_with_a_stale_sending_time_is_a_sending_time_accuracy_problem(tmp_path):
+    """PossDupFlag=Y does not exempt a message from the SendingTime check: on a resend,
+    SendingTime is the time of the retransmission (OrigSendingTime carries the original one),
+    so one far from now is a SendingTime accuracy problem as on any message: Reject 373=10,
+    Logout, disconnect (FIX 4.4 Vol 2 session test case 2; QuickFIX/J checks it before the
+    PossDup rules). An order replayed hours later with PossDupFlag=Y must not trade."""
+    s = _logged_on(tmp_path)
+    try:
+        start = len(s.transport.out)
+        s.feed(_order(2, b"REPLAYED", header=[(b"43", b"Y"), (b"122", now_ts(-7200))], sending_time=now_ts(-3600)))
+        sent = _sent(s, start)
+        assert [m[35] for m in sent] == [b"3", b"5"], sent
+        assert (sent[0][373], sent[0][371], sent[0][45]) == (b"10", b"52", b"2")
+        assert s.transport.closed
+        assert not [r for r in s.journaled() if r.get("cl_ord_id") == "REPLAYED"]
+    finally:
+        s.close()
+
+
+def test_poss_dup_message_with_a_current_sending_time_is_still_taken(tmp_path):
+    """The check above leaves a proper resend alone: new SendingTime, old OrigSendingTime."""
+    s = _logged_on(tmp_path)
+    try:
+        start = len(s.transport.out)
+        s.feed(_order(2, b"RESENT", header=[(b"43", b"Y"), (b"122", now_ts(-3600))]))
+        sent = _sent(s, start)
+        assert [(m[35], m[39]) for m in sent] == [(b"8", b"0")], sent
+        assert not s.transport.closed
+    finally:
+        s.close()
