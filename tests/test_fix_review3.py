@@ -43,3 +43,22 @@ def test_poss_dup_message_with_a_current_sending_time_is_still_taken(tmp_path):
         assert not s.transport.closed
     finally:
         s.close()
+
+
+def test_business_message_reject_from_the_counterparty_is_not_answered_with_one(tmp_path):
+    """A BusinessMessageReject (35=j) the counterparty sends (its application could not take one
+    of our reports) is a valid inbound message (the dictionary takes it): it is logged and its
+    seq consumed, as a session Reject (35=3) is, never answered with a BusinessMessageReject of
+    our own ("Unsupported message type j" for a type the dictionary accepts). A reject answered
+    with a reject loops with any counterparty that does the same; QuickFIX's MessageCracker
+    handles BusinessMessageReject with an empty default for that reason."""
+    s = _logged_on(tmp_path)
+    try:
+        start = len(s.transport.out)
+        s.feed(_msg(b"j", 2, [(b"45", b"3"), (b"372", b"8"), (b"380", b"3"), (b"58", b"Unsupported Message Type")]))
+        assert _sent(s, start) == []
+        assert s.session.store.next_target_seq == 3 and not s.transport.closed
+        s.feed(_msg(b"1", 3, [(b"112", b"AFTER")]))
+        assert [(m[35], m.get(112)) for m in _sent(s, start)] == [(b"0", b"AFTER")]
+    finally:
+        s.close()

@@ -517,6 +517,10 @@ class FixSession(asyncio.Protocol):
             self._on_logout(msg)
         elif mt == b"3":
             log.warning("%s: counterparty rejected our message %s: %s", self.key, msg.get(45), msg.get(58))
+        elif mt == b"j":
+            # never answered with a j of our own: two engines rejecting each other's rejects loop
+            log.warning("%s: counterparty's application rejected our message %s (MsgType %s, reason %s): %s",
+                        self.key, msg.get(45), msg.get(372), msg.get(380), msg.get(58))
         elif mt == b"A":
             self.send_reject(msg, 5, 35, "Already logged on")
         else:
