@@ -62,3 +62,29 @@ def test_business_message_reject_from_the_counterparty_is_not_answered_with_one(
         assert [(m[35], m.get(112)) for m in _sent(s, start)] == [(b"0", b"AFTER")]
     finally:
         s.close()
+
+
+def test_stale_in_session_reset_logon_and_sequence_reset_change_no_sequence_number(tmp_path):
+    """The two messages taken whatever their MsgSeqNum, an in-session Logon with
+    ResetSeqNumFlag=Y (both numberings start again at 1) and a SequenceReset in reset mode (the
+    expected inbound seq jumps), skipped the SendingTime check every other message gets, so a
+    stale or replayed one still reset the session's numbering. SendingTime accuracy applies to
+    every message (Reject 373=10, Logout, disconnect; QuickFIX/J verifies it on both)."""
+    reset_logon = _msg(b"A", 1, [(b"98", b"0"), (b"108", b"30"), (b"141", b"Y")], sending_time=now_ts(-3600))
+    sequence_reset = _msg(b"4", 9, [(b"36", b"50")], sending_time=now_ts(-3600))
+    for i, stale in enumerate((reset_logon, sequence_reset)):
+        s = _logged_on(tmp_path / str(i))
+        try:
+            s.feed(_order(2, b"BEFORE"))
+            store = s.session.store
+            seqs = (store.next_target_seq, store.next_sender_seq)
+            start = len(s.transport.out)
+            s.feed(stale)
+            sent = _sent(s, start)
+            assert [m[35] for m in sent] == [b"3", b"5"], sent
+            assert (sent[0][373], sent[0][371]) == (b"10", b"52")
+            assert s.transport.closed
+            assert store.next_target_seq == seqs[0]                  # neither reset nor jumped
+            assert [m[34] for m in sent] == [b"%d" % seqs[1], b"%d" % (seqs[1] + 1)]   # old numbering
+        finally:
+            s.close()

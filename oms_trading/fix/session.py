@@ -299,11 +299,13 @@ class FixSession(asyncio.Protocol):
         mt = msg.msg_type
         expected = self.store.next_target_seq
         if mt == b"4" and get(123) != b"Y":
-            self._sequence_reset(msg)
+            if not self._stale_sending_time(msg):
+                self._sequence_reset(msg)
             return
         if mt == b"A" and get(141) == b"Y" and get(43) != b"Y":
             # whatever its seq, as QuickFIX/J: it starts the new numbering (a seq above 1 is a gap in it)
-            self._in_session_reset(msg)
+            if not self._stale_sending_time(msg):
+                self._in_session_reset(msg)
             return
         if seq > expected:
             if mt == b"2":
@@ -441,6 +443,20 @@ class FixSession(asyncio.Protocol):
             secs = ns // 10**9
             self._st_prefix, self._st_secs = prefix, secs
         return abs(time.time() - secs) <= self._tolerance_s + 1
+
+    def _stale_sending_time(self, msg: FixMessage) -> bool:
+        """For the messages taken whatever their MsgSeqNum (SequenceReset-Reset, in-session reset
+        Logon), which change the numbering before ``_process_in_order`` would check them: a
+        readable SendingTime outside the tolerance is answered as on any message (Reject 10,
+        Logout, disconnect) and the message is not applied. True if it was."""
+        raw = msg.get(52)
+        if self._sending_time_ok(raw) or parse_fix_timestamp(raw or b"") is None:
+            return False
+        self.send_reject(msg, 10, 52, "SendingTime accuracy problem")
+        self.send_logout("SendingTime accuracy problem")
+        self.flush()
+        self.disconnect("SendingTime accuracy problem")
+        return True
 
     def _advance(self, seq: int) -> None:
         self.store.next_target_seq = seq + 1
