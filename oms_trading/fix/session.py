@@ -299,11 +299,13 @@ class FixSession(asyncio.Protocol):
         mt = msg.msg_type
         expected = self.store.next_target_seq
         if mt == b"4" and get(123) != b"Y":
-            self._sequence_reset(msg)
+            if not self._stale_sending_time(msg):
+                self._sequence_reset(msg)
             return
         if mt == b"A" and get(141) == b"Y" and get(43) != b"Y":
             # whatever its seq, as QuickFIX/J: it starts the new numbering (a seq above 1 is a gap in it)
-            self._in_session_reset(msg)
+            if not self._stale_sending_time(msg):
+                self._in_session_reset(msg)
             return
         if seq > expected:
             if mt == b"2":
@@ -442,6 +444,20 @@ class FixSession(asyncio.Protocol):
             self._st_prefix, self._st_secs = prefix, secs
         return abs(time.time() - secs) <= self._tolerance_s + 1
 
+    def _stale_sending_time(self, msg: FixMessage) -> bool:
+        """For the messages taken whatever their MsgSeqNum (SequenceReset-Reset, in-session reset
+        Logon), which change the numbering before ``_process_in_order`` would check them: a
+        readable SendingTime outside the tolerance is answered as on any message (Reject 10,
+        Logout, disconnect) and the message is not applied. True if it was."""
+        raw = msg.get(52)
+        if self._sending_time_ok(raw) or parse_fix_timestamp(raw or b"") is None:
+            return False
+        self.send_reject(msg, 10, 52, "SendingTime accuracy problem")
+        self.send_logout("SendingTime accuracy problem")
+        self.flush()
+        self.disconnect("SendingTime accuracy problem")
+        return True
+
     def _advance(self, seq: int) -> None:
         self.store.next_target_seq = seq + 1
 
@@ -449,19 +465,9 @@ class FixSession(asyncio.Protocol):
         seq = msg.seq_num
         mt = msg.msg_type
         get = msg._d.get
-        if get(43) == b"Y" and mt != b"4":
-            orig_raw = get(122)
-            orig = parse_fix_timestamp(orig_raw or b"")
-            sending = parse_fix_timestamp(msg.get(52) or b"")
-            if orig is None:
-                self._reject_bad_time(msg, 122, "OrigSendingTime", orig_raw)
-                self._advance(seq)
-                return
-            if sending is not None and orig > sending:
-                self.send_reject(msg, 10, 122, "OrigSendingTime is after SendingTime")
-                self._advance(seq)
-                return
-        elif not self._sending_time_ok(get(52)):
+        # SendingTime first, PossDup or not (as QuickFIX/J): a resend's SendingTime is the time
+        # it was sent again, so a stale one is an accuracy problem, never a licence to replay
+        if not self._sending_time_ok(get(52)):
             sending = get(52)
             if not sending or parse_fix_timestamp(sending) is None:
                 # no time to judge: rejected as any other required field, the session goes on
@@ -474,6 +480,18 @@ class FixSession(asyncio.Protocol):
             self.flush()
             self.disconnect("SendingTime accuracy problem")
             return
+        if get(43) == b"Y" and mt != b"4":
+            orig_raw = get(122)
+            orig = parse_fix_timestamp(orig_raw or b"")
+            if orig is None:
+                self._reject_bad_time(msg, 122, "OrigSendingTime", orig_raw)
+                self._advance(seq)
+                return
+            sending = parse_fix_timestamp(get(52))     # None: a bad fraction, the dictionary's to reject
+            if sending is not None and orig > sending:
+                self.send_reject(msg, 10, 122, "OrigSendingTime is after SendingTime")
+                self._advance(seq)
+                return
         problem = dictionary.validate(msg, self._begin) if self._validate else None
         if problem is not None:
             if getattr(problem, "business", False):
@@ -515,6 +533,10 @@ class FixSession(asyncio.Protocol):
             self._on_logout(msg)
         elif mt == b"3":
             log.warning("%s: counterparty rejected our message %s: %s", self.key, msg.get(45), msg.get(58))
+        elif mt == b"j":
+            # never answered with a j of our own: two engines rejecting each other's rejects loop
+            log.warning("%s: counterparty's application rejected our message %s (MsgType %s, reason %s): %s",
+                        self.key, msg.get(45), msg.get(372), msg.get(380), msg.get(58))
         elif mt == b"A":
             self.send_reject(msg, 5, 35, "Already logged on")
         else:
