@@ -10,7 +10,9 @@ from oms_trading.audit import schema as ev
 from tests.test_http_api import Api as BaseApi, serve_demo
 from tests.test_http_review import control
 
-pytestmark = pytest.mark.asyncio(loop_scope="module")
+from tests.test_engine_common import S1, S2, kill, limit, make_engine, new, reports
+
+ASYNC = pytest.mark.asyncio(loop_scope="module")
 
 
 class Api(BaseApi):
@@ -30,6 +32,7 @@ async def api(tmp_path_factory):
 # -- a limit change whose flush the journal refused was answered 200 "applied" -------------------
 
 
+@ASYNC
 async def test_a_limit_change_the_journal_refused_is_not_answered_applied(api, monkeypatch):
     """A record the journal refuses at flush (JournalRecordError: a value of a type it does not
     take) makes the gateway drop the batch and rebuild the engine from the journal, but leaves
@@ -61,3 +64,28 @@ async def test_a_limit_change_the_journal_refused_is_not_answered_applied(api, m
         "scope": "account:ACC2", "limit": "max_order_qty", "value": 10, "reason": "tighten"})
     assert status == 200 and server.engine.risk.value("max_order_qty", "ACC2") == 10, out
     control(server, "account:ACC2", "max_order_qty", None)
+
+
+def kinds(events: list[dict]) -> list[tuple]:
+    return [(e["type"], e.get("rule")) for e in reports(events)]
+
+
+# -- the duplicate-order window: one account's short window pruned another's memory ----------------
+
+
+def test_pruning_the_duplicate_memory_keeps_every_accounts_window():
+    """Past 100000 remembered orders the memory was pruned with the window of the account whose
+    order was being checked: an account with a 1 ms window dropped every other account's
+    orders, so A2 (60 s window) could send the same order again 3 ms later and it passed."""
+    eng = make_engine()
+    ms = 1_000_000
+    eng.process(limit("account:A1", "duplicate_window_ms", "1"))
+    eng.process(limit("account:A2", "duplicate_window_ms", "60000"))
+    # A1's earlier orders, long out of its window, fill the memory to its bound
+    for k in range(100_001):
+        eng.risk.last_orders[(0, 0, "1", "2", k + 1, 10_000)] = 1
+    assert kinds(eng.process(new("x1", "1", 10, "100.00", session=S2, ts=1000 * ms))) == [(ev.ORDER_ACCEPTED, None)]
+    assert kinds(eng.process(new("a1", "1", 7, "100.00", session=S1, ts=1002 * ms))) == [(ev.ORDER_ACCEPTED, None)]
+    assert kinds(eng.process(new("x2", "1", 10, "100.00", session=S2, ts=1003 * ms))) == [
+        (ev.ORDER_REJECTED, "duplicate_order")]
+    assert len(eng.risk.last_orders) < 100    # A1's old orders did go

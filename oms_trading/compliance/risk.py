@@ -423,7 +423,10 @@ class RiskEngine:
                                 f"{cmd.get('price')} within {window // 1_000_000} ms", "duplicate_order",
                                 str(window // 1_000_000), str((cmd["ts"] - last) // 1_000_000))
             if len(self.last_orders) > 100_000:
-                self.last_orders = {k: v for k, v in self.last_orders.items() if cmd["ts"] - v < window}
+                # each remembered order by its own account's window (key[0]): this account's
+                # window would drop another account's orders still inside a longer one
+                windows = self.dup_window_ns
+                self.last_orders = {k: v for k, v in self.last_orders.items() if cmd["ts"] - v < windows[k[0]]}
             self.last_orders[key] = cmd["ts"]
 
     def check_replace(self, order, price_ticks: int, new_qty: int, session: str | None) -> None:
