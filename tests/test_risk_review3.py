@@ -89,3 +89,37 @@ def test_pruning_the_duplicate_memory_keeps_every_accounts_window():
     assert kinds(eng.process(new("x2", "1", 10, "100.00", session=S2, ts=1003 * ms))) == [
         (ev.ORDER_REJECTED, "duplicate_order")]
     assert len(eng.risk.last_orders) < 100    # A1's old orders did go
+
+
+# -- the console's login form put the token into the URL when its script had not taken over -------
+
+
+def test_the_login_form_cannot_put_the_token_into_a_url():
+    """The sign-in form was a plain GET form whose password field had name="token": pressed
+    Enter before app.js (deferred) had bound its submit handler, or with app.js failing to load,
+    the browser navigated to /?token=<the bearer token>, leaving it in the address bar, the
+    history and the log of any proxy in between. A field without a name is never submitted."""
+    from html.parser import HTMLParser
+
+    from oms_trading.web.app import STATIC_DIR
+
+    class Forms(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.method: str | None = None
+            self.leaks: list[dict] = []
+
+        def handle_starttag(self, tag, attrs):
+            a = dict(attrs)
+            if tag == "form":
+                self.method = (a.get("method") or "get").lower()
+            elif tag == "input" and self.method == "get" and a.get("type") == "password" and a.get("name"):
+                self.leaks.append(a)
+
+        def handle_endtag(self, tag):
+            if tag == "form":
+                self.method = None
+
+    forms = Forms()
+    forms.feed((STATIC_DIR / "index.html").read_text())
+    assert forms.leaks == []
