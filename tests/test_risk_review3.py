@@ -123,3 +123,31 @@ def test_the_login_form_cannot_put_the_token_into_a_url():
     forms = Forms()
     forms.feed((STATIC_DIR / "index.html").read_text())
     assert forms.leaks == []
+
+
+# -- the duplicate-order window after the wall clock stepped back ----------------------------------
+
+
+def test_the_duplicate_window_after_the_clock_is_set_back():
+    """Commands carry the gateway's wall-clock time, which a clock step can set back (the
+    engine keeps those times, see Engine._clock_went_back). The duplicate check compared
+    ts - last < window: after a step back of an hour every same order (account, symbol, side,
+    qty, price) was rejected as a duplicate "within 100 ms" for the whole hour, its
+    actual_value a negative number of ms. The rate window was mended for the same step; a
+    journal of the rules before replays as it ran."""
+    from oms_trading.engine.engine import RULES_VERSION
+
+    second = 1_000_000_000
+
+    def run(rules: int) -> list[tuple]:
+        eng = make_engine()
+        eng.process(limit("account:A1", "duplicate_window_ms", "100"))
+        eng._set_rules(rules)
+        out = kinds(eng.process(new("a", "1", 10, "100.00", ts=3600 * second)))
+        for k, t in enumerate((5, 10, 60)):          # the clock set back an hour
+            out += kinds(eng.process(new(f"b{k}", "1", 10, "100.00", ts=t * second)))
+        out += kinds(eng.process(new("c", "1", 10, "100.00", ts=60 * second + 50_000_000)))   # 50 ms later
+        return out
+
+    assert run(RULES_VERSION) == [(ev.ORDER_ACCEPTED, None)] * 4 + [(ev.ORDER_REJECTED, "duplicate_order")]
+    assert run(3) == [(ev.ORDER_ACCEPTED, None)] + [(ev.ORDER_REJECTED, "duplicate_order")] * 4

@@ -418,7 +418,10 @@ class RiskEngine:
         if window:
             key = (account_idx, inst.index, cmd["side"], cmd["ord_type"], qty, price_ticks)
             last = self.last_orders.get(key)
-            if last is not None and cmd["ts"] - last < window:
+            # a time later than this order's is from before a wall clock step back (the gateway
+            # stamps commands with it): not a duplicate, or every same order would be one for as
+            # long as the step (as the rate window drops such times; engine rules 4)
+            if last is not None and cmd["ts"] - last < window and (cmd["ts"] >= last or self.engine.rules < 4):
                 raise Rejection(DUPLICATE_ORDER, f"Duplicate order: same {inst.symbol} {cmd['side']} {qty} @ "
                                 f"{cmd.get('price')} within {window // 1_000_000} ms", "duplicate_order",
                                 str(window // 1_000_000), str((cmd["ts"] - last) // 1_000_000))
