@@ -418,12 +418,18 @@ class RiskEngine:
         if window:
             key = (account_idx, inst.index, cmd["side"], cmd["ord_type"], qty, price_ticks)
             last = self.last_orders.get(key)
-            if last is not None and cmd["ts"] - last < window:
+            # a time later than this order's is from before a wall clock step back (the gateway
+            # stamps commands with it): not a duplicate, or every same order would be one for as
+            # long as the step (as the rate window drops such times; engine rules 4)
+            if last is not None and cmd["ts"] - last < window and (cmd["ts"] >= last or self.engine.rules < 4):
                 raise Rejection(DUPLICATE_ORDER, f"Duplicate order: same {inst.symbol} {cmd['side']} {qty} @ "
                                 f"{cmd.get('price')} within {window // 1_000_000} ms", "duplicate_order",
                                 str(window // 1_000_000), str((cmd["ts"] - last) // 1_000_000))
             if len(self.last_orders) > 100_000:
-                self.last_orders = {k: v for k, v in self.last_orders.items() if cmd["ts"] - v < window}
+                # each remembered order by its own account's window (key[0]): this account's
+                # window would drop another account's orders still inside a longer one
+                windows = self.dup_window_ns
+                self.last_orders = {k: v for k, v in self.last_orders.items() if cmd["ts"] - v < windows[k[0]]}
             self.last_orders[key] = cmd["ts"]
 
     def check_replace(self, order, price_ticks: int, new_qty: int, session: str | None) -> None:

@@ -48,7 +48,9 @@ _SESSION_RECORDS = frozenset({ev.SESSION_LOGON, ev.SESSION_LOGOUT, ev.SESSION_SE
 #      the working order's state, and a PossResend of it is answered with its status
 #   3  a replace's credit check counts the new leaves of an order in another currency as the
 #      exposure will (rounded up once): after a partial fill it was up to one money unit less
-RULES_VERSION = 3
+#   4  the duplicate-order window counts only an earlier order with an earlier time: after the
+#      wall clock stepped back, every same order was a "duplicate" for as long as the step
+RULES_VERSION = 4
 RULES_BEFORE_VERSIONING = 1
 CLOCK_WARN_EVERY_S = 60.0  # a wall clock stepping back is logged at most this often
 

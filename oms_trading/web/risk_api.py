@@ -62,6 +62,11 @@ def submit(server: "OmsServer", command: dict) -> list[dict]:
     if server.gateway.journal_failed is not None:
         raise BadRequest(f"audit journal unavailable, nothing was changed: {server.gateway.journal_failed}",
                          status=503)
+    # a record the journal refused (JournalRecordError) drops the batch and rebuilds the engine
+    # but leaves journal_failed unset: the events' seqs then never reached the journal
+    last = max((e["seq"] for e in events if isinstance(e.get("seq"), int)), default=None)
+    if last is not None and server.engine.journal.last_seq < last:
+        raise BadRequest("audit journal refused the change (see the server log), nothing was changed", status=503)
     return events
 
 
