@@ -1,0 +1,77 @@
+"""Review findings on `oms serve`'s configuration, process lifecycle and scripts (third pass).
+
+Each test shows a defect an operator would have hit; the commit that adds it says what was wrong.
+"""
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from oms_trading import cli
+from oms_trading.config import ConfigError, demo_config_text, load_config
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+# -- configuration files an editor or a spreadsheet wrote ------------------------------------
+
+def test_a_config_file_that_is_not_utf8_is_one_line_naming_the_file(tmp_path, capsys):
+    """A config saved as Windows-1252 (a comment "# Société") was a UnicodeDecodeError
+    traceback from `oms serve`, not the one line naming the file that the README promises."""
+    path = tmp_path / "oms.toml"
+    path.write_bytes("# Soci\u00e9t\u00e9 G\u00e9n\u00e9rale\n".encode("cp1252") + demo_config_text().encode())
+    assert cli.main(["serve", "--config", str(path)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"oms serve: bad configuration: {path}: (file): not UTF-8"), err
+    assert "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_config_file_with_a_byte_order_mark_is_read(tmp_path):
+    """Notepad's "UTF-8 with BOM": it was "(syntax): Invalid statement (at line 1, column 1)"."""
+    path = tmp_path / "oms.toml"
+    path.write_bytes(b"\xef\xbb\xbf" + demo_config_text().encode())
+    assert load_config(path).sessions
+
+
+def _with_accounts_csv(tmp_path: Path, data: bytes) -> Path:
+    (tmp_path / "accounts.csv").write_bytes(data)
+    text = demo_config_text().replace('# accounts_csv = "accounts.csv"', 'accounts_csv = "accounts.csv"', 1)
+    path = tmp_path / "oms.toml"
+    path.write_text(text)
+    return path
+
+
+def test_a_reference_data_csv_that_is_not_utf8_is_a_config_error(tmp_path):
+    """Excel's plain "CSV" is Windows-1252: a description with an accent was a traceback."""
+    path = _with_accounts_csv(tmp_path, "name,description,stp_mode\nFIRM9,Soci\u00e9t\u00e9,none\n".encode("cp1252"))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    message = str(info.value)
+    assert "reference_data.accounts_csv" in message and "not UTF-8" in message and "accounts.csv" in message
+
+
+def test_a_reference_data_csv_with_a_byte_order_mark_is_read(tmp_path):
+    """Excel's "CSV UTF-8" starts with a BOM: the first column was then "\\ufeffname",
+    refused as "accounts.csv:2.name: unknown key (allowed: description, name, stp_mode)"."""
+    path = _with_accounts_csv(tmp_path, b"\xef\xbb\xbfname,description,stp_mode\nFIRM9,Firm nine,none\n")
+    cfg = load_config(path)
+    assert any(a.name == "FIRM9" and a.stp_mode == "none" for a in cfg.accounts)
+
+
+@pytest.mark.parametrize("key,old,new", [
+    ("trading.end_of_day", 'end_of_day = "21:00"', 'end_of_day = "\u00b2\u00b9:00"'),
+    ("fix.daily_reset", '# daily_reset = "21:05"', 'daily_reset = "21:0\u2075"'),
+])
+def test_a_time_of_day_with_non_ascii_digits_is_a_config_error(key, old, new):
+    """"²¹:00" passed the str.isdigit() check, then int() raised ValueError: a traceback."""
+    from oms_trading.config import parse_config
+    text = demo_config_text()
+    assert old in text
+    with pytest.raises(ConfigError) as info:
+        parse_config(text.replace(old, new, 1), "my.toml", Path("."))
+    assert key in str(info.value) and "HH:MM" in str(info.value)
