@@ -75,3 +75,62 @@ def test_a_time_of_day_with_non_ascii_digits_is_a_config_error(key, old, new):
     with pytest.raises(ConfigError) as info:
         parse_config(text.replace(old, new, 1), "my.toml", Path("."))
     assert key in str(info.value) and "HH:MM" in str(info.value)
+
+
+# -- `oms serve` as a process ------------------------------------------------------------------
+
+def _serve_cmd(data: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "oms_trading.cli", "serve", "--data-dir", str(data), "--book", "reference", *args]
+
+
+def test_a_clean_stop_after_the_ready_lines_reader_went_away_exits_0(tmp_path):
+    """A tool that starts `oms serve`, waits for its ready lines and then closes its end of the
+    pipe (it has what it waited for) saw a clean SIGTERM stop exit 1 with
+    "oms serve: [Errno 32] Broken pipe": only the last line, "stopped cleanly", had failed."""
+    proc = subprocess.Popen(_serve_cmd(tmp_path / "data", "--fix-port", "0", "--http-port", "0"),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 180
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            assert line, f"oms serve exited {proc.wait()}: {proc.stderr.read()[-2000:]}"
+            if "HTTP listening on" in line:
+                break
+        proc.stdout.close()
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(120) == 0, proc.stderr.read()[-2000:]
+        err = proc.stderr.read()
+        assert "Broken pipe" not in err and "Traceback" not in err and "Exception ignored" not in err, err
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _serve_fails(data: Path, *args: str) -> str:
+    result = subprocess.run(_serve_cmd(data, *args), capture_output=True, text=True, timeout=240)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr, result.stderr[-2000:]
+    return result.stderr.strip().splitlines()[-1]
+
+
+@pytest.mark.parametrize("which", ["FIX", "HTTP"])
+def test_a_port_in_use_says_which_listener(tmp_path, which):
+    """It was "oms serve: [Errno 98] error while attempting to bind on address ('127.0.0.1',
+    8080): address already in use": the operator had to work out which of the two it was."""
+    import socket
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = str(taken.getsockname()[1])
+        ports = ["--fix-port", port, "--http-port", "0"] if which == "FIX" else ["--fix-port", "0", "--http-port", port]
+        last = _serve_fails(tmp_path / "data", *ports)
+    assert last.startswith(f"oms serve: cannot listen for {which} on 127.0.0.1:{port}: "), last
+    assert "in use" in last, last
+
+
+def test_a_host_that_does_not_resolve_is_named(tmp_path):
+    """`--host` (or server.host) with a typo was "oms serve: [Errno -2] Name or service not
+    known", naming no name."""
+    last = _serve_fails(tmp_path / "data", "--host", "oms-no-such-host.invalid", "--fix-port", "0", "--http-port", "0")
+    assert last.startswith("oms serve: cannot listen for FIX on oms-no-such-host.invalid:0: "), last
