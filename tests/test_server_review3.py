@@ -134,3 +134,44 @@ def test_a_host_that_does_not_resolve_is_named(tmp_path):
     known", naming no name."""
     last = _serve_fails(tmp_path / "data", "--host", "oms-no-such-host.invalid", "--fix-port", "0", "--http-port", "0")
     assert last.startswith("oms serve: cannot listen for FIX on oms-no-such-host.invalid:0: "), last
+
+
+# -- scripts/serve.sh ----------------------------------------------------------------------------
+
+def _fake_repo(tmp_path: Path) -> Path:
+    """scripts/serve.sh in a repo whose setup does nothing and whose `oms` prints where it runs
+    and what it was given, one line each."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    (repo / "scripts" / "serve.sh").write_text((REPO / "scripts" / "serve.sh").read_text())
+    (repo / "scripts" / "setup.sh").write_text("exit 0\n")
+    oms = repo / ".venv" / "bin" / "oms"
+    oms.parent.mkdir(parents=True)
+    oms.write_text('#!/usr/bin/env bash\npwd\nfor a in "$@"; do printf "%s\\n" "$a"; done\n')
+    oms.chmod(0o755)
+    return repo
+
+
+def test_serve_sh_takes_relative_paths_from_where_it_was_started(tmp_path):
+    """serve.sh cd's into the repo before `oms serve`, so `bash ~/oms/scripts/serve.sh --config
+    oms.toml --data-dir day1` run from elsewhere read ~/oms/oms.toml ("cannot read", for a file
+    that is right there) and wrote the journal into ~/oms/day1, silently."""
+    repo = _fake_repo(tmp_path)
+    here = tmp_path / "work"
+    here.mkdir()
+    result = subprocess.run(["bash", str(repo / "scripts" / "serve.sh"), "--config", "oms.toml", "--data-dir",
+                             "day1", "--fix-port", "0", "--config=sub/x.toml", "--data-dir=/abs/d", "--host", "h"],
+                            cwd=here, capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0] == str(repo)                     # oms still runs in the repo: ./oms-data is its
+    assert lines[1:] == ["serve", "--config", f"{here}/oms.toml", "--data-dir", f"{here}/day1", "--fix-port", "0",
+                         f"--config={here}/sub/x.toml", "--data-dir=/abs/d", "--host", "h"]
+
+
+def test_serve_sh_without_arguments_runs_oms_serve_alone(tmp_path):
+    repo = _fake_repo(tmp_path)
+    result = subprocess.run(["bash", str(repo / "scripts" / "serve.sh")], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == [str(repo), "serve"]
