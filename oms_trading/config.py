@@ -123,9 +123,12 @@ def load_config(path: str | Path | None = None) -> Config:
         return parse_config(demo_config_text(), DEMO_CONFIG_NAME, base_dir=Path.cwd())
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        # utf-8-sig: a byte order mark (Windows editors) is not "Invalid statement" at line 1
+        text = path.read_text(encoding="utf-8-sig")
     except OSError as exc:
         raise ConfigError(str(path), "(file)", f"cannot read: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:   # a ValueError: it was a traceback from `oms serve`
+        raise ConfigError(str(path), "(file)", _not_utf8(exc)) from None
     return parse_config(text, str(path), base_dir=path.parent)
 
 
@@ -229,7 +232,8 @@ class _Reader:
         if value is None:
             return None
         parts = value.split(":")
-        if len(parts) not in (2, 3) or not all(p.isdigit() and len(p) == 2 for p in parts) \
+        # ASCII digits only: str.isdigit() takes "²", which int() then refuses with a traceback
+        if len(parts) not in (2, 3) or not all(p.isascii() and p.isdigit() and len(p) == 2 for p in parts) \
                 or int(parts[0]) > 23 or any(int(p) > 59 for p in parts[1:]):
             raise self.fail(f"{key}.{name}", f"must be a UTC time \"HH:MM\" or \"HH:MM:SS\", got {value!r}")
         return value
@@ -313,7 +317,9 @@ class _Reader:
         if not path.is_absolute():
             path = self.base_dir / path
         try:
-            with path.open(newline="", encoding="utf-8") as handle:
+            # utf-8-sig: Excel's "CSV UTF-8" starts with a byte order mark, which would make
+            # the first column's name "\ufeffsymbol", an unknown key that reads as "symbol"
+            with path.open(newline="", encoding="utf-8-sig") as handle:
                 reader = csv.DictReader(handle)
                 rows = []
                 for line_no, row in enumerate(reader, start=2):
@@ -325,6 +331,8 @@ class _Reader:
             raise self.fail(key, f"cannot read {path}: {exc.strerror or exc}") from None
         except csv.Error as exc:
             raise self.fail(key, f"bad CSV in {path}: {exc}") from None
+        except UnicodeDecodeError as exc:   # e.g. saved as Windows-1252: was a traceback
+            raise self.fail(key, f"cannot read {path}: {_not_utf8(exc)}") from None
 
     def decimal(self, entry: dict, name: str, key: str, required: bool) -> Decimal | None:
         value = entry.get(name)
@@ -571,6 +579,10 @@ class _Reader:
             if demo is not None and hashlib.sha256(demo.encode()).hexdigest() != digest:
                 raise self.fail(f"{key}.demo_token", "does not match token_sha256")
             cfg.users.append(HttpUser(name, role, digest, demo))
+
+
+def _not_utf8(exc: UnicodeDecodeError) -> str:
+    return f"not UTF-8 text (byte 0x{exc.object[exc.start]:02x} at offset {exc.start}): save it as UTF-8"
 
 
 def _kind_name(kinds: tuple) -> str:

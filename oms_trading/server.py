@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import ssl
 import sys
@@ -55,6 +56,25 @@ def make_book_factory(kind: str) -> Callable[[], object]:
     warm_up()   # compile (or load cached) kernels now, so no order pays for compilation
     fastpath.warm_up()
     return lambda: NumbaBook(capacity=BOOK_CAPACITY)
+
+
+def listen_error(what: str, host: str, port: int, exc: OSError) -> OSError:
+    """A listener that cannot open, saying which one: the socket layer's text names neither
+    FIX nor HTTP, and for a host that does not resolve not even the host ("[Errno -2] Name or
+    service not known")."""
+    return OSError(f"cannot listen for {what} on {host}:{port}: {exc.strerror or exc}")
+
+
+def drop_output(out: object) -> None:
+    """Point ``out``'s file descriptor at /dev/null after a broken pipe: the unwritten text
+    would fail again when the interpreter flushes it at exit (status 120)."""
+    try:
+        fd = out.fileno()
+        devnull = os.open(os.devnull, os.O_WRONLY)
+    except (AttributeError, OSError, ValueError):   # not a file (a StringIO): nothing flushed at exit
+        return
+    os.dup2(devnull, fd)
+    os.close(devnull)
 
 
 def make_risk(config: Config) -> object | None:
@@ -109,13 +129,19 @@ class OmsServer:
         if cfg.tls_cert is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
             tls.load_cert_chain(str(cfg.tls_cert), str(cfg.tls_key))
-        fix_host, fix_port = await self.acceptor.start(opts.host, opts.fix_port, ssl=tls)
+        try:
+            fix_host, fix_port = await self.acceptor.start(opts.host, opts.fix_port, ssl=tls)
+        except OSError as exc:
+            raise listen_error("FIX", opts.host, opts.fix_port, exc) from None
         from .web.app import build_app
         self.app = build_app(self)
         self.runner = web.AppRunner(self.app, access_log=None)
         await self.runner.setup()
         site = web.TCPSite(self.runner, opts.host, opts.http_port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            raise listen_error("HTTP", opts.host, opts.http_port, exc) from None
         http_host, http_port = self.runner.addresses[0][:2]   # the bound address, as the FIX line prints
         self.fix_address = (fix_host, fix_port)
         self.http_address = (http_host, http_port)
@@ -244,7 +270,12 @@ class OmsServer:
         await self.runner.cleanup()
         self.journal.close()
         await asyncio.get_running_loop().run_in_executor(None, self.projection.stop)
-        print("oms_trading stopped cleanly", file=self.out, flush=True)
+        try:
+            print("oms_trading stopped cleanly", file=self.out, flush=True)
+        except BrokenPipeError:
+            # whoever started us read the ready lines and closed its end: the stop succeeded all
+            # the same, and is not exit status 1 ("oms serve: [Errno 32] Broken pipe")
+            drop_output(self.out)
 
     async def run_until_stopped(self) -> None:
         loop = asyncio.get_running_loop()
