@@ -175,3 +175,38 @@ def test_serve_sh_without_arguments_runs_oms_serve_alone(tmp_path):
                             text=True, timeout=60)
     assert result.returncode == 0, result.stderr
     assert result.stdout.splitlines() == [str(repo), "serve"]
+
+
+# -- a clean stop with a client that ignores the Logout -----------------------------------------
+
+def test_a_clean_stop_stores_the_cancel_on_disconnect_reports_of_a_client_ignoring_the_logout(tmp_path):
+    """A cancel-on-disconnect session whose client does not answer the shutdown's Logout: the
+    stop disconnects it, and its cancels are journaled when the connection is lost. With
+    uvloop that callback ran after the FIX stores had been closed: "reports for its next
+    logon not stored yet ([Errno 9] Bad file descriptor)" at a clean stop, and the next start
+    warned of reports "journaled before a crash"."""
+    from tests.fixclient import FixClient, field
+    from tests.server_process import ServerProcess
+    from tests.test_fix_session import write_test_config
+    config = write_test_config(tmp_path / "oms.toml", sessions={"COD": "cancel_on_disconnect = true"})
+    server = ServerProcess(tmp_path / "data", config=config).start()
+    client = None
+    try:
+        client = FixClient("127.0.0.1", server.fix_port, "COD", begin_string="FIX.4.4", timeout=5.0)
+        client.logon(heartbeat=30, reset=True)
+        client.new_order("COD1", "TSLA", "1", 10, "249.00")
+        assert field(client.expect("8"), 39) == "0"
+        assert server.stop() == 0                 # the client never answers the Logout
+    finally:
+        if client is not None:
+            client.close()
+        server.kill()
+    log = "".join(server.stderr_lines)
+    assert "not stored" not in log and "Bad file descriptor" not in log, log[-3000:]
+    again = ServerProcess(tmp_path / "data", config=config).start()
+    try:
+        assert again.stop() == 0
+    finally:
+        again.kill()
+    log = "".join(again.stderr_lines)
+    assert "before a crash" not in log, log[-3000:]

@@ -1083,6 +1083,19 @@ class FixAcceptor:
             await asyncio.sleep(0.02)
         for session in list(self.connections):
             session.disconnect("shutdown")
+        # connection_lost runs from the loop after the close (with uvloop, not before the next
+        # iterations): it journals a cancel on disconnect and stores its reports, so the stores
+        # stay open until it ran; a client that does not read is aborted past the deadline
+        deadline = time.monotonic() + self.timing.logout_timeout_s
+        while self.connections and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        for session in list(self.connections):
+            if session.transport is not None:
+                session.transport.abort()
+        for _ in range(100):
+            if not self.connections:
+                break
+            await asyncio.sleep(0.01)
         if self._ticker is not None:
             self._ticker.cancel()
         if self._server is not None:
