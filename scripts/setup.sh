@@ -6,8 +6,21 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
-if [[ ! -x .venv/bin/python ]]; then
-  "$PY" -m venv .venv
+# a .venv without a working pip is one a failed `venv` left half made (Debian without
+# python3-venv: no ensurepip): made again, or every later run would skip it and fail in pip
+if [[ ! -x .venv/bin/python ]] || ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  rm -rf .venv
+  if ! "$PY" -m venv .venv; then
+    rm -rf .venv
+    if [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null 2>&1; then
+      echo "setup: '$PY -m venv' failed; installing python3-venv (Debian package)" >&2
+      apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null
+      "$PY" -m venv .venv
+    else
+      echo "setup: '$PY -m venv' failed: install your OS's python3-venv package, then run this again" >&2
+      exit 1
+    fi
+  fi
 fi
 # reinstall only when pyproject.toml changed since the last install
 stamp=.venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)

@@ -210,3 +210,33 @@ def test_a_clean_stop_stores_the_cancel_on_disconnect_reports_of_a_client_ignori
         again.kill()
     log = "".join(again.stderr_lines)
     assert "before a crash" not in log, log[-3000:]
+
+
+def test_setup_sh_makes_a_half_made_venv_again(tmp_path):
+    """A first `python3 -m venv` that failed half way (Debian without python3-venv: no
+    ensurepip) leaves .venv/bin/python without pip; setup.sh took any .venv/bin/python as made,
+    so every later run failed in pip until .venv was deleted by hand."""
+    repo = tmp_path / "repo"
+    (repo / "scripts").mkdir(parents=True)
+    (repo / "scripts" / "setup.sh").write_text((REPO / "scripts" / "setup.sh").read_text())
+    (repo / "pyproject.toml").write_text("[project]\nname = 'x'\n")
+    half = repo / ".venv" / "bin" / "python"
+    half.parent.mkdir(parents=True)
+    half.write_text("#!/usr/bin/env bash\necho 'No module named pip' >&2\nexit 1\n")
+    half.chmod(0o755)
+    calls = tmp_path / "calls"
+    # a python whose venv makes a python that logs what pip is asked
+    fake = tmp_path / "python3"
+    fake.write_text(f"""#!/usr/bin/env bash
+[[ "$1 $2" == "-m venv" ]] || exit 3
+mkdir -p "$3/bin"
+printf '#!/usr/bin/env bash\\necho "$*" >> {calls}\\n' > "$3/bin/python"
+chmod +x "$3/bin/python"
+""")
+    fake.chmod(0o755)
+    result = subprocess.run(["bash", str(repo / "scripts" / "setup.sh")], cwd=tmp_path, capture_output=True,
+                            text=True, timeout=60, env={"PATH": "/usr/bin:/bin", "PYTHON": str(fake)})
+    assert result.returncode == 0, result.stderr
+    assert "No module named pip" not in half.read_text()          # made again by the venv
+    assert calls.read_text().splitlines() == ["-m pip install --quiet --upgrade pip",
+                                              "-m pip install --quiet -e .[dev,plot]"]
