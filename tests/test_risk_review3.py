@@ -151,3 +151,40 @@ def test_the_duplicate_window_after_the_clock_is_set_back():
 
     assert run(RULES_VERSION) == [(ev.ORDER_ACCEPTED, None)] * 4 + [(ev.ORDER_REJECTED, "duplicate_order")]
     assert run(3) == [(ev.ORDER_ACCEPTED, None)] + [(ev.ORDER_REJECTED, "duplicate_order")] * 4
+
+
+# -- four eyes: one user could raise a limit in steps, each within the factor --------------------
+
+
+@ASYNC
+async def test_four_eyes_judges_a_raise_against_the_value_two_users_last_set_too(api):
+    """The factor was applied to the value in force only: with factor 2 one risk user took
+    ACC1's max_order_qty 100,000 -> 190,000 -> 380,000 -> 760,000 alone. A raise is also judged
+    against the value before the desk's first change (or the one two users last set): past the
+    factor of that, a second user approves; a replay of the journal gives the same reference."""
+    risk = api.server.engine.risk
+    body = {"scope": "account:ACC1", "limit": "max_order_qty", "reason": "steps"}
+    try:
+        status, out = await api.call("PUT", "/api/risk/limits", body=dict(body, value=190_000))
+        assert status == 200, out
+        status, out = await api.call("PUT", "/api/risk/limits", body=dict(body, value=380_000))
+        assert status == 202, out
+        assert "100000 (the value last set by two risk users or configured)" in out["approval"]["why"]
+        aid = out["approval"]["id"]
+        assert risk.value("max_order_qty", "ACC1") == 190_000
+        # lower and back up within the factor of the reference: one user is enough
+        for value in (50_000, 100_000, 200_000):
+            status, out = await api.call("PUT", "/api/risk/limits", body=dict(body, value=value))
+            assert status == 200, (value, out)
+        # the second user approves the 380,000: the new reference, from which one user may go to 760,000
+        status, out = await api.call("POST", f"/api/risk/approvals/{aid}/approve", user="risk2")
+        assert status == 200 and out["event"]["approver"] == "risk2", out
+        status, out = await api.call("PUT", "/api/risk/limits", body=dict(body, value=700_000))
+        assert status == 200, out
+        assert {"scope": "account:ACC1", "limit": "max_order_qty", "value": "380000"} \
+            in risk.snapshot()["four_eyes_references"]
+        before = dict(risk.four_eyes_ref)
+        api.server.engine.rebuild_from_journal()
+        assert api.server.engine.risk.four_eyes_ref == before
+    finally:
+        control(api.server, "account:ACC1", "max_order_qty", None)

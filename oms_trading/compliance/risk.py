@@ -180,6 +180,12 @@ class RiskEngine:
         self.killed: set[str] = set()               # engaged scopes (account:/instrument:/session:)
         self.killed_sessions: set[str] = set()
         self.pending: dict[tuple[str, str], tuple[int, object, dict]] = {}   # expiries
+        # four eyes: (scope, limit) -> the layer value one risk user may move it from (by the
+        # four-eyes factor at most; None: the scope falls back). The value before the desk's
+        # first change, until a permanent change approved by two users replaces it; a single
+        # user's changes never move it, so a limit cannot be raised in steps each within the
+        # factor. Rebuilt by the replay, like every limit (the journal has user and approver).
+        self.four_eyes_ref: dict[tuple[str, str], object] = {}
         # rate windows (see kernels): session -> its window array, and -> that array's address
         # (what the kernels take); every session seen gets one, None included (limit 0)
         self._window_arrays: dict[str | None, np.ndarray] = {}
@@ -644,6 +650,10 @@ class RiskEngine:
         old = layer.get(name)
         old_effective = self._effective_text(kind, _acct, _sym, name)
         key = (scope, name)
+        if key not in self.four_eyes_ref:
+            self.four_eyes_ref[key] = old if key not in self.pending else self.pending[key][1]
+        if cmd.get("approver") and expires is None:
+            self.four_eyes_ref[key] = value      # two users set it (a temporary one returns)
         if expires is not None:
             if key not in self.pending:
                 self._desk_before[key] = key in self._desk
@@ -770,4 +780,6 @@ class RiskEngine:
                                     + [f"session:{s}" for s in self.killed_sessions]),
             "pending_expiries": [{"scope": s, "limit": n, "expires_ts": exp, "restore_value": _text(v)}
                                  for (s, n), (exp, v, _c) in sorted(self.pending.items())],
+            "four_eyes_references": [{"scope": s, "limit": n, "value": _text(v)}
+                                     for (s, n), v in sorted(self.four_eyes_ref.items()) if n in LIMIT_DEFS],
         }

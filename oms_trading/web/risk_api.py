@@ -6,7 +6,10 @@ sequencer on this (the engine's) loop thread: ``gateway.submit`` then ``gateway.
 so it is journaled, audited with the user's name and applied in sequence with FIX orders.
 
 Four eyes: raising a limit by more than ``http.four_eyes_factor`` (or switching a check off),
-and releasing the global kill switch, only create a pending approval (202). Another risk user
+and releasing the global kill switch, only create a pending approval (202). A raise is judged
+against the value in force and against the value two users last set (or the configured one,
+``RiskEngine.four_eyes_ref``), so raises in steps, each within the factor, need a second user
+once together they pass it. Another risk user
 approves it (the command is then submitted with ``user`` = requester and ``approver`` = the
 second user) or any risk user rejects it. Pending approvals live in memory: a restart drops
 them (nothing was applied, so nothing is lost but the request).
@@ -164,30 +167,37 @@ def four_eyes_reason(server: "OmsServer", scope: str, name: str, new_value) -> s
     kind, account, symbol = _parse_scope(server, scope)
     factor = Decimal(server.config.four_eyes_factor)
     if kind == "instrument":
-        olds = [Decimal(str(risk.value(name, a, symbol))) for a in server.engine.account_index]
+        olds = [(Decimal(str(risk.value(name, a, symbol))), "") for a in server.engine.account_index]
     else:
-        olds = [Decimal(str(risk.value(name, account, None)))]
+        olds = [(Decimal(str(risk.value(name, account, None))), "")]
     if (scope, name) in risk.pending:
         # a temporary value is in force: judge the change against what the scope returns to as
         # well, or one user could make an approved temporary raise permanent (or extend it)
         restore = risk.pending[(scope, name)][1]
-        olds += [Decimal(str(v)) for v in ([restore] if restore is not None
-                                           else _fallback(server, risk, kind, account, symbol, name))]
+        olds += [(Decimal(str(v)), "") for v in ([restore] if restore is not None
+                                                 else _fallback(server, risk, kind, account, symbol, name))]
+    if (scope, name) in risk.four_eyes_ref:
+        # and against the value two users last set (or the configured one): raises in steps,
+        # each within the factor of the one before, need a second user once they add up past it
+        ref = risk.four_eyes_ref[(scope, name)]
+        olds += [(Decimal(str(v)), " (the value last set by two risk users or configured)")
+                 for v in ([ref] if ref is not None else _fallback(server, risk, kind, account, symbol, name))]
     if new_value is None:
         news = [Decimal(str(v)) for v in _fallback(server, risk, kind, account, symbol, name)]
     else:
         news = [Decimal(str(new_value))]
-    for old in olds:
+    for old, which in olds:
         if old == 0:
             continue        # the check is off already: any value tightens it
         for new in news:
             if new == 0:
-                return f"{name} would be switched off (0) at {scope}, from {old}"
+                return f"{name} would be switched off (0) at {scope}, from {old}{which}"
             if name in LOOSER_WHEN_LOWER:
                 if new * factor < old:
-                    return f"{name} at {scope} lowered from {old} to {new}, more than the four-eyes factor {factor}"
+                    return (f"{name} at {scope} lowered from {old}{which} to {new}, more than the four-eyes "
+                            f"factor {factor}")
             elif new > old * factor:
-                return f"{name} at {scope} raised from {old} to {new}, more than the four-eyes factor {factor}"
+                return f"{name} at {scope} raised from {old}{which} to {new}, more than the four-eyes factor {factor}"
     return None
 
 
