@@ -42,6 +42,11 @@ MAX_QUEUED = 10_000          # messages held while waiting for a resend to fill 
 FAST_PATH = os.environ.get("OMS_FIX_FASTPATH", "1") != "0"
 FAST_ROWS = 256              # messages per compiled scan
 RESEND_CHUNK_BYTES = 1 << 20  # a ResendRequest is answered in writes of about this size
+# the most digits a sequence number field (7, 16, 36) may have: what the codec reads as a MsgSeqNum
+# and the store's 64-bit fields hold (a NewSeqNo of 2^64 broke every store write of the session,
+# one of 5,000 digits made int() raise); SequenceReset-Reset and an early ResendRequest are taken
+# before the dictionary's checks, so the session checks it itself
+MAX_SEQ_DIGITS = dictionary.MAX_INT_DIGITS
 _fast_scan = fastpath.scan
 
 
@@ -502,6 +507,10 @@ class FixSession(asyncio.Protocol):
             return
         if mt == b"4":              # gap fill
             raw_new = msg.get(36) or b""
+            if len(raw_new) > MAX_SEQ_DIGITS:     # reaches here only with validation off
+                self.send_reject(msg, 6, 36, "NewSeqNo (36) not a sequence number")
+                self._advance(seq)
+                return
             new_seq = int(raw_new) if raw_new.isdigit() else 0
             if new_seq <= seq:
                 self.send_reject(msg, 5, 36, f"NewSeqNo {new_seq} must be above MsgSeqNum {seq}")
@@ -556,7 +565,7 @@ class FixSession(asyncio.Protocol):
     def _sequence_reset(self, msg: FixMessage) -> None:
         """SequenceReset in reset mode: accepted whatever its MsgSeqNum."""
         raw = msg.get(36) or b""
-        if not raw.isdigit():
+        if not raw.isdigit() or len(raw) > MAX_SEQ_DIGITS:
             self.send_reject(msg, 1 if not raw else 6, 36, "NewSeqNo (36) missing or not a number")
             return
         new_seq = int(raw)
@@ -574,15 +583,17 @@ class FixSession(asyncio.Protocol):
         begin_raw, end_raw = msg.get(7) or b"", msg.get(16) or b""
         if not begin_raw.isdigit() or not end_raw.isdigit():
             return
-        begin, end = int(begin_raw), int(end_raw)
         # serve what reached the store; messages still pending in this batch (higher seqs)
         # go out right after, with the flush that follows
         last = self.store.next_sender_seq - 1
+        # more digits than a sequence number has: beyond anything we sent (never int()'d)
+        begin = int(begin_raw) if len(begin_raw) <= MAX_SEQ_DIGITS else last + 1
+        end = int(end_raw) if len(end_raw) <= MAX_SEQ_DIGITS else last
         if end == 0 or (end == 999999 and self._begin == b"FIX.4.2") or end > last:
             end = last
         if begin < 1 or begin > end:
             log.info("%s: ResendRequest %d..%s beyond our last sent %d: nothing to resend",
-                     self.key, begin, end_raw.decode(), last)
+                     self.key, begin, end_raw[:20].decode(), last)
             return
         log.info("%s: serving ResendRequest %d..%d", self.key, begin, end)
         # written as the transport takes it (pause_writing / resume_writing); what the session

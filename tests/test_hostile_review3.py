@@ -1,0 +1,143 @@
+"""Hostile input found by the third security review of the network edges, against a running
+`oms serve` over real sockets (FIX through tests/fixclient.py, HTTP through http.client).
+
+Each test names what the server did wrong before its fix. FIX tests use the demo config's BENCH
+session (FIX.4.4, reset on logon), so every test starts from MsgSeqNum 1 on both sides.
+"""
+from __future__ import annotations
+
+import pytest
+
+from tests.fixclient import FixClient, field
+from tests.server_process import ServerProcess
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    proc = ServerProcess(tmp_path_factory.mktemp("hostile3") / "data").start()
+    yield proc
+    assert proc.stop() == 0
+
+
+def _bench(server) -> FixClient:
+    c = FixClient("127.0.0.1", server.fix_port, "BENCH")
+    c.logon(reset=True)
+    return c
+
+
+def _tracebacks(server) -> list[str]:
+    return [line for line in server.stderr_lines if "Traceback" in line]
+
+
+def _still_in_session(c: FixClient) -> None:
+    """The session goes on, with its sequence numbers as they should be: a TestRequest with
+    the next MsgSeqNum is answered by a Heartbeat."""
+    hb = c.test_request("ALIVE", timeout=5)
+    assert field(hb, 112) == "ALIVE"
+
+
+# -- FIX: whole numbers of more digits than any int the session can hold ------------------
+
+HUGE = "1" * 5000            # past the 4,300 digits int() of Python 3.11 refuses with ValueError
+OVER_64_BITS = str(2**64)    # 20 digits: what the message store packs into 64 bits refuses
+
+
+@pytest.mark.parametrize("count", [HUGE])
+def test_a_repeating_group_count_beyond_64_bits_is_a_reject_not_a_dropped_connection(server, count):
+    """NoPartyIDs (453) of 5,000 digits made the dictionary's group check call int() on it:
+    ValueError, the connection dropped with a traceback and the order unanswered. A NumInGroup
+    that no int can hold is an incorrect data format (373=6), answered like any other."""
+    before = len(_tracebacks(server))
+    c = _bench(server)
+    try:
+        c.send_built("D", [(11, "GRP1"), (453, count), (448, "X"), (447, "D"), (452, "1"), (55, "AAPL"),
+                           (54, "1"), (60, "20260101-00:00:00"), (38, 100), (40, "2"), (44, "190")])
+        rej = c.expect("3")
+        assert (field(rej, 45), field(rej, 371), field(rej, 372), field(rej, 373)) == ("2", "453", "D", "6")
+        _still_in_session(c)
+    finally:
+        c.close()
+    assert len(_tracebacks(server)) == before, "".join(server.stderr_lines[-40:])
+
+
+@pytest.mark.parametrize("new_seq", [HUGE, OVER_64_BITS])
+def test_a_sequence_reset_to_a_number_beyond_64_bits_is_rejected_and_changes_nothing(server, new_seq):
+    """SequenceReset-Reset (taken whatever its MsgSeqNum, before the dictionary's checks) with
+    NewSeqNo 2^64 set the expected MsgSeqNum to it: every later store write of the session
+    failed (struct.error), the connection dropped with a traceback, and the session's next
+    logons could only fail. With 5,000 digits int() raised. Both are an incorrect data format
+    (373=6) for NewSeqNo; the expected MsgSeqNum stays as it was."""
+    before = len(_tracebacks(server))
+    c = _bench(server)
+    try:
+        c.send_built("4", [(36, new_seq)])
+        rej = c.expect("3")
+        assert (field(rej, 371), field(rej, 372), field(rej, 373)) == ("36", "4", "6")
+        c.seq = 2          # a rejected SequenceReset-Reset moves nothing: 2 is still expected
+        _still_in_session(c)
+    finally:
+        c.close()
+    assert len(_tracebacks(server)) == before, "".join(server.stderr_lines[-40:])
+
+
+@pytest.mark.parametrize("fields", [
+    [(123, "Y"), (36, HUGE)],               # GapFill: NewSeqNo
+    [(123, "Y"), (36, OVER_64_BITS)],
+    [(7, HUGE), (16, "0")],                 # ResendRequest: BeginSeqNo
+    [(7, "1"), (16, HUGE)],                 # ResendRequest: EndSeqNo
+], ids=["gapfill-5000", "gapfill-2^64", "resend-begin-5000", "resend-end-5000"])
+def test_sequence_number_fields_beyond_64_bits_are_rejected_in_order(server, fields):
+    """GapFill and ResendRequest with a 5,000-digit (or 2^64) sequence number field: int()
+    raised (or the store's write did) and the connection dropped with a traceback. They are
+    an incorrect data format (373=6) for that field; the message's MsgSeqNum is consumed."""
+    before = len(_tracebacks(server))
+    c = _bench(server)
+    try:
+        tag = fields[-1][0] if fields[-1][1] in (HUGE, OVER_64_BITS) else fields[0][0]
+        c.send_built("4" if fields[0][0] == 123 else "2", fields)
+        rej = c.expect("3")
+        assert (field(rej, 45), field(rej, 371), field(rej, 373)) == ("2", str(tag), "6")
+        _still_in_session(c)
+    finally:
+        c.close()
+    assert len(_tracebacks(server)) == before, "".join(server.stderr_lines[-40:])
+
+
+def test_a_resend_request_ahead_of_the_sequence_with_a_huge_end_is_served_not_a_traceback(server):
+    """A ResendRequest above the expected MsgSeqNum is answered at once, before the dictionary
+    checks it: its 5,000-digit EndSeqNo made int() raise there. It is "beyond our last": the
+    resend is served up to the last message sent (the Logon: a GapFill), then the gap it opened
+    is asked for and the session goes on."""
+    before = len(_tracebacks(server))
+    c = _bench(server)
+    try:
+        c.send_built("2", [(7, "1"), (16, HUGE)], seq=5)
+        got = c.drain(1.0)
+        types = [field(m, 35) for m in got]
+        assert "4" in types and "2" in types, got      # the GapFill answering it, our ResendRequest
+        assert not c.eof
+    finally:
+        c.close()
+    assert len(_tracebacks(server)) == before, "".join(server.stderr_lines[-40:])
+
+
+@pytest.mark.parametrize("heartbeat", ["1" * 400, HUGE])
+def test_a_logon_with_a_heartbeat_interval_beyond_64_bits_is_refused_without_a_traceback(server, heartbeat):
+    """HeartBtInt of 400 digits was taken: the Logon was answered, then the session's timer
+    failed with OverflowError every 100 ms (a traceback each time in the log, no heartbeat nor
+    TestRequest ever again). Of 5,000 digits, int() raised and the connection dropped with a
+    traceback. Such a Logon is invalid (HeartBtInt not an int): refused, as other bad Logons."""
+    before = len(_tracebacks(server))
+    c = FixClient("127.0.0.1", server.fix_port, "BENCH")
+    try:
+        c.send_built("A", [(98, 0), (108, heartbeat), (141, "Y")])
+        got = c.wait_closed(5)
+        assert not [m for m in got if field(m, 35) == "A"], got
+    finally:
+        c.close()
+    c = _bench(server)      # and the session logs on normally afterwards
+    try:
+        _still_in_session(c)
+    finally:
+        c.close()
+    assert len(_tracebacks(server)) == before, "".join(server.stderr_lines[-40:])
