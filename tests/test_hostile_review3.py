@@ -141,3 +141,44 @@ def test_a_logon_with_a_heartbeat_interval_beyond_64_bits_is_refused_without_a_t
     finally:
         c.close()
     assert len(_tracebacks(server)) == before, "".join(server.stderr_lines[-40:])
+
+
+# -- HTTP: idle connections ------------------------------------------------------------------
+
+def test_an_http_connection_that_never_sends_a_request_is_closed_after_the_idle_timeout(tmp_path):
+    """An HTTP connection that sent nothing (or half a request line) stayed open for aiohttp's
+    default keep-alive of 3,630 s: anyone reaching the port, no token needed, could hold every
+    file descriptor of the process with idle connections, and the FIX acceptor then could not
+    accept a Logon (seen with the process's descriptor limit lowered to 150: 200 idle HTTP
+    connections, the next FIX Logon went unanswered). [http] idle_timeout_s closes them."""
+    import socket
+    import time
+    from importlib.resources import files
+
+    config = tmp_path / "oms.toml"
+    demo = files("oms_trading").joinpath("demo_config.toml").read_text(encoding="utf-8")
+    config.write_text(demo.replace("idle_timeout_s = 15", "idle_timeout_s = 1"), encoding="utf-8")
+    proc = ServerProcess(tmp_path / "data", config=config).start()
+    socks = []
+    try:
+        for first in (b"", b"GET /api/me HTTP/1.1\r\nHost: x\r\n"):
+            s = socket.create_connection(("127.0.0.1", proc.http_port))
+            s.sendall(first)
+            s.settimeout(0.2)
+            socks.append(s)
+        deadline = time.monotonic() + 6
+        open_ = list(socks)
+        while open_ and time.monotonic() < deadline:
+            for s in list(open_):
+                try:
+                    if s.recv(100) == b"":
+                        open_.remove(s)
+                except socket.timeout:
+                    pass
+                except OSError:
+                    open_.remove(s)
+        assert not open_, f"{len(open_)} idle HTTP connection(s) still open after 6 s"
+    finally:
+        for s in socks:
+            s.close()
+        assert proc.stop() == 0
