@@ -182,3 +182,41 @@ def test_an_http_connection_that_never_sends_a_request_is_closed_after_the_idle_
         for s in socks:
             s.close()
         assert proc.stop() == 0
+
+
+# -- HTTP: static files ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("path", ["/static/x/", "/static/.x", "/static/a//b", "/static/....//app.py",
+                                  "/static/nope.js"])
+def test_a_missing_static_file_is_a_json_404(server, path):
+    """A missing file under /static/ (a trailing slash, a dot name, a doubled slash) was answered
+    with aiohttp's own empty application/octet-stream 404, not the JSON error of every other
+    path: aiohttp only finds the file missing while sending it, past the error middleware."""
+    import http.client
+    import json
+
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        body = resp.read()
+    finally:
+        conn.close()
+    assert resp.status == 404, (path, resp.status, body)
+    assert resp.getheader("Content-Type", "").startswith("application/json"), (path, resp.getheaders())
+    assert json.loads(body) == {"error": "Not Found", "status": 404}
+
+
+def test_static_console_files_are_still_served(server):
+    import http.client
+
+    for path, kind in (("/static/app.js", "javascript"), ("/static/app.css", "text/css"),
+                       ("/static/index.html", "text/html")):
+        conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
+        try:
+            conn.request("GET", path)
+            resp = conn.getresponse()
+            body = resp.read()
+        finally:
+            conn.close()
+        assert resp.status == 200 and kind in resp.getheader("Content-Type", "") and body, path
