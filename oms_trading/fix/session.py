@@ -38,6 +38,10 @@ log = logging.getLogger(__name__)
 ADMIN_TYPES = frozenset({b"0", b"1", b"2", b"3", b"4", b"5", b"A"})
 APP_TYPES_IN = frozenset({b"D", b"F", b"G", b"H", b"q"})
 MAX_QUEUED = 10_000          # messages held while waiting for a resend to fill a gap
+# ... and their bytes: 10,000 messages of the 64 KiB a frame may have held over 1 GB per session
+# (a client logged on without a password could send them); 10,000 orders of a few hundred bytes
+# stay well below this
+MAX_QUEUED_BYTES = 32 << 20
 # the compiled inbound fast path (fastpath.py); OMS_FIX_FASTPATH=0 sends everything the general way
 FAST_PATH = os.environ.get("OMS_FIX_FASTPATH", "1") != "0"
 FAST_ROWS = 256              # messages per compiled scan
@@ -77,6 +81,7 @@ class FixSession(asyncio.Protocol):
         self.next_out = 1
         self._pending: list[tuple[int, bytes, int]] = []   # (seq, raw, journal seq reported)
         self._queued: dict[int, FixMessage] = {}
+        self._queued_bytes = 0                      # len(raw) of the messages in _queued
         self._resend_until = 0                  # we asked for a resend up to this seq (0: none)
         self._logon_msg: FixMessage | None = None   # a too-high Logon waiting in the queue
         self._served_early: set[int] = set()       # queued ResendRequests already answered
@@ -263,7 +268,7 @@ class FixSession(asyncio.Protocol):
             # the logon itself is processed; it waits in the queue as a marker so that a
             # resend which stops short of it still lets the sequence move past it
             self._logon_msg = msg
-            self._queued[seq] = msg
+            self._queue(seq, msg)
             self._request_resend(expected, seq)
         else:
             self.store.next_target_seq = seq + 1
@@ -320,12 +325,12 @@ class FixSession(asyncio.Protocol):
             if mt == b"5":
                 self._on_logout(msg)
                 return
-            if len(self._queued) >= MAX_QUEUED:
+            if len(self._queued) >= MAX_QUEUED or self._queued_bytes + len(msg.raw) > MAX_QUEUED_BYTES:
                 self.send_logout("Too many messages queued behind a sequence gap")
                 self.flush()
                 self.disconnect("queue overflow")
                 return
-            self._queued[seq] = msg
+            self._queue(seq, msg)
             if self._resend_until:
                 # our ResendRequest (EndSeqNo 0: everything) is still being answered
                 self._resend_until = max(self._resend_until, seq)
@@ -383,6 +388,7 @@ class FixSession(asyncio.Protocol):
             msg = queued.pop(nxt, None)
             if msg is None:
                 break
+            self._queued_bytes -= len(msg.raw)
             if msg is self._logon_msg:
                 self._logon_msg = None
                 self._advance(nxt)
@@ -393,10 +399,18 @@ class FixSession(asyncio.Protocol):
                 self._process_in_order(msg)
         nxt = self.store.next_target_seq
         for seq in [s for s in queued if s < nxt]:     # skipped by a SequenceReset / GapFill
-            del queued[seq]
+            self._queued_bytes -= len(queued.pop(seq).raw)
             self._served_early.discard(seq)
         if self._resend_until and nxt > self._resend_until:
             self._resend_until = 0
+
+    def _queue(self, seq: int, msg: FixMessage) -> None:
+        """Hold ``msg`` until the gap before ``seq`` is filled, counting its bytes."""
+        old = self._queued.get(seq)
+        if old is not None:       # the same seq again: the later one is kept, as before
+            self._queued_bytes -= len(old.raw)
+        self._queued[seq] = msg
+        self._queued_bytes += len(msg.raw)
 
     def _in_session_reset(self, msg: FixMessage) -> None:
         """Logon with ResetSeqNumFlag=Y while logged on: both sides start again at 1."""
@@ -407,6 +421,7 @@ class FixSession(asyncio.Protocol):
         self._reset_sequences("in-session Logon with ResetSeqNumFlag=Y")
         self.next_out = 1
         self._queued.clear()
+        self._queued_bytes = 0
         self._served_early.clear()
         self._resend_until = 0
         self._logon_msg = None
@@ -418,7 +433,7 @@ class FixSession(asyncio.Protocol):
             log.warning("%s: in-session reset Logon with MsgSeqNum %d (should be 1): asking for 1..%d",
                         self.key, seq, seq - 1)
             self._logon_msg = msg
-            self._queued[seq] = msg
+            self._queue(seq, msg)
             self._request_resend(1, seq)
         else:
             self.store.next_target_seq = 2
