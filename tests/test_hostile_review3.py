@@ -199,6 +199,41 @@ def test_frames_of_thousands_of_repeated_tags_do_not_stall_the_event_loop(server
         attacker.close()
         other.close()
 
+
+def test_refused_logons_are_journaled_at_once_in_records_of_bounded_size(server):
+    """A refused logon (no password needed: an unknown CompID will do) is journaled as a
+    session_reject whose text echoed the client's CompIDs whole, and session records were only
+    written out with the next batch of orders: on a server nobody traded on, they all stayed in
+    the journal's memory. 400 refused logons with a 60 KB TargetCompID grew the server by
+    330 MB in four seconds, none of it on disk. Now each record keeps at most 1,000 characters
+    of text and the acceptor's timer writes session records out within about 100 ms."""
+    import time
+
+    journal = server.data_dir / "journal"
+
+    def on_disk() -> int:
+        return sum(p.stat().st_size for p in journal.glob("*.log"))
+
+    def rss_mb() -> float:
+        with open(f"/proc/{server.proc.pid}/status") as f:
+            return int(f.read().split("VmRSS:")[1].split()[0]) / 1024
+
+    disk, rss = on_disk(), rss_mb()
+    refused = 300
+    for _ in range(refused):
+        c = FixClient("127.0.0.1", server.fix_port, "BENCH", timeout=3)
+        try:
+            c.send_built("A", [(98, 0), (108, 30)], target="\x02" * 60000)
+            c.wait_closed(3)
+        finally:
+            c.close()
+    time.sleep(0.5)
+    grown = on_disk() - disk
+    assert grown > refused * 200, f"only {grown} bytes of {refused} refused logons reached the journal"
+    assert grown < refused * 5000, f"{grown} bytes journaled for {refused} refused logons"
+    assert rss_mb() - rss < 25, f"server grew from {rss:.0f} to {rss_mb():.0f} MB"
+
+
 # -- HTTP: idle connections ------------------------------------------------------------------
 
 def test_an_http_connection_that_never_sends_a_request_is_closed_after_the_idle_timeout(tmp_path):

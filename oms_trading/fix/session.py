@@ -52,6 +52,13 @@ RESEND_CHUNK_BYTES = 1 << 20  # a ResendRequest is answered in writes of about t
 # before the dictionary's checks, so the session checks it itself
 MAX_SEQ_DIGITS = dictionary.MAX_INT_DIGITS
 _fast_scan = fastpath.scan
+# the longest text a session record (journal, log) keeps: reasons echo client bytes (CompIDs,
+# field values) of up to a frame's 64 KiB, and a refused logon needs no password
+MAX_RECORD_TEXT = 1000
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_RECORD_TEXT else text[:MAX_RECORD_TEXT] + "..."
 
 
 @dataclass(slots=True)
@@ -174,6 +181,7 @@ class FixSession(asyncio.Protocol):
     # -- logon --------------------------------------------------------------------------
 
     def _refuse(self, why: str) -> None:
+        why = _bounded(why)
         log.warning("FIX logon refused from %s: %s", self.peer, why)
         self.acceptor.record_session_event("session_reject", self.key, f"logon refused from {self.peer}: {why}")
         self.disconnect(why)
@@ -855,6 +863,7 @@ class FixAcceptor:
         self._stores: dict[str, MessageStore] = {}
         self._writers: dict[str, ReportWriter] = {}
         self._no_store: set[str] = set()        # sessions known to have no store yet
+        self._records_unflushed = False         # session records journaled but not flushed
         gateway.drop_copies = {s.key for s in config.sessions if s.drop_copy}
         gateway.offline_sink = self.store_offline
         gateway.no_offline = self._no_store
@@ -1042,7 +1051,25 @@ class FixAcceptor:
     def record_session_event(self, kind: str, key: str | None, text: str, **extra: object) -> None:
         record = getattr(self.gateway.engine, "record", None)
         if record is not None:
-            record({"type": kind, "ts": time.time_ns(), "session": key, "text": text, **extra})
+            record({"type": kind, "ts": time.time_ns(), "session": key, "text": _bounded(text), **extra})
+            self._records_unflushed = True
+
+    def flush_session_records(self) -> None:
+        """Write out the session records (logons, refused logons, rejects) journaled since the
+        last flush. Only a batch of commands flushed them: on a server nobody traded on, every
+        refused logon stayed in the journal's memory, which clients without any password could
+        grow without bound. The acceptor's timer calls this."""
+        if not self._records_unflushed:
+            return
+        self._records_unflushed = False
+        flush = getattr(self.gateway.engine, "flush", None)
+        if flush is None:
+            return
+        self.gateway.end_batch()      # a batch under way goes first, with its reports, as usual
+        try:
+            flush()
+        except (OSError, JournalError) as exc:   # the next batch's flush tries again and recovers
+            log.error("session records not journaled yet: %s", exc)
 
     def reset_sequences(self, key: str, store: MessageStore, why: str, end_batch: bool = True) -> None:
         """Both sequence numbers of ``key`` start again at 1. Journaled first: a restart then
@@ -1096,6 +1123,10 @@ class FixAcceptor:
                 self.gateway.retry_cancel_on_disconnect()
             except Exception:
                 log.exception("retrying a cancel on disconnect failed")
+            try:
+                self.flush_session_records()
+            except Exception:
+                log.exception("flushing the session records failed")
 
     async def stop(self) -> None:
         if self._server is not None:
