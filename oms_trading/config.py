@@ -105,6 +105,7 @@ class Config:
     users: list[HttpUser] = field(default_factory=list)
     four_eyes_factor: Decimal = Decimal("2")
     max_body_kb: int = 64
+    idle_timeout_s: int = 15
 
     def instrument(self, symbol: str) -> Instrument | None:
         for inst in self.instruments:
@@ -540,7 +541,7 @@ class _Reader:
 
     def read_http(self, cfg: Config) -> None:
         http = self.table(self.raw, "http", "http")
-        self.check_unknown(http, {"four_eyes_factor", "max_body_kb", "users"}, "http")
+        self.check_unknown(http, {"four_eyes_factor", "max_body_kb", "idle_timeout_s", "users"}, "http")
         factor = self.decimal(http, "four_eyes_factor", "http", required=False)
         if factor is not None:
             if factor < 1:
@@ -549,6 +550,9 @@ class _Reader:
         cfg.max_body_kb = self.get(http, "max_body_kb", "http", int, 64)
         if cfg.max_body_kb < 1:
             raise self.fail("http.max_body_kb", "must be >= 1")     # 0 would refuse every request body
+        cfg.idle_timeout_s = self.get(http, "idle_timeout_s", "http", int, 15)
+        if cfg.idle_timeout_s < 1:
+            raise self.fail("http.idle_timeout_s", "must be >= 1")  # 0 would mean never (aiohttp)
         entries = http.get("users", [])
         if not isinstance(entries, list):
             raise self.fail("http.users", "must be an array of tables ([[http.users]])")

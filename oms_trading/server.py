@@ -135,7 +135,10 @@ class OmsServer:
             raise listen_error("FIX", opts.host, opts.fix_port, exc) from None
         from .web.app import build_app
         self.app = build_app(self)
-        self.runner = web.AppRunner(self.app, access_log=None)
+        # an idle connection (none of its requests under way, or none ever sent) is closed after
+        # idle_timeout_s: aiohttp's default keeps it an hour, so idle connections nobody
+        # authenticated could hold every file descriptor, and the FIX acceptor then refused logons
+        self.runner = web.AppRunner(self.app, access_log=None, keepalive_timeout=cfg.idle_timeout_s)
         await self.runner.setup()
         site = web.TCPSite(self.runner, opts.host, opts.http_port, reuse_address=True)
         try:

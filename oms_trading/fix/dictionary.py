@@ -552,10 +552,17 @@ ENUMS = {b"FIX.4.4": _ENUMS_44, b"FIX.4.2": _ENUMS_42}
 _DIGITS = bytes.isdigit
 
 
+# Whole numbers (INT, SEQNUM, LENGTH, NUMINGROUP, DAYOFMONTH) of more digits than a signed 64-bit
+# int holds are badly formatted: the session stores sequence numbers in 64 bits and the codec reads
+# at most 18 digits as a MsgSeqNum, and int() of more than 4,300 digits raises ValueError (a
+# NumInGroup of 5,000 digits dropped the connection with a traceback instead of a Reject)
+MAX_INT_DIGITS = 18
+
+
 def _is_int(v: bytes) -> bool:
     if v[0] == 45:  # '-'
         v = v[1:]
-    return v.isdigit()
+    return v.isdigit() and len(v) <= MAX_INT_DIGITS
 
 
 def _is_float(v: bytes) -> bool:
@@ -594,11 +601,11 @@ def _is_monthyear(v: bytes) -> bool:
 
 
 def _is_day(v: bytes) -> bool:
-    return v.isdigit() and 1 <= int(v) <= 31
+    return v.isdigit() and len(v) <= MAX_INT_DIGITS and 1 <= int(v) <= 31
 
 
 def _is_num_nonneg(v: bytes) -> bool:
-    return v.isdigit()
+    return v.isdigit() and len(v) <= MAX_INT_DIGITS
 
 
 def _is_currency(v: bytes) -> bool:

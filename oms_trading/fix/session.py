@@ -38,11 +38,27 @@ log = logging.getLogger(__name__)
 ADMIN_TYPES = frozenset({b"0", b"1", b"2", b"3", b"4", b"5", b"A"})
 APP_TYPES_IN = frozenset({b"D", b"F", b"G", b"H", b"q"})
 MAX_QUEUED = 10_000          # messages held while waiting for a resend to fill a gap
+# ... and their bytes: 10,000 messages of the 64 KiB a frame may have held over 1 GB per session
+# (a client logged on without a password could send them); 10,000 orders of a few hundred bytes
+# stay well below this
+MAX_QUEUED_BYTES = 32 << 20
 # the compiled inbound fast path (fastpath.py); OMS_FIX_FASTPATH=0 sends everything the general way
 FAST_PATH = os.environ.get("OMS_FIX_FASTPATH", "1") != "0"
 FAST_ROWS = 256              # messages per compiled scan
 RESEND_CHUNK_BYTES = 1 << 20  # a ResendRequest is answered in writes of about this size
+# the most digits a sequence number field (7, 16, 36) may have: what the codec reads as a MsgSeqNum
+# and the store's 64-bit fields hold (a NewSeqNo of 2^64 broke every store write of the session,
+# one of 5,000 digits made int() raise); SequenceReset-Reset and an early ResendRequest are taken
+# before the dictionary's checks, so the session checks it itself
+MAX_SEQ_DIGITS = dictionary.MAX_INT_DIGITS
 _fast_scan = fastpath.scan
+# the longest text a session record (journal, log) keeps: reasons echo client bytes (CompIDs,
+# field values) of up to a frame's 64 KiB, and a refused logon needs no password
+MAX_RECORD_TEXT = 1000
+
+
+def _bounded(text: str) -> str:
+    return text if len(text) <= MAX_RECORD_TEXT else text[:MAX_RECORD_TEXT] + "..."
 
 
 @dataclass(slots=True)
@@ -72,6 +88,7 @@ class FixSession(asyncio.Protocol):
         self.next_out = 1
         self._pending: list[tuple[int, bytes, int]] = []   # (seq, raw, journal seq reported)
         self._queued: dict[int, FixMessage] = {}
+        self._queued_bytes = 0                      # len(raw) of the messages in _queued
         self._resend_until = 0                  # we asked for a resend up to this seq (0: none)
         self._logon_msg: FixMessage | None = None   # a too-high Logon waiting in the queue
         self._served_early: set[int] = set()       # queued ResendRequests already answered
@@ -164,6 +181,7 @@ class FixSession(asyncio.Protocol):
     # -- logon --------------------------------------------------------------------------
 
     def _refuse(self, why: str) -> None:
+        why = _bounded(why)
         log.warning("FIX logon refused from %s: %s", self.peer, why)
         self.acceptor.record_session_event("session_reject", self.key, f"logon refused from {self.peer}: {why}")
         self.disconnect(why)
@@ -258,7 +276,7 @@ class FixSession(asyncio.Protocol):
             # the logon itself is processed; it waits in the queue as a marker so that a
             # resend which stops short of it still lets the sequence move past it
             self._logon_msg = msg
-            self._queued[seq] = msg
+            self._queue(seq, msg)
             self._request_resend(expected, seq)
         else:
             self.store.next_target_seq = seq + 1
@@ -315,12 +333,12 @@ class FixSession(asyncio.Protocol):
             if mt == b"5":
                 self._on_logout(msg)
                 return
-            if len(self._queued) >= MAX_QUEUED:
+            if len(self._queued) >= MAX_QUEUED or self._queued_bytes + len(msg.raw) > MAX_QUEUED_BYTES:
                 self.send_logout("Too many messages queued behind a sequence gap")
                 self.flush()
                 self.disconnect("queue overflow")
                 return
-            self._queued[seq] = msg
+            self._queue(seq, msg)
             if self._resend_until:
                 # our ResendRequest (EndSeqNo 0: everything) is still being answered
                 self._resend_until = max(self._resend_until, seq)
@@ -378,6 +396,7 @@ class FixSession(asyncio.Protocol):
             msg = queued.pop(nxt, None)
             if msg is None:
                 break
+            self._queued_bytes -= len(msg.raw)
             if msg is self._logon_msg:
                 self._logon_msg = None
                 self._advance(nxt)
@@ -388,10 +407,18 @@ class FixSession(asyncio.Protocol):
                 self._process_in_order(msg)
         nxt = self.store.next_target_seq
         for seq in [s for s in queued if s < nxt]:     # skipped by a SequenceReset / GapFill
-            del queued[seq]
+            self._queued_bytes -= len(queued.pop(seq).raw)
             self._served_early.discard(seq)
         if self._resend_until and nxt > self._resend_until:
             self._resend_until = 0
+
+    def _queue(self, seq: int, msg: FixMessage) -> None:
+        """Hold ``msg`` until the gap before ``seq`` is filled, counting its bytes."""
+        old = self._queued.get(seq)
+        if old is not None:       # the same seq again: the later one is kept, as before
+            self._queued_bytes -= len(old.raw)
+        self._queued[seq] = msg
+        self._queued_bytes += len(msg.raw)
 
     def _in_session_reset(self, msg: FixMessage) -> None:
         """Logon with ResetSeqNumFlag=Y while logged on: both sides start again at 1."""
@@ -402,6 +429,7 @@ class FixSession(asyncio.Protocol):
         self._reset_sequences("in-session Logon with ResetSeqNumFlag=Y")
         self.next_out = 1
         self._queued.clear()
+        self._queued_bytes = 0
         self._served_early.clear()
         self._resend_until = 0
         self._logon_msg = None
@@ -413,7 +441,7 @@ class FixSession(asyncio.Protocol):
             log.warning("%s: in-session reset Logon with MsgSeqNum %d (should be 1): asking for 1..%d",
                         self.key, seq, seq - 1)
             self._logon_msg = msg
-            self._queued[seq] = msg
+            self._queue(seq, msg)
             self._request_resend(1, seq)
         else:
             self.store.next_target_seq = 2
@@ -502,6 +530,10 @@ class FixSession(asyncio.Protocol):
             return
         if mt == b"4":              # gap fill
             raw_new = msg.get(36) or b""
+            if len(raw_new) > MAX_SEQ_DIGITS:     # reaches here only with validation off
+                self.send_reject(msg, 6, 36, "NewSeqNo (36) not a sequence number")
+                self._advance(seq)
+                return
             new_seq = int(raw_new) if raw_new.isdigit() else 0
             if new_seq <= seq:
                 self.send_reject(msg, 5, 36, f"NewSeqNo {new_seq} must be above MsgSeqNum {seq}")
@@ -556,7 +588,7 @@ class FixSession(asyncio.Protocol):
     def _sequence_reset(self, msg: FixMessage) -> None:
         """SequenceReset in reset mode: accepted whatever its MsgSeqNum."""
         raw = msg.get(36) or b""
-        if not raw.isdigit():
+        if not raw.isdigit() or len(raw) > MAX_SEQ_DIGITS:
             self.send_reject(msg, 1 if not raw else 6, 36, "NewSeqNo (36) missing or not a number")
             return
         new_seq = int(raw)
@@ -574,15 +606,17 @@ class FixSession(asyncio.Protocol):
         begin_raw, end_raw = msg.get(7) or b"", msg.get(16) or b""
         if not begin_raw.isdigit() or not end_raw.isdigit():
             return
-        begin, end = int(begin_raw), int(end_raw)
         # serve what reached the store; messages still pending in this batch (higher seqs)
         # go out right after, with the flush that follows
         last = self.store.next_sender_seq - 1
+        # more digits than a sequence number has: beyond anything we sent (never int()'d)
+        begin = int(begin_raw) if len(begin_raw) <= MAX_SEQ_DIGITS else last + 1
+        end = int(end_raw) if len(end_raw) <= MAX_SEQ_DIGITS else last
         if end == 0 or (end == 999999 and self._begin == b"FIX.4.2") or end > last:
             end = last
         if begin < 1 or begin > end:
             log.info("%s: ResendRequest %d..%s beyond our last sent %d: nothing to resend",
-                     self.key, begin, end_raw.decode(), last)
+                     self.key, begin, end_raw[:20].decode(), last)
             return
         log.info("%s: serving ResendRequest %d..%d", self.key, begin, end)
         # written as the transport takes it (pause_writing / resume_writing); what the session
@@ -829,6 +863,7 @@ class FixAcceptor:
         self._stores: dict[str, MessageStore] = {}
         self._writers: dict[str, ReportWriter] = {}
         self._no_store: set[str] = set()        # sessions known to have no store yet
+        self._records_unflushed = False         # session records journaled but not flushed
         gateway.drop_copies = {s.key for s in config.sessions if s.drop_copy}
         gateway.offline_sink = self.store_offline
         gateway.no_offline = self._no_store
@@ -1016,7 +1051,25 @@ class FixAcceptor:
     def record_session_event(self, kind: str, key: str | None, text: str, **extra: object) -> None:
         record = getattr(self.gateway.engine, "record", None)
         if record is not None:
-            record({"type": kind, "ts": time.time_ns(), "session": key, "text": text, **extra})
+            record({"type": kind, "ts": time.time_ns(), "session": key, "text": _bounded(text), **extra})
+            self._records_unflushed = True
+
+    def flush_session_records(self) -> None:
+        """Write out the session records (logons, refused logons, rejects) journaled since the
+        last flush. Only a batch of commands flushed them: on a server nobody traded on, every
+        refused logon stayed in the journal's memory, which clients without any password could
+        grow without bound. The acceptor's timer calls this."""
+        if not self._records_unflushed:
+            return
+        self._records_unflushed = False
+        flush = getattr(self.gateway.engine, "flush", None)
+        if flush is None:
+            return
+        self.gateway.end_batch()      # a batch under way goes first, with its reports, as usual
+        try:
+            flush()
+        except (OSError, JournalError) as exc:   # the next batch's flush tries again and recovers
+            log.error("session records not journaled yet: %s", exc)
 
     def reset_sequences(self, key: str, store: MessageStore, why: str, end_batch: bool = True) -> None:
         """Both sequence numbers of ``key`` start again at 1. Journaled first: a restart then
@@ -1070,6 +1123,10 @@ class FixAcceptor:
                 self.gateway.retry_cancel_on_disconnect()
             except Exception:
                 log.exception("retrying a cancel on disconnect failed")
+            try:
+                self.flush_session_records()
+            except Exception:
+                log.exception("flushing the session records failed")
 
     async def stop(self) -> None:
         if self._server is not None:

@@ -91,6 +91,22 @@ async def security_headers(request: web.Request, handler):
     return response
 
 
+STATIC_KEY = web.AppKey("oms_static", object)
+
+
+@web.middleware
+async def static_not_found(request: web.Request, handler):
+    """aiohttp's static route finds out that a file is missing (or is a folder: "/static/x/")
+    only while sending it, past the middlewares, and answers an empty application/octet-stream
+    404: checked here first, so a missing file gets the JSON 404 of every other path. This
+    only refuses; what is served, and the traversal checks, stay aiohttp's."""
+    if request.match_info.route.resource is request.app[STATIC_KEY]:
+        filename = request.match_info.get("filename", "")
+        if not filename or not (STATIC_DIR / filename).is_file():
+            return json_error(404, "Not Found")
+    return await handler(request)
+
+
 async def not_found(request: web.Request) -> web.Response:
     return json_error(404, f"no such path: {request.path}")
 
@@ -98,7 +114,7 @@ async def not_found(request: web.Request) -> web.Response:
 def build_app(server: "OmsServer") -> web.Application:
     from . import audit_api, risk_api
     app = web.Application(client_max_size=server.config.max_body_kb * 1024,
-                          middlewares=[security_headers, error_middleware])
+                          middlewares=[security_headers, error_middleware, static_not_found])
     app[SERVER_KEY] = server
     app[AUTH_KEY] = TokenAuth(server.config.users)
     app[risk_api.APPROVALS_KEY] = {}
@@ -113,5 +129,5 @@ def build_app(server: "OmsServer") -> web.Application:
     openapi.register(app)
     register_routes(app, [Route("GET", "/", index, "The web console (risk desk, compliance)", produces="text/html",
                                 tags=("console",))])
-    app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
+    app[STATIC_KEY] = app.router.add_static("/static/", STATIC_DIR, show_index=False, follow_symlinks=False)
     return app
