@@ -311,3 +311,14 @@ def test_static_console_files_are_still_served(server):
         finally:
             conn.close()
         assert resp.status == 200 and kind in resp.getheader("Content-Type", "") and body, path
+
+
+def test_the_logon_password_is_compared_as_before_in_constant_time():
+    """Password (554) was compared with ``!=`` (time depends on the matching prefix); now
+    hmac.compare_digest, with the same answers: the value read as latin-1 equals the configured
+    password, and a password no latin-1 bytes spell never matches."""
+    from oms_trading.fix.session import _password_ok
+    assert _password_ok(b"secret", "secret") and _password_ok("caf\u00e9".encode("latin-1"), "caf\u00e9")
+    for given in (b"", b"secre", b"secret!", b"SECRET", "caf\u00e9".encode("utf-8")):
+        assert not _password_ok(given, "secret" if b"caf" not in given else "caf\u00e9"), given
+    assert not _password_ok("\u20ac".encode("utf-8"), "\u20ac") and not _password_ok(b"?", "\u20ac")

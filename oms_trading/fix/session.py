@@ -9,6 +9,7 @@ reaches the store before the socket.
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import shutil
@@ -55,6 +56,16 @@ _fast_scan = fastpath.scan
 # the longest text a session record (journal, log) keeps: reasons echo client bytes (CompIDs,
 # field values) of up to a frame's 64 KiB, and a refused logon needs no password
 MAX_RECORD_TEXT = 1000
+
+
+def _password_ok(given: bytes, password: str) -> bool:
+    """Password (554) ``given`` is ``password`` read as latin-1 (as every value is), compared in
+    constant time: how long it takes says nothing of how much of it matched."""
+    try:
+        want = password.encode("latin-1")
+    except UnicodeEncodeError:      # no bytes read as latin-1 give it: never matched
+        return False
+    return hmac.compare_digest(given, want)
 
 
 def _bounded(text: str) -> str:
@@ -210,7 +221,7 @@ class FixSession(asyncio.Protocol):
         if cfg.username is not None and (msg.get(553) or b"").decode("latin-1") != cfg.username:
             self._refuse(f"wrong or missing Username (553) for {cfg.target_comp_id}")
             return
-        if cfg.password is not None and (msg.get(554) or b"").decode("latin-1") != cfg.password:
+        if cfg.password is not None and not _password_ok(msg.get(554) or b"", cfg.password):
             self._refuse(f"wrong password for {cfg.target_comp_id}")
             return
         if cfg.key in self.gateway.sessions:
