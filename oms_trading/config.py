@@ -98,6 +98,7 @@ class Config:
     sending_time_precision: str = "ms"
     sending_time_tolerance_s: int = 120
     max_outbound_buffer_kb: int = 4096
+    max_connections_before_logon: int = 64
     daily_reset: str | None = None
     tls_cert: Path | None = None
     tls_key: Path | None = None
@@ -427,7 +428,8 @@ class _Reader:
     def read_fix(self, cfg: Config) -> None:
         fix = self.table(self.raw, "fix", "fix")
         self.check_unknown(fix, {"sending_time_precision", "sending_time_tolerance_s", "max_outbound_buffer_kb",
-                                 "daily_reset", "tls_cert", "tls_key", "sessions"}, "fix")
+                                 "max_connections_before_logon", "daily_reset", "tls_cert", "tls_key", "sessions"},
+                           "fix")
         cfg.sending_time_precision = self.get(fix, "sending_time_precision", "fix", str, "ms")
         if cfg.sending_time_precision not in ("ms", "us"):
             raise self.fail("fix.sending_time_precision", "must be \"ms\" or \"us\"")
@@ -437,6 +439,9 @@ class _Reader:
         cfg.max_outbound_buffer_kb = self.get(fix, "max_outbound_buffer_kb", "fix", int, 4096)
         if cfg.max_outbound_buffer_kb < 16:
             raise self.fail("fix.max_outbound_buffer_kb", "must be >= 16")
+        cfg.max_connections_before_logon = self.get(fix, "max_connections_before_logon", "fix", int, 64)
+        if cfg.max_connections_before_logon < 1:
+            raise self.fail("fix.max_connections_before_logon", "must be >= 1")   # 0 would refuse every logon
         cfg.daily_reset = self.hhmm(fix, "daily_reset", "fix", None)
         for name in ("tls_cert", "tls_key"):
             value = self.get(fix, name, "fix", str, None)

@@ -322,3 +322,46 @@ def test_the_logon_password_is_compared_as_before_in_constant_time():
     for given in (b"", b"secre", b"secret!", b"SECRET", "caf\u00e9".encode("utf-8")):
         assert not _password_ok(given, "secret" if b"caf" not in given else "caf\u00e9"), given
     assert not _password_ok("\u20ac".encode("utf-8"), "\u20ac") and not _password_ok(b"?", "\u20ac")
+
+
+def test_connections_not_logged_on_are_capped_and_a_logon_gets_through_once_one_goes(tmp_path):
+    """Each FIX connection that never logs on holds a descriptor for the logon timeout before any
+    credential is checked; with no cap anyone could use up the process's descriptors (the review
+    left this open). Past ``[fix] max_connections_before_logon`` a new connection is closed at
+    once, logged once a second; logged-on sessions do not count, and room comes back as the
+    waiting ones go."""
+    import socket
+    import time
+    from tests.test_fix_session import write_test_config
+    config = write_test_config(tmp_path / "oms.toml", extra_fix={"max_connections_before_logon": "3"},
+                               sessions={"CAPA": "", "CAPB": ""})
+    server = ServerProcess(tmp_path / "data", config=config).start()
+    idle: list[socket.socket] = []
+    try:
+        a = FixClient("127.0.0.1", server.fix_port, "CAPA", begin_string="FIX.4.4", timeout=5.0)
+        a.logon(heartbeat=30, reset=True)                  # logged on: not counted
+        idle = [socket.create_connection(("127.0.0.1", server.fix_port), timeout=5) for _ in range(3)]
+        time.sleep(0.3)
+        extra = socket.create_connection(("127.0.0.1", server.fix_port), timeout=5)
+        assert extra.recv(100) == b""                      # closed at once, not after 10 s
+        extra.close()
+        idle.pop().close()
+        time.sleep(0.3)
+        b = FixClient("127.0.0.1", server.fix_port, "CAPB", begin_string="FIX.4.4", timeout=5.0)
+        b.logon(heartbeat=30, reset=True)
+        b.close()
+        a.close()
+    finally:
+        for s in idle:
+            s.close()
+        server.kill()
+    assert "refused: 3 connections not logged on yet (max_connections_before_logon)" in "".join(server.stderr_lines)
+
+
+def test_max_connections_before_logon_must_be_positive():
+    from pathlib import Path
+    from oms_trading.config import ConfigError, demo_config_text, parse_config
+    text = demo_config_text().replace("max_connections_before_logon = 64", "max_connections_before_logon = 0", 1)
+    with pytest.raises(ConfigError, match="fix.max_connections_before_logon: must be >= 1"):
+        parse_config(text, "t.toml", Path("."))
+    assert parse_config(demo_config_text(), "t.toml", Path(".")).max_connections_before_logon == 64

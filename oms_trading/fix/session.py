@@ -143,7 +143,22 @@ class FixSession(asyncio.Protocol):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             except OSError:
                 pass
-        self.acceptor.connections.add(self)
+        acceptor = self.acceptor
+        waiting = sum(1 for s in acceptor.connections if not s.logged_on)
+        if waiting >= acceptor.config.max_connections_before_logon:
+            # each such connection holds a descriptor for up to the logon timeout, before any
+            # credential is checked: without a bound, anyone could use up the process's
+            # descriptors (journal segments, stores, logged-on sessions and HTTP need them too)
+            acceptor.refused_before_logon += 1
+            now = time.monotonic()
+            if now - acceptor.refusal_logged_at >= 1.0:      # one line a second under a flood
+                acceptor.refusal_logged_at = now
+                log.warning("FIX connection from %s refused: %d connections not logged on yet (max_connections_"
+                            "before_logon); %d refused so far", self.peer, waiting, acceptor.refused_before_logon)
+            self.closing = True
+            transport.abort()
+            return
+        acceptor.connections.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.acceptor.connections.discard(self)
@@ -875,6 +890,8 @@ class FixAcceptor:
         self._writers: dict[str, ReportWriter] = {}
         self._no_store: set[str] = set()        # sessions known to have no store yet
         self._records_unflushed = False         # session records journaled but not flushed
+        self.refused_before_logon = 0           # connections refused by max_connections_before_logon
+        self.refusal_logged_at = 0.0
         gateway.drop_copies = {s.key for s in config.sessions if s.drop_copy}
         gateway.offline_sink = self.store_offline
         gateway.no_offline = self._no_store
