@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import time
 import urllib.request
 
 import pytest
@@ -105,3 +106,61 @@ def test_audit_times_are_shown_as_recorded_to_the_nanosecond(page, server):
     events = get_json(server, f"/api/audit/lifecycle?order_id={order['order_id']}", "demo-compliance1-token")["events"]
     times = page.eval_on_selector_all("#timeline li .t", "ts => ts.map(t => t.textContent)")
     assert times == [f"{e['time'].replace('T', ' ').rstrip('Z')} · seq {e['seq']}" for e in events]
+
+
+def _api_requests(page) -> list:
+    seen: list = []
+    page.on("request", lambda r: seen.append((time.monotonic(), r.url.split("/", 3)[3], r.headers.get("authorization")))
+            if "/api/" in r.url else None)
+    return seen
+
+
+def _hold_first(page, pattern: str) -> list:
+    held: list = []
+
+    def hold(route):
+        if held:
+            route.continue_()
+        else:
+            held.append(route)
+    page.route(pattern, hold)
+    return held
+
+
+def _wait_held(page, held: list) -> None:
+    deadline = time.monotonic() + 10
+    while not held and time.monotonic() < deadline:
+        page.wait_for_timeout(50)
+    assert held, "the console never asked for the limits"
+
+
+def test_logging_out_while_the_risk_desk_loads_starts_no_refresh(page, server):
+    """The risk desk started its refresh timers after its first limits load returned: a log-out
+    (or another tab) while that load was under way cleared the timers before they existed, so
+    they started afterwards. After a log-out they polled with 'Bearer null', and the 401 said
+    'Your token is no longer accepted' to a user who had just logged out."""
+    seen = _api_requests(page)
+    held = _hold_first(page, "**/api/risk/limits*")
+    sign_in(page, server, "demo-risk1-token")
+    _wait_held(page, held)
+    page.click("#logout")
+    logged_out = time.monotonic()
+    held[0].continue_()
+    page.wait_for_timeout(5_500)          # past the 2 s exposure and the 5 s limits refresh
+    after = [(path, auth) for t, path, auth in seen if t > logged_out]
+    assert after == []
+    assert page.locator("#login-error").is_hidden()
+    assert page.locator("#login").is_visible()
+
+
+def test_leaving_the_risk_desk_while_it_loads_stops_its_refresh(page, server):
+    seen = _api_requests(page)
+    held = _hold_first(page, "**/api/risk/limits*")
+    sign_in(page, server, "demo-risk1-token")
+    _wait_held(page, held)
+    page.click(".tab[data-page=positions]")
+    left = time.monotonic()
+    held[0].continue_()
+    page.wait_for_timeout(5_500)
+    after = sorted({path.split("?")[0] for t, path, _ in seen if t > left})
+    assert after and all(p.startswith(("api/positions", "api/orders", "api/books/")) for p in after), after

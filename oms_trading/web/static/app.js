@@ -8,6 +8,7 @@ const TOKEN_KEY = "oms_token";
 let me = null;
 let limitsData = null;
 let timers = [];
+let view = 0;        // bumped by show() and logout(): a page whose first load ends later starts no timers
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -113,6 +114,7 @@ async function login(token) {
 }
 
 function logout(message) {
+  view++;
   sessionStorage.removeItem(TOKEN_KEY);
   me = null;
   timers.forEach(clearInterval);
@@ -126,6 +128,7 @@ function logout(message) {
 }
 
 function show(page) {
+  view++;
   timers.forEach(clearInterval);
   timers = [];
   $$(".page").forEach((p) => (p.hidden = p.id !== "page-" + page));
@@ -138,7 +141,9 @@ function show(page) {
 
 // -- risk desk -------------------------------------------------------------------------------------------
 async function initRisk() {
+  const mine = view;
   await loadLimits(true);
+  if (mine !== view) return;     // logged out or left while the limits loaded: start no refresh
   loadApprovals();
   loadExposure();
   timers.push(setInterval(loadExposure, 2000));
