@@ -164,3 +164,38 @@ def test_leaving_the_risk_desk_while_it_loads_stops_its_refresh(page, server):
     page.wait_for_timeout(5_500)
     after = sorted({path.split("?")[0] for t, path, _ in seen if t > left})
     assert after and all(p.startswith(("api/positions", "api/orders", "api/books/")) for p in after), after
+
+
+def put_json(server, path: str, token: str, body: dict) -> dict:
+    req = urllib.request.Request(url(server) + path.lstrip("/"), data=json.dumps(body).encode(), method="PUT",
+                                 headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=30) as resp:
+        return json.load(resp)
+
+
+def test_an_account_on_a_globally_restricted_instrument_is_shown_restricted_in_force(page, server):
+    """At the scope 'Account ACC2 on VOD.L' the restricted row's 'In force' read only the pair's
+    own flag: with VOD.L on the global restricted list (instrument scope) it said 'no' while
+    every ACC2 order in VOD.L was rejected as restricted. The numeric rows show the value in
+    force, wherever it is set; the flag now does too, and says where it is set."""
+    put_json(server, "/api/risk/limits", "demo-risk1-token",
+             {"scope": "instrument:VOD.L", "limit": "restricted", "value": True, "reason": "review3: global list"})
+    try:
+        fix = FixClient("127.0.0.1", server.fix_port, "CLIENT2", begin_string="FIX.4.2")
+        try:
+            fix.logon(reset=True)
+            fix.new_order("GLOBAL-R", "VOD.L", "1", 100, "70.00")
+            rej = fix.expect("8")
+            assert field(rej, 39) == "8" and "restricted" in field(rej, 58).lower()
+        finally:
+            fix.close()
+        sign_in(page, server, "demo-risk1-token")
+        page.wait_for_selector("#limits tr[data-row=max_order_qty]")
+        page.select_option("#lim-scope", "account:ACC2/instrument:VOD.L")
+        row = page.locator("#limits tr[data-row=restricted]")
+        sync_api.expect(row.locator("td:nth-child(3)")).to_have_text("yes")
+        sync_api.expect(row.locator("td:nth-child(4)")).to_have_text("instrument:VOD.L")
+        assert row.locator("select").input_value() == "false"       # the pair's own flag stays unset
+    finally:
+        put_json(server, "/api/risk/limits", "demo-risk1-token",
+                 {"scope": "instrument:VOD.L", "limit": "restricted", "value": False, "reason": "review3: undo"})

@@ -210,9 +210,12 @@ function renderLimits(scope, data) {
     save.addEventListener("click", submit);
     input.addEventListener("keydown", (e) => { if (e.key === "Enter") submit(); });
     const e = eff[item.limit];
-    const inForce = isFlag ? (mine === "true" ? "yes" : "no") : (e ? e.value : "");
+    // a pair's restricted flag is also in force from the instrument's (global) restricted list
+    const flagAt = !isFlag ? "" : mine === "true" ? scope
+      : kind === "pair" && (data.layers[scope.split("/")[1]] || {})[item.limit] === "true" ? scope.split("/")[1] : "";
+    const inForce = isFlag ? (flagAt ? "yes" : "no") : (e ? e.value : "");
     const temp = temporary[item.limit];
-    const source = (isFlag ? (mine === "true" ? scope : "") : (e ? e.source : ""))
+    const source = (isFlag ? flagAt : (e ? e.source : ""))
       + (temp ? ` — temporary until ${fmtTs(temp.expires_ts)}, then ${temp.restore_value ?? "inherited"}` : "");
     rows.push(el("tr", { "data-row": item.limit },
       el("td", {}, el("div", { class: "name", text: item.limit }), el("div", { class: "desc small muted", text: item.description })),
