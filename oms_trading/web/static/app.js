@@ -8,6 +8,7 @@ const TOKEN_KEY = "oms_token";
 let me = null;
 let limitsData = null;
 let timers = [];
+let view = 0;        // bumped by show() and logout(): a page whose first load ends later starts no timers
 
 function el(tag, attrs = {}, ...children) {
   const node = document.createElement(tag);
@@ -49,7 +50,10 @@ async function api(method, path, body) {
 function fail(err) { toast(err.message || String(err), "err"); }
 
 // -- time helpers ---------------------------------------------------------------------------------
-function fmtTs(ns) {
+// The audit rows carry "time", ISO 8601 UTC with all nine digits of the ns: "ts" is a JSON number,
+// and a double keeps ns since 1970 only to ~256 ns (an event at .645836938 read .645837).
+function fmtTs(ns, iso) {
+  if (iso) return iso.replace("T", " ").replace(/Z$/, "");
   if (ns === null || ns === undefined) return "";
   const n = BigInt(ns);
   const ms = Number(n / 1000000n);
@@ -110,6 +114,7 @@ async function login(token) {
 }
 
 function logout(message) {
+  view++;
   sessionStorage.removeItem(TOKEN_KEY);
   me = null;
   timers.forEach(clearInterval);
@@ -123,6 +128,7 @@ function logout(message) {
 }
 
 function show(page) {
+  view++;
   timers.forEach(clearInterval);
   timers = [];
   $$(".page").forEach((p) => (p.hidden = p.id !== "page-" + page));
@@ -135,7 +141,9 @@ function show(page) {
 
 // -- risk desk -------------------------------------------------------------------------------------------
 async function initRisk() {
+  const mine = view;
   await loadLimits(true);
+  if (mine !== view) return;     // logged out or left while the limits loaded: start no refresh
   loadApprovals();
   loadExposure();
   timers.push(setInterval(loadExposure, 2000));
@@ -202,9 +210,12 @@ function renderLimits(scope, data) {
     save.addEventListener("click", submit);
     input.addEventListener("keydown", (e) => { if (e.key === "Enter") submit(); });
     const e = eff[item.limit];
-    const inForce = isFlag ? (mine === "true" ? "yes" : "no") : (e ? e.value : "");
+    // a pair's restricted flag is also in force from the instrument's (global) restricted list
+    const flagAt = !isFlag ? "" : mine === "true" ? scope
+      : kind === "pair" && (data.layers[scope.split("/")[1]] || {})[item.limit] === "true" ? scope.split("/")[1] : "";
+    const inForce = isFlag ? (flagAt ? "yes" : "no") : (e ? e.value : "");
     const temp = temporary[item.limit];
-    const source = (isFlag ? (mine === "true" ? scope : "") : (e ? e.source : ""))
+    const source = (isFlag ? flagAt : (e ? e.source : ""))
       + (temp ? ` — temporary until ${fmtTs(temp.expires_ts)}, then ${temp.restore_value ?? "inherited"}` : "");
     rows.push(el("tr", { "data-row": item.limit },
       el("td", {}, el("div", { class: "name", text: item.limit }), el("div", { class: "desc small muted", text: item.description })),
@@ -451,7 +462,7 @@ async function search(ev, offset = 0) {
     $("#search-results").replaceChildren(...data.rows.map((r) => {
       const oid = r.order_id ? el("a", { class: "oid", text: r.order_id, title: "Show lifecycle" }) : "";
       if (oid) oid.addEventListener("click", () => { $("#life-id").value = r.order_id; $("#life-by").value = "order_id"; lifecycle(); });
-      return el("tr", {}, el("td", { class: "num", text: r.seq }), el("td", { text: fmtTs(r.ts) }), el("td", { text: r.type }),
+      return el("tr", {}, el("td", { class: "num", text: r.seq }), el("td", { text: fmtTs(r.ts, r.time) }), el("td", { text: r.type }),
         el("td", { text: r.account ?? "" }), el("td", { text: r.symbol ?? "" }), el("td", { text: r.side === "1" ? "Buy" : r.side ? "Sell" : "" }),
         el("td", { class: "num", text: r.qty ?? "" }), el("td", { class: "num", text: r.price ?? "" }), el("td", { text: r.cl_ord_id ?? "" }),
         el("td", {}, oid), el("td", { text: r.user ? r.user + (r.approver ? " + " + r.approver : "") : "" }),
@@ -481,7 +492,7 @@ async function lifecycle(ev) {
       const cls = e.type.includes("reject") ? "bad" : e.type.includes("fill") ? "fill" : e.type.endsWith("_requested") || e.type === "order_received" ? "cmd" : "";
       const qty = e.qty ? `${e.side === "1" ? "Buy" : "Sell"} ${e.qty} ${e.symbol ?? ""} @ ${e.price ?? "MKT"}` : "";
       const state = e.cum_qty !== undefined && e.cum_qty !== null ? ` · filled ${e.cum_qty}, leaves ${e.leaves_qty}` : "";
-      return el("li", { class: cls }, el("div", { class: "t", text: `${fmtTs(e.ts)} · seq ${e.seq}` }),
+      return el("li", { class: cls }, el("div", { class: "t", text: `${fmtTs(e.ts, e.time)} · seq ${e.seq}` }),
         el("div", { class: "e", text: e.type.replace(/_/g, " ") }), el("div", { class: "d", text: [qty + state, detail(e)].filter(Boolean).join(" — ") }));
     }));
   } catch (err) {
