@@ -127,3 +127,21 @@ def test_a_segment_with_records_after_an_empty_one_is_still_corruption(tmp_path)
     segs[-2][1].write_bytes(b"")
     r = verify(tmp_path)
     assert not r.ok and r.where == "journal" and r.first_bad_seq == segs[-2][0], r
+
+
+@pytest.mark.parametrize("command", ["tail", "rebuild"])
+def test_a_projection_file_that_is_not_duckdb_is_not_reported_as_in_use(tmp_path, capsys, command):
+    # tail and rebuild told the operator to stop `oms serve` (every IOException read as DuckDB's
+    # lock) for a damaged or foreign audit.duckdb; verify already said what it was
+    from oms_trading.cli import main
+    with Journal(journal_dir(tmp_path), fsync="os") as j:
+        for i in range(3):
+            j.append(ev(i))
+    duckdb_path(tmp_path).write_bytes(b"not a database " * 300)
+    assert main(["audit", command, "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "not a valid DuckDB database" in err and "move it aside" in err, err
+    assert "in use" not in err and "oms serve" not in err, err
+    assert duckdb_path(tmp_path).read_bytes() == b"not a database " * 300    # left as it was
+    assert main(["audit", "verify", "--data-dir", str(tmp_path)]) == 1
+    assert "BROKEN in duckdb" in capsys.readouterr().out
