@@ -45,7 +45,7 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
         rows = projection.rebuild()
     except duckdb.IOException as exc:
         projection.close()
-        print(f"oms audit: cannot open {duckdb_path(args.data_dir)}: {_IN_USE_HINT}: {exc}", file=sys.stderr)
+        print(f"oms audit: {_cannot_open(duckdb_path(args.data_dir), exc)}", file=sys.stderr)
         return 1
     projection.stop()
     print(f"rebuilt {duckdb_path(args.data_dir)} from the journal: {rows} events")
@@ -94,6 +94,16 @@ def _in_use(reason: str | None) -> bool:
     return "could not set lock" in text or "conflicting lock" in text
 
 
+def _cannot_open(db: Path, exc: Exception) -> str:
+    """Why the projection file ``db`` could not be opened: in use (the lock of another process)
+    or not a DuckDB file this version opens (damaged, or another file at its name), which
+    ``rebuild`` does not overwrite: the operator moves it aside (it may be evidence)."""
+    if _in_use(str(exc)):
+        return f"cannot open {db}: {_IN_USE_HINT}: {exc}"
+    return (f"cannot open {db}: {exc} (not a DuckDB file this version can open: move it aside, then "
+            f"`oms audit rebuild` makes the projection again from the journal)")
+
+
 def _no_journal(data_dir: str) -> str | None:
     """Why DATA holds no journal to read (a mistyped --data-dir), or None."""
     from .paths import journal_dir
@@ -116,7 +126,7 @@ def _open(data_dir: str):
         return projection, projection.cursor()
     except duckdb.IOException as exc:
         projection.close()
-        raise _CliError(f"cannot open {duckdb_path(data_dir)}: {_IN_USE_HINT}: {exc}") from None
+        raise _CliError(_cannot_open(duckdb_path(data_dir), exc)) from None
     except ProjectionDiverged as exc:
         projection.close()
         raise _CliError(f"{exc} (oms audit verify --data-dir {data_dir}; oms audit rebuild ...)") from None

@@ -492,8 +492,10 @@ class JournalReader:
                     if r.count == 0:  # one frame larger than the chunk: read more at once
                         self.chunk_bytes = max(self.chunk_bytes * 2, 1 << 20)
                     continue  # the chunk boundary cut a frame: read on
-                segs = list_segments(self.directory)
-                is_last = bool(segs) and segs[-1][0] == first
+                # segments after this one that are all empty were started by a rotation a crash
+                # cut short (``Journal.open`` removes them): this is still the last segment, and
+                # its torn tail the journal's, as the writer takes it
+                is_last = _only_empty(s for s in list_segments(self.directory) if s[0] > first)
                 if is_last and r.stop == "short" and _is_torn_tail(buf, n, r):
                     self.tail_bytes = n - r.end
                     self.tail_reason = r.stop_msg
@@ -512,12 +514,25 @@ class JournalReader:
             if os.stat(path).st_size != self._off:
                 continue  # it grew before the next segment appeared
             if nxt[0][0] != self._seg_seq:
+                if _only_empty(nxt):   # a cut-short rotation after a lost tail: the journal ends here
+                    return out
                 raise JournalCorrupt(f"segment ends at seq {self._seg_seq - 1} but the next segment "
                                      f"{nxt[0][1].name} starts at seq {nxt[0][0]}", file=path,
                                      offset=self._off, seq=self._seg_seq)
             self._seg = nxt[0]
             self._off = 0
         return out
+
+
+def _only_empty(segments) -> bool:
+    """Whether every ``(first_seq, path)`` of ``segments`` is an empty file (or gone)."""
+    for _, path in segments:
+        try:
+            if os.path.getsize(path):
+                return False
+        except FileNotFoundError:
+            pass
+    return True
 
 
 _HEADER_BLANK = np.frombuffer(b"\n" + b" " * (HLEN - 1), dtype=np.uint8)

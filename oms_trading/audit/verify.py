@@ -181,6 +181,13 @@ def verify_table(con: duckdb.DuckDBPyConnection, jdir: Path, res: VerifyResult) 
             if moved:
                 return _bad(res, "duckdb", seq, f"row keeps {moved} in details instead of its column"
                                                 f"{'s' if len(moved) > 1 else ''}: the row was edited")
+            # the parsed details equal the record's by Python's ==, which takes 5.0 or true for
+            # 5 or 1 and keeps the last of two equal keys (DuckDB's ->> reads the first): the
+            # text must be the one the projection writes (record_to_row, sorted compact JSON)
+            if row["details"] != want["details"]:
+                return _bad(res, "duckdb", seq, "row's details are not the journal record's as the projection "
+                                                "writes them (a duplicate key, or a number of another type): "
+                                                "the row was edited")
         prev = jh
         expected += 1
         res.checked_table += 1
