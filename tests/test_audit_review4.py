@@ -145,3 +145,31 @@ def test_a_projection_file_that_is_not_duckdb_is_not_reported_as_in_use(tmp_path
     assert duckdb_path(tmp_path).read_bytes() == b"not a database " * 300    # left as it was
     assert main(["audit", "verify", "--data-dir", str(tmp_path)]) == 1
     assert "BROKEN in duckdb" in capsys.readouterr().out
+
+
+def test_rebuild_refuses_to_overwrite_the_table_from_a_journal_whose_chain_is_broken(tmp_path, capsys):
+    """`oms audit rebuild` over a tampered journal succeeded and replaced the DuckDB rows that
+    still held the original values (the review left it open): it now checks the chain first and
+    refuses, naming the seq, unless --force."""
+    from oms_trading import cli
+    with Journal(journal_dir(tmp_path), fsync="os") as j:
+        for i in range(20):
+            j.append(ev(i))
+    with Projection(duckdb_path(tmp_path), journal_dir(tmp_path)) as p:
+        p.catch_up()
+    seg = sorted(journal_dir(tmp_path).glob("journal-*.log"))[0]
+    data = seg.read_bytes()
+    at = data.index(b'"qty":115')                       # seq 16's quantity, in its payload
+    seg.write_bytes(data[:at] + b'"qty":999' + data[at + 9:])
+    assert cli.main(["audit", "rebuild", "--data-dir", str(tmp_path)]) == 1
+    err = capsys.readouterr().err
+    assert "not rebuilt" in err and "BROKEN at seq 16" in err and "--force" in err, err
+    with duckdb.connect(str(duckdb_path(tmp_path))) as con:      # the original value is still there
+        assert con.execute(f"SELECT qty FROM {TABLE} WHERE seq = 16").fetchone()[0] == 115
+    # --force goes on, and stops clearly at the frame whose checksum fails (it was a traceback)
+    assert cli.main(["audit", "rebuild", "--data-dir", str(tmp_path), "--force"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("oms audit: not rebuilt: journal corrupt") and "seq 16" in err and "Traceback" not in err
+    seg.write_bytes(data)                               # intact again: rebuilt as before
+    assert cli.main(["audit", "rebuild", "--data-dir", str(tmp_path)]) == 0
+    assert "20 events" in capsys.readouterr().out

@@ -36,16 +36,32 @@ def _cmd_rebuild(args: argparse.Namespace) -> int:
     from .projection import Projection
     from .projector import projection_options
     import duckdb
+    from .journal import JournalCorrupt
+    from .verify import verify_journal
     missing = _no_journal(args.data_dir)
     if missing:
         print(f"oms audit: {missing}", file=sys.stderr)
         return 1
+    if not args.force:
+        # a rebuild replaces every DuckDB row with what the journal says: over a journal whose
+        # chain is broken it would overwrite the rows that may still hold the original values
+        checked = verify_journal(journal_dir(args.data_dir))
+        if not checked.ok:
+            print(f"oms audit: not rebuilt: the journal's hash chain is BROKEN at seq {checked.first_bad_seq} "
+                  f"({checked.reason}); the DuckDB rows may be the only copy of the original values: keep "
+                  f"{duckdb_path(args.data_dir)} aside as evidence, then `oms audit rebuild --force` rebuilds "
+                  "from the journal as it is", file=sys.stderr)
+            return 1
     projection = Projection(duckdb_path(args.data_dir), journal_dir(args.data_dir), **projection_options())
     try:
         rows = projection.rebuild()
     except duckdb.IOException as exc:
         projection.close()
         print(f"oms audit: {_cannot_open(duckdb_path(args.data_dir), exc)}", file=sys.stderr)
+        return 1
+    except JournalCorrupt as exc:     # a frame that fails its checksum: nothing past it can be read
+        projection.close()
+        print(f"oms audit: not rebuilt: {exc}", file=sys.stderr)
         return 1
     projection.stop()
     print(f"rebuilt {duckdb_path(args.data_dir)} from the journal: {rows} events")
@@ -278,6 +294,8 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     rebuild = audit_sub.add_parser("rebuild", help="rebuild the DuckDB projection from the journal")
     rebuild.add_argument("--data-dir", default="./oms-data")
+    rebuild.add_argument("--force", action="store_true",
+                         help="rebuild even if the journal's hash chain is broken (checked first otherwise)")
     rebuild.set_defaults(func=_cmd_rebuild)
 
     tail = audit_sub.add_parser("tail", help="the last N audit events")
