@@ -33,6 +33,12 @@ async def error_middleware(request: web.Request, handler):
             return json_error(exc.status, reason, headers={k: v for k, v in exc.headers.items()
                                                            if k.lower() in ("allow", "www-authenticate")})
         raise
+    except ConnectionResetError:
+        # the client went away mid-request (aiohttp's "Connection lost" while reading the body):
+        # nobody to answer and nothing of ours broken, so no "unhandled error" traceback
+        log.info("%s %s: the client closed the connection before the request was read", request.method,
+                 request.path)
+        return json_error(400, "connection closed by the client")
     except Exception:
         # a bug, not bad input: log it with the request, answer JSON, leak no traceback
         log.exception("unhandled error in %s %s", request.method, request.path)

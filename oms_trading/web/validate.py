@@ -19,13 +19,23 @@ MAX_TS = 4_102_444_800 * 10**9   # 2100-01-01, in ns
 _FRACTION = re.compile(r"(:\d{2}[.,])(\d+)")
 
 
+MAX_INT_DIGITS = 40     # far above any limit value; int() refuses past 4,300 digits, naming sys internals
+
+
+def _json_int(digits: str) -> int:
+    """A JSON integer, at most MAX_INT_DIGITS digits (json.loads' ValueError becomes the 400's text)."""
+    if len(digits) > MAX_INT_DIGITS + 1:
+        raise ValueError(f"a number of {len(digits.lstrip('-'))} digits (at most {MAX_INT_DIGITS})")
+    return int(digits)
+
+
 async def json_body(request: web.Request, allowed: Iterable[str], required: Iterable[str] = ()) -> dict:
     """The request's JSON object body, with unknown and missing keys reported by name."""
     if request.content_type != "application/json":
         raise BadRequest(f"send a JSON body with Content-Type: application/json (got {request.content_type!r})")
     raw = await request.read()          # bounded by the app's client_max_size (413 beyond)
     try:
-        body = json.loads(raw or b"null", parse_float=Decimal)
+        body = json.loads(raw or b"null", parse_float=Decimal, parse_int=_json_int)
     except (ValueError, UnicodeDecodeError) as exc:
         raise BadRequest(f"request body is not valid JSON: {exc}") from None
     except RecursionError:
