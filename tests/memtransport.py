@@ -22,3 +22,6 @@ class MemoryTransport:
 
     def close(self) -> None:
         self.closed = True
+
+    def abort(self) -> None:      # as asyncio's: closed at once, buffered data dropped
+        self.closed = True

@@ -88,3 +88,45 @@ def test_stale_in_session_reset_logon_and_sequence_reset_change_no_sequence_numb
             assert [m[34] for m in sent] == [b"%d" % seqs[1], b"%d" % (seqs[1] + 1)]   # old numbering
         finally:
             s.close()
+
+
+def test_resend_requests_piling_up_behind_an_unread_resend_are_bounded(tmp_path):
+    """A client that does not read what we resend but keeps sending ResendRequests: each one
+    waited behind the first as a resend job, uncounted by the outbound byte bound, so their
+    number (and memory) grew with every request (left by the hostile-input review). Past
+    MAX_RESENDS_WAITING the session is cut off, as a client not reading is."""
+    from oms_trading.fix.session import MAX_RESENDS_WAITING
+    s = _logged_on(tmp_path)
+    try:
+        s.feed(_order(2, b"O1"))
+        s.session.pause_writing()                 # the transport's buffer is full: nothing drains
+        for i in range(MAX_RESENDS_WAITING):
+            s.feed(_msg(b"2", 3 + i, [(b"7", b"1"), (b"16", b"0")]))
+        assert not s.transport.closed
+        s.feed(_msg(b"2", 3 + MAX_RESENDS_WAITING, [(b"7", b"1"), (b"16", b"0")]))
+        assert s.transport.closed
+    finally:
+        s.close()
+
+
+def test_garbled_frames_are_logged_once_a_second_with_a_count(tmp_path, caplog):
+    """Every garbled frame of a logged-on session wrote a warning (about ten times the bytes
+    the client sent, left by the hostile-input review): one line a second per session now, the
+    rest counted in the next one; the frames are still ignored without consuming a seq."""
+    import logging
+    s = _logged_on(tmp_path)
+    try:
+        good = _msg(b"0", 2)
+        bad = good[:-4] + (b"000" if good[-4:-1] != b"000" else b"001") + b"\x01"    # wrong CheckSum
+        with caplog.at_level(logging.WARNING, logger="oms_trading.fix.session"):
+            s.feed(bad * 50)
+        lines = [r.getMessage() for r in caplog.records if "garbled message ignored" in r.getMessage()]
+        assert len(lines) == 1, lines
+        s.session._garbled_logged_at -= 2                  # a second later
+        with caplog.at_level(logging.WARNING, logger="oms_trading.fix.session"):
+            s.feed(bad)
+        lines = [r.getMessage() for r in caplog.records if "garbled message ignored" in r.getMessage()]
+        assert len(lines) == 2 and "49 more in the last second not logged" in lines[1], lines
+        assert s.session.store.next_target_seq == 2 and not s.transport.closed
+    finally:
+        s.close()

@@ -47,6 +47,7 @@ MAX_QUEUED_BYTES = 32 << 20
 FAST_PATH = os.environ.get("OMS_FIX_FASTPATH", "1") != "0"
 FAST_ROWS = 256              # messages per compiled scan
 RESEND_CHUNK_BYTES = 1 << 20  # a ResendRequest is answered in writes of about this size
+MAX_RESENDS_WAITING = 64      # ResendRequests queued behind a resend the client is not reading
 # the most digits a sequence number field (7, 16, 36) may have: what the codec reads as a MsgSeqNum
 # and the store's 64-bit fields hold (a NewSeqNo of 2^64 broke every store write of the session,
 # one of 5,000 digits made int() raise); SequenceReset-Reset and an early ResendRequest are taken
@@ -129,6 +130,8 @@ class FixSession(asyncio.Protocol):
         self._held: deque = deque()
         self._held_bytes = 0
         self._paused = False
+        self._garbled_logged_at = float("-inf")   # see _log_garbled
+        self._garbled_quiet = 0
 
     # -- asyncio.Protocol ---------------------------------------------------------------
 
@@ -184,7 +187,7 @@ class FixSession(asyncio.Protocol):
                 if item is None:
                     break
                 if isinstance(item, Garbled):
-                    log.warning("%s %s: garbled message ignored (%s)", self.key or "-", self.peer, item.reason)
+                    self._log_garbled(item.reason)
                     if not self.logged_on:
                         self.disconnect(f"first message garbled: {item.reason}")
                         break
@@ -196,6 +199,19 @@ class FixSession(asyncio.Protocol):
         finally:
             self.gateway.end_batch()
             self.flush()
+
+    def _log_garbled(self, reason: str) -> None:
+        """One warning a second per session at most (the rest counted in the next one), each of
+        bounded length: a client sending garbage must not turn its bytes into ten times as
+        many bytes of log."""
+        now = time.monotonic()
+        if now - self._garbled_logged_at < 1.0:
+            self._garbled_quiet += 1
+            return
+        more = f"; {self._garbled_quiet} more in the last second not logged" if self._garbled_quiet else ""
+        log.warning("%s %s: garbled message ignored (%s)%s", self.key or "-", self.peer, _bounded(reason)[:200], more)
+        self._garbled_logged_at = now
+        self._garbled_quiet = 0
 
     def pause_writing(self) -> None:  # the transport's buffer is over its high-water mark
         self._paused = True
@@ -643,6 +659,15 @@ class FixSession(asyncio.Protocol):
         if begin < 1 or begin > end:
             log.info("%s: ResendRequest %d..%s beyond our last sent %d: nothing to resend",
                      self.key, begin, end_raw[:20].decode(), last)
+            return
+        if sum(1 for item in self._held if not isinstance(item, bytes)) >= MAX_RESENDS_WAITING:
+            # a client that keeps asking while it does not read what we resend: each request
+            # waits here, uncounted by the outbound byte bound, so their number is bounded
+            log.warning("%s %s: %d ResendRequests waiting to be served (client not reading): disconnecting",
+                        self.key, self.peer, MAX_RESENDS_WAITING)
+            self.closing = True
+            if self.transport is not None:
+                self.transport.abort()
             return
         log.info("%s: serving ResendRequest %d..%d", self.key, begin, end)
         # written as the transport takes it (pause_writing / resume_writing); what the session
