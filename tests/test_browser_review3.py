@@ -7,40 +7,15 @@ skip and say why.
 from __future__ import annotations
 
 import json
-import os
-import shutil
 import time
 import urllib.request
 
 import pytest
 
 from tests.fixclient import FixClient, field
-from tests.server_process import ServerProcess
 
-CHROMIUM = os.environ.get("OMS_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed: run scripts/setup.sh "
-                                                              "(pip install -e '.[dev]')")
-if not os.path.exists(CHROMIUM):
-    pytest.skip(f"Chromium not found at {CHROMIUM}: run scripts/setup.sh as root (apt-get install chromium)",
-                allow_module_level=True)
-
-
-@pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    proc = ServerProcess(tmp_path_factory.mktemp("browser3") / "data").start()
-    yield proc
-    proc.stop()
-
-
-@pytest.fixture(scope="module")
-def browser():
-    with sync_api.sync_playwright() as pw:
-        b = pw.chromium.launch(executable_path=CHROMIUM, args=ARGS, headless=True)
-        yield b
-        b.close()
+# the same Chromium, flags and skips as the console's own tests (a module skip there skips here)
+from tests.test_browser_console import browser, server, sign_in, sync_api, url  # noqa: E402,F401 (fixtures, helpers)
 
 
 @pytest.fixture
@@ -55,21 +30,10 @@ def page(browser):
     assert not errors, f"browser errors: {errors}"
 
 
-def url(server) -> str:
-    return f"http://127.0.0.1:{server.http_port}/"
-
-
 def get_json(server, path: str, token: str) -> dict:
     req = urllib.request.Request(url(server) + path.lstrip("/"), headers={"Authorization": f"Bearer {token}"})
     with urllib.request.urlopen(req, timeout=30) as resp:
         return json.load(resp)
-
-
-def sign_in(page, server, token: str) -> None:
-    page.goto(url(server))
-    page.fill("#token", token)
-    page.click("#login-form button[type=submit]")
-    page.wait_for_selector("#who:not([hidden])")
 
 
 def test_audit_times_are_shown_as_recorded_to_the_nanosecond(page, server):

@@ -7,20 +7,12 @@ import pytest
 import pytest_asyncio
 
 from oms_trading.audit import schema as ev
-from tests.test_http_api import Api as BaseApi, serve_demo
-from tests.test_http_review import control
+from tests.test_http_api import serve_demo
+from tests.test_http_review import Api, control
 
 from tests.test_engine_common import S1, S2, kill, limit, make_engine, new, reports
 
 ASYNC = pytest.mark.asyncio(loop_scope="module")
-
-
-class Api(BaseApi):
-    """test_http_api's client, answering (status, body) without the headers."""
-
-    async def call(self, method: str, path: str, user: str | None = "risk1", body=None):
-        status, parsed, _headers = await super().call(method, path, user, body)
-        return status, parsed
 
 
 @pytest_asyncio.fixture(loop_scope="module", scope="module")
