@@ -458,6 +458,7 @@ class _Reader:
         accounts = {a.name for a in cfg.accounts}
         seen: set[tuple[str, str]] = set()
         folders: dict[str, str] = {}       # the store folder DATA/fix/<TARGET>-<SENDER> of each session
+        names: dict[str, int] = {}         # the session name TARGET->SENDER (SessionConfig.key) -> its index
         allowed = {"sender_comp_id", "target_comp_id", "begin_string", "account", "accounts", "password", "username",
                    "heartbeat",
                    "reset_on_logon", "cancel_on_disconnect", "drop_copy", "sending_time_tolerance_s", "validate"}
@@ -486,6 +487,14 @@ class _Reader:
                 raise self.fail(f"{key}.target_comp_id", f"the message store folder fix/{folder} is already "
                                 f"that of session {folders[folder]}")
             folders[folder] = f"{pair[1]}->{pair[0]}"
+            # the name TARGET->SENDER is the session's identity everywhere after the logon (order
+            # ownership, report routing, journal records): "A->B" + "OMS" and "A" + "B->OMS" are
+            # two pairs but one name, so each could cancel the other's orders and get its reports
+            name = f"{pair[1]}->{pair[0]}"
+            if name in names:
+                raise self.fail(f"{key}.target_comp_id", f"the session name {name} is already that of session "
+                                f"fix.sessions[{names[name]}] (a '->' inside a CompID)")
+            names[name] = i
             account = self.get(entry, "account", key, str, None)
             if account is not None and account not in accounts:
                 raise self.fail(f"{key}.account", f"no such account {account!r}")
