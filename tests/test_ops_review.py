@@ -1,0 +1,84 @@
+"""An operator's review of a running `oms serve`: /health and /metrics when the audit
+projection process dies, and what the log says (and when) at start and stop."""
+from __future__ import annotations
+
+import json
+import os
+import signal
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from tests.fixclient import FixClient
+from tests.server_process import ServerProcess
+
+
+def get(server: ServerProcess, path: str, token: str | None = None) -> tuple[int, bytes]:
+    request = urllib.request.Request(f"http://127.0.0.1:{server.http_port}{path}")
+    if token:
+        request.add_header("Authorization", f"Bearer {token}")
+    try:
+        with urllib.request.urlopen(request, timeout=10) as resp:
+            return resp.status, resp.read()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read()
+
+
+def health(server: ServerProcess) -> dict:
+    return json.loads(get(server, "/health")[1])
+
+
+def projection_pids(server: ServerProcess) -> list[int]:
+    """The server's multiprocessing children that run the projection (not the resource tracker)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            cmdline = (entry / "cmdline").read_bytes()
+        except OSError:
+            continue
+        ppid = int(stat.rsplit(")", 1)[1].split()[1])
+        if ppid == server.proc.pid and b"spawn_main" in cmdline:
+            pids.append(int(entry.name))
+    return pids
+
+
+def test_killed_projection_process_is_restarted_reported_and_catches_up(tmp_path):
+    """kill -9 of the projection child: /health kept saying "ok", nothing was logged, nothing
+    started a new one, so every audit query answered 503 and the lag grew until a restart."""
+    server = ServerProcess(tmp_path / "data").start()
+    client = None
+    try:
+        [child] = projection_pids(server)
+        os.kill(child, signal.SIGKILL)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:           # bounded: the supervisor looks every second
+            body = health(server)
+            if body.get("audit_projection_restarts") == 1 and body.get("audit_projection_running"):
+                break
+            time.sleep(0.2)
+        assert body.get("audit_projection_restarts") == 1 and body["audit_projection_running"], body
+        assert body["status"] == "ok" and body["ready"], body
+        [new_child] = projection_pids(server)
+        assert new_child != child
+        assert any(f"audit projection process (pid {child}) died" in line for line in server.stderr_lines), \
+            "".join(server.stderr_lines[-20:])
+
+        client = FixClient("127.0.0.1", server.fix_port, "CLIENT1", timeout=15)
+        client.logon(password="demo1")
+        client.new_order("K1", "AAPL", "1", 100, "190.00")
+        client.expect("8")
+        status, text = get(server, "/api/audit/lifecycle?cl_ord_id=K1", token="demo-compliance1-token")
+        assert status == 200, text
+        assert [e["type"] for e in json.loads(text)["events"]][:2] == ["order_received", "order_accepted"], text
+        _, metrics = get(server, "/metrics")
+        assert b"\noms_audit_projection_up 1.0\n" in metrics
+        assert b"\noms_audit_projection_restarts 1.0\n" in metrics
+    finally:
+        if client is not None:
+            client.close()
+        assert server.stop() == 0
+
