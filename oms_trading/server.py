@@ -155,6 +155,13 @@ class OmsServer:
         self._projection_task = asyncio.create_task(self._projection_loop())
         print(f"oms_trading: config {cfg.source}, data dir {opts.data_dir}, journal seq {self.journal.last_seq}",
               file=self.out)
+        # what an operator (or a log search after an incident) needs to know of this start: which
+        # code, on which interpreter, with how many sessions, and whether FIX is encrypted
+        from . import __version__
+        log.info("oms_trading %s (Python %s) started: config %s, data dir %s, journal seq %d, book %s, "
+                 "%d FIX sessions, FIX TLS %s, FIX %s:%d, HTTP %s:%d", __version__, sys.version.split()[0],
+                 cfg.source, opts.data_dir, self.journal.last_seq, opts.book, len(cfg.sessions),
+                 "on" if tls is not None else "off", fix_host, fix_port, http_host, http_port)
         if cfg.source == DEMO_CONFIG_NAME:
             for user in cfg.users:
                 if user.demo_token:
@@ -297,6 +304,8 @@ class OmsServer:
         except Exception:
             log.exception("audit projection process could not be started for the final catch-up")
         await asyncio.get_running_loop().run_in_executor(None, self.projection.stop)
+        log.info("oms_trading stopped: journal seq %d flushed, audit projection lag %d", self.journal.last_seq,
+                 self.projection.lag())
         try:
             print("oms_trading stopped cleanly", file=self.out, flush=True)
         except BrokenPipeError:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import time
 import urllib.error
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 from tests.fixclient import FixClient
@@ -82,3 +84,28 @@ def test_killed_projection_process_is_restarted_reported_and_catches_up(tmp_path
             client.close()
         assert server.stop() == 0
 
+
+def test_log_lines_are_utc_and_say_so_and_start_and_stop_are_logged(tmp_path):
+    """Log times were the host's local time with no zone (TZ=America/New_York: five hours off
+    the journal's and FIX's UTC); the start logged nothing of the version, the FIX sessions or
+    TLS, and the stop nothing at all (both went to stdout only, without a time)."""
+    data = tmp_path / "data"
+    server = ServerProcess(data, env={"TZ": "America/New_York"}).start()
+    try:
+        started = [line for line in server.stderr_lines if " started: " in line]
+        assert started, "".join(server.stderr_lines)
+        line = started[0]
+        stamp = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z INFO ", line)
+        assert stamp, line
+        logged = datetime.strptime(stamp.group(1), "%Y-%m-%dT%H:%M:%S.%f").replace(tzinfo=timezone.utc)
+        assert abs((datetime.now(timezone.utc) - logged).total_seconds()) < 600, line
+        from oms_trading import __version__
+        for part in (f"oms_trading {__version__} ", f"data dir {data}", "4 FIX sessions", "FIX TLS off",
+                     f"FIX 127.0.0.1:{server.fix_port}", f"HTTP 127.0.0.1:{server.http_port}"):
+            assert part in line, (part, line)
+        assert not any("demo-" in l and "token" in l for l in server.stderr_lines)   # tokens: stdout only
+    finally:
+        assert server.stop() == 0
+    time.sleep(0.2)   # the stderr reader thread takes the last lines
+    assert any(re.match(r"\d{4}-\d\d-\d\dT[\d:.]+Z INFO oms: oms_trading stopped: journal seq \d+", line)
+               for line in server.stderr_lines), "".join(server.stderr_lines[-10:])

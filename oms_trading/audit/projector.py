@@ -207,7 +207,8 @@ def _child_main(db_path: str, journal_dir: str, conn, db_max, written=None) -> N
             os.nice(19)
         except OSError:
             pass
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .. import configure_logging
+    configure_logging(logging.INFO)
     from .projection import Projection
     # at idle priority the projection may use every core the machine leaves idle: a backlog
     # (start-up, or after the server outran it) is inserted with DuckDB on all cores while the
