@@ -6,13 +6,16 @@ import json
 import os
 import re
 import signal
+import subprocess
 import time
 import urllib.error
 import urllib.request
 from datetime import datetime, timezone
 from pathlib import Path
 
-from tests.fixclient import FixClient
+import pytest
+
+from tests.fixclient import FixClient, field
 from tests.server_process import ServerProcess
 
 
@@ -109,3 +112,59 @@ def test_log_lines_are_utc_and_say_so_and_start_and_stop_are_logged(tmp_path):
     time.sleep(0.2)   # the stderr reader thread takes the last lines
     assert any(re.match(r"\d{4}-\d\d-\d\dT[\d:.]+Z INFO oms: oms_trading stopped: journal seq \d+", line)
                for line in server.stderr_lines), "".join(server.stderr_lines[-10:])
+
+
+@pytest.fixture
+def tiny_disk(tmp_path):
+    """A 4 MiB tmpfs (needs root, as test_faults.py's); skipped where mount is refused."""
+    mount = tmp_path / "tiny"
+    mount.mkdir()
+    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
+                            capture_output=True, text=True)
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_health_is_ready_again_once_the_journal_writes_again_after_a_full_disk(tmp_path, tiny_disk):
+    """After a full journal disk had space again, /health kept answering 503 "journal write
+    failed" although the journal had since written records (a session's logout, a logon): only
+    an order's batch cleared the state, and a readiness probe taking the server out of service
+    keeps the orders away."""
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "journal").symlink_to(tiny_disk)
+    server = ServerProcess(data).start()
+    client = FixClient("127.0.0.1", server.fix_port, "CLIENT1", timeout=15)
+    other = None
+    try:
+        client.logon(password="demo1")
+        filler = tiny_disk / "filler"
+        free = os.statvfs(tiny_disk).f_bavail * os.statvfs(tiny_disk).f_frsize
+        filler.write_bytes(b"\0" * max(0, free - 48 * 1024))
+        for i in range(2000):                              # bounded: the disk fills long before
+            client.new_order(f"F{i}", "AAPL", "1", 10, "189.00")
+            if field(client.expect("8"), 39) == "8":
+                break
+        status, text = get(server, "/health")
+        assert status == 503 and json.loads(text)["journal_error"], text
+        failed_at = json.loads(text)["journal_last_seq"]
+        filler.unlink()                                    # space returns
+        other = FixClient("127.0.0.1", server.fix_port, "CLIENT2", begin_string="FIX.4.2", timeout=15)
+        other.logon()                                      # journals its logon: the journal writes again
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            status, text = get(server, "/health")
+            if status == 200:
+                break
+            time.sleep(0.2)
+        body = json.loads(text)
+        assert body["journal_last_seq"] > failed_at, body
+        assert status == 200 and body["ready"] and body["journal_error"] is None, body
+        assert any("journal writes again" in line for line in server.stderr_lines)
+    finally:
+        client.close()
+        if other is not None:
+            other.close()
+        assert server.stop() == 0

@@ -28,7 +28,7 @@ STATIC_DIR = Path(__file__).parent / "static"
 async def health(request: web.Request) -> web.Response:
     """Liveness and readiness: journal writable, audit projection lag, FIX sessions."""
     server: "OmsServer" = request.app[SERVER_KEY]
-    journal_ok = server.gateway.journal_failed is None
+    journal_ok = server.gateway.journal_ok()
     # the projection (DuckDB, audit queries) is not on the order path: a dead one makes the
     # server degraded, not unready (the supervisor starts a new one within a second or so)
     projection_ok = server.projection.running()
