@@ -103,8 +103,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s", stream=sys.stderr)
+    from . import configure_logging
+    configure_logging(logging.DEBUG if args.verbose else logging.INFO, sys.stderr)
     try:
         return int(args.func(args) or 0)
     except KeyboardInterrupt:   # Ctrl-C before `oms serve` installs its own SIGINT handler: nothing started

@@ -46,6 +46,8 @@ class ServeOptions:
 # of ms at this size), so start big enough that a normal day never pays for it.
 BOOK_CAPACITY = 1 << 16
 
+PROJECTION_CHECK_S = 1.0     # how often the server looks whether the projection process still runs
+
 
 def make_book_factory(kind: str) -> Callable[[], object]:
     if kind == "reference":
@@ -150,8 +152,16 @@ class OmsServer:
         self.http_address = (http_host, http_port)
         self._clock_task = asyncio.create_task(self._clock_loop())
         self._gc_task = asyncio.create_task(self._gc_loop())
+        self._projection_task = asyncio.create_task(self._projection_loop())
         print(f"oms_trading: config {cfg.source}, data dir {opts.data_dir}, journal seq {self.journal.last_seq}",
               file=self.out)
+        # what an operator (or a log search after an incident) needs to know of this start: which
+        # code, on which interpreter, with how many sessions, and whether FIX is encrypted
+        from . import __version__
+        log.info("oms_trading %s (Python %s) started: config %s, data dir %s, journal seq %d, book %s, "
+                 "%d FIX sessions, FIX TLS %s, FIX %s:%d, HTTP %s:%d", __version__, sys.version.split()[0],
+                 cfg.source, opts.data_dir, self.journal.last_seq, opts.book, len(cfg.sessions),
+                 "on" if tls is not None else "off", fix_host, fix_port, http_host, http_port)
         if cfg.source == DEMO_CONFIG_NAME:
             for user in cfg.users:
                 if user.demo_token:
@@ -180,6 +190,22 @@ class OmsServer:
         finally:
             gc.unfreeze()
             gc.enable()
+
+    async def _projection_loop(self) -> None:
+        """A projection process that died is started again (and logged): nothing else notices,
+        and until then audit queries fail and DuckDB falls behind the journal."""
+        delay, restarted_at = PROJECTION_CHECK_S, 0.0
+        while True:
+            await asyncio.sleep(delay)
+            try:
+                if self.projection.restart_if_dead():
+                    # one that dies again at once (a damaged DuckDB file) is retried less and less
+                    # often, up to once a minute, not logged every second
+                    delay, restarted_at = min(delay * 2, 60.0), time.monotonic()
+                elif time.monotonic() - restarted_at > 60.0:
+                    delay = PROJECTION_CHECK_S
+            except Exception:       # cannot start one now (no memory, no processes): next time
+                log.exception("audit projection process could not be started again")
 
     @staticmethod
     def _report_replay(check, engine=None) -> None:
@@ -268,11 +294,18 @@ class OmsServer:
     async def stop(self) -> None:
         self._clock_task.cancel()
         self._gc_task.cancel()
+        self._projection_task.cancel()
         await self.acceptor.stop()
         self.gateway.end_batch()
         await self.runner.cleanup()
         self.journal.close()
+        try:   # a child that died still brings DuckDB up to date at the stop, as promised
+            self.projection.restart_if_dead()
+        except Exception:
+            log.exception("audit projection process could not be started for the final catch-up")
         await asyncio.get_running_loop().run_in_executor(None, self.projection.stop)
+        log.info("oms_trading stopped: journal seq %d flushed, audit projection lag %d", self.journal.last_seq,
+                 self.projection.lag())
         try:
             print("oms_trading stopped cleanly", file=self.out, flush=True)
         except BrokenPipeError:

@@ -78,6 +78,8 @@ class ProjectionProcess:
         self._proc = None
         self._lock = threading.Lock()            # one request at a time on the pipe
         self._fed_seq = 0
+        self.restarts = 0                        # children started again after one died
+        self.last_exit: int | None = None        # exit code of the last child that died
 
     # -- lifecycle
     def start(self) -> None:
@@ -95,6 +97,38 @@ class ProjectionProcess:
         self._proc.start()
         child.close()
         self._conn = parent
+
+    def running(self) -> bool:
+        return self._proc is not None and self._proc.is_alive()
+
+    def restart_if_dead(self) -> bool:
+        """Start a new child if the last one died (killed, out of memory, a crash in DuckDB):
+        the journal still holds everything, and the new child catches up from DuckDB's
+        max(seq). Without this, queries answered 503 and the projection fell further behind
+        until the server restarted, with nothing in the log. Returns True if it restarted;
+        never waits for a request under way on the pipe (the caller is the event loop)."""
+        proc = self._proc
+        if proc is None or proc.is_alive():
+            return False
+        if not self._lock.acquire(blocking=False):   # a request is finding out right now
+            return False
+        try:
+            if self._proc is not proc:
+                return False
+            proc.join(0)
+            self.last_exit = proc.exitcode
+            self.restarts += 1
+            log.error("audit projection process (pid %s) died with exit code %s: starting a new one "
+                      "(restart %d); it catches up from the journal", proc.pid, proc.exitcode, self.restarts)
+            try:
+                self._conn.close()
+            except OSError:
+                pass
+            self._proc = self._conn = None
+            self.start()
+            return True
+        finally:
+            self._lock.release()
 
     def stop(self) -> None:
         """Ask the child for a final catch-up, wait for it to close DuckDB and exit."""
@@ -173,7 +207,8 @@ def _child_main(db_path: str, journal_dir: str, conn, db_max, written=None) -> N
             os.nice(19)
         except OSError:
             pass
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    from .. import configure_logging
+    configure_logging(logging.INFO)
     from .projection import Projection
     # at idle priority the projection may use every core the machine leaves idle: a backlog
     # (start-up, or after the server outran it) is inserted with DuckDB on all cores while the

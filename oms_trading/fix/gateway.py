@@ -103,6 +103,7 @@ class Gateway:
         self._dirty: set["FixSession"] = set()
         self.journal_failed: str | None = None
         self._journal_failed_at = 0.0
+        self._journal_failed_seq = 0                    # the journal's written seq when it failed
         self.on_events: list[Callable[[list[dict]], None]] = []   # metrics, projection wake-up
         # reports for sessions that are not logged on, stored for their next logon's resend
         self.offline_sink: Callable[[dict[str, list[dict]]], None] | None = None
@@ -249,7 +250,8 @@ class Gateway:
         resent, self._resent = self._resent, set()
         try:
             self.engine.flush()
-            self.journal_failed = None
+            if self.journal_failed is not None:
+                self._journal_writes_again()
         except (OSError, JournalError) as exc:
             if isinstance(exc, JournalRecordError):
                 # a record the journal refused (a bug upstream, not the disk): this batch is
@@ -261,6 +263,7 @@ class Gateway:
                 self.journal_failed = str(exc)
                 text = _unavailable(self.journal_failed)
                 self._journal_failed_at = time.monotonic()
+                self._journal_failed_seq = getattr(self.engine.journal, "written_seq", 0)
                 log.error("journal write failed: %d events not acknowledged, their commands refused: %s",
                           len(events), exc)
             self._recover_after_journal_failure()
@@ -302,6 +305,22 @@ class Gateway:
         dirty, self._dirty = self._dirty, set()
         for session in dirty:
             session.flush()
+
+    def journal_ok(self) -> bool:
+        """False while the last journal write failed. Any record written since clears it, not
+        only a batch of this gateway's: session records (a logon, a logout) and the server's
+        own records are flushed past ``end_batch``, and after a full disk had space again
+        /health kept answering 503 "journal write failed" over a journal taking writes, until
+        the next order came (which a readiness probe keeping clients away may never let come)."""
+        if self.journal_failed is not None \
+                and getattr(self.engine.journal, "written_seq", 0) > self._journal_failed_seq:
+            self._journal_writes_again()
+        return self.journal_failed is None
+
+    def _journal_writes_again(self) -> None:
+        log.warning("journal writes again (seq %s) after: %s", getattr(self.engine.journal, "written_seq", "?"),
+                    self.journal_failed)
+        self.journal_failed = None
 
     def _keep_cancel_on_disconnect(self, command: dict) -> None:
         """A session's cancel on disconnect the journal refused: kept to be tried again, so its

@@ -28,14 +28,19 @@ STATIC_DIR = Path(__file__).parent / "static"
 async def health(request: web.Request) -> web.Response:
     """Liveness and readiness: journal writable, audit projection lag, FIX sessions."""
     server: "OmsServer" = request.app[SERVER_KEY]
-    journal_ok = server.gateway.journal_failed is None
+    journal_ok = server.gateway.journal_ok()
+    # the projection (DuckDB, audit queries) is not on the order path: a dead one makes the
+    # server degraded, not unready (the supervisor starts a new one within a second or so)
+    projection_ok = server.projection.running()
     body = {
-        "status": "ok" if journal_ok else "degraded",
+        "status": "ok" if journal_ok and projection_ok else "degraded",
         "live": True,
         "ready": journal_ok,
         "journal_last_seq": server.journal.last_seq,
         "journal_error": server.gateway.journal_failed,
         "audit_projection_lag": server.projection.lag(),
+        "audit_projection_running": projection_ok,
+        "audit_projection_restarts": server.projection.restarts,
         "fix_sessions": sorted(server.gateway.sessions),
     }
     check = server.engine.replay_check

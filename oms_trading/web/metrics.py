@@ -90,6 +90,10 @@ class Metrics:
         r.register(self.counters)
         self.sessions = Gauge("oms_fix_sessions", "FIX sessions logged on", registry=r)
         self.audit_lag = Gauge("oms_audit_projection_lag", "Journal events not yet in DuckDB", registry=r)
+        self.projection_up = Gauge("oms_audit_projection_up", "1 while the audit projection process runs",
+                                   registry=r)
+        self.projection_restarts = Gauge("oms_audit_projection_restarts", "Audit projection processes started "
+                                         "again after one died, since the start", registry=r)
         self.journal_seq = Gauge("oms_journal_last_seq", "Last journal sequence number", registry=r)
         self.clock_steps_back = Gauge("oms_clock_steps_back", "Times the wall clock stepped back under a "
                                       "journaled record since the start", registry=r)
@@ -130,6 +134,8 @@ class Metrics:
     def render(self, server: "OmsServer") -> bytes:
         self.sessions.set(len(server.gateway.sessions))
         self.audit_lag.set(server.projection.lag())
+        self.projection_up.set(1 if server.projection.running() else 0)
+        self.projection_restarts.set(server.projection.restarts)
         self.journal_seq.set(server.journal.last_seq)
         self.clock_steps_back.set(server.engine.clock_steps_back)
         return generate_latest(self.registry)
