@@ -155,3 +155,49 @@ def test_a_reset_stores_the_old_fix_log_under_its_utc_time_not_the_hosts_local_t
     stamp, ns = old.name[len("outbound-"):-len(".log")].split("-")
     named = datetime.datetime.strptime(stamp, "%Y%m%dT%H%M%S").replace(tzinfo=datetime.timezone.utc)
     assert named.timestamp() == int(ns) // S
+
+
+def test_a_logon_that_straddles_the_daily_reset_instant_still_ends_its_fix_day_at_it(tmp_path, monkeypatch):
+    """A Logon processed across the daily reset time: the store was found not due (the clock
+    read just before the reset), then the session's day end was computed from a second reading
+    just after it, i.e. tomorrow's. The session kept the old numbering through the reset, for a
+    whole day. One reading of the clock now decides both."""
+    from datetime import datetime, timezone
+
+    from oms_trading.fix import session as session_mod
+    from tests.test_fix_fastpath import Stack, frame, now_ts
+
+    real = time.time_ns()
+    reset_ns = (real // S + 2) * S                   # a whole second just ahead of the real clock
+    reset_at = datetime.fromtimestamp(reset_ns // S, timezone.utc).strftime("%H:%M:%S")
+    s = Stack(tmp_path, False)
+    try:
+        monkeypatch.setattr(s.acceptor.config, "daily_reset", reset_at)
+        passed = {"reset": False}                    # the clock reads past the reset from here on
+        real_due = s.acceptor.daily_reset_due
+
+        def due(store, now_ns=None):
+            answer = real_due(store, now_ns)
+            passed["reset"] = True
+            return answer
+
+        class Clock:                                 # the module's `time`, its wall clock moved
+            def __getattr__(self, name):
+                return getattr(time, name)
+
+            @staticmethod
+            def time_ns() -> int:
+                return reset_ns + (10**6 if passed["reset"] else -10**6)
+
+        monkeypatch.setattr(s.acceptor, "daily_reset_due", due)
+        monkeypatch.setattr(session_mod, "time", Clock())
+        s.feed(frame(b"FIX.4.2", [(b"35", b"A"), (b"49", b"CLIENT2"), (b"56", b"OMS"), (b"34", b"1"),
+                                  (b"52", now_ts()), (b"98", b"0"), (b"108", b"0")]))
+        assert s.session.logged_on and not s.transport.closed
+        s.session.tick(time.monotonic())             # a timer turn after the reset time
+        assert s.transport.closed                    # logged out: the FIX day ended
+        store = s.acceptor.store_for(s.acceptor.find_config(b"CLIENT2", b"OMS"))
+        assert (store.next_sender_seq, store.next_target_seq) == (1, 1)
+        assert b"35=5\x01" in bytes(s.transport.out)
+    finally:
+        s.close()
