@@ -127,6 +127,9 @@ class OmsServer:
         self.acceptor.recover_inbound_seqs(self.engine.inbound_seqs)
         self.acceptor.recover_reports()
         self.acceptor.end_sessions_lost_in_a_crash(self.engine.sessions_logged_on)
+        # the time that passed while down, before a port opens: an order taken first would be
+        # decided against the old day's credit (and a DAY order of it expired by the late roll)
+        self._next_eod = self._catch_up_clock()
         tls = None
         if cfg.tls_cert is not None:
             tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
@@ -262,19 +265,31 @@ class OmsServer:
         self.gateway.submit({"type": "clock", "ts": time.time_ns(), "end_of_day": int(end_of_day)})
         self.gateway.end_batch()
 
-    async def _clock_loop(self) -> None:
-        """Time passing is a command too: limit expiries and the end of the trading day."""
+    def _catch_up_clock(self) -> int:
+        """At start, before any port opens: roll a day the server was down at the end of, and
+        put back temporary limits that expired meanwhile. Returns the next end of day's time
+        (from the same reading of the clock: a start just before it must not skip it)."""
         now = time.time_ns()
         last_eod = previous_utc_time_ns(self.config.end_of_day, now)
         # down across an end of day with the day before it not rolled (journaled commands since
         # the last end of day, from before this one)? Roll it now: DAY orders expire, the fills
-        # of that day stop counting against credit, its finished orders' ClOrdIDs are free again
-        first = self.engine.day_first_ts
-        if first is not None and first < last_eod:
+        # of that day stop counting against credit, its finished orders' ClOrdIDs are free again.
+        # Not when the last roll came after this end of day: commands stamped before it after
+        # the roll are of the new day, with a wall clock that stepped back
+        first, rolled = self.engine.day_first_ts, self.engine.day_rolled_ts
+        if first is not None and first < last_eod and (rolled is None or rolled < last_eod):
             log.info("the server was down at the end of day (%s UTC): rolling the day now",
                      self.config.end_of_day)
-            self._submit_clock(end_of_day=True)
-        next_eod = last_eod + 86_400 * 10**9
+            self._submit_clock(end_of_day=True)      # (expired temporary limits go back too)
+        else:
+            due = self.engine.next_due_ns()
+            if due is not None and due <= time.time_ns():
+                self._submit_clock(end_of_day=False)
+        return last_eod + 86_400 * 10**9
+
+    async def _clock_loop(self) -> None:
+        """Time passing is a command too: limit expiries and the end of the trading day."""
+        next_eod = self._next_eod
         while True:
             due = self.engine.next_due_ns()
             now = time.time_ns()

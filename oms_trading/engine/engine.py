@@ -125,6 +125,9 @@ class Engine:
         # ts of the first command replayed since the last end of day (None: none since): a start
         # after an end of day the server was down for rolls the day if this is before it
         self.day_first_ts: int | None = None
+        # ts of the last end of day's roll (None: none yet): one after an end of day's time says
+        # that day rolled, whatever time the commands after it carry (a clock stepped back)
+        self.day_rolled_ts: int | None = None
         # FIX session facts the replay finds, for the acceptor's recovery after a crash: the
         # MsgSeqNum of each session's last journaled command since its last sequence reset (the
         # store's inbound seq may lag it: it is written after the journal), and the sessions
@@ -795,6 +798,7 @@ class Engine:
             self.pos.end_of_day()     # the credit limit counts fills of the day
             self._forget_finished_orders()
             self.day_first_ts = None
+            self.day_rolled_ts = cmd["ts"]
         if self.risk is not None:
             self.risk.on_clock(cmd, out)
 

@@ -282,7 +282,11 @@ class FixSession(asyncio.Protocol):
         reset_requested = msg.get(141) == b"Y"
         try:
             self.store = self.acceptor.store_for(cfg)
-            daily = self.acceptor.daily_reset_due(self.store)
+            # one reading of the clock decides both whether the reset passed and when this
+            # session's FIX day ends: two readings straddling the reset time left the session
+            # on the old numbering through it (not due by the first, tomorrow's by the second)
+            logon_ns = time.time_ns()
+            daily = self.acceptor.daily_reset_due(self.store, logon_ns)
             if daily:
                 log.info("FIX session %s: daily reset time %s UTC passed since its last activity: sequence reset",
                          cfg.key, self.acceptor.config.daily_reset)
@@ -309,7 +313,7 @@ class FixSession(asyncio.Protocol):
         self._register()
         reset_at = self.acceptor.config.daily_reset
         # the moment this session's FIX day ends while it stays logged on (0: no daily reset)
-        self._day_ends_ns = previous_utc_time_ns(reset_at, time.time_ns()) + DAY_NS if reset_at else 0
+        self._day_ends_ns = previous_utc_time_ns(reset_at, logon_ns) + DAY_NS if reset_at else 0
         logon_fields = [(98, b"0"), (108, str(self.heartbeat_s).encode())]
         if resetting:
             logon_fields.append((141, b"Y"))

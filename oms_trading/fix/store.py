@@ -351,7 +351,10 @@ class MessageStore:
         self._reset_path.touch()             # a crash from here on: the next open finishes the reset
         os.close(self._out_fd)
         if self._out_path.exists() and self._out_path.stat().st_size > len(_TAG):
-            self._out_path.rename(self.directory / f"outbound-{time.strftime('%Y%m%dT%H%M%S')}-{time.time_ns()}.log")
+            # named by UTC time, as every time of the system (time.strftime alone is local time)
+            now = time.time_ns()
+            stamp = time.strftime("%Y%m%dT%H%M%S", time.gmtime(now // 1_000_000_000))
+            self._out_path.rename(self.directory / f"outbound-{stamp}-{now}.log")
         os.replace(fresh, self._out_path)
         self._out_fd = os.open(self._out_path, os.O_WRONLY | os.O_APPEND, 0o644)
         self._out_size = len(_TAG)
