@@ -75,9 +75,10 @@ def test_unauthenticated_health_names_the_difference_without_trade_values():
         '\n[risk.accounts.A1]\nmax_order_qty = 5\n'))
     fresh.replay(journal.records)
     assert fresh.replay_check.differences
-    server = SimpleNamespace(gateway=SimpleNamespace(journal_failed=None, sessions={}),
+    server = SimpleNamespace(gateway=SimpleNamespace(journal_failed=None, sessions={}, journal_ok=lambda: True),
                              journal=SimpleNamespace(last_seq=2),
-                             projection=SimpleNamespace(lag=lambda: 0), engine=fresh)
+                             projection=SimpleNamespace(lag=lambda: 0, running=lambda: True, restarts=0),
+                             engine=fresh)
     request = SimpleNamespace(app={SERVER_KEY: server})
     body = json.loads(asyncio.run(health(request)).body)
     text = body["replay_first_difference"]
