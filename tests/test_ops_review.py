@@ -95,7 +95,10 @@ def test_log_lines_are_utc_and_say_so_and_start_and_stop_are_logged(tmp_path):
     data = tmp_path / "data"
     server = ServerProcess(data, env={"TZ": "America/New_York"}).start()
     try:
-        started = [line for line in server.stderr_lines if " started: " in line]
+        deadline = time.monotonic() + 10     # stderr is read by a thread: the line may come just after
+        while not (started := [line for line in server.stderr_lines if " started: " in line]) \
+                and time.monotonic() < deadline:
+            time.sleep(0.05)
         assert started, "".join(server.stderr_lines)
         line = started[0]
         stamp = re.match(r"(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3})Z INFO ", line)
@@ -109,9 +112,11 @@ def test_log_lines_are_utc_and_say_so_and_start_and_stop_are_logged(tmp_path):
         assert not any("demo-" in l and "token" in l for l in server.stderr_lines)   # tokens: stdout only
     finally:
         assert server.stop() == 0
-    time.sleep(0.2)   # the stderr reader thread takes the last lines
-    assert any(re.match(r"\d{4}-\d\d-\d\dT[\d:.]+Z INFO oms: oms_trading stopped: journal seq \d+", line)
-               for line in server.stderr_lines), "".join(server.stderr_lines[-10:])
+    stopped = re.compile(r"\d{4}-\d\d-\d\dT[\d:.]+Z INFO oms: oms_trading stopped: journal seq \d+")
+    deadline = time.monotonic() + 10     # the stderr reader thread takes the last lines
+    while not any(stopped.match(line) for line in server.stderr_lines) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert any(stopped.match(line) for line in server.stderr_lines), "".join(server.stderr_lines[-10:])
 
 
 @pytest.fixture
