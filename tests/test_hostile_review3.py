@@ -345,6 +345,11 @@ def test_connections_not_logged_on_are_capped_and_a_logon_gets_through_once_one_
         extra = socket.create_connection(("127.0.0.1", server.fix_port), timeout=5)
         assert extra.recv(100) == b""                      # closed at once, not after 10 s
         extra.close()
+        refused = "refused: 3 connections not logged on yet (max_connections_before_logon)"
+        deadline = time.monotonic() + 10                   # stderr is read by a thread
+        while refused not in "".join(server.stderr_lines) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert refused in "".join(server.stderr_lines)
         idle.pop().close()
         time.sleep(0.3)
         b = FixClient("127.0.0.1", server.fix_port, "CAPB", begin_string="FIX.4.4", timeout=5.0)
@@ -355,7 +360,6 @@ def test_connections_not_logged_on_are_capped_and_a_logon_gets_through_once_one_
         for s in idle:
             s.close()
         server.kill()
-    assert "refused: 3 connections not logged on yet (max_connections_before_logon)" in "".join(server.stderr_lines)
 
 
 def test_max_connections_before_logon_must_be_positive():

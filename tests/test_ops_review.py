@@ -51,6 +51,16 @@ def projection_pids(server: ServerProcess) -> list[int]:
     return pids
 
 
+
+def _logged(server, text: str, timeout: float = 10.0) -> bool:
+    """Whether the server logged ``text`` (within ``timeout``: its stderr is read by a thread)."""
+    deadline = time.monotonic() + timeout
+    while not any(text in line for line in server.stderr_lines):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
 def test_killed_projection_process_is_restarted_reported_and_catches_up(tmp_path):
     """kill -9 of the projection child: /health kept saying "ok", nothing was logged, nothing
     started a new one, so every audit query answered 503 and the lag grew until a restart."""
@@ -69,8 +79,7 @@ def test_killed_projection_process_is_restarted_reported_and_catches_up(tmp_path
         assert body["status"] == "ok" and body["ready"], body
         [new_child] = projection_pids(server)
         assert new_child != child
-        assert any(f"audit projection process (pid {child}) died" in line for line in server.stderr_lines), \
-            "".join(server.stderr_lines[-20:])
+        assert _logged(server, f"audit projection process (pid {child}) died"), "".join(server.stderr_lines[-20:])
 
         client = FixClient("127.0.0.1", server.fix_port, "CLIENT1", timeout=15)
         client.logon(password="demo1")
@@ -167,7 +176,7 @@ def test_health_is_ready_again_once_the_journal_writes_again_after_a_full_disk(t
         body = json.loads(text)
         assert body["journal_last_seq"] > failed_at, body
         assert status == 200 and body["ready"] and body["journal_error"] is None, body
-        assert any("journal writes again" in line for line in server.stderr_lines)
+        assert _logged(server, "journal writes again"), "".join(server.stderr_lines[-20:])
     finally:
         client.close()
         if other is not None:
