@@ -6,7 +6,6 @@ import json
 import os
 import re
 import signal
-import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -17,6 +16,7 @@ import pytest
 
 from tests.fixclient import FixClient, field
 from tests.server_process import ServerProcess
+from tests.test_faults import tiny_disk  # noqa: F401  (fixture: a 4 MiB tmpfs, needs root)
 
 
 def get(server: ServerProcess, path: str, token: str | None = None) -> tuple[int, bytes]:
@@ -126,19 +126,6 @@ def test_log_lines_are_utc_and_say_so_and_start_and_stop_are_logged(tmp_path):
     while not any(stopped.match(line) for line in server.stderr_lines) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert any(stopped.match(line) for line in server.stderr_lines), "".join(server.stderr_lines[-10:])
-
-
-@pytest.fixture
-def tiny_disk(tmp_path):
-    """A 4 MiB tmpfs (needs root, as test_faults.py's); skipped where mount is refused."""
-    mount = tmp_path / "tiny"
-    mount.mkdir()
-    result = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(mount)],
-                            capture_output=True, text=True)
-    if result.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {result.stderr.strip()}")
-    yield mount
-    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
 def test_health_is_ready_again_once_the_journal_writes_again_after_a_full_disk(tmp_path, tiny_disk):
