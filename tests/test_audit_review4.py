@@ -76,6 +76,16 @@ def test_details_as_every_ingest_path_writes_them_verify(tmp_path, fast_ingest):
     assert r.ok and r.checked_table == 5, r
 
 
+def _rotated_journal(tmp_path):
+    """20 records flushed one by one into segments of ~1.5 kB (several segments); its folder."""
+    jdir = journal_dir(tmp_path)
+    with Journal(jdir, fsync="os", rotate_bytes=1500) as j:
+        for i in range(20):
+            j.append(ev(i))
+            j.flush()
+    return jdir
+
+
 def _frame_offsets(path) -> list[int]:
     from oms_trading.audit.journal import HLEN
     data, offs, off = path.read_bytes(), [], 0
@@ -93,11 +103,7 @@ def test_verify_after_a_power_cut_that_left_an_empty_next_segment_agrees_with_th
     segment goes); ``verify`` run before the restart reported the same files as corrupt, then
     intact after it."""
     from oms_trading.audit.journal import iter_records, list_segments
-    jdir = journal_dir(tmp_path)
-    with Journal(jdir, fsync="os", rotate_bytes=1500) as j:
-        for i in range(20):
-            j.append(ev(i))
-            j.flush()
+    jdir = _rotated_journal(tmp_path)
     segs = list_segments(jdir)
     assert len(segs) >= 3
     (_, old), (_, new) = segs[-2], segs[-1]
@@ -118,11 +124,7 @@ def test_verify_after_a_power_cut_that_left_an_empty_next_segment_agrees_with_th
 def test_a_segment_with_records_after_an_empty_one_is_still_corruption(tmp_path):
     # only empty segments at the very end are a rotation's leftovers; one in the middle is a gap
     from oms_trading.audit.journal import list_segments
-    jdir = journal_dir(tmp_path)
-    with Journal(jdir, fsync="os", rotate_bytes=1500) as j:
-        for i in range(20):
-            j.append(ev(i))
-            j.flush()
+    jdir = _rotated_journal(tmp_path)
     segs = list_segments(jdir)
     segs[-2][1].write_bytes(b"")
     r = verify(tmp_path)

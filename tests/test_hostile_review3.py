@@ -25,6 +25,18 @@ def _bench(server) -> FixClient:
     return c
 
 
+def _get(server, path: str):
+    """GET ``path`` on the server's HTTP port: (the response, its body)."""
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
+    try:
+        conn.request("GET", path)
+        resp = conn.getresponse()
+        return resp, resp.read()
+    finally:
+        conn.close()
+
+
 def _tracebacks(server) -> list[str]:
     return [line for line in server.stderr_lines if "Traceback" in line]
 
@@ -283,33 +295,18 @@ def test_a_missing_static_file_is_a_json_404(server, path):
     """A missing file under /static/ (a trailing slash, a dot name, a doubled slash) was answered
     with aiohttp's own empty application/octet-stream 404, not the JSON error of every other
     path: aiohttp only finds the file missing while sending it, past the error middleware."""
-    import http.client
     import json
 
-    conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
-    try:
-        conn.request("GET", path)
-        resp = conn.getresponse()
-        body = resp.read()
-    finally:
-        conn.close()
+    resp, body = _get(server, path)
     assert resp.status == 404, (path, resp.status, body)
     assert resp.getheader("Content-Type", "").startswith("application/json"), (path, resp.getheaders())
     assert json.loads(body) == {"error": "Not Found", "status": 404}
 
 
 def test_static_console_files_are_still_served(server):
-    import http.client
-
     for path, kind in (("/static/app.js", "javascript"), ("/static/app.css", "text/css"),
                        ("/static/index.html", "text/html")):
-        conn = http.client.HTTPConnection("127.0.0.1", server.http_port, timeout=10)
-        try:
-            conn.request("GET", path)
-            resp = conn.getresponse()
-            body = resp.read()
-        finally:
-            conn.close()
+        resp, body = _get(server, path)
         assert resp.status == 200 and kind in resp.getheader("Content-Type", "") and body, path
 
 

@@ -209,7 +209,7 @@ class FixSession(asyncio.Protocol):
             self._garbled_quiet += 1
             return
         more = f"; {self._garbled_quiet} more in the last second not logged" if self._garbled_quiet else ""
-        log.warning("%s %s: garbled message ignored (%s)%s", self.key or "-", self.peer, _bounded(reason)[:200], more)
+        log.warning("%s %s: garbled message ignored (%s)%s", self.key or "-", self.peer, reason[:200], more)
         self._garbled_logged_at = now
         self._garbled_quiet = 0
 
